@@ -1,0 +1,3 @@
+from gputrack.cli import main
+
+raise SystemExit(main())

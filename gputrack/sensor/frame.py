@@ -1,0 +1,69 @@
+"""The RAW frame: what the sensor reads out, and the type at the sensor/ISP seam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gputrack.errors import GputrackError
+
+BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def check_pattern(pattern: str) -> str:
+    """The pattern in upper case, or a clear error."""
+    p = str(pattern).upper()
+    if p not in BAYER_PATTERNS:
+        raise GputrackError(f"unknown Bayer pattern '{pattern}' (choose from {', '.join(BAYER_PATTERNS)})")
+    return p
+
+
+@dataclass
+class RawFrame:
+    """`uint16[H, W]` Bayer mosaic with its readout description. Even width and height."""
+
+    data: np.ndarray
+    pattern: str = "RGGB"
+    bit_depth: int = 12
+    black_level: int = 0
+    white_level: int | None = None  # default: 2**bit_depth - 1
+    index: int = 0
+    timestamp: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.pattern = check_pattern(self.pattern)
+        if self.bit_depth not in BIT_DEPTHS:
+            raise GputrackError(f"bit depth {self.bit_depth} not supported (choose from {BIT_DEPTHS})")
+        if self.white_level is None:
+            self.white_level = (1 << self.bit_depth) - 1
+        if self.data.ndim != 2:
+            raise GputrackError(f"RAW frame must be 2-D (H, W), got shape {self.data.shape}")
+        h, w = self.data.shape
+        if h % 2 or w % 2:
+            raise GputrackError(f"RAW frame size {w}x{h}: width and height must be even")
+        if self.data.dtype != np.uint16:
+            raise GputrackError(f"RAW frame must be uint16, got {self.data.dtype}")
+        if not 0 <= self.black_level < self.white_level < (1 << self.bit_depth):
+            raise GputrackError(
+                f"black level {self.black_level} / white level {self.white_level} do not fit "
+                f"{self.bit_depth}-bit data"
+            )
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[1])
+
+    def check_values(self) -> None:
+        """A clear error when the data exceeds its declared bit depth."""
+        top = int(self.data.max(initial=0))
+        if top >= (1 << self.bit_depth):
+            raise GputrackError(
+                f"RAW data reaches {top}, which exceeds the declared bit depth {self.bit_depth} "
+                f"(max {(1 << self.bit_depth) - 1}); pass the right --bit-depth"
+            )
