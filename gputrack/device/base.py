@@ -188,6 +188,11 @@ class Backend(ABC):
                     f"kernel {kernel}: parameter '{param.name}' is {param.ctype}*, "
                     f"got an array of {value.dtype}"
                 )
+            if not value.flags.c_contiguous:
+                raise KernelError(
+                    f"kernel {kernel}: parameter '{param.name}' needs a C-contiguous array "
+                    f"(got strides {value.strides}); pass a contiguous copy"
+                )
             return value
         if self.is_device_array(value) or isinstance(value, np.ndarray):
             raise KernelError(f"kernel {kernel}: parameter '{param.name}' is a scalar {param.ctype}")

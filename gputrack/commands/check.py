@@ -1,0 +1,130 @@
+"""`gputrack check`: what this machine can run — versions, backends (with the reason when one
+is unavailable), the GPU, NVRTC, and whether every kernel compiles for sm_90 with no spills."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from gputrack import __version__
+from gputrack.device import BACKEND_NAMES, auto_choice, probe
+from gputrack.device.compile_report import DEFAULT_ARCH, nvrtc_version, report_all
+
+_PACKAGES = ("numpy", "scipy", "opencv-python-headless", "opencv-python", "filterpy", "rich",
+             "onnx", "onnxruntime", "cupy-cuda13x", "cupy-cuda12x", "pycuda")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="report versions, backends, GPU and kernel compilation",
+                       description=__doc__)
+    p.add_argument("--json", action="store_true", help="print one JSON object for programs")
+    p.add_argument("--no-kernels", action="store_true", help="skip compiling the kernels")
+    p.add_argument("--arch", default=DEFAULT_ARCH, help="GPU architecture to compile for")
+    p.add_argument("--strict", action="store_true",
+                   help="also fail (exit 1) when a kernel does not compile or spills registers")
+    p.set_defaults(func=run)
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version(), "gputrack": __version__}
+    for package in _PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _nvcc_version() -> str | None:
+    nvcc = shutil.which("nvcc")
+    if not nvcc:
+        return None
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1] if out.strip() else "unknown"
+
+
+def collect(compile_kernels: bool = True, arch: str = DEFAULT_ARCH) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict."""
+    backends = {}
+    for name in BACKEND_NAMES:
+        state = probe(name)
+        backends[name] = {"available": state.available, "reason": state.reason}
+    from gputrack.device.ops_cuda import gpu_info
+
+    chosen, why = auto_choice()
+    version, why_not = nvrtc_version()
+    report: dict[str, Any] = {
+        "versions": _versions(),
+        "gpu": gpu_info(),
+        "backends": backends,
+        "auto": {"backend": chosen, "reason": why},
+        "nvrtc": {"version": version, "reason": why_not},
+        "nvcc": _nvcc_version(),
+        "arch": arch,
+        "kernels": [],
+        "kernel_errors": [],
+    }
+    if compile_kernels:
+        for file in report_all(arch=arch):
+            if file.compiled:
+                report["kernels"] += [k.as_dict() for k in file.kernels]
+            else:
+                report["kernel_errors"].append({"file": file.file, "error": file.error})
+    return report
+
+
+def _print_human(report: dict[str, Any], compiled: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    v = report["versions"]
+    console.print(f"[bold]gputrack {v['gputrack']}[/] on Python {v['python']}")
+    console.print("  " + ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "gputrack")))
+    gpu = report["gpu"]
+    console.print(f"GPU: {gpu['name']}, {gpu['memory_gb']} GB" if gpu else "GPU: none")
+    nv = report["nvrtc"]
+    console.print(f"NVRTC: {nv['version']}" if nv["version"] else f"NVRTC: unavailable ({escape(nv['reason'])})")
+    console.print(f"nvcc: {report['nvcc'] or 'not on PATH'}")
+
+    table = Table(title="backends")
+    for col in ("backend", "available", "reason"):
+        table.add_column(col)
+    for name, state in report["backends"].items():
+        mark = "[green]yes[/]" if state["available"] else "[red]no[/]"
+        table.add_row(name, mark, escape(state["reason"]))
+    console.print(table)
+    console.print(f"auto -> [bold]{report['auto']['backend']}[/] ({escape(report['auto']['reason'])})")
+
+    if not compiled:
+        return
+    table = Table(title=f"kernels ({report['arch']}, NVRTC)")
+    for col in ("file", "kernel", "registers", "spills (B)", "smem (B)"):
+        table.add_column(col)
+    for k in report["kernels"]:
+        spill = f"[red]{k['spills']}[/]" if k["spills"] else "0"
+        table.add_row(k["file"], k["name"], str(k["registers"]), spill, str(k["shared_bytes"]))
+    for err in report["kernel_errors"]:
+        table.add_row(err["file"], "[red]does not compile[/]", "", "", escape(err["error"][:60]))
+    console.print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect(compile_kernels=not args.no_kernels, arch=args.arch)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_human(report, compiled=not args.no_kernels)
+    if not any(b["available"] for b in report["backends"].values()):
+        return 1
+    if args.strict and (report["kernel_errors"] or any(k["spills"] for k in report["kernels"])):
+        return 1
+    return 0

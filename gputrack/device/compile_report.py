@@ -1,0 +1,149 @@
+"""Compile kernel files for a GPU architecture without a GPU, and read the resource report.
+
+NVRTC (through CuPy's low-level binding, which works with no driver) and, where it is on the
+PATH, nvcc both compile every kernel for `sm_90` with `-Xptxas -v`; the report gives registers,
+spills, stack frame and static shared memory per kernel. `gputrack check` and the tests use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gputrack.device import kernel_source
+
+DEFAULT_ARCH = "sm_90"
+
+_ENTRY_RE = re.compile(r"Compiling entry function '(\w+)' for '(\w+)'")
+_SPILL_RE = re.compile(
+    r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads"
+)
+_USED_RE = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
+
+
+@dataclass
+class KernelReport:
+    file: str
+    name: str
+    compiled: bool
+    registers: int = 0
+    spills: int = 0  # spill stores + spill loads, bytes
+    stack_bytes: int = 0
+    shared_bytes: int = 0
+    compiler: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FileReport:
+    file: str
+    compiled: bool
+    compiler: str
+    kernels: list[KernelReport] = field(default_factory=list)
+    error: str = ""
+    log: str = ""
+
+
+def cuda_include_dirs() -> list[str]:
+    """Header folders a kernel may need beyond its own (cuda_fp16.h and friends)."""
+    dirs: list[str] = []
+    for root in (os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if root and Path(root, "include", "cuda_fp16.h").is_file():
+            dirs.append(str(Path(root, "include")))
+            break
+    return dirs
+
+
+def include_flags(path: Path) -> list[str]:
+    dirs = [str(kernel_source.kernels_dir()), str(path.parent), *cuda_include_dirs()]
+    seen: list[str] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return [f"-I{d}" for d in seen]
+
+
+def parse_ptxas_log(log: str, file: str, compiler: str) -> list[KernelReport]:
+    """Per-kernel resources from a `ptxas -v` log (the same text from nvcc and NVRTC)."""
+    reports: dict[str, KernelReport] = {}
+    current: KernelReport | None = None
+    for line in log.splitlines():
+        if m := _ENTRY_RE.search(line):
+            current = reports.setdefault(m.group(1), KernelReport(file, m.group(1), True, compiler=compiler))
+        elif current and (m := _SPILL_RE.search(line)):
+            current.stack_bytes = int(m.group(1))
+            current.spills = int(m.group(2)) + int(m.group(3))
+        elif current and (m := _USED_RE.search(line)):
+            current.registers = int(m.group(1))
+            current.shared_bytes = int(m.group(2) or 0)
+    return list(reports.values())
+
+
+def nvrtc_version() -> tuple[str | None, str]:
+    """('13.0', '') or (None, why not)."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+    except ImportError as err:
+        return None, f"CuPy not installed ({err.name})"
+    try:
+        major, minor = nvrtc.getVersion()
+    except Exception as err:  # the shared library is missing or unloadable
+        return None, f"NVRTC library not found ({err}); pip install 'cuda-toolkit[nvrtc]==13.*'"
+    return f"{major}.{minor}", ""
+
+
+def compile_nvrtc(
+    path: Path, arch: str = DEFAULT_ARCH, defines: dict[str, str] | None = None
+) -> FileReport:
+    """Compile one file to a cubin with NVRTC and report each kernel's resources."""
+    version, why = nvrtc_version()
+    if version is None:
+        return FileReport(path.name, False, "nvrtc", error=why)
+    from cupy_backends.cuda.libs import nvrtc
+
+    compiler = f"nvrtc {version}"
+    options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", *include_flags(path)]
+    options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    program = nvrtc.createProgram(kernel_source.read_source(path), path.name, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(program, options)
+        except nvrtc.NVRTCError:
+            log = nvrtc.getProgramLog(program)
+            return FileReport(path.name, False, compiler, error=_first_error(log), log=log)
+        log = nvrtc.getProgramLog(program)
+    finally:
+        nvrtc.destroyProgram(program)
+    return FileReport(path.name, True, compiler, parse_ptxas_log(log, path.name, compiler), log=log)
+
+
+def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
+    """Compile one file to a cubin with nvcc, where nvcc is installed."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return FileReport(path.name, False, "nvcc", error="nvcc not on PATH")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [nvcc, "-std=c++17", f"-arch={arch}", "-cubin", "-Xptxas", "-v",
+               *include_flags(path), "-o", str(Path(tmp, "k.cubin")), str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        return FileReport(path.name, False, "nvcc", error=_first_error(log), log=log)
+    return FileReport(path.name, True, "nvcc", parse_ptxas_log(log, path.name, "nvcc"), log=log)
+
+
+def _first_error(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if "error" in ln.lower()]
+    return (lines[0] if lines else log.strip().splitlines()[0] if log.strip() else "failed")[:300]
+
+
+def report_all(files: list[Path] | None = None, arch: str = DEFAULT_ARCH) -> list[FileReport]:
+    """NVRTC reports for every kernel file (kernels/*.cu by default)."""
+    return [compile_nvrtc(p, arch) for p in (files or kernel_source.kernel_files())]

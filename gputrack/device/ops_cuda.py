@@ -1,0 +1,179 @@
+"""`cuda`: the product backend. CuPy arrays; `kernels/*.cu` compiled by NVRTC through
+CuPy's `RawModule` (CuPy caches the binaries); streams, pinned host memory, CUDA events and
+CUDA-graph capture/replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.device import kernel_source
+from gputrack.device.base import Backend, Graph, Kernel, Module, Timer
+from gputrack.device.compile_report import include_flags
+from gputrack.errors import KernelError
+
+_DEFAULT_DYNAMIC_SHARED = 48 * 1024
+
+
+def probe() -> tuple[bool, str]:
+    try:
+        import cupy
+    except ImportError:
+        return False, "CuPy not installed (pip install 'gputrack[cuda]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as err:
+        return False, f"no usable CUDA driver or GPU ({err})"
+    if count == 0:
+        return False, "no CUDA device found"
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return True, f"{name}, CuPy {cupy.__version__}"
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name, memory and compute capability of GPU 0, or None."""
+    ok, _ = probe()
+    if not ok:
+        return None
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return {
+        "name": name,
+        "memory_gb": round(props["totalGlobalMem"] / 2**30, 1),
+        "compute_capability": f"{props['major']}.{props['minor']}",
+        "multiprocessors": props["multiProcessorCount"],
+        "driver": cupy.cuda.runtime.driverGetVersion(),
+    }
+
+
+class CudaTimer(Timer):
+    """CUDA events on a stream: measures device time, not host time."""
+
+    def __init__(self, stream: Any) -> None:
+        import cupy
+
+        self._stream = stream
+        self._start = cupy.cuda.Event()
+        self._stop = cupy.cuda.Event()
+
+    def start(self) -> None:
+        self._start.record(self._stream)
+
+    def stop(self) -> None:
+        self._stop.record(self._stream)
+
+    def elapsed_ms(self) -> float:
+        import cupy
+
+        self._stop.synchronize()
+        return float(cupy.cuda.get_elapsed_time(self._start, self._stop))
+
+
+class CudaGraph(Graph):
+    def __init__(self, graph: Any, stream: Any) -> None:
+        self._graph = graph
+        self._stream = stream
+
+    def replay(self, stream: Any = None) -> None:
+        self._graph.launch(stream or self._stream)
+
+
+class CudaBackend(Backend):
+    name = "cuda"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import cupy
+
+        self.cp = cupy
+
+    def describe(self) -> str:
+        return f"cuda ({probe()[1]})"
+
+    # --- kernels -------------------------------------------------------------------------
+    def compile(self, path: Path, defines: dict[str, str]) -> Any:
+        options = ("-std=c++17", *include_flags(path), *(f"-D{k}={v}" for k, v in defines.items()))
+        module = self.cp.RawModule(
+            code=kernel_source.read_source(path), options=options, backend="nvrtc"
+        )
+        try:
+            module.compile()
+        except self.cp.cuda.compiler.CompileException as err:
+            raise KernelError(f"{path.name} failed to compile: {str(err).strip()[:500]}") from None
+        return module
+
+    def get_function(self, module: Module, name: str) -> Any:
+        return module.native.get_function(name)
+
+    def launch(
+        self,
+        kernel: Kernel,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        args: list[Any],
+        shared_mem: int,
+        stream: Any,
+    ) -> None:
+        function = kernel.native
+        if shared_mem > _DEFAULT_DYNAMIC_SHARED and function.max_dynamic_shared_size_bytes < shared_mem:
+            function.max_dynamic_shared_size_bytes = shared_mem
+        args = [np.uint64(0) if a is None else a for a in args]  # NULL pointer
+        with stream or self.cp.cuda.get_current_stream():
+            function(grid, block, tuple(args), shared_mem=shared_mem)
+
+    # --- memory --------------------------------------------------------------------------
+    def is_device_array(self, value: Any) -> bool:
+        return isinstance(value, self.cp.ndarray)
+
+    def empty(self, shape: int | Sequence[int], dtype: Any) -> Any:
+        return self.cp.empty(shape, dtype=dtype)
+
+    def to_device(self, host: np.ndarray, stream: Any = None) -> Any:
+        out = self.cp.empty(host.shape, dtype=host.dtype)
+        out.set(np.ascontiguousarray(host), stream=stream)
+        return out
+
+    def to_host(self, array: Any, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
+        result = array.get(stream=stream, out=out)
+        if stream is None:
+            self.cp.cuda.get_current_stream().synchronize()
+        return result
+
+    def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
+        import cupyx
+
+        return cupyx.empty_pinned(shape, dtype=dtype)
+
+    # --- streams, timing, graphs -----------------------------------------------------------
+    def stream(self) -> Any:
+        return self.cp.cuda.Stream(non_blocking=True)
+
+    def synchronize(self, stream: Any = None) -> None:
+        if stream is None:
+            self.cp.cuda.Device().synchronize()
+        else:
+            stream.synchronize()
+
+    def timer(self, stream: Any = None) -> Timer:
+        return CudaTimer(stream or self.cp.cuda.get_current_stream())
+
+    def capture(self, fn: Callable[[], Any], stream: Any = None) -> Graph:
+        """Run `fn` once under stream capture; its launches become one CUDA graph."""
+        stream = stream or self.stream()
+        with stream:
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+        return CudaGraph(graph, stream)
+
+
+def create() -> CudaBackend:
+    return CudaBackend()

@@ -1,0 +1,117 @@
+"""`pycuda`: the same kernel sources through PyCUDA's `SourceModule`, for users whose stack is
+PyCUDA (optional extra: pip install 'gputrack[pycuda]')."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.device import kernel_source
+from gputrack.device.base import Backend, Kernel, Module
+from gputrack.device.compile_report import include_flags
+from gputrack.errors import KernelError
+
+_context = None
+
+
+def probe() -> tuple[bool, str]:
+    try:
+        import pycuda
+        import pycuda.driver as drv
+    except ImportError:
+        return False, "PyCUDA not installed (pip install 'gputrack[pycuda]')"
+    try:
+        drv.init()
+        count = drv.Device.count()
+    except drv.Error as err:
+        return False, f"no usable CUDA driver or GPU ({err})"
+    if count == 0:
+        return False, "no CUDA device found"
+    return True, f"{drv.Device(0).name()}, PyCUDA {pycuda.VERSION_TEXT}"
+
+
+def _ensure_context() -> None:
+    """One primary context for the process, released at exit."""
+    global _context
+    if _context is None:
+        import atexit
+
+        import pycuda.driver as drv
+
+        drv.init()
+        _context = drv.Device(0).retain_primary_context()
+        _context.push()
+        atexit.register(_context.pop)
+
+
+class PycudaBackend(Backend):
+    name = "pycuda"
+
+    def __init__(self) -> None:
+        super().__init__()
+        _ensure_context()
+        import pycuda.driver as drv
+        import pycuda.gpuarray as gpuarray
+
+        self.drv = drv
+        self.gpuarray = gpuarray
+
+    def compile(self, path: Path, defines: dict[str, str]) -> Any:
+        from pycuda.compiler import SourceModule
+
+        options = ["-std=c++17", *(f"-D{k}={v}" for k, v in defines.items())]
+        dirs = [flag[2:] for flag in include_flags(path)]
+        try:
+            return SourceModule(
+                kernel_source.read_source(path), options=options, include_dirs=dirs,
+                no_extern_c=True,
+            )
+        except self.drv.CompileError as err:
+            raise KernelError(f"{path.name} failed to compile: {str(err).strip()[:500]}") from None
+
+    def get_function(self, module: Module, name: str) -> Any:
+        return module.native.get_function(name)
+
+    def launch(
+        self,
+        kernel: Kernel,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        args: list[Any],
+        shared_mem: int,
+        stream: Any,
+    ) -> None:
+        raw = [np.intp(0) if a is None else a.gpudata if self.is_device_array(a) else a for a in args]
+        kernel.native(*raw, block=block, grid=grid, shared=shared_mem, stream=stream)
+
+    def is_device_array(self, value: Any) -> bool:
+        return isinstance(value, self.gpuarray.GPUArray)
+
+    def empty(self, shape: int | Sequence[int], dtype: Any) -> Any:
+        return self.gpuarray.empty(shape, dtype=dtype)
+
+    def to_device(self, host: np.ndarray, stream: Any = None) -> Any:
+        return self.gpuarray.to_gpu(np.ascontiguousarray(host))
+
+    def to_host(self, array: Any, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
+        result = array.get()
+        if out is None:
+            return result
+        np.copyto(out, result)
+        return out
+
+    def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
+        return self.drv.pagelocked_empty(shape, dtype)
+
+    def stream(self) -> Any:
+        return self.drv.Stream()
+
+    def synchronize(self, stream: Any = None) -> None:
+        (stream or self.drv.Context).synchronize()
+
+
+def create() -> PycudaBackend:
+    return PycudaBackend()

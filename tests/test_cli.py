@@ -1,0 +1,71 @@
+"""The `gputrack` command: verbs, `check`, and one-line errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gputrack.cli import VERBS, main
+from gputrack.device import probe
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gputrack", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_every_verb():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for verb in VERBS:
+        assert verb in out.stdout
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_each_verb_has_help(verb):
+    out = run_cli(verb, "--help")
+    assert out.returncode == 0 and "usage: gputrack " + verb in out.stdout
+
+
+def test_check_json_tells_the_truth_about_this_machine():
+    out = run_cli("check", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) >= {"versions", "gpu", "backends", "kernels"}
+    assert set(report["backends"]) == {"cuda", "pycuda", "emu", "cpu"}
+    for name, state in report["backends"].items():
+        assert state["available"] == probe(name).available
+        assert isinstance(state["reason"], str) and state["reason"]
+    assert report["backends"]["cpu"]["available"]
+    cuda = report["backends"]["cuda"]
+    assert (report["gpu"] is None) == (not cuda["available"])
+    assert report["kernels"], "kernels were compiled and reported"
+    for k in report["kernels"]:
+        assert set(k) >= {"file", "name", "compiled", "registers", "spills"}
+        assert k["compiled"] and k["registers"] > 0 and k["spills"] == 0
+    assert report["kernel_errors"] == []
+
+
+def test_check_human_output_names_the_backends():
+    out = run_cli("check", "--no-kernels")
+    assert out.returncode == 0
+    for name in ("cuda", "pycuda", "emu", "cpu"):
+        assert name in out.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [(["check", "--bogus"], "--bogus"), (["frobnicate"], "frobnicate"), (["check", "--arch"], "--arch")],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, needle):
+    out = run_cli(*argv)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
+
+
+def test_no_verb_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "VERB" in capsys.readouterr().out
