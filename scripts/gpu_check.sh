@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One prepared check on a machine with an NVIDIA GPU, in one go (well inside 5 minutes):
+#   1. install what is missing (offline: wheels carried in .whl/, e.g. filterpy),
+#   2. `gputrack check --strict` (GPU, NVRTC, every kernel compiles for sm_90 with no spills),
+#   3. the kernel tests against the `cuda` backend (the same tests as on the CPU, parametrised),
+#   4. the benchmarks,
+#   5. a short table last.
+# Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
+# Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [ "${1:-}" = "--fetch-wheels" ]; then
+  mkdir -p .whl
+  grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl filterpy==1.4.5 2>/dev/null \
+    || python3 -m pip download -q --no-deps --only-binary=:all: -d .whl filterpy
+  ls .whl; exit 0
+fi
+
+LOG=${OUT:-/tmp/gputrack-gpu}
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gputrack-site .whl/*.whl \
+    && export PYTHONPATH=/tmp/gputrack-site
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+PY=python3
+
+step() { printf '\n=== %s\n' "$*"; }
+status=()
+
+step "gputrack check --strict"
+if timeout 120 $PY -m gputrack check --strict --json > "$LOG/check.json" 2> "$LOG/check.err"; then
+  status+=("check|ok")
+else
+  status+=("check|FAILED (see check.err)")
+fi
+timeout 60 $PY -m gputrack check --no-kernels || true
+
+step "kernel tests on the cuda backend"
+timeout 150 $PY -m pytest -q -p no:cacheprovider -k "cuda" tests/ 2>&1 | tee "$LOG/pytest_cuda.log" | tail -25
+status+=("kernel tests (cuda)|$(grep -E '(passed|failed|error)' "$LOG/pytest_cuda.log" | tail -1)")
+
+step "benchmarks"
+for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
+  [ -f "$bench" ] || continue
+  name=$(basename "$bench" .py)
+  if timeout 90 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -30; then
+    status+=("$name|ok")
+  else
+    status+=("$name|FAILED (see $name.log)")
+  fi
+done
+
+step "summary"
+$PY - "$LOG" "${status[@]}" <<'PY'
+import json, sys, pathlib
+log = pathlib.Path(sys.argv[1])
+rows = [s.split("|", 1) for s in sys.argv[2:]]
+try:
+    check = json.loads((log / "check.json").read_text())
+    gpu = check.get("gpu") or {}
+    rows.insert(0, ["GPU", f"{gpu.get('name', 'none')} {gpu.get('memory_gb', '')} GB"])
+    ks = check.get("kernels", [])
+    rows.insert(1, ["kernels sm_90", f"{len(ks)} compiled, {len(check.get('kernel_errors', []))} failed, "
+                    f"max {max((k['registers'] for k in ks), default=0)} regs, "
+                    f"{sum(k['spills'] for k in ks)} B spills"])
+except Exception as err:  # the table must print whatever failed
+    rows.insert(0, ["check.json", f"unreadable: {err}"])
+for f in sorted(log.glob("bench_*.json")):
+    try:
+        for k, v in json.loads(f.read_text()).get("summary", {}).items():
+            rows.append([f"{f.stem}: {k}", str(v)])
+    except Exception as err:
+        rows.append([f.stem, f"unreadable: {err}"])
+w = max(len(r[0]) for r in rows)
+print("\n" + "-" * (w + 50))
+for k, v in rows:
+    print(f"{k:<{w}}  {v}")
+PY
