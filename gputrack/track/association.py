@@ -2,7 +2,8 @@
 
 The similarity is the IoU of the predicted box and the detection. Small or fast objects can
 miss the prediction entirely (IoU 0) although the detection is obviously theirs, so a second
-term scores the centre distance measured in box sizes; the larger of the two counts.
+term scores the centre distance measured in standard deviations of the predicted centre;
+the larger of the two counts.
 A detection of another class scores nothing, so classes never steal each other's tracks.
 """
 
@@ -24,16 +25,18 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def centre_similarity(a: np.ndarray, b: np.ndarray, reach: float) -> np.ndarray:
-    """`1 - d / (reach * size)`, clipped at 0: d is the centre distance, size the mean of the
-    two boxes' geometric-mean sides. Boxes of very different size score 0."""
+def centre_similarity(a: np.ndarray, std: np.ndarray, b: np.ndarray, gate: float) -> np.ndarray:
+    """`1 - d / gate`, clipped at 0, where d is the centre distance of boxes `a[N, 4]` and
+    `b[M, 4]` in standard deviations `std[N, 2]` (x, y) of each track's predicted centre
+    (the Kalman innovation): a new or lost track, whose position is uncertain, reaches
+    further than one followed for a while. Boxes of very different size score 0."""
     ca = 0.5 * (a[:, None, :2] + a[:, None, 2:4])
     cb = 0.5 * (b[None, :, :2] + b[None, :, 2:4])
-    d = np.hypot(*np.moveaxis(ca - cb, -1, 0))
+    d = np.sqrt((((ca - cb) / std[:, None, :]) ** 2).sum(axis=-1))
+    sim = 1.0 - d / gate
+    # A box twice as large (or small) is another object, not the same one further away.
     sa = np.sqrt(np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-9))[:, None]
     sb = np.sqrt(np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9))[None, :]
-    sim = 1.0 - d / (reach * 0.5 * (sa + sb))
-    # A box twice as large (or small) is another object, not the same one further away.
     sim[np.maximum(sa, sb) > 2.0 * np.minimum(sa, sb)] = 0.0
     return np.clip(sim, 0.0, None)
 
@@ -43,15 +46,18 @@ def similarity(
     track_cls: np.ndarray,
     dets: np.ndarray,
     det_cls: np.ndarray,
-    centre_reach: float = 0.5,
+    track_std: np.ndarray | None = None,
+    centre_gate: float = 3.0,
     centre_weight: float = 0.5,
 ) -> np.ndarray:
-    """`[N, M]` similarity in [0, 1] of track boxes to detection boxes (x1, y1, x2, y2)."""
+    """`[N, M]` similarity in [0, 1] of track boxes to detection boxes (x1, y1, x2, y2):
+    the IoU, or `centre_weight` times the centre similarity where that is larger."""
     if len(tracks) == 0 or len(dets) == 0:
         return np.zeros((len(tracks), len(dets)))
     sim = iou_matrix(tracks, dets)
-    if centre_weight > 0:
-        sim = np.maximum(sim, centre_weight * centre_similarity(tracks, dets, centre_reach))
+    if centre_weight > 0 and track_std is not None:
+        sim = np.maximum(sim, centre_weight * centre_similarity(tracks, track_std, dets,
+                                                                centre_gate))
     sim[track_cls[:, None] != det_cls[None, :]] = 0.0
     return sim
 

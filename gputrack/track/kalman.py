@@ -116,7 +116,8 @@ class BatchKalman:
         self.vv = np.concatenate([self.vv, (self.noise.init_velocity * s) ** 2])
 
     def keep(self, mask: np.ndarray) -> None:
-        self.x, self.pp, self.pv, self.vv = self.x[mask], self.pp[mask], self.pv[mask], self.vv[mask]
+        self.x, self.pp = self.x[mask], self.pp[mask]
+        self.pv, self.vv = self.pv[mask], self.vv[mask]
 
     def predict(self) -> None:
         """x = F x, P = F P F' + Q, for all tracks."""
@@ -143,6 +144,11 @@ class BatchKalman:
         new_pv = a * (pv - kv * pp) + kp * kv * r
         new_vv = vv - 2.0 * kv * pv + kv * kv * pp + kv * kv * r
         self.x[rows], self.pp[rows], self.pv[rows], self.vv[rows] = x, new_pp, new_pv, new_vv
+
+    def innovation_std(self) -> np.ndarray:
+        """`[N, 4]` std of the predicted measurement: how far off a detection may be."""
+        r = (self.noise.measure * axis_scale(self.x[:, 2:4])) ** 2
+        return np.sqrt(self.pp + r)
 
     def covariance(self) -> np.ndarray:
         """The full `[N, 8, 8]` covariance (for tests and for reading off uncertainty)."""

@@ -1,0 +1,257 @@
+"""The tracker: per-frame detections in, tracks with stable identities out.
+
+Each frame (`Tracker.update`):
+  1. predict every track one frame ahead (batched Kalman filter, `kalman.py`);
+  2. match confident detections to confirmed and lost tracks (IoU, centre-distance fallback);
+  3. match the weak detections to confirmed tracks still unmatched (ByteTrack's second stage:
+     a partly occluded person gets a low score, but is still the same person);
+  4. match what is left of the confident detections to tentative tracks;
+  5. correct matched tracks with their detection; unmatched confirmed tracks become `lost`
+     (predicted, reported, and still matchable) and are removed after `lost_time`;
+     unmatched tentative tracks are dropped;
+  6. start tentative tracks on unmatched confident detections; a tentative track that was
+     matched in `confirm_time` worth of consecutive frames is confirmed and only then gets its
+     ID, so IDs count up without gaps.
+Times are in seconds and become frame counts through `fps`, so defaults hold at 30 and 60 fps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gputrack.errors import GputrackError
+from gputrack.track.association import assign, similarity
+from gputrack.track.kalman import BatchKalman, MotionNoise
+
+TENTATIVE, CONFIRMED, LOST = 0, 1, 2
+STATE_NAMES = ("tentative", "confirmed", "lost")
+
+# Columns of `Tracker.update_array`'s result.
+COLUMNS = ("id", "x", "y", "w", "h", "score", "class", "state", "age", "hits", "vx", "vy",
+           "det_index")
+
+
+@dataclass
+class Track:
+    """One track as seen after a frame's update.
+
+    `x, y, w, h`: the filtered box (top-left corner and size, pixels); for a `lost` track the
+    prediction. `vx, vy`: centre velocity in pixels per second. `id` is -1 while tentative.
+    `det_index`: row of this frame's detections that updated the track, -1 if none.
+    `age`: frames since the track started; `hits`: detections it was matched to.
+    """
+
+    id: int
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    cls: int
+    state: str
+    age: int
+    hits: int
+    vx: float
+    vy: float
+    det_index: int = -1
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """Defaults meant for 25-60 fps video and detector scores in [0, 1]."""
+
+    fps: float = 30.0
+    high_score: float = 0.5  # detections at/above: first-stage matching, may start tracks
+    low_score: float = 0.1  # below: ignored; in between: second stage only
+    new_track_score: float = 0.6  # a track starts only on a detection this sure (ByteTrack)
+    match_sim: float = 0.2  # least similarity for a first-stage match
+    low_match_sim: float = 0.5  # weak detections must overlap more to count
+    tentative_match_sim: float = 0.3
+    confirm_time: float = 0.1  # seconds of consecutive hits before a track is confirmed
+    lost_time: float = 1.0  # seconds a lost track is kept and predicted
+    centre_gate: float = 3.0  # centre distance, in std of the prediction, scoring 0
+    centre_weight: float = 0.5  # weight of centre similarity against IoU (0 turns it off)
+    noise: MotionNoise = field(default_factory=MotionNoise)
+
+    @property
+    def min_hits(self) -> int:
+        return max(1, math.ceil(self.confirm_time * self.fps - 1e-9))
+
+    @property
+    def max_lost(self) -> int:
+        return max(1, round(self.lost_time * self.fps))
+
+
+class Tracker:
+    """Multi-object tracker; call `update(detections, frame_index)` once per frame."""
+
+    def __init__(self, params: TrackerParams | None = None, **overrides) -> None:
+        base = params or TrackerParams()
+        self.params = TrackerParams(**{**base.__dict__, **overrides}) if overrides else base
+        if self.params.fps <= 0:
+            raise GputrackError(f"fps must be positive, got {self.params.fps}")
+        self.kf = BatchKalman(self.params.fps, self.params.noise)
+        self.next_id = 1
+        self.frame: int | None = None
+        self.updates = 0
+        # Per-track columns, one row per track, the same rows as self.kf.
+        self.cols = {
+            "id": np.zeros(0, np.int64),
+            "cls": np.zeros(0, np.int64),
+            "score": np.zeros(0),
+            "state": np.zeros(0, np.int8),
+            "age": np.zeros(0, np.int64),
+            "hits": np.zeros(0, np.int64),
+            "missed": np.zeros(0, np.int64),  # frames since the last matched detection
+            "det": np.zeros(0, np.int64),  # detection row that updated it this frame
+        }
+
+    def __len__(self) -> int:
+        return len(self.kf)
+
+    # -- the frame update -------------------------------------------------------------------
+
+    def update(self, detections: np.ndarray, frame_index: int | None = None) -> list[Track]:
+        """Advance one frame with `detections[N, 6]` (x1, y1, x2, y2, score, class)."""
+        return to_tracks(self.update_array(detections, frame_index))
+
+    def update_array(self, detections: np.ndarray, frame_index: int | None = None) -> np.ndarray:
+        """As `update`, but returns `float64[T, 13]` with the columns of `COLUMNS`."""
+        p, c = self.params, self.cols
+        dets = _check_detections(detections)
+        # Skipped frames (frame_index jumping) are predicted through, not ignored.
+        steps = 1
+        if frame_index is not None:
+            if self.frame is not None:
+                steps = max(1, int(frame_index) - self.frame)
+            self.frame = int(frame_index)
+        for _ in range(steps):
+            self.kf.predict()
+        c["age"] += steps
+        c["missed"] += steps
+        c["det"][:] = -1
+
+        boxes = self.boxes_xyxy()
+        centre_std = self.kf.innovation_std()[:, :2]
+        score, dcls = dets[:, 4], dets[:, 5].astype(np.int64)
+        w, h = dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1]
+        usable = np.isfinite(dets).all(axis=1) & (w > 0) & (h > 0) & (score >= p.low_score)
+        high = np.flatnonzero(usable & (score >= p.high_score))
+        low = np.flatnonzero(usable & (score < p.high_score))
+        state = c["state"]
+
+        def match(rows: np.ndarray, cand: np.ndarray, min_sim: float):
+            sim = similarity(boxes[rows], c["cls"][rows], dets[cand, :4], dcls[cand],
+                             centre_std[rows], p.centre_gate, p.centre_weight)
+            pairs, free_rows, free_cands = assign(sim, min_sim)
+            return (np.stack([rows[pairs[:, 0]], cand[pairs[:, 1]]], axis=1),
+                    rows[free_rows], cand[free_cands])
+
+        m1, rest_tracks, rest_high = match(np.flatnonzero(state != TENTATIVE), high, p.match_sim)
+        m2, _, _ = match(rest_tracks[state[rest_tracks] == CONFIRMED], low, p.low_match_sim)
+        m3, _, rest_high = match(np.flatnonzero(state == TENTATIVE), rest_high,
+                                 p.tentative_match_sim)
+        matches = np.concatenate([m1, m2, m3])
+
+        rows, di = matches[:, 0], matches[:, 1]
+        self.kf.update(rows, _xyxy_to_cxcywh(dets[di, :4]))
+        c["hits"][rows] += 1
+        c["missed"][rows] = 0
+        c["score"][rows] = score[di]
+        c["det"][rows] = di
+        state[rows[state[rows] == LOST]] = CONFIRMED
+
+        # Unmatched: confirmed -> lost; lost too long, tentative, or degenerate -> removed.
+        missed = c["missed"] > 0
+        state[missed & (state == CONFIRMED)] = LOST
+        size = self.kf.x[:, 2:4]
+        drop = (missed & (state == TENTATIVE)) | (c["missed"] > p.max_lost)
+        drop |= ~np.isfinite(self.kf.x).all(axis=1) | (size < 1.0).any(axis=1)
+        if drop.any():
+            self._keep(~drop)
+
+        new = rest_high[score[rest_high] >= p.new_track_score]
+        self._start(dets[new], new)
+        # On the first frame there is no history to wait for: what is there is there (as
+        # SORT and ByteTrack do); afterwards a new track must prove itself first.
+        self._confirm(everything=self.updates == 0)
+        self.updates += 1
+        return self._rows()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def boxes_xyxy(self) -> np.ndarray:
+        """Current boxes of all tracks as `[T, 4]` x1, y1, x2, y2."""
+        cx, cy, w, h = self.kf.x[:, :4].T
+        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+    def _keep(self, mask: np.ndarray) -> None:
+        self.kf.keep(mask)
+        for k in self.cols:
+            self.cols[k] = self.cols[k][mask]
+
+    def _start(self, dets: np.ndarray, indices: np.ndarray) -> None:
+        n = len(dets)
+        if n == 0:
+            return
+        self.kf.add(_xyxy_to_cxcywh(dets[:, :4]))
+        new = {
+            "id": np.full(n, -1), "cls": dets[:, 5].astype(np.int64), "score": dets[:, 4],
+            "state": np.full(n, TENTATIVE, np.int8), "age": np.zeros(n, np.int64),
+            "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "det": indices,
+        }
+        for k, v in new.items():
+            self.cols[k] = np.concatenate([self.cols[k], v.astype(self.cols[k].dtype)])
+
+    def _confirm(self, everything: bool = False) -> None:
+        """Tentative tracks with enough hits become confirmed and take the next IDs."""
+        c = self.cols
+        enough = everything or c["hits"] >= self.params.min_hits
+        ready = np.flatnonzero((c["state"] == TENTATIVE) & enough)
+        c["state"][ready] = CONFIRMED
+        c["id"][ready] = np.arange(self.next_id, self.next_id + len(ready))
+        self.next_id += len(ready)
+
+    def _rows(self) -> np.ndarray:
+        c, x = self.cols, self.kf.x
+        out = np.empty((len(x), len(COLUMNS)))
+        out[:, 0] = c["id"]
+        out[:, 1:3] = x[:, :2] - x[:, 2:4] / 2
+        out[:, 3:5] = x[:, 2:4]
+        out[:, 5] = c["score"]
+        out[:, 6] = c["cls"]
+        out[:, 7] = c["state"]
+        out[:, 8] = c["age"]
+        out[:, 9] = c["hits"]
+        out[:, 10:12] = x[:, 4:6]
+        out[:, 12] = c["det"]
+        return out
+
+
+def to_tracks(rows: np.ndarray) -> list[Track]:
+    """`Tracker.update_array` rows as `Track` objects."""
+    return [
+        Track(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
+              int(r[6]), STATE_NAMES[int(r[7])], int(r[8]), int(r[9]), float(r[10]),
+              float(r[11]), int(r[12]))
+        for r in rows.tolist()
+    ]
+
+
+def _check_detections(detections: np.ndarray) -> np.ndarray:
+    dets = np.asarray(detections, dtype=np.float64)
+    if dets.size == 0:
+        return np.zeros((0, 6))
+    if dets.ndim != 2 or dets.shape[1] < 6:
+        raise GputrackError(
+            f"detections must be an N x 6 array (x1, y1, x2, y2, score, class), got shape "
+            f"{dets.shape}")
+    return dets[:, :6]
+
+
+def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2,
+                     b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
