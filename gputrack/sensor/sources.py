@@ -1,0 +1,785 @@
+"""Sources of frames behind one interface: the synthetic world, video files, webcams, image
+folders and RAW files (headerless ``.raw``, ``.npy``, DNG and camera RAW through rawpy).
+
+``open_source(spec, **options)`` picks the kind from the spec. A source is an iterator of
+:class:`Frame` (each with ``index``, ``timestamp`` and either an RGB ``image`` or a
+:class:`RawFrame`), has ``fps`` and ``size``, and closes as a context manager.
+
+Bad input is a :class:`GputrackError` naming the input. Frames that cannot be read:
+
+- live input (webcam, network stream): the frame is skipped and counted in ``dropped``;
+  only ``max_drops`` failed reads in a row (default 30, about a second) end the run, with an
+  error, because the camera is then gone;
+- a video file: a frame that fails to decode before the end is skipped and counted in
+  ``dropped`` (the decoder resumes at the next frame, and frame indices keep the gap so
+  timing stays true); if ``max_drops`` reads in a row fail, the source ends cleanly there and
+  says why in ``end_reason``;
+- an image folder: an unreadable image is skipped and counted the same way.
+RAW files are different: a file whose size, bit depth or pattern is wrong is a configuration
+error, never skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gputrack.errors import GputrackError
+from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
+from gputrack.sensor.synthetic import ALL_CLASSES, FrameRing, SyntheticWorld
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+# Camera RAW formats rawpy (LibRaw) reads. ".raw" is absent on purpose: it means headerless.
+CAMERA_RAW_EXTS = {
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
+    ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf", ".mef",
+}
+NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440),
+               "4k": (3840, 2160), "2160p": (3840, 2160), "uhd": (3840, 2160)}
+# Every option any source understands; a source ignores the ones that do not concern it
+# (a --pattern given with a video input is for the sensor model, not for the source).
+KNOWN_OPTIONS = {
+    "size", "bit_depth", "pattern", "black_level", "white_level", "fps", "frames", "loop",
+    "max_drops", "seed", "num_objects", "objects", "classes", "ring",
+}
+
+
+@dataclass
+class Frame:
+    """One frame from a source: an RGB image or a RAW Bayer frame, never both."""
+
+    index: int  # position in the source; a dropped frame leaves a gap
+    timestamp: float  # seconds: index / fps for files, capture time for live input
+    image: np.ndarray | None = None  # uint8[H, W, 3] RGB
+    raw: RawFrame | None = None
+    truth: np.ndarray | None = None  # synthetic world: float32[N, 7] ground truth
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the file, DNG white balance
+
+    @property
+    def is_raw(self) -> bool:
+        return self.raw is not None
+
+    @property
+    def data(self) -> np.ndarray | RawFrame:
+        return self.raw if self.raw is not None else self.image  # type: ignore[return-value]
+
+
+class Source:
+    """A stream of :class:`Frame`. Iterate it; ``close()`` it (or use ``with``)."""
+
+    kind = "source"
+
+    def __init__(self, name: str, fps: float, size: tuple[int, int], *, is_raw: bool = False,
+                 num_frames: int | None = None, frames: int | None = None,
+                 loop: bool = False) -> None:
+        self.name = name
+        self.fps = float(fps)
+        self.size = (int(size[0]), int(size[1]))  # width, height
+        self.is_raw = is_raw
+        self.num_frames = num_frames  # frames in one pass, None when unknown or endless
+        self.dropped = 0  # frames that could not be read and were skipped
+        self.end_reason: str | None = None  # why a source ended early, when it did
+        self.closed = False
+        self._limit = None if frames is None else int(frames)
+        self._loop = bool(loop)
+        self._emitted = 0
+        self._offset = 0  # index offset added on each loop pass
+        self._last = -1
+
+    # subclasses: the next frame with its index within one pass, or None at the end
+    def _read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def _rewind(self) -> bool:
+        return False
+
+    def _release(self) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        if self.closed or (self._limit is not None and self._emitted >= self._limit):
+            raise StopIteration
+        try:
+            frame = self._read()
+            if frame is None and self._loop and self._last >= 0 and self._rewind():
+                self._offset += self._last + 1
+                frame = self._read()
+        except GputrackError:
+            raise
+        except OSError as err:
+            raise GputrackError(f"{self.name}: {err.strerror or err}") from None
+        except cv2.error as err:
+            raise GputrackError(f"{self.name}: OpenCV failed: {str(err).strip()}") from None
+        if frame is None:
+            raise StopIteration
+        if self._offset:
+            frame.index += self._offset
+            frame.timestamp += self._offset / self.fps
+        self._last = frame.index - self._offset
+        self._emitted += 1
+        return frame
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.size
+        kind = "RAW" if self.is_raw else "RGB"
+        return f"<{type(self).__name__} {self.name!r} {w}x{h} {kind} @ {self.fps:g} fps>"
+
+
+# ---- synthetic ---------------------------------------------------------------------------
+
+
+class SyntheticSource(Source):
+    """The synthetic world; endless unless ``frames`` is given. Frames carry ground truth.
+
+    With ``ring=N`` the first N frames are rendered once and replayed (for benchmarks at 4K).
+    """
+
+    kind = "synthetic"
+
+    def __init__(self, size: tuple[int, int] = (1280, 720), fps: float = 30.0, seed: int = 0,
+                 num_objects: int = 8, classes: Sequence[str] = ALL_CLASSES,
+                 ring: int | None = None, frames: int | None = None,
+                 name: str = "synthetic") -> None:
+        self.world = SyntheticWorld(size[0], size[1], fps, seed, num_objects, classes)
+        super().__init__(name, fps, size, frames=frames)
+        self.class_names = self.world.class_names
+        self.ring: FrameRing | None = self.world.prerender(int(ring)) if ring else None
+        self._i = 0
+
+    def _read(self) -> Frame:
+        i = self._i
+        self._i += 1
+        if self.ring is not None:
+            image, truth = self.ring[i].copy(), self.ring.ground_truth(i)
+        else:
+            image, truth = self.world.render(i), self.world.ground_truth(i)
+        return Frame(i, i / self.fps, image=image, truth=truth)
+
+
+def _parse_synthetic(spec: str) -> dict[str, Any]:
+    """``synthetic[:WxH|720p|4k][@FPS][,key=value...]`` → constructor arguments."""
+    out: dict[str, Any] = {}
+    _, _, rest = spec.partition(":")
+    for token in filter(None, (t.strip() for t in rest.split(","))):
+        if "=" in token:
+            key, _, value = token.partition("=")
+            out[key.strip().lower()] = value.strip()
+            continue
+        size, _, fps = token.partition("@")
+        if size:
+            out["size"] = size
+        if fps:
+            out["fps"] = fps
+    return out
+
+
+# ---- video files, webcams, streams -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs warnings of its own on a failed open; the user gets our one line instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+class VideoSource(Source):
+    """A video file, a webcam (``device`` index) or a network stream, through OpenCV.
+
+    ``capture`` may be any object with OpenCV's ``VideoCapture`` methods (tests use a fake).
+    Live input skips frames that fail to read and counts them; ``max_drops`` failures in a
+    row raise an error. A file skips and counts frames that fail to decode, and ends cleanly
+    (``end_reason`` says why) after ``max_drops`` failures in a row.
+    """
+
+    kind = "video"
+
+    def __init__(self, target: str | int, *, live: bool | None = None, capture: Any = None,
+                 size: tuple[int, int] | None = None, fps: float | None = None,
+                 max_drops: int | None = None, frames: int | None = None,
+                 loop: bool = False) -> None:
+        self.live = isinstance(target, int) if live is None else live
+        what = f"webcam {target}" if isinstance(target, int) else f"video '{target}'"
+        if capture is None:
+            with _quiet_opencv():
+                capture = cv2.VideoCapture(target)
+                if isinstance(target, int) and capture.isOpened():
+                    if size:  # a request: the camera picks the nearest mode it has
+                        capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+                        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+                    if fps:
+                        capture.set(cv2.CAP_PROP_FPS, fps)
+        if not capture.isOpened():
+            if isinstance(target, int):
+                raise GputrackError(f"webcam {target} did not open (no camera at that index, "
+                                    "or another program is using it)")
+            raise GputrackError(f"{what}: OpenCV cannot open it (not a video, or a codec "
+                                "this OpenCV build lacks)")
+        self._cap = capture
+        self._what = what
+        got_fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
+        if not (0 < got_fps < 1000) or math.isnan(got_fps):
+            got_fps = float(fps or 30.0)  # containers without a rate: assume the usual
+        w = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        h = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        known = count if count > 0 and not self.live else None
+        super().__init__(str(target), got_fps, (w, h), num_frames=known, frames=frames,
+                         loop=loop and not self.live)
+        self.max_drops = int(max_drops or 30)
+        self._pos = 0  # reads attempted in this pass = index of the next frame
+        self._t0 = time.monotonic()
+
+    def _read(self) -> Frame | None:
+        pending = 0  # failures since the last good frame
+        while True:
+            ok, bgr = self._cap.read()
+            pos = self._pos
+            self._pos += 1
+            if ok and bgr is not None:
+                if pending:
+                    self.dropped += pending  # failures followed by a good frame were drops
+                    log.warning("%s: %d frame(s) unreadable before frame %d, skipped",
+                                self._what, pending, pos)
+                t = time.monotonic() - self._t0 if self.live else pos / self.fps
+                return Frame(pos, t, image=_to_rgb(bgr))
+            pending += 1
+            first_bad = pos - pending + 1
+            if self.live:
+                if pending >= self.max_drops:
+                    self.dropped += pending
+                    raise GputrackError(f"{self._what}: no frame in {pending} reads in a row "
+                                        "(camera disconnected?)")
+                continue
+            at_end = self.num_frames is None or pos >= self.num_frames - 1
+            if at_end or pending >= self.max_drops:
+                # A failed read at the end is the end; a run of them before it ends the file
+                # early, and the user is told where.
+                if pending > 1 or not at_end:
+                    self.end_reason = (f"{self._what}: frames from {first_bad} on cannot be "
+                                       f"decoded (the file says it has {self.num_frames}); "
+                                       "ended there")
+                    log.warning("%s", self.end_reason)
+                return None
+
+    def _rewind(self) -> bool:
+        ok = bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        self._pos = 0
+        return ok
+
+    def _release(self) -> None:
+        self._cap.release()
+
+
+def _to_rgb(img: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR / grey / BGRA / 16-bit into uint8 RGB."""
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise GputrackError(f"image type {img.dtype} is not supported (8- or 16-bit only)")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# ---- image folders ----------------------------------------------------------------------
+
+
+def natural_key(path: Path) -> list:
+    """Sort key: 'img2' before 'img10'."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+class ImageFolderSource(Source):
+    """Images in natural name order (or one image). Unreadable images are skipped and counted;
+    an image of a different size from the first is an error (the pipeline needs one size)."""
+
+    kind = "images"
+
+    def __init__(self, files: Sequence[Path], name: str, fps: float | None = None,
+                 frames: int | None = None, loop: bool = False) -> None:
+        self.files = list(files)
+        self._first: tuple[int, np.ndarray] | None = None
+        for k, f in enumerate(self.files):  # the size comes from the first readable image
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is not None:
+                self._first = (k, img)
+                break
+        if self._first is None:
+            raise GputrackError(f"{name}: no readable image among {len(self.files)} file(s)")
+        h, w = self._first[1].shape[:2]
+        super().__init__(name, fps or 30.0, (w, h), num_frames=len(self.files), frames=frames,
+                         loop=loop)
+        self._k = 0
+
+    def _read(self) -> Frame | None:
+        while self._k < len(self.files):
+            k = self._k
+            self._k += 1
+            path = self.files[k]
+            if self._first is not None and self._first[0] == k:
+                img = self._first[1]
+                self._first = None
+            else:
+                img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None:
+                self.dropped += 1
+                log.warning("%s: cannot read image, skipped", path)
+                continue
+            if (img.shape[1], img.shape[0]) != self.size:
+                raise GputrackError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, but the "
+                                    f"folder's first image is {self.size[0]}x{self.size[1]}")
+            return Frame(k, k / self.fps, image=_to_rgb(img), meta={"file": str(path)})
+        return None
+
+    def _rewind(self) -> bool:
+        self._k = 0
+        return True
+
+
+# ---- RAW: headerless .raw ---------------------------------------------------------------
+
+
+def parse_size(value: Any, what: str = "size") -> tuple[int, int]:
+    """``'1920x1080'``, ``'4k'``, ``(1920, 1080)`` → ``(1920, 1080)``, or a clear error."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in NAMED_SIZES:
+            return NAMED_SIZES[v]
+        m = re.fullmatch(r"(\d+)\s*[x×,]\s*(\d+)", v)
+        if not m:
+            raise GputrackError(f"{what} '{value}' is not WIDTHxHEIGHT (e.g. 1920x1080)")
+        w, h = int(m.group(1)), int(m.group(2))
+    else:
+        try:
+            w, h = (int(x) for x in value)
+        except (TypeError, ValueError):
+            raise GputrackError(f"{what} {value!r} is not (width, height)") from None
+    if w <= 0 or h <= 0:
+        raise GputrackError(f"{what} {w}x{h} must be positive")
+    return w, h
+
+
+def _hints(path: Path) -> dict[str, Any]:
+    """Size, bit depth and pattern written in a file name, e.g. ``x_1920x1080_rggb_10bit.raw``."""
+    name = path.name.lower()
+    out: dict[str, Any] = {}
+    if m := re.search(r"(?<!\d)(\d{2,5})x(\d{2,5})(?!\d)", name):
+        out["size"] = (int(m.group(1)), int(m.group(2)))
+    if m := re.search(r"(?<!\d)(8|10|12|14|16)[-_ ]?bits?(?![a-z])", name):
+        out["bit_depth"] = int(m.group(1))
+    if m := re.search(r"(?<![a-z])(rggb|grbg|gbrg|bggr)(?![a-z])", name):
+        out["pattern"] = m.group(1).upper()
+    return out
+
+
+def _raw_params(name: str, bit_depth: Any, pattern: Any, black_level: Any,
+                white_level: Any) -> dict[str, Any]:
+    try:
+        depth = 12 if bit_depth is None else int(bit_depth)
+    except (TypeError, ValueError):
+        raise GputrackError(f"{name}: bit depth {bit_depth!r} is not a number") from None
+    if depth not in BIT_DEPTHS:
+        raise GputrackError(f"{name}: bit depth {depth} not supported (choose from "
+                            f"{', '.join(map(str, BIT_DEPTHS))})")
+    try:
+        pat = check_pattern("RGGB" if pattern is None else pattern)
+    except GputrackError as err:
+        raise GputrackError(f"{name}: {err}") from None
+    return {"bit_depth": depth, "pattern": pat, "black_level": int(black_level or 0),
+            "white_level": None if white_level is None else int(white_level)}
+
+
+def _make_raw(name: str, data: np.ndarray, params: dict[str, Any], index: int,
+              timestamp: float) -> RawFrame:
+    """A checked RawFrame; any problem is reported against ``name``."""
+    h, w = data.shape
+    if w % 2 or h % 2:
+        raise GputrackError(f"{name}: RAW size {w}x{h} is odd; a Bayer frame needs even "
+                            "width and height")
+    try:
+        frame = RawFrame(data, index=index, timestamp=timestamp, **params)
+        frame.check_values()
+    except GputrackError as err:
+        raise GputrackError(f"{name}: {err}") from None
+    return frame
+
+
+class RawFileSource(Source):
+    """Headerless little-endian uint16 RAW files, one frame per file (one file or a folder).
+
+    ``size`` (``WxH``), ``bit_depth`` (default 12), ``pattern`` (default RGGB) and
+    ``black_level`` come from the options, else from the file name (``_1920x1080_``,
+    ``_10bit``, ``_rggb``). Each file's byte size is checked up front.
+    """
+
+    kind = "raw"
+
+    def __init__(self, files: Sequence[Path], name: str, size: Any = None, bit_depth: Any = None,
+                 pattern: Any = None, black_level: Any = None, white_level: Any = None,
+                 fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
+        self.files = list(files)
+        hint = _hints(self.files[0])
+        size = size if size is not None else hint.get("size")
+        if size is None:
+            raise GputrackError(f"{name}: a headerless .raw needs its size (--size WxH); "
+                                f"{self.files[0].stat().st_size} bytes could be many sizes")
+        w, h = parse_size(size, f"{name}: size")
+        self.params = _raw_params(
+            name, bit_depth if bit_depth is not None else hint.get("bit_depth"),
+            pattern if pattern is not None else hint.get("pattern"), black_level, white_level)
+        if w % 2 or h % 2:
+            raise GputrackError(f"{name}: RAW size {w}x{h} is odd; a Bayer frame needs even "
+                                "width and height")
+        need = w * h * 2
+        for f in self.files:
+            got = f.stat().st_size
+            if got != need:
+                fits = ""
+                if got % (2 * h) == 0:
+                    fits = f" (that would be {got // (2 * h)}x{h})"
+                elif got % (2 * w) == 0:
+                    fits = f" (that would be {w}x{got // (2 * w)})"
+                raise GputrackError(f"{f}: {got} bytes, but {w}x{h} 16-bit RAW needs {need}"
+                                    f"{fits}; check --size")
+        super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
+                         frames=frames, loop=loop)
+        self._k = 0
+
+    def _read(self) -> Frame | None:
+        if self._k >= len(self.files):
+            return None
+        k = self._k
+        self._k += 1
+        path = self.files[k]
+        w, h = self.size
+        data = np.fromfile(path, dtype="<u2", count=w * h).astype(np.uint16, copy=False)
+        if data.size != w * h:
+            raise GputrackError(f"{path}: file shrank while reading ({data.size * 2} bytes)")
+        raw = _make_raw(str(path), data.reshape(h, w), self.params, k, k / self.fps)
+        return Frame(k, k / self.fps, raw=raw, meta={"file": str(path)})
+
+    def _rewind(self) -> bool:
+        self._k = 0
+        return True
+
+
+# ---- RAW and RGB: .npy ------------------------------------------------------------------
+
+
+class NpySource(Source):
+    """``.npy`` arrays (one file or a folder): ``uint16[H, W]`` or ``uint16[N, H, W]`` are RAW
+    frames, ``uint8[H, W, 3]`` or ``uint8[N, H, W, 3]`` are RGB frames."""
+
+    kind = "npy"
+
+    def __init__(self, files: Sequence[Path], name: str, bit_depth: Any = None,
+                 pattern: Any = None, black_level: Any = None, white_level: Any = None,
+                 fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
+        self.files = list(files)
+        shapes = [self._load(f) for f in self.files]
+        first_raw = shapes[0][0]
+        first_hw = shapes[0][1]
+        for f, (is_raw, hw, _) in zip(self.files, shapes, strict=True):
+            if is_raw != first_raw or hw != first_hw:
+                raise GputrackError(f"{f}: holds {'RAW' if is_raw else 'RGB'} {hw[1]}x{hw[0]}, "
+                                    f"unlike {self.files[0].name}")
+        self._counts = [n for _, _, n in shapes]
+        self.params = (_raw_params(name, bit_depth, pattern, black_level, white_level)
+                       if first_raw else None)
+        super().__init__(name, fps or 30.0, (first_hw[1], first_hw[0]), is_raw=first_raw,
+                         num_frames=sum(self._counts), frames=frames, loop=loop)
+        self._k = 0  # file
+        self._j = 0  # frame within the file
+        self._i = 0  # frame overall
+        self._arr: np.ndarray | None = None
+
+    @staticmethod
+    def _open(path: Path) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError) as err:
+            raise GputrackError(f"{path}: not a readable .npy array ({err})") from None
+
+    def _load(self, path: Path) -> tuple[bool, tuple[int, int], int]:
+        """(is_raw, (h, w), frames) of one file, or a clear error."""
+        a = self._open(path)
+        if a.dtype == np.uint16 and a.ndim in (2, 3):
+            return True, a.shape[-2:], 1 if a.ndim == 2 else a.shape[0]
+        if a.dtype == np.uint8 and a.ndim in (3, 4) and a.shape[-1] == 3:
+            return False, a.shape[-3:-1], 1 if a.ndim == 3 else a.shape[0]
+        raise GputrackError(
+            f"{path}: array {a.dtype}{list(a.shape)} is neither a RAW frame (uint16 HxW or "
+            "NxHxW) nor an RGB image (uint8 HxWx3 or NxHxWx3)")
+
+    def _read(self) -> Frame | None:
+        while self._k < len(self.files) and self._j >= self._counts[self._k]:
+            self._k += 1
+            self._j = 0
+            self._arr = None
+        if self._k >= len(self.files):
+            return None
+        path = self.files[self._k]
+        if self._arr is None:
+            self._arr = self._open(path)
+        a = self._arr
+        one = a.ndim == (2 if self.is_raw else 3)
+        data = np.array(a if one else a[self._j])  # a copy: the map stays read-only
+        i = self._i
+        self._j += 1
+        self._i += 1
+        t = i / self.fps
+        meta = {"file": str(path)}
+        if self.is_raw:
+            assert self.params is not None
+            return Frame(i, t, raw=_make_raw(str(path), data, self.params, i, t), meta=meta)
+        return Frame(i, t, image=data, meta=meta)
+
+    def _rewind(self) -> bool:
+        self._k = self._j = self._i = 0
+        self._arr = None
+        return True
+
+
+# ---- RAW: DNG and camera RAW through rawpy ----------------------------------------------
+
+
+class CameraRawSource(Source):
+    """DNG and camera RAW files (one or a folder) through rawpy: the visible sensor area, its
+    Bayer pattern, black and white level. An odd edge row or column is cropped off (the
+    pattern is anchored at the top-left, so it does not change). Non-Bayer sensors (X-Trans,
+    four-colour) are an error. ``meta`` carries the per-channel black levels and the camera's
+    white balance and colour matrix."""
+
+    kind = "camera-raw"
+
+    def __init__(self, files: Sequence[Path], name: str, bit_depth: Any = None,
+                 fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
+        try:
+            import rawpy  # noqa: F401  (optional dependency: only DNG/camera RAW needs it)
+        except ImportError:
+            raise GputrackError(f"{name}: reading DNG/camera RAW needs rawpy "
+                                "(pip install rawpy)") from None
+        self.files = list(files)
+        self._bit_depth = bit_depth
+        first = self._load(self.files[0], 0, 0.0)
+        self._first: Frame | None = first
+        h, w = first.raw.data.shape  # type: ignore[union-attr]
+        super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
+                         frames=frames, loop=loop)
+        self._k = 0
+
+    def _load(self, path: Path, index: int, t: float) -> Frame:
+        import rawpy
+
+        try:
+            with rawpy.imread(str(path)) as r:
+                pattern = _rawpy_pattern(r, path)
+                data = np.array(r.raw_image_visible, dtype=np.uint16)
+                blacks = [int(b) for b in r.black_level_per_channel]
+                white = int(r.white_level)
+                meta = {
+                    "file": str(path),
+                    "black_level_per_channel": blacks,
+                    "camera_whitebalance": [float(x) for x in r.camera_whitebalance],
+                    "rgb_xyz_matrix": np.array(r.rgb_xyz_matrix).tolist(),
+                }
+        except (rawpy.LibRawError, OSError) as err:
+            raise GputrackError(f"{path}: rawpy cannot read it ({type(err).__name__}: "
+                                f"{err})") from None
+        h, w = data.shape
+        data = data[: h - h % 2, : w - w % 2]
+        depth = self._bit_depth
+        if depth is None:  # the smallest depth that holds the white level
+            depth = next((b for b in BIT_DEPTHS if white < (1 << b)), 16)
+        white = min(white, (1 << int(depth)) - 1)
+        params = _raw_params(str(path), depth, pattern, round(float(np.mean(blacks))), white)
+        raw = _make_raw(str(path), np.ascontiguousarray(data), params, index, t)
+        return Frame(index, t, raw=raw, meta=meta)
+
+    def _read(self) -> Frame | None:
+        if self._k >= len(self.files):
+            return None
+        k = self._k
+        self._k += 1
+        if k == 0 and self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        return self._load(self.files[k], k, k / self.fps)
+
+    def _rewind(self) -> bool:
+        self._k = 0
+        return True
+
+
+def _rawpy_pattern(r: Any, path: Path) -> str:
+    """The 2x2 Bayer pattern at the top-left of the visible area, as 'RGGB' etc."""
+    pat = r.raw_pattern
+    desc = r.color_desc.decode("ascii", "replace")
+    if pat is None or pat.shape != (2, 2) or sorted(desc[:3]) != ["B", "G", "R"]:
+        raise GputrackError(f"{path}: not a Bayer RAW (colours '{desc}'); only 2x2 RGB Bayer "
+                            "sensors are supported")
+    s = r.sizes
+    # raw_pattern is anchored at the full sensor's corner; the visible area starts at margins
+    letters = [desc[pat[(s.top_margin + i) % 2, (s.left_margin + j) % 2]]
+               for i in (0, 1) for j in (0, 1)]
+    return check_pattern("".join(letters))
+
+
+# ---- choosing a source ------------------------------------------------------------------
+
+
+def _files_in(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                  key=natural_key)
+
+
+def open_source(spec: str | None = None, **options: Any) -> Source:
+    """Open a source from a spec; options as the CLI passes them (``None`` means unset).
+
+    - ``None``, ``''``, ``synthetic`` or ``synthetic:1920x1080@60,seed=3,objects=12,
+      classes=person+car,ring=60,frames=300``: the synthetic world;
+    - ``0``, ``1``, …: a webcam; ``rtsp://…`` and other URLs: a live stream;
+    - a folder: its images, or its ``.raw`` / ``.npy`` / camera RAW files, in natural order;
+    - ``*.raw``: headerless RAW (``size``, ``bit_depth``, ``pattern``, ``black_level``);
+    - ``*.npy``: RAW (uint16) or RGB (uint8) arrays;
+    - ``*.dng`` and camera RAW (``.cr2``, ``.nef``, ``.arw``…): through rawpy;
+    - an image file: a one-frame source; anything else: a video file through OpenCV.
+    Common options: ``fps`` (where the input has none), ``frames`` (stop after N),
+    ``loop`` (restart finite inputs), ``max_drops`` (video/webcam).
+    """
+    opts = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(opts) - KNOWN_OPTIONS)
+    if unknown:
+        raise GputrackError(f"unknown source option(s) {', '.join(unknown)} (known: "
+                            f"{', '.join(sorted(KNOWN_OPTIONS))})")
+    text = "" if spec is None else str(spec).strip()
+    common = {k: opts[k] for k in ("frames", "loop") if k in opts}
+    if "frames" in common:
+        common["frames"] = _int(common["frames"], "frames", text or "synthetic")
+    fps = _float(opts["fps"], "fps", text) if "fps" in opts else None
+
+    if text == "" or text.lower() == "synthetic" or text.lower().startswith("synthetic:"):
+        return _open_synthetic(text or "synthetic", opts, fps)
+    if text.isdigit():
+        return VideoSource(int(text), live=True, size=parse_size(opts["size"]) if "size" in opts
+                           else None, fps=fps, max_drops=opts.get("max_drops"),
+                           frames=common.get("frames"))
+    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
+        return VideoSource(text, live=True, max_drops=opts.get("max_drops"), fps=fps,
+                           frames=common.get("frames"))
+
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise GputrackError(f"input '{text}' not found")
+    raw_opts = {k: opts.get(k) for k in ("bit_depth", "pattern", "black_level", "white_level")}
+    if path.is_dir():
+        files = _files_in(path)
+        groups = {
+            "images": [f for f in files if f.suffix.lower() in IMAGE_EXTS],
+            "raw": [f for f in files if f.suffix.lower() == ".raw"],
+            "npy": [f for f in files if f.suffix.lower() == ".npy"],
+            "camera": [f for f in files if f.suffix.lower() in CAMERA_RAW_EXTS],
+        }
+        found = [k for k, v in groups.items() if v]
+        if not found:
+            raise GputrackError(f"folder '{text}' has no images, .raw, .npy or DNG/camera RAW "
+                                "files")
+        if len(found) > 1:
+            raise GputrackError(f"folder '{text}' mixes {' and '.join(found)} files; put one "
+                                "kind per folder")
+        kind, members = found[0], groups[found[0]]
+    else:
+        ext = path.suffix.lower()
+        kind = ("raw" if ext == ".raw" else "npy" if ext == ".npy" else
+                "camera" if ext in CAMERA_RAW_EXTS else "images" if ext in IMAGE_EXTS else "video")
+        members = [path]
+    name = text
+    try:
+        if kind == "images":
+            return ImageFolderSource(members, name, fps=fps, **common)
+        if kind == "raw":
+            return RawFileSource(members, name, size=opts.get("size"), fps=fps, **raw_opts,
+                                 **common)
+        if kind == "npy":
+            return NpySource(members, name, fps=fps, **raw_opts, **common)
+        if kind == "camera":
+            return CameraRawSource(members, name, bit_depth=opts.get("bit_depth"), fps=fps,
+                                   **common)
+        return VideoSource(str(path), live=False, fps=fps, max_drops=opts.get("max_drops"),
+                           **common)
+    except OSError as err:
+        raise GputrackError(f"{name}: {err.strerror or err}") from None
+
+
+def _int(value: Any, key: str, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise GputrackError(f"{where}: {key}={value!r} is not a whole number") from None
+
+
+def _float(value: Any, key: str, where: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise GputrackError(f"{where}: {key}={value!r} is not a number") from None
+    if not v > 0 or math.isinf(v):
+        raise GputrackError(f"{where}: {key}={value!r} must be positive")
+    return v
+
+
+def _open_synthetic(spec: str, opts: dict[str, Any], fps: float | None) -> SyntheticSource:
+    parsed = _parse_synthetic(spec)
+    unknown = sorted(set(parsed) - {"size", "fps", "seed", "objects", "num_objects", "classes",
+                                    "ring", "frames", "loop"})
+    if unknown:
+        raise GputrackError(f"{spec}: unknown synthetic option(s) {', '.join(unknown)} "
+                            "(known: WxH@FPS, seed, objects, classes, ring, frames)")
+    merged = {**parsed, **opts}  # explicit options win over the spec string
+    size = parse_size(merged.get("size", (1280, 720)), f"{spec}: size")
+    rate = fps if fps is not None else (_float(merged["fps"], "fps", spec)
+                                        if "fps" in merged else 30.0)
+    classes = merged.get("classes", ALL_CLASSES)
+    if isinstance(classes, str):
+        classes = [c for c in re.split(r"[+ ;|/]", classes) if c]
+    objects = merged.get("num_objects", merged.get("objects", 8))
+    return SyntheticSource(
+        size=size, fps=rate, seed=_int(merged.get("seed", 0), "seed", spec),
+        num_objects=_int(objects, "objects", spec), classes=classes,
+        ring=_int(merged["ring"], "ring", spec) if "ring" in merged else None,
+        frames=_int(merged["frames"], "frames", spec) if "frames" in merged else None,
+        name=spec,
+    )

@@ -1,0 +1,462 @@
+"""Every source kind opens and yields the right types; every bad input gives its one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gputrack.errors import GputrackError
+from gputrack.sensor.frame import RawFrame
+from gputrack.sensor.sources import (
+    CameraRawSource,
+    Frame,
+    ImageFolderSource,
+    NpySource,
+    RawFileSource,
+    SyntheticSource,
+    VideoSource,
+    open_source,
+    parse_size,
+)
+from gputrack.sensor.synthetic import SyntheticWorld
+from tests.conftest import shared_data
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def _numbered(i: int, w: int = 64, h: int = 48) -> np.ndarray:
+    """An RGB frame whose mean grey level tells its number, and whose red half tells RGB
+    from BGR."""
+    img = np.full((h, w, 3), 20 * i + 10, np.uint8)
+    img[:, : w // 2, 0] = 250  # red channel high on the left half
+    return img
+
+
+def _write_video(path: Path, n: int = 10, fps: float = 10.0) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    assert vw.isOpened()
+    for i in range(n):
+        vw.write(cv2.cvtColor(_numbered(i), cv2.COLOR_RGB2BGR))
+    vw.release()
+    return path
+
+
+def _frame_number(img: np.ndarray) -> int:
+    return int(round((float(img[:, 32:, 1].mean()) - 10) / 20))
+
+
+def _corrupt_frame(path: Path, k: int) -> None:
+    """Overwrite the JPEG data of the k-th frame of an MJPG AVI with zeros."""
+    data = bytearray(path.read_bytes())
+    chunks, p = [], data.find(b"movi")
+    while (p := data.find(b"00dc", p + 1)) >= 0:
+        size = int.from_bytes(data[p + 4: p + 8], "little")
+        if size > 100:
+            chunks.append((p + 8, size))
+    start, size = chunks[k]
+    data[start: start + size] = bytes(size)
+    path.write_bytes(data)
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: frames 0..n-1, with the reads listed in ``fail``
+    failing (read attempt numbers)."""
+
+    def __init__(self, n: int, fail: set[int], fps: float = 25.0, count: int | None = None):
+        self.n, self.fail, self.fps = n, fail, fps
+        self.count = n if count is None else count
+        self.reads = 0
+        self.released = False
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return True
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FPS: self.fps, cv2.CAP_PROP_FRAME_WIDTH: 64,
+                cv2.CAP_PROP_FRAME_HEIGHT: 48, cv2.CAP_PROP_FRAME_COUNT: self.count}.get(prop, 0)
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            self.reads = int(value)
+        return True
+
+    def read(self):
+        r = self.reads
+        self.reads += 1
+        if r >= self.n or r in self.fail:
+            return False, None
+        return True, cv2.cvtColor(_numbered(r % 12), cv2.COLOR_RGB2BGR)
+
+    def release(self) -> None:
+        self.released = True
+
+
+# ---- synthetic ---------------------------------------------------------------------------
+
+
+def test_default_is_synthetic_720p():
+    with open_source() as src:
+        assert isinstance(src, SyntheticSource)
+        assert src.size == (1280, 720) and src.fps == 30 and not src.is_raw
+        f = next(src)
+        assert isinstance(f, Frame) and f.index == 0 and f.timestamp == 0
+        assert f.image.shape == (720, 1280, 3) and f.image.dtype == np.uint8
+        assert f.truth is not None and f.truth.shape[1] == 7
+    assert src.closed
+
+
+def test_synthetic_spec():
+    src = open_source("synthetic:320x180@60,seed=5,objects=3,classes=person+car,frames=4")
+    assert src.size == (320, 180) and src.fps == 60
+    assert src.class_names == ("person", "car")
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert frames[1].timestamp == pytest.approx(1 / 60)
+    world = SyntheticWorld(320, 180, 60, seed=5, num_objects=3, classes=("person", "car"))
+    assert np.array_equal(frames[3].image, world.render(3))
+    assert np.array_equal(frames[3].truth, world.ground_truth(3))
+    assert len(frames[0].truth) <= 3
+
+
+def test_synthetic_named_size_and_options_override_spec():
+    src = open_source("synthetic:720p@25", size="160x90", fps=12, frames=1)
+    assert src.size == (160, 90) and src.fps == 12
+    assert parse_size("4k") == (3840, 2160)
+
+
+def test_synthetic_ring_replays():
+    src = open_source("synthetic:160x90,ring=3,frames=7")
+    frames = list(src)
+    assert len(frames) == 7 and frames[6].index == 6
+    assert np.array_equal(frames[4].image, frames[1].image)
+    assert np.array_equal(frames[5].truth, frames[2].truth)
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("synthetic:abc", "not WIDTHxHEIGHT"),
+        ("synthetic:320x180,colour=red", "unknown synthetic option"),
+        ("synthetic:320x180,seed=x", "seed"),
+        ("synthetic:320x180,classes=dragon", "dragon"),
+        ("synthetic:320x180@0", "fps"),
+    ],
+)
+def test_synthetic_spec_errors(spec, words):
+    with pytest.raises(GputrackError, match=words):
+        open_source(spec)
+
+
+def test_unknown_option():
+    with pytest.raises(GputrackError, match="unknown source option.*colour"):
+        open_source("synthetic", colour="red")
+
+
+def test_options_for_other_kinds_are_ignored(tmp_path):
+    # the CLI passes --pattern/--bit-depth for the sensor model; a video source ignores them
+    src = open_source(str(_write_video(tmp_path / "v.avi", 2)), pattern="GRBG", bit_depth=10)
+    assert not src.is_raw and len(list(src)) == 2
+
+
+# ---- video files and webcams -------------------------------------------------------------
+
+
+def test_video_file(tmp_path):
+    path = _write_video(tmp_path / "clip.avi", n=10, fps=10)
+    with open_source(str(path)) as src:
+        assert isinstance(src, VideoSource) and not src.live
+        assert src.size == (64, 48) and src.fps == pytest.approx(10) and src.num_frames == 10
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(10))
+    assert frames[3].timestamp == pytest.approx(0.3)
+    img = frames[3].image
+    assert img.shape == (48, 64, 3) and img.dtype == np.uint8
+    assert img[:, :32, 0].mean() > 200 and img[:, :32, 2].mean() < 150  # RGB, not BGR
+    assert [_frame_number(f.image) for f in frames] == list(range(10))
+    assert src.dropped == 0 and src.end_reason is None
+
+
+def test_video_unreadable_frame_in_middle_is_skipped_and_counted(tmp_path):
+    path = _write_video(tmp_path / "bad.avi", n=10)
+    _corrupt_frame(path, 4)
+    src = open_source(str(path))
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 5, 6, 7, 8, 9]  # the gap stays visible
+    assert [_frame_number(f.image) for f in frames] == [f.index for f in frames]
+    assert src.dropped == 1 and src.end_reason is None
+
+
+def test_video_file_that_stops_decoding_ends_cleanly():
+    src = VideoSource("fake.avi", live=False, capture=FakeCapture(100, set(range(6, 100))),
+                      max_drops=5)
+    frames = list(src)
+    assert [f.index for f in frames] == list(range(6))
+    assert "frames from 6 on cannot be decoded" in src.end_reason
+    src.close()
+    assert src._cap.released
+
+
+def test_webcam_skips_and_counts_dropped_frames():
+    src = VideoSource(0, capture=FakeCapture(10**6, {2, 3, 7}))
+    assert src.live and src.num_frames is None
+    frames = [next(src) for _ in range(6)]
+    assert [f.index for f in frames] == [0, 1, 4, 5, 6, 8]
+    assert src.dropped == 3
+    assert all(b.timestamp >= a.timestamp for a, b in zip(frames, frames[1:], strict=False))
+
+
+def test_webcam_that_stops_delivering_is_an_error():
+    src = VideoSource(1, capture=FakeCapture(3, set()), max_drops=4)
+    assert len([next(src) for _ in range(3)]) == 3
+    with pytest.raises(GputrackError, match="webcam 1: no frame in 4 reads"):
+        next(src)
+
+
+def test_webcam_that_does_not_open():
+    with pytest.raises(GputrackError, match="webcam 97 did not open"):
+        open_source("97")
+
+
+def test_not_a_video(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    with pytest.raises(GputrackError, match="notes.txt.*cannot open"):
+        open_source(str(bad))
+
+
+def test_video_loop_and_frames(tmp_path):
+    path = _write_video(tmp_path / "v.avi", n=3)
+    frames = list(open_source(str(path), loop=True, frames=7))
+    assert [f.index for f in frames] == list(range(7))
+    assert [_frame_number(f.image) for f in frames] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_shared_video():
+    path = shared_data("video/vtest.avi")
+    with open_source(str(path), frames=3) as src:
+        assert src.size == (768, 576)
+        frames = list(src)
+    assert len(frames) == 3 and frames[2].image.shape == (576, 768, 3)
+
+
+# ---- image folders -----------------------------------------------------------------------
+
+
+def _png_folder(folder: Path, names: list[str]) -> Path:
+    folder.mkdir()
+    for i, name in enumerate(names):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(_numbered(i), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_image_folder_natural_order(tmp_path):
+    folder = _png_folder(tmp_path / "imgs", ["f1.png", "f2.png", "f10.png"])
+    (folder / "readme.txt").write_text("not an image")
+    with open_source(str(folder), fps=5) as src:
+        assert isinstance(src, ImageFolderSource) and src.fps == 5 and src.size == (64, 48)
+        frames = list(src)
+    assert [_frame_number(f.image) for f in frames] == [0, 1, 2]
+    assert frames[2].meta["file"].endswith("f10.png")
+    assert frames[0].image[:, :32, 0].mean() > 200  # RGB
+
+
+def test_image_folder_skips_unreadable_image(tmp_path):
+    folder = _png_folder(tmp_path / "imgs", ["a1.png", "a2.png", "a3.png"])
+    (folder / "a2.png").write_bytes(b"broken")
+    src = open_source(str(folder))
+    assert [f.index for f in src] == [0, 2] and src.dropped == 1
+
+
+def test_image_folder_size_change_is_an_error(tmp_path):
+    folder = _png_folder(tmp_path / "imgs", ["a1.png"])
+    cv2.imwrite(str(folder / "a2.png"), np.zeros((10, 10, 3), np.uint8))
+    src = open_source(str(folder))
+    next(src)
+    with pytest.raises(GputrackError, match="a2.png: image is 10x10"):
+        next(src)
+
+
+def test_single_image(tmp_path):
+    _png_folder(tmp_path / "one", ["x.png"])
+    frames = list(open_source(str(tmp_path / "one" / "x.png")))
+    assert len(frames) == 1 and frames[0].image.shape == (48, 64, 3)
+
+
+def test_empty_and_mixed_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GputrackError, match="has no images"):
+        open_source(str(tmp_path / "empty"))
+    mixed = _png_folder(tmp_path / "mixed", ["a.png"])
+    np.save(mixed / "b.npy", np.zeros((4, 4), np.uint16))
+    with pytest.raises(GputrackError, match="mixes images and npy"):
+        open_source(str(mixed))
+
+
+# ---- headerless .raw ---------------------------------------------------------------------
+
+
+def _raw(w: int = 32, h: int = 16, top: int = 4095, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, top + 1, (h, w), dtype=np.uint16)
+
+
+def test_raw_file(tmp_path):
+    data = _raw()
+    path = tmp_path / "frame.raw"
+    data.astype("<u2").tofile(path)
+    with open_source(str(path), size="32x16", bit_depth=12, pattern="grbg", black_level=64) as s:
+        assert isinstance(s, RawFileSource) and s.is_raw and s.size == (32, 16)
+        frames = list(s)
+    assert len(frames) == 1
+    raw = frames[0].raw
+    assert isinstance(raw, RawFrame) and frames[0].is_raw and frames[0].image is None
+    assert np.array_equal(raw.data, data)
+    assert (raw.pattern, raw.bit_depth, raw.black_level, raw.white_level) == ("GRBG", 12, 64, 4095)
+
+
+def test_raw_folder_and_name_hints(tmp_path):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        _raw(top=1023, seed=i).astype("<u2").tofile(folder / f"cam_32x16_bggr_10bit_{i}.raw")
+    frames = list(open_source(str(folder)))
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert frames[2].meta["file"].endswith("_10.raw")
+    assert np.array_equal(frames[2].raw.data, _raw(top=1023, seed=10))
+    assert (frames[0].raw.pattern, frames[0].raw.bit_depth) == ("BGGR", 10)
+
+
+@pytest.mark.parametrize(
+    "opts, words",
+    [
+        ({}, "needs its size"),
+        ({"size": "30x16"}, r"1024 bytes, but 30x16 16-bit RAW needs 960 \(that would be 32x16\)"),
+        ({"size": "31x17"}, "odd"),
+        ({"size": "32x16", "bit_depth": 10}, "reaches .* exceeds the declared bit depth 10"),
+        ({"size": "32x16", "pattern": "RGBG"}, "unknown Bayer pattern 'RGBG'"),
+        ({"size": "32x16", "bit_depth": 11}, "bit depth 11 not supported"),
+        ({"size": "32xx16"}, "not WIDTHxHEIGHT"),
+    ],
+)
+def test_raw_errors(tmp_path, opts, words):
+    path = tmp_path / "frame.raw"
+    _raw().astype("<u2").tofile(path)
+    with pytest.raises(GputrackError, match=words) as err:
+        list(open_source(str(path), **opts))
+    assert "frame.raw" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shared_raw_frame():
+    path = shared_data("raw/openisp_1920x1080_rggb_10bit.raw")
+    frame = next(open_source(str(path)))  # size, pattern and depth from the file name
+    raw = frame.raw
+    assert raw.data.shape == (1080, 1920) and raw.pattern == "RGGB" and raw.bit_depth == 10
+    assert 0 < raw.data.max() < 1024
+
+
+# ---- .npy --------------------------------------------------------------------------------
+
+
+def test_npy_raw_and_rgb(tmp_path):
+    np.save(tmp_path / "raw.npy", _raw())
+    f = next(open_source(str(tmp_path / "raw.npy"), pattern="GBRG"))
+    assert f.is_raw and f.raw.pattern == "GBRG" and f.raw.bit_depth == 12
+    rgb = _numbered(3)
+    np.save(tmp_path / "rgb.npy", rgb)
+    src = open_source(str(tmp_path / "rgb.npy"))
+    assert not src.is_raw and src.size == (64, 48)
+    assert np.array_equal(next(src).image, rgb)
+
+
+def test_npy_stacks(tmp_path):
+    np.save(tmp_path / "raws.npy", np.stack([_raw(seed=i) for i in range(3)]))
+    frames = list(open_source(str(tmp_path / "raws.npy")))
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert np.array_equal(frames[2].raw.data, _raw(seed=2))
+    np.save(tmp_path / "rgbs.npy", np.stack([_numbered(i) for i in range(4)]))
+    src = open_source(str(tmp_path / "rgbs.npy"))
+    assert isinstance(src, NpySource) and src.num_frames == 4
+    assert [_frame_number(f.image) for f in src] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "array, opts, words",
+    [
+        (np.zeros((4, 4), np.float32), {}, r"float32\[4, 4\] is neither"),
+        (np.zeros((4, 4, 4), np.uint8), {}, "neither"),
+        (np.zeros((5, 4), np.uint16), {}, "odd"),
+        (np.full((4, 4), 5000, np.uint16), {}, "exceeds the declared bit depth 12"),
+        (np.zeros((4, 4), np.uint16), {"pattern": "XYZW"}, "unknown Bayer pattern"),
+    ],
+)
+def test_npy_errors(tmp_path, array, opts, words):
+    np.save(tmp_path / "a.npy", array)
+    with pytest.raises(GputrackError, match=words) as err:
+        list(open_source(str(tmp_path / "a.npy"), **opts))
+    assert "a.npy" in str(err.value)
+
+
+def test_npy_not_an_array(tmp_path):
+    (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
+    with pytest.raises(GputrackError, match="junk.npy: not a readable .npy"):
+        open_source(str(tmp_path / "junk.npy"))
+
+
+# ---- DNG ---------------------------------------------------------------------------------
+
+
+def _write_dng(path: Path, data: np.ndarray, pattern: str, bits: int, black: int) -> None:
+    core = pytest.importorskip("pidng.core", reason="pidng (writes DNG) is not installed")
+    from pidng.defs import CalibrationIlluminant, CFAPattern, PhotometricInterpretation
+    from pidng.dng import DNGTags, Tag
+
+    h, w = data.shape
+    tags = DNGTags()
+    for tag, value in [
+        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
+        (Tag.Orientation, 1),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, bits), (Tag.CFARepeatPatternDim, [2, 2]),
+        (Tag.CFAPattern, getattr(CFAPattern, pattern)), (Tag.BlackLevel, black),
+        (Tag.WhiteLevel, (1 << bits) - 1),
+        (Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1],
+                            [1, 1]]),
+        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+        (Tag.AsShotNeutral, [[1, 2], [1, 1], [2, 3]]), (Tag.Make, "gputrack"),
+        (Tag.Model, "test"),
+    ]:
+        tags.set(tag, value)
+    writer = core.RAW2DNG()
+    writer.options(tags, path=str(path.parent), compress=False)
+    writer.convert(data, filename=path.stem)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GBRG"])
+def test_dng(tmp_path, pattern):
+    pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
+    data = _raw(48, 32, top=4095)
+    _write_dng(tmp_path / "shot.dng", data, pattern, 12, black=64)
+    with open_source(str(tmp_path / "shot.dng")) as src:
+        assert isinstance(src, CameraRawSource) and src.size == (48, 32)
+        f = next(src)
+    assert np.array_equal(f.raw.data, data)  # bit-identical through pidng and rawpy
+    assert (f.raw.pattern, f.raw.bit_depth, f.raw.black_level, f.raw.white_level) == (
+        pattern, 12, 64, 4095)
+    assert f.meta["camera_whitebalance"][:3] == pytest.approx([2.0, 1.0, 1.5])
+
+
+def test_dng_unreadable(tmp_path):
+    pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
+    (tmp_path / "bad.dng").write_bytes(b"\x00" * 64)
+    with pytest.raises(GputrackError, match="bad.dng: rawpy cannot read it"):
+        open_source(str(tmp_path / "bad.dng"))
+
+
+# ---- general -----------------------------------------------------------------------------
+
+
+def test_missing_file():
+    with pytest.raises(GputrackError, match="input 'no/such/clip.mp4' not found"):
+        open_source("no/such/clip.mp4")
