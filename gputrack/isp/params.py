@@ -1,0 +1,217 @@
+"""ISP parameters: what the ISP does to a RAW frame, independent of how it is run.
+
+Defaults suit a 12-bit RGGB sensor: black level 256, white level 4095, fixed white balance
+(R 2.0, G 1.0, B 1.6), a typical colour matrix (rows sum to 1, so grey stays grey), the sRGB
+transfer curve, Malvar-He-Cutler demosaicing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from gputrack.errors import GputrackError
+from gputrack.sensor.frame import BAYER_PATTERNS, check_pattern
+
+DEMOSAIC_METHODS = ("mhc", "bilinear")
+TONE_CURVES = ("srgb", "linear", "gamma2.2")
+LUT_SIZE = 4097  # samples of the tone curve on [0, 1], linearly interpolated
+
+# A typical sensor-to-sRGB matrix: rows sum to 1 (grey stays grey), its inverse is positive
+# (every in-gamut sRGB colour maps to a physical, non-negative camera response).
+DEFAULT_CCM = (
+    (1.70, -0.55, -0.15),
+    (-0.25, 1.45, -0.20),
+    (0.05, -0.60, 1.55),
+)
+DEFAULT_WB = (2.0, 1.0, 1.6)
+
+
+def default_black_level(bit_depth: int) -> int:
+    """64 at 10 bits, 256 at 12, 1024 at 14 (the same fraction of full scale); 0 at 8 bits."""
+    return 0 if bit_depth <= 8 else 64 << (bit_depth - 10)
+
+
+def pattern_offsets(pattern: str) -> tuple[int, int]:
+    """(x, y) of the red site in the 2x2 cell: RGGB (0,0), GRBG (1,0), GBRG (0,1), BGGR (1,1)."""
+    return {"RGGB": (0, 0), "GRBG": (1, 0), "GBRG": (0, 1), "BGGR": (1, 1)}[check_pattern(pattern)]
+
+
+def cfa_channels(pattern: str) -> np.ndarray:
+    """int[2, 2]: the colour (0 R, 1 G, 2 B) at each position of the 2x2 cell."""
+    rx, ry = pattern_offsets(pattern)
+    ch = np.ones((2, 2), dtype=np.int64)
+    ch[ry, rx] = 0
+    ch[1 - ry, 1 - rx] = 2
+    return ch
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """The network's input: size, letterbox, normalisation `(pixel - mean) * scale`, layout."""
+
+    width: int = 352
+    height: int = 352
+    letterbox: bool = True  # keep the aspect ratio and pad; False stretches to the size
+    pad_value: float = 114.0  # 8-bit units, before normalisation
+    resize: str = "area"  # "area" (box filter over the exact footprint) | "bilinear"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 8-bit units, in output channel order
+    scale: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
+    channel_order: str = "RGB"  # or "BGR"
+    dtype: str = "float32"  # or "float16"
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise GputrackError(f"tensor size {self.width}x{self.height} must be positive")
+        if self.resize not in ("area", "bilinear"):
+            raise GputrackError(f"tensor resize '{self.resize}' unknown (area or bilinear)")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise GputrackError(f"tensor channel order '{self.channel_order}' (RGB or BGR)")
+        if self.dtype not in ("float32", "float16"):
+            raise GputrackError(f"tensor dtype '{self.dtype}' (float32 or float16)")
+
+    def geometry(self, src_w: int, src_h: int) -> tuple[int, int, int, int]:
+        """(content_w, content_h, pad_x, pad_y): where the resized image sits in the tensor."""
+        if not self.letterbox:
+            return self.width, self.height, 0, 0
+        s = min(self.width / src_w, self.height / src_h)
+        cw = max(1, min(self.width, int(round(src_w * s))))
+        ch = max(1, min(self.height, int(round(src_h * s))))
+        return cw, ch, (self.width - cw) // 2, (self.height - ch) // 2
+
+
+@dataclass(frozen=True)
+class IspParams:
+    """Everything the ISP does. `wb="auto"` measures grey-world gains on each frame."""
+
+    pattern: str = "RGGB"
+    bit_depth: int = 12
+    black_level: int | None = None  # None: default_black_level(bit_depth)
+    white_level: int | None = None  # None: 2**bit_depth - 1
+    wb: tuple[float, float, float] | str = DEFAULT_WB  # R, G, B gains, or "auto"
+    awb_clip: float = 0.95  # grey world ignores 2x2 cells with a pixel above this fraction
+    ccm: tuple[tuple[float, ...], ...] = DEFAULT_CCM  # camera RGB -> linear sRGB
+    tone: str = "srgb"  # "srgb" | "linear" | "gammaX" (power 1/X)
+    lens_shading: tuple[float, float] = (0.0, 0.0)  # gain 1 + k1 r^2 + k2 r^4, r: half-diagonal
+    demosaic: str = "mhc"
+    nv12: bool = False  # also produce NV12 (BT.709 limited range) for video encoding
+    tensor: TensorSpec | None = None  # also produce the network input
+    lut: tuple[float, ...] | None = field(default=None, repr=False)  # a custom tone LUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", check_pattern(self.pattern))
+        if self.bit_depth not in (8, 10, 12, 14, 16):
+            raise GputrackError(f"bit depth {self.bit_depth} not supported (8, 10, 12, 14, 16)")
+        if self.demosaic not in DEMOSAIC_METHODS:
+            raise GputrackError(
+                f"demosaic method '{self.demosaic}' unknown "
+                f"(choose from {', '.join(DEMOSAIC_METHODS)})"
+            )
+        if isinstance(self.wb, str):
+            if self.wb != "auto":
+                raise GputrackError(f"white balance '{self.wb}': give three gains or 'auto'")
+        else:
+            wb = tuple(float(g) for g in self.wb)
+            if len(wb) != 3 or min(wb) <= 0:
+                raise GputrackError(f"white balance gains {self.wb}: need three positive numbers")
+            object.__setattr__(self, "wb", wb)
+        ccm = np.asarray(self.ccm, dtype=np.float64)
+        if ccm.shape != (3, 3):
+            raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
+        object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in ccm))
+        tone_curve(self.tone)  # validates
+        if not 0 <= self.black < self.white < (1 << self.bit_depth):
+            raise GputrackError(
+                f"black level {self.black} / white level {self.white} do not fit "
+                f"{self.bit_depth}-bit data"
+            )
+
+    @property
+    def black(self) -> int:
+        return (
+            default_black_level(self.bit_depth)
+            if self.black_level is None
+            else int(self.black_level)
+        )
+
+    @property
+    def white(self) -> int:
+        return (1 << self.bit_depth) - 1 if self.white_level is None else int(self.white_level)
+
+    @property
+    def auto_wb(self) -> bool:
+        return self.wb == "auto"
+
+    def with_(self, **changes: object) -> IspParams:
+        return replace(self, **changes)
+
+    def tone_lut(self) -> np.ndarray:
+        """float64[LUT_SIZE]: the tone curve sampled at i / (LUT_SIZE - 1)."""
+        if self.lut is not None:
+            lut = np.asarray(self.lut, dtype=np.float64)
+            if lut.ndim != 1 or lut.size < 2:
+                raise GputrackError("a custom tone LUT needs at least 2 samples")
+            return lut
+        return tone_curve(self.tone)(np.linspace(0.0, 1.0, LUT_SIZE))
+
+
+def srgb_encode(x: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function (IEC 61966-2-1), linear [0, 1] -> encoded [0, 1]."""
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def srgb_decode(v: np.ndarray) -> np.ndarray:
+    """Inverse of `srgb_encode`."""
+    v = np.clip(np.asarray(v, dtype=np.float64), 0.0, 1.0)
+    return np.where(v <= 0.04045, v / 12.92, np.power((v + 0.055) / 1.055, 2.4))
+
+
+def tone_curve(name: str):
+    """The forward curve for a tone name."""
+    if name == "srgb":
+        return srgb_encode
+    if name == "linear":
+        return lambda x: np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    if name.startswith("gamma"):
+        try:
+            g = float(name[5:])
+        except ValueError:
+            g = 0.0
+        if g <= 0:
+            raise GputrackError(f"tone curve '{name}': gamma must be positive (e.g. gamma2.2)")
+        return lambda x: np.power(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0), 1 / g)
+    raise GputrackError(f"tone curve '{name}' unknown (srgb, linear, gammaX)")
+
+
+def demosaic_only(pattern: str = "RGGB", bit_depth: int = 8, method: str = "mhc") -> IspParams:
+    """The benchmark setting: no black level, unit gains, identity matrix, linear tone."""
+    return IspParams(
+        pattern=pattern,
+        bit_depth=bit_depth,
+        black_level=0,
+        white_level=(1 << bit_depth) - 1,
+        wb=(1.0, 1.0, 1.0),
+        ccm=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+        tone="linear",
+        demosaic=method,
+    )
+
+
+__all__ = [
+    "BAYER_PATTERNS",
+    "DEFAULT_CCM",
+    "DEFAULT_WB",
+    "DEMOSAIC_METHODS",
+    "IspParams",
+    "LUT_SIZE",
+    "TensorSpec",
+    "cfa_channels",
+    "default_black_level",
+    "demosaic_only",
+    "pattern_offsets",
+    "srgb_decode",
+    "srgb_encode",
+    "tone_curve",
+]

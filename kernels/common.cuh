@@ -1,0 +1,95 @@
+// Shared device helpers for the kernels in this folder.
+// Device code only, NVRTC-compatible: no host headers, nothing beyond the CUDA built-ins and
+// the C math functions, so that the `emu` backend can compile the same text for the CPU.
+#pragma once
+
+// Plain aggregates for wide memory accesses. Own types rather than CUDA's vector types keep
+// the source portable; alignas lets nvcc emit one 8- or 16-byte access for a copy.
+struct alignas(4) gt_u16x2 {
+    unsigned short a, b;
+};
+struct alignas(8) gt_u16x4 {
+    unsigned short a, b, c, d;
+};
+struct alignas(8) gt_f32x2 {
+    float x, y;
+};
+struct alignas(16) gt_u32x4 {
+    unsigned int a, b, c, d;
+};
+
+__device__ __forceinline__ int gt_imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int gt_imax(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ float gt_clamp01(float v) { return fminf(fmaxf(v, 0.0f), 1.0f); }
+
+// Mirror an index into [0, n) without repeating the edge (reflect-101: -1 -> 1, n -> n - 2).
+// It keeps the Bayer phase. Indices further out than one reflection are clamped: they only
+// feed pixels outside the image, which are never stored.
+__device__ __forceinline__ int gt_reflect101(int i, int n) {
+    if (i < 0) i = -i;
+    if (i >= n) i = 2 * (n - 1) - i;
+    return gt_imin(gt_imax(i, 0), n - 1);
+}
+
+// [0, 1] -> uint8, rounding half up (the reference's floor(255 v + 0.5)).
+__device__ __forceinline__ unsigned char gt_to_u8(float v) {
+    return (unsigned char)(int)(gt_clamp01(v) * 255.0f + 0.5f);
+}
+
+__device__ __forceinline__ unsigned char gt_sat_u8(float v) {
+    v = fminf(fmaxf(v, 0.0f), 255.0f);
+    return (unsigned char)(int)floorf(v + 0.5f);
+}
+
+// float -> IEEE binary16 bits, round to nearest even (what NumPy's astype(float16) does).
+// Written out so the same code runs without cuda_fp16.h.
+__device__ __forceinline__ unsigned short gt_float_to_half(float f) {
+    union {
+        float f;
+        unsigned int u;
+    } c;
+    c.f = f;
+    const unsigned int x = c.u;
+    const unsigned int sign = (x >> 16) & 0x8000u;
+    const unsigned int ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (unsigned short)(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // rounds to infinity
+    if (ax < 0x38800000u) {                                          // half subnormal or zero
+        if (ax < 0x33000000u) return (unsigned short)sign;           // below half of 2^-24
+        const unsigned int e = ax >> 23;
+        const unsigned int m = (ax & 0x7fffffu) | 0x800000u;
+        const unsigned int shift = 126u - e;  // 14..24
+        unsigned int r = m >> shift;
+        const unsigned int rem = m & ((1u << shift) - 1u);
+        const unsigned int half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (r & 1u))) r++;
+        return (unsigned short)(sign | r);
+    }
+    unsigned int h = (ax - 0x38000000u) >> 13;  // rebias the exponent 127 -> 15
+    const unsigned int rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;  // a carry may reach infinity: right
+    return (unsigned short)(sign | h);
+}
+
+// Counter-based random numbers: splitmix64's finaliser as a hash of (seed, frame, index).
+// The NumPy reference (gputrack/sensor/model.py) computes the same bits.
+__device__ __forceinline__ unsigned long long gt_splitmix64(unsigned long long z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+__device__ __forceinline__ unsigned long long gt_pixel_hash(unsigned long long seed, int frame,
+                                                            unsigned long long index) {
+    const unsigned long long s = gt_splitmix64(seed);
+    const unsigned long long f = gt_splitmix64(s ^ (unsigned long long)(long long)frame);
+    return gt_splitmix64(f ^ index);
+}
+
+// Standard normal by Box-Muller from two 24-bit uniforms: u1 in (0, 1], u2 in [0, 1).
+__device__ __forceinline__ float gt_gaussian(unsigned long long h) {
+    const float u1 = (float)((h >> 40) + 1ull) * (1.0f / 16777216.0f);
+    const float u2 = (float)((h >> 16) & 0xFFFFFFull) * (1.0f / 16777216.0f);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2);
+}
