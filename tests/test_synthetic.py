@@ -178,6 +178,7 @@ def test_frame_ring(world):
     assert np.array_equal(ring[1], world.render(11))
     assert np.array_equal(ring[5], world.render(11))  # wraps
     assert np.array_equal(ring.ground_truth(6), world.ground_truth(12))
+    assert not ring[0].flags.writeable  # shared views: a consumer cannot draw on the ring
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ class SyntheticSource(Source):
         i = self._i
         self._i += 1
         if self.ring is not None:
-            image, truth = self.ring[i].copy(), self.ring.ground_truth(i)
+            image, truth = self.ring[i], self.ring.ground_truth(i)  # read-only view, no copy
         else:
             image, truth = self.world.render(i), self.world.ground_truth(i)
         return Frame(i, i / self.fps, image=image, truth=truth)

@@ -501,6 +501,7 @@ class FrameRing:
         for i in range(n):
             world.render(self.start + i, out=self.frames[i])
             self.truth.append(world.ground_truth(self.start + i))
+        self.frames.flags.writeable = False  # handed out as views: nobody may draw on them
 
     def __len__(self) -> int:
         return len(self.frames)
