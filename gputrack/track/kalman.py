@@ -28,10 +28,10 @@ DIM_X, DIM_Z = 8, 4
 class MotionNoise:
     """Noise of the motion model, each a fraction of the box size (see module doc)."""
 
-    accel: float = 1.0  # position: white-noise acceleration density, box sizes / s^1.5
+    accel: float = 3.0  # position: white-noise acceleration density, box sizes / s^1.5
     size_accel: float = 0.25  # box size: the same, smaller because boxes rarely change fast
     measure: float = 0.05  # detector box jitter (std) as a fraction of the box size
-    init_velocity: float = 1.0  # std of the unknown velocity of a new track, box sizes / s
+    init_velocity: float = 3.0  # std of the unknown velocity of a new track, box sizes / s
 
 
 def unit_q(dt: float) -> np.ndarray:

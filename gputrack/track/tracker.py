@@ -73,6 +73,7 @@ class TrackerParams:
     confirm_time: float = 0.1  # seconds of consecutive hits before a track is confirmed
     lost_time: float = 1.0  # seconds a lost track is kept and predicted
     centre_gate: float = 3.0  # centre distance, in std of the prediction, scoring 0
+    centre_margin: float = 0.5  # box sizes added to the prediction's std for that distance
     centre_weight: float = 0.5  # weight of centre similarity against IoU (0 turns it off)
     noise: MotionNoise = field(default_factory=MotionNoise)
 
@@ -135,7 +136,10 @@ class Tracker:
         c["det"][:] = -1
 
         boxes = self.boxes_xyxy()
-        centre_std = self.kf.innovation_std()[:, :2]
+        # Where a detection of each track may be: the filter's own uncertainty plus a margin
+        # in box sizes for motion the model cannot foresee (a bounce, a turn).
+        centre_std = np.sqrt(self.kf.innovation_std()[:, :2] ** 2
+                             + (p.centre_margin * self.kf.x[:, 2:4]) ** 2)
         score, dcls = dets[:, 4], dets[:, 5].astype(np.int64)
         w, h = dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1]
         usable = np.isfinite(dets).all(axis=1) & (w > 0) & (h > 0) & (score >= p.low_score)
