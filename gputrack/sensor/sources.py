@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -231,6 +232,9 @@ class VideoSource(Source):
         self.live = isinstance(target, int) if live is None else live
         what = f"webcam {target}" if isinstance(target, int) else f"video '{target}'"
         if capture is None:
+            # FFmpeg prints its own line per bad packet; we report drops once, through logging.
+            # Read by OpenCV when it first loads FFmpeg; a value the user set wins.
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
             with _quiet_opencv():
                 capture = cv2.VideoCapture(target)
                 if isinstance(target, int) and capture.isOpened():
