@@ -338,6 +338,8 @@ def test_raw_folder_and_name_hints(tmp_path):
         ({"size": "32x16", "pattern": "RGBG"}, "unknown Bayer pattern 'RGBG'"),
         ({"size": "32x16", "bit_depth": 11}, "bit depth 11 not supported"),
         ({"size": "32xx16"}, "not WIDTHxHEIGHT"),
+        ({"size": "32x16", "black_level": "dark"}, "black_level='dark' is not a whole number"),
+        ({"size": "32x16", "black_level": 5000}, "black level 5000 / white level 4095"),
     ],
 )
 def test_raw_errors(tmp_path, opts, words):

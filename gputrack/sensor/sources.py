@@ -422,8 +422,9 @@ def _raw_params(name: str, bit_depth: Any, pattern: Any, black_level: Any,
         pat = check_pattern("RGGB" if pattern is None else pattern)
     except GputrackError as err:
         raise GputrackError(f"{name}: {err}") from None
-    return {"bit_depth": depth, "pattern": pat, "black_level": int(black_level or 0),
-            "white_level": None if white_level is None else int(white_level)}
+    black = _int(black_level or 0, "black_level", name)
+    white = None if white_level is None else _int(white_level, "white_level", name)
+    return {"bit_depth": depth, "pattern": pat, "black_level": black, "white_level": white}
 
 
 def _make_raw(name: str, data: np.ndarray, params: dict[str, Any], index: int,
@@ -620,7 +621,7 @@ class CameraRawSource(Source):
                     "camera_whitebalance": [float(x) for x in r.camera_whitebalance],
                     "rgb_xyz_matrix": np.array(r.rgb_xyz_matrix).tolist(),
                 }
-        except (rawpy.LibRawError, OSError) as err:
+        except Exception as err:  # any decoder failure on a user's file is a bad input
             raise GputrackError(f"{path}: rawpy cannot read it ({type(err).__name__}: "
                                 f"{err})") from None
         h, w = data.shape
