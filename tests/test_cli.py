@@ -13,7 +13,9 @@ from gputrack.device import probe
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gputrack", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gputrack", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_help_lists_every_verb():
@@ -57,7 +59,11 @@ def test_check_human_output_names_the_backends():
 
 @pytest.mark.parametrize(
     "argv, needle",
-    [(["check", "--bogus"], "--bogus"), (["frobnicate"], "frobnicate"), (["check", "--arch"], "--arch")],
+    [
+        (["check", "--bogus"], "--bogus"),
+        (["frobnicate"], "frobnicate"),
+        (["check", "--arch"], "--arch"),
+    ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(argv, needle):
     out = run_cli(*argv)

@@ -9,14 +9,14 @@ from gputrack.device import get_backend, probe
 from gputrack.device.kernel_source import parse_signatures, source_digest
 from gputrack.errors import BackendUnavailable, KernelError, UsageError
 
-SOURCE = r'''
+SOURCE = r"""
 #include "common.cuh"
 // extern "C" __global__ void commented_out(int x) {}
 extern "C" __global__ void __launch_bounds__(256)
 scale(const float* __restrict__ src, float *dst, float gain, int n, unsigned short tag) {}
 extern "C" __global__ void no_args() {}
 extern "C" __global__ void raw_ptr(void* p, const __half* h, long long big) {}
-'''
+"""
 
 
 def test_signatures_are_parsed_with_types_and_constness():
@@ -53,13 +53,31 @@ def test_arguments_are_converted_to_the_c_types(scale_sig):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([np.ones(4, np.float64), np.ones(4, np.float32), 1.0, 4, 0], "'src' is float\\*, got an array of float64"),
+        (
+            [np.ones(4, np.float64), np.ones(4, np.float32), 1.0, 4, 0],
+            "'src' is float\\*, got an array of float64",
+        ),
         ([np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 4], "takes 5 arguments"),
-        ([np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 2**40, 0], "'n' \\(int\\) cannot hold"),
-        ([np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 4.5, 0], "'n' \\(int\\) cannot hold 4.5"),
-        ([np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 4, -1], "'tag' \\(unsigned short\\) cannot hold -1"),
-        ([np.ones(4, np.float32), [1.0, 2.0], 1.0, 4, 0], "'dst' needs a cpu device array, got list"),
-        ([np.ones(4, np.float32), np.ones(4, np.float32), np.ones(2), 4, 0], "'gain' is a scalar float"),
+        (
+            [np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 2**40, 0],
+            "'n' \\(int\\) cannot hold",
+        ),
+        (
+            [np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 4.5, 0],
+            "'n' \\(int\\) cannot hold 4.5",
+        ),
+        (
+            [np.ones(4, np.float32), np.ones(4, np.float32), 1.0, 4, -1],
+            "'tag' \\(unsigned short\\) cannot hold -1",
+        ),
+        (
+            [np.ones(4, np.float32), [1.0, 2.0], 1.0, 4, 0],
+            "'dst' needs a cpu device array, got list",
+        ),
+        (
+            [np.ones(4, np.float32), np.ones(4, np.float32), np.ones(2), 4, 0],
+            "'gain' is a scalar float",
+        ),
         ([np.ones((4, 4), np.float32)[:, 1], np.ones(4, np.float32), 1.0, 4, 0], "C-contiguous"),
     ],
 )

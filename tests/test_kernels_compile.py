@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gputrack.device.compile_report import compile_nvcc, compile_nvrtc, nvrtc_version, parse_ptxas_log
+from gputrack.device.compile_report import (
+    compile_nvcc,
+    compile_nvrtc,
+    nvrtc_version,
+    parse_ptxas_log,
+)
 from gputrack.device.kernel_source import kernel_files, signatures_of
 
 TEST_KERNELS = Path(__file__).parent / "kernels"
@@ -26,7 +31,7 @@ def test_compiles_with_nvrtc_for_sm90_without_spills(path):
     report = compile_nvrtc(path)
     assert report.compiled, f"{path.name}: {report.error}\n{report.log}"
     names = {k.name for k in report.kernels}
-    assert names == set(signatures_of(path)), "every extern \"C\" __global__ kernel is reported"
+    assert names == set(signatures_of(path)), 'every extern "C" __global__ kernel is reported'
     for k in report.kernels:
         assert k.spills == 0, f"{k.name} spills {k.spills} bytes"
         assert 0 < k.registers <= 255
@@ -51,7 +56,13 @@ ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loa
 ptxas info    : Used 10 registers, used 0 barriers
 """
     tile, plain = parse_ptxas_log(log, "f.cu", "nvrtc")
-    assert (tile.name, tile.registers, tile.spills, tile.stack_bytes, tile.shared_bytes) == ("tile", 40, 12, 16, 1296)
+    assert (tile.name, tile.registers, tile.spills, tile.stack_bytes, tile.shared_bytes) == (
+        "tile",
+        40,
+        12,
+        16,
+        1296,
+    )
     assert (plain.name, plain.registers, plain.spills, plain.shared_bytes) == ("plain", 10, 0, 0)
 
 

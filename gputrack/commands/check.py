@@ -16,18 +16,33 @@ from gputrack import __version__
 from gputrack.device import BACKEND_NAMES, auto_choice, probe
 from gputrack.device.compile_report import DEFAULT_ARCH, nvrtc_version, report_all
 
-_PACKAGES = ("numpy", "scipy", "opencv-python-headless", "opencv-python", "filterpy", "rich",
-             "onnx", "onnxruntime", "cupy-cuda13x", "cupy-cuda12x", "pycuda")
+_PACKAGES = (
+    "numpy",
+    "scipy",
+    "opencv-python-headless",
+    "opencv-python",
+    "filterpy",
+    "rich",
+    "onnx",
+    "onnxruntime",
+    "cupy-cuda13x",
+    "cupy-cuda12x",
+    "pycuda",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="report versions, backends, GPU and kernel compilation",
-                       description=__doc__)
+    p = sub.add_parser(
+        "check", help="report versions, backends, GPU and kernel compilation", description=__doc__
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object for programs")
     p.add_argument("--no-kernels", action="store_true", help="skip compiling the kernels")
     p.add_argument("--arch", default=DEFAULT_ARCH, help="GPU architecture to compile for")
-    p.add_argument("--strict", action="store_true",
-                   help="also fail (exit 1) when a kernel does not compile or spills registers")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail (exit 1) when a kernel does not compile or spills registers",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,11 +102,17 @@ def _print_human(report: dict[str, Any], compiled: bool) -> None:
     console = Console()
     v = report["versions"]
     console.print(f"[bold]gputrack {v['gputrack']}[/] on Python {v['python']}")
-    console.print("  " + ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "gputrack")))
+    console.print(
+        "  " + ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "gputrack"))
+    )
     gpu = report["gpu"]
     console.print(f"GPU: {gpu['name']}, {gpu['memory_gb']} GB" if gpu else "GPU: none")
     nv = report["nvrtc"]
-    console.print(f"NVRTC: {nv['version']}" if nv["version"] else f"NVRTC: unavailable ({escape(nv['reason'])})")
+    console.print(
+        f"NVRTC: {nv['version']}"
+        if nv["version"]
+        else f"NVRTC: unavailable ({escape(nv['reason'])})"
+    )
     console.print(f"nvcc: {report['nvcc'] or 'not on PATH'}")
 
     table = Table(title="backends")
@@ -101,7 +122,9 @@ def _print_human(report: dict[str, Any], compiled: bool) -> None:
         mark = "[green]yes[/]" if state["available"] else "[red]no[/]"
         table.add_row(name, mark, escape(state["reason"]))
     console.print(table)
-    console.print(f"auto -> [bold]{report['auto']['backend']}[/] ({escape(report['auto']['reason'])})")
+    console.print(
+        f"auto -> [bold]{report['auto']['backend']}[/] ({escape(report['auto']['reason'])})"
+    )
 
     if not compiled:
         return

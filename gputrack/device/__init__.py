@@ -72,4 +72,12 @@ def auto_choice() -> tuple[str, str]:
     return "cpu", f"cuda unavailable: {cuda.reason}"
 
 
-__all__ = ["BACKEND_NAMES", "CHOICES", "Availability", "Backend", "get_backend", "probe", "auto_choice"]
+__all__ = [
+    "BACKEND_NAMES",
+    "CHOICES",
+    "Availability",
+    "Backend",
+    "get_backend",
+    "probe",
+    "auto_choice",
+]

@@ -172,7 +172,9 @@ class Backend(ABC):
                 f"kernel {signature.name}: takes {len(signature.params)} arguments "
                 f"({', '.join(p.name for p in signature.params)}), got {len(args)}"
             )
-        return [self._convert(signature.name, p, a) for p, a in zip(signature.params, args, strict=True)]
+        return [
+            self._convert(signature.name, p, a) for p, a in zip(signature.params, args, strict=True)
+        ]
 
     def _convert(self, kernel: str, param: Param, value: Any) -> Any:
         if param.pointer:
@@ -195,7 +197,9 @@ class Backend(ABC):
                 )
             return value
         if self.is_device_array(value) or isinstance(value, np.ndarray):
-            raise KernelError(f"kernel {kernel}: parameter '{param.name}' is a scalar {param.ctype}")
+            raise KernelError(
+                f"kernel {kernel}: parameter '{param.name}' is a scalar {param.ctype}"
+            )
         assert param.dtype is not None
         try:
             if param.dtype.kind in "iu" and float(value) != int(value):
@@ -221,7 +225,9 @@ class Backend(ABC):
     def to_device(self, host: np.ndarray, stream: Any = None) -> Any: ...
 
     @abstractmethod
-    def to_host(self, array: Any, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray: ...
+    def to_host(
+        self, array: Any, out: np.ndarray | None = None, stream: Any = None
+    ) -> np.ndarray: ...
 
     def full(self, shape: int | Sequence[int], value: Any, dtype: Any) -> Any:
         """An array filled with `value`: tests poison outputs with it."""
@@ -262,7 +268,9 @@ class HostArrayBackend(Backend):
         # A copy, as on a GPU: later changes to the host buffer do not reach the device.
         return np.array(host, copy=True, order="C")
 
-    def to_host(self, array: np.ndarray, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
+    def to_host(
+        self, array: np.ndarray, out: np.ndarray | None = None, stream: Any = None
+    ) -> np.ndarray:
         if out is None:
             return np.array(array, copy=True)
         np.copyto(out, array)

@@ -76,7 +76,9 @@ def parse_ptxas_log(log: str, file: str, compiler: str) -> list[KernelReport]:
     current: KernelReport | None = None
     for line in log.splitlines():
         if m := _ENTRY_RE.search(line):
-            current = reports.setdefault(m.group(1), KernelReport(file, m.group(1), True, compiler=compiler))
+            current = reports.setdefault(
+                m.group(1), KernelReport(file, m.group(1), True, compiler=compiler)
+            )
         elif current and (m := _SPILL_RE.search(line)):
             current.stack_bytes = int(m.group(1))
             current.spills = int(m.group(2)) + int(m.group(3))
@@ -130,8 +132,18 @@ def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
     if nvcc is None:
         return FileReport(path.name, False, "nvcc", error="nvcc not on PATH")
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [nvcc, "-std=c++17", f"-arch={arch}", "-cubin", "-Xptxas", "-v",
-               *include_flags(path), "-o", str(Path(tmp, "k.cubin")), str(path)]
+        cmd = [
+            nvcc,
+            "-std=c++17",
+            f"-arch={arch}",
+            "-cubin",
+            "-Xptxas",
+            "-v",
+            *include_flags(path),
+            "-o",
+            str(Path(tmp, "k.cubin")),
+            str(path),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:

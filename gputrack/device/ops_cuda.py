@@ -121,7 +121,10 @@ class CudaBackend(Backend):
         stream: Any,
     ) -> None:
         function = kernel.native
-        if shared_mem > _DEFAULT_DYNAMIC_SHARED and function.max_dynamic_shared_size_bytes < shared_mem:
+        if (
+            shared_mem > _DEFAULT_DYNAMIC_SHARED
+            and function.max_dynamic_shared_size_bytes < shared_mem
+        ):
             function.max_dynamic_shared_size_bytes = shared_mem
         args = [np.uint64(0) if a is None else a for a in args]  # NULL pointer
         with stream or self.cp.cuda.get_current_stream():

@@ -66,7 +66,9 @@ class PycudaBackend(Backend):
         dirs = [flag[2:] for flag in include_flags(path)]
         try:
             return SourceModule(
-                kernel_source.read_source(path), options=options, include_dirs=dirs,
+                kernel_source.read_source(path),
+                options=options,
+                include_dirs=dirs,
                 no_extern_c=True,
             )
         except self.drv.CompileError as err:
@@ -84,7 +86,9 @@ class PycudaBackend(Backend):
         shared_mem: int,
         stream: Any,
     ) -> None:
-        raw = [np.intp(0) if a is None else a.gpudata if self.is_device_array(a) else a for a in args]
+        raw = [
+            np.intp(0) if a is None else a.gpudata if self.is_device_array(a) else a for a in args
+        ]
         kernel.native(*raw, block=block, grid=grid, shared=shared_mem, stream=stream)
 
     def is_device_array(self, value: Any) -> bool:

@@ -16,7 +16,9 @@ def check_pattern(pattern: str) -> str:
     """The pattern in upper case, or a clear error."""
     p = str(pattern).upper()
     if p not in BAYER_PATTERNS:
-        raise GputrackError(f"unknown Bayer pattern '{pattern}' (choose from {', '.join(BAYER_PATTERNS)})")
+        raise GputrackError(
+            f"unknown Bayer pattern '{pattern}' (choose from {', '.join(BAYER_PATTERNS)})"
+        )
     return p
 
 
@@ -35,7 +37,9 @@ class RawFrame:
     def __post_init__(self) -> None:
         self.pattern = check_pattern(self.pattern)
         if self.bit_depth not in BIT_DEPTHS:
-            raise GputrackError(f"bit depth {self.bit_depth} not supported (choose from {BIT_DEPTHS})")
+            raise GputrackError(
+                f"bit depth {self.bit_depth} not supported (choose from {BIT_DEPTHS})"
+            )
         if self.white_level is None:
             self.white_level = (1 << self.bit_depth) - 1
         if self.data.ndim != 2:
