@@ -1,0 +1,277 @@
+"""Running the ISP on a backend: `IspPipeline(params, backend).process(raw) -> IspOutputs`.
+
+On a backend that runs kernels (`cuda`, `pycuda`, `emu`) a frame costs up to four launches
+of `kernels/isp.cu` - grey-world statistics (clear + reduction, only with `wb="auto"`), the
+fused main pass (RAW -> RGB8 [+ NV12] [+ float RGB]) and the tensor pass - on device buffers
+that are allocated once per frame size and reused. The `cpu` backend runs the NumPy reference
+(`gputrack.isp.reference`) in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gputrack.device.base import Backend
+from gputrack.errors import GputrackError
+from gputrack.isp import reference as ref
+from gputrack.isp.params import IspParams, pattern_offsets
+from gputrack.sensor.frame import RawFrame
+
+MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
+TILE = (64, 16)  # pixels per block of isp_main
+TENSOR_BLOCK = (16, 16, 1)
+AWB_THREADS = 256
+DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1}
+
+
+@dataclass
+class IspOutputs:
+    """The ISP's products for one frame: host arrays, or device arrays with `download=False`."""
+
+    rgb8: Any  # uint8[H, W, 3]
+    nv12: Any | None = None  # uint8[H * 3 / 2, W]: Y plane, then interleaved Cb Cr
+    tensor: Any | None = None  # float32 or float16 [1, 3, h, w]
+    rgb: Any | None = None  # float32[H, W, 3] tone-encoded, before quantisation
+    gains: tuple[float, float, float] | None = None  # white balance used (None: not read back)
+
+
+def check_raw(raw: RawFrame | np.ndarray | Any, what: str = "RAW frame") -> tuple[int, int]:
+    """(h, w) of a mosaic, or a clear error: 2-D, even sides, at least 4x4."""
+    data = raw.data if isinstance(raw, RawFrame) else raw
+    if len(data.shape) != 2:
+        raise GputrackError(f"{what} must be 2-D (H, W), got shape {tuple(data.shape)}")
+    h, w = (int(s) for s in data.shape)
+    if h % 2 or w % 2:
+        raise GputrackError(f"{what} size {w}x{h}: width and height must be even")
+    if h < 4 or w < 4:
+        raise GputrackError(f"{what} size {w}x{h}: at least 4x4 pixels")
+    if data.dtype != np.uint16:
+        raise GputrackError(f"{what} must be uint16, got {data.dtype}")
+    return h, w
+
+
+class IspPipeline:
+    """The ISP bound to a backend. A `RawFrame`'s readout description (pattern, bit depth,
+    black and white level) overrides the parameters' own; a bare array uses the parameters."""
+
+    def __init__(self, params: IspParams, backend: Backend, *, float_output: bool = False) -> None:
+        self.params = params
+        self.backend = backend
+        self.float_output = float_output
+        self._module = backend.load("isp.cu") if backend.runs_kernels else None
+        self._buffers: dict[str, Any] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._consts: dict[tuple, Any] = {}
+
+    # --- parameters --------------------------------------------------------------------
+    def effective(self, raw: RawFrame | Any) -> IspParams:
+        """The parameters for this frame: the frame's readout description wins."""
+        if not isinstance(raw, RawFrame):
+            return self.params
+        p = self.params
+        if (raw.pattern, raw.bit_depth, raw.black_level, raw.white_level) == (
+            p.pattern,
+            p.bit_depth,
+            p.black,
+            p.white,
+        ):
+            return p
+        return p.with_(
+            pattern=raw.pattern,
+            bit_depth=raw.bit_depth,
+            black_level=raw.black_level,
+            white_level=raw.white_level,
+        )
+
+    def _const(self, key: tuple, make) -> Any:
+        if key not in self._consts:
+            self._consts[key] = self.backend.to_device(make())
+        return self._consts[key]
+
+    def _cfg(self, p: IspParams) -> Any:
+        def make() -> np.ndarray:
+            cfg = np.zeros(16, dtype=np.float32)
+            cfg[0] = p.black
+            cfg[1] = 1.0 / (p.white - p.black)
+            cfg[2:5] = (1.0, 1.0, 1.0) if p.auto_wb else p.wb
+            cfg[5:14] = np.asarray(p.ccm, dtype=np.float64).ravel()
+            cfg[14], cfg[15] = p.lens_shading
+            return cfg
+
+        return self._const(("cfg", p.black, p.white, p.wb, p.ccm, p.lens_shading), make)
+
+    def _lut(self, p: IspParams) -> Any:
+        return self._const(("lut", p.tone, p.lut), lambda: p.tone_lut().astype(np.float32))
+
+    def _tcfg(self, p: IspParams) -> Any:
+        t = p.tensor
+        assert t is not None
+
+        def make() -> np.ndarray:
+            cfg = np.zeros(8, dtype=np.float32)
+            cfg[0:3] = t.mean
+            cfg[3:6] = t.scale
+            cfg[6] = t.pad_value
+            return cfg
+
+        return self._const(("tcfg", t.mean, t.scale, t.pad_value), make)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any, fill: Any = None) -> Any:
+        buf = self._buffers.get(name)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != np.dtype(dtype):
+            buf = (
+                self.backend.empty(shape, dtype)
+                if fill is None
+                else self.backend.full(shape, fill, dtype)
+            )
+            self._buffers[name] = buf
+        return buf
+
+    def poison(self, value: int = 0xA5) -> None:
+        """Fill every kept output buffer with a pattern (tests: nothing may survive a frame)."""
+        for name, buf in list(self._buffers.items()):
+            if name in ("raw", "awb"):
+                continue
+            host = np.empty(tuple(buf.shape), dtype=buf.dtype)
+            host.view(np.uint8)[...] = value
+            self._buffers[name] = self.backend.to_device(host)
+
+    # --- running -----------------------------------------------------------------------
+    def process(self, raw: RawFrame | Any, download: bool = True, stream: Any = None) -> IspOutputs:
+        """One frame. `raw`: a RawFrame, or a uint16 mosaic on the host or the device."""
+        p = self.effective(raw)
+        data = raw.data if isinstance(raw, RawFrame) else raw
+        h, w = check_raw(data)
+        if self._module is None:
+            return self._process_cpu(data, p)
+        return self._process_kernels(data, p, h, w, download, stream)
+
+    def _process_cpu(self, data: Any, p: IspParams) -> IspOutputs:
+        host = data if isinstance(data, np.ndarray) else self.backend.to_host(data)
+        r = ref.process(host, p, dtype=np.float32)
+        tensor = None
+        if r.tensor is not None:
+            assert p.tensor is not None
+            tensor = r.tensor.astype(p.tensor.dtype)
+        rgb = r.rgb.astype(np.float32) if self.float_output else None
+        return IspOutputs(r.rgb8, r.nv12, tensor, rgb, r.gains)
+
+    def _process_kernels(
+        self, data: Any, p: IspParams, h: int, w: int, download: bool, stream: Any
+    ) -> IspOutputs:
+        be, mod = self.backend, self._module
+        assert mod is not None
+        if isinstance(data, np.ndarray):  # a host mosaic: upload (a copy, on emu too)
+            dev_raw = be.to_device(np.ascontiguousarray(data), stream=stream)
+        else:
+            dev_raw = data  # already on the device
+        rx, ry = pattern_offsets(p.pattern)
+        i32 = np.int32
+
+        stats = None
+        if p.auto_wb:
+            stats = self._buffer("awb", (4,), np.uint64)
+            mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
+            cells = (w // 2) * (h // 2)
+            blocks = max(1, min(-(-cells // (AWB_THREADS * 8)), 4096))
+            mod.kernel("isp_awb_stats")(
+                blocks,
+                AWB_THREADS,
+                (
+                    dev_raw,
+                    i32(w),
+                    i32(h),
+                    i32(rx),
+                    i32(ry),
+                    i32(p.black),
+                    i32(ref.awb_threshold(p)),
+                    stats,
+                ),
+                stream=stream,
+            )
+
+        rgb8 = self._buffer("rgb8", (h, w, 3), np.uint8)
+        nv12 = self._buffer("nv12", (h * 3 // 2, w), np.uint8) if p.nv12 else None
+        rgbf = self._buffer("rgbf", (h, w, 3), np.float32) if self.float_output else None
+        lut = self._lut(p)
+        grid = (-(-w // TILE[0]), -(-h // TILE[1]))
+        mod.kernel("isp_main")(
+            grid,
+            MAIN_BLOCK,
+            (
+                dev_raw,
+                i32(w),
+                i32(h),
+                i32(rx),
+                i32(ry),
+                i32(DEMOSAIC_CODES[p.demosaic]),
+                self._cfg(p),
+                stats,
+                lut,
+                i32(int(lut.shape[0])),
+                rgb8,
+                rgbf,
+                nv12,
+            ),
+            stream=stream,
+        )
+
+        tensor = None
+        if p.tensor is not None:
+            t = p.tensor
+            cw, ch, px, py = t.geometry(w, h)
+            half = t.dtype == "float16"
+            shape = (1, 3, t.height, t.width)
+            out32 = None if half else self._buffer("tensor32", shape, np.float32)
+            out16 = self._buffer("tensor16", shape, np.uint16) if half else None
+            tgrid = (-(-t.width // TENSOR_BLOCK[0]), -(-t.height // TENSOR_BLOCK[1]))
+            mod.kernel("isp_tensor")(
+                tgrid,
+                TENSOR_BLOCK,
+                (
+                    rgb8,
+                    i32(w),
+                    i32(h),
+                    self._tcfg(p),
+                    i32(t.width),
+                    i32(t.height),
+                    i32(cw),
+                    i32(ch),
+                    i32(px),
+                    i32(py),
+                    i32(0 if t.resize == "area" else 1),
+                    i32(t.channel_order == "BGR"),
+                    out32,
+                    out16,
+                ),
+                stream=stream,
+            )
+            tensor = out16.view(np.float16) if half else out32
+
+        gains = None if p.auto_wb else p.wb  # type: ignore[assignment]
+        if not download:
+            return IspOutputs(rgb8, nv12, tensor, rgbf, gains)  # type: ignore[arg-type]
+        be.synchronize(stream)
+        out = IspOutputs(
+            self._download("rgb8", rgb8, stream),
+            self._download("nv12", nv12, stream) if nv12 is not None else None,
+            self._download("tensor", tensor, stream) if tensor is not None else None,
+            self._download("rgbf", rgbf, stream) if rgbf is not None else None,
+            gains,  # type: ignore[arg-type]
+        )
+        if stats is not None:
+            out.gains = ref.awb_gains(be.to_host(stats))
+        be.synchronize(stream)
+        return out
+
+    def _download(self, name: str, dev: Any, stream: Any) -> np.ndarray:
+        shape, dtype = tuple(dev.shape), np.dtype(dev.dtype)
+        host = self._host.get(name)
+        if host is None or host.shape != shape or host.dtype != dtype:
+            host = self.backend.pinned_empty(shape, dtype)
+            self._host[name] = host
+        # A fresh copy for the caller: the kept host buffer is overwritten next frame.
+        return np.array(self.backend.to_host(dev, out=host, stream=stream), copy=True)
