@@ -1,0 +1,56 @@
+// The C interface between a compiled kernel module and the emu runtime library.
+// Both sides include this file; the Python side knows these names too (ops_emu.py).
+#ifndef GPUTRACK_EMU_ABI_H
+#define GPUTRACK_EMU_ABI_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// The built-in variables of one CUDA thread, handed to the kernel body on every call.
+typedef struct {
+    unsigned tx, ty, tz;  // threadIdx
+    unsigned bx, by, bz;  // blockIdx
+    unsigned dx, dy, dz;  // blockDim
+    unsigned gx, gy, gz;  // gridDim
+} gputrack_emu_ids;
+
+// Runs one CUDA thread of the kernel: unpacks `args` (like cuLaunchKernel's kernelParams).
+typedef void (*gputrack_emu_body)(void** args, const gputrack_emu_ids* ids);
+// Called on the worker's OS thread before each block (poisons dynamic shared memory).
+typedef void (*gputrack_emu_block_hook)(size_t shared_bytes);
+
+// Synchronous launch. Returns 0, or -1 with the reason in gputrack_emu_last_error().
+int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
+                        const unsigned grid[3], const unsigned block[3],
+                        size_t shared_bytes, void** args);
+const char* gputrack_emu_last_error(void);
+int gputrack_emu_worker_count(void);
+const char* gputrack_emu_context_switch(void);
+
+// Block barrier (__syncthreads and its _count/_and/_or forms).
+enum { GPUTRACK_EMU_BAR_SYNC, GPUTRACK_EMU_BAR_COUNT, GPUTRACK_EMU_BAR_AND, GPUTRACK_EMU_BAR_OR };
+int gputrack_emu_barrier(int op, int predicate);
+
+// Warp collectives. `site` tells __activemask() call sites apart.
+enum {
+    GPUTRACK_EMU_SHFL_IDX, GPUTRACK_EMU_SHFL_UP, GPUTRACK_EMU_SHFL_DOWN, GPUTRACK_EMU_SHFL_XOR,
+    GPUTRACK_EMU_BALLOT, GPUTRACK_EMU_ANY, GPUTRACK_EMU_ALL, GPUTRACK_EMU_SYNCWARP,
+    GPUTRACK_EMU_ACTIVEMASK, GPUTRACK_EMU_MATCH_ANY, GPUTRACK_EMU_MATCH_ALL,
+    GPUTRACK_EMU_REDUCE_ADD, GPUTRACK_EMU_REDUCE_MIN_U, GPUTRACK_EMU_REDUCE_MAX_U,
+    GPUTRACK_EMU_REDUCE_MIN_I, GPUTRACK_EMU_REDUCE_MAX_I, GPUTRACK_EMU_REDUCE_AND,
+    GPUTRACK_EMU_REDUCE_OR, GPUTRACK_EMU_REDUCE_XOR
+};
+unsigned long long gputrack_emu_warp(int op, unsigned mask, unsigned long long value, int param,
+                                     int width, const void* site);
+
+// A device-side assert or __trap(): ends the launch with an error; never returns.
+void gputrack_emu_fail(const char* what, const char* file, int line) __attribute__((noreturn));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

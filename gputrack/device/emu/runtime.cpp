@@ -1,0 +1,644 @@
+// The emu runtime: blocks in parallel on a pool of OS threads, the threads of a block as
+// fibers on the OS thread that took the block (notes/cpu-emulation.md has the measurements).
+//
+// A "runner" fiber runs CUDA threads back to back as plain calls. Only when a thread waits
+// (barrier or warp collective) does its runner keep the stack, and a new runner takes the next
+// thread. A warp collective is released when no lane of its warp can still run; a barrier when
+// every thread of the block waits at it or has exited. There is no preemption: a thread that
+// spins waiting for another thread of its block (or for another block) hangs.
+//
+// Built once into its own shared library; every kernel module links against it.
+
+#include "emu_abi.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if !defined(__x86_64__) || defined(GPUTRACK_EMU_UCONTEXT)
+#define GPUTRACK_EMU_USE_UCONTEXT 1
+#include <ucontext.h>
+#endif
+
+namespace {
+
+constexpr int kMaxThreads = 1024;
+constexpr int kWarpSize = 32;
+constexpr int kMaxWarps = kMaxThreads / kWarpSize;
+// Only touched pages cost memory; a generous size keeps printf and local arrays safe.
+constexpr size_t kStackBytes = 256 * 1024;
+
+// ---- context switch ---------------------------------------------------------------------
+
+#ifdef GPUTRACK_EMU_USE_UCONTEXT
+
+const char* const kSwitchKind = "ucontext";
+
+struct Context {
+    ucontext_t uc;  // points into itself: a Context must never move once used
+};
+
+void ucontext_trampoline(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo) {
+    auto fn = reinterpret_cast<void (*)(void*)>((uintptr_t(fn_hi) << 32) | fn_lo);
+    fn(reinterpret_cast<void*>((uintptr_t(arg_hi) << 32) | arg_lo));
+    std::abort();  // a fiber function never returns
+}
+
+void context_init(Context* ctx, char* stack, size_t bytes, void (*fn)(void*), void* arg) {
+    getcontext(&ctx->uc);
+    ctx->uc.uc_stack.ss_sp = stack;
+    ctx->uc.uc_stack.ss_size = bytes;
+    ctx->uc.uc_link = nullptr;
+    auto f = reinterpret_cast<uintptr_t>(fn), a = reinterpret_cast<uintptr_t>(arg);
+    makecontext(&ctx->uc, reinterpret_cast<void (*)()>(ucontext_trampoline), 4,
+                unsigned(f >> 32), unsigned(f), unsigned(a >> 32), unsigned(a));
+}
+
+void context_switch(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
+
+#else
+
+// Saves only the callee-saved registers (everything else is dead across a call) and resumes
+// with `pop rax; jmp *rax`: a `ret` here would mispredict on every switch.
+extern "C" void gputrack_emu_switch_x86(void** save_sp, void* load_sp);
+extern "C" void gputrack_emu_fiber_entry();
+asm(R"(
+    .text
+    .p2align 4
+    .globl gputrack_emu_switch_x86
+    .hidden gputrack_emu_switch_x86
+    .type gputrack_emu_switch_x86, @function
+gputrack_emu_switch_x86:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    popq %rax
+    jmpq *%rax
+    .size gputrack_emu_switch_x86, .-gputrack_emu_switch_x86
+
+    .p2align 4
+    .globl gputrack_emu_fiber_entry
+    .hidden gputrack_emu_fiber_entry
+    .type gputrack_emu_fiber_entry, @function
+gputrack_emu_fiber_entry:
+    movq %r12, %rdi
+    callq *%r13
+    ud2
+    .size gputrack_emu_fiber_entry, .-gputrack_emu_fiber_entry
+)");
+
+const char* const kSwitchKind = "x86-64 asm";
+
+struct Context {
+    void* sp = nullptr;
+};
+
+void context_init(Context* ctx, char* stack, size_t bytes, void (*fn)(void*), void* arg) {
+    // A first switch pops r15..rbp and "returns" into fiber_entry, which calls fn(arg) from
+    // r13/r12 with the stack 16-byte aligned as the ABI wants at a call.
+    uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15);
+    void** sp = reinterpret_cast<void**>(top - 72);
+    sp[0] = nullptr;                                         // r15
+    sp[1] = nullptr;                                         // r14
+    sp[2] = reinterpret_cast<void*>(fn);                     // r13
+    sp[3] = arg;                                             // r12
+    sp[4] = nullptr;                                         // rbx
+    sp[5] = nullptr;                                         // rbp
+    sp[6] = reinterpret_cast<void*>(&gputrack_emu_fiber_entry);  // "return address"
+    ctx->sp = sp;
+}
+
+void context_switch(Context* from, Context* to) { gputrack_emu_switch_x86(&from->sp, to->sp); }
+
+#endif
+
+struct Fiber {
+    Context ctx;
+    char* stack = nullptr;
+};
+
+Fiber* new_fiber() {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    void* mem = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        std::fprintf(stderr, "gputrack emu: cannot map a fiber stack\n");
+        std::abort();
+    }
+    mprotect(mem, page, PROT_NONE);  // guard page: an overflow faults instead of corrupting
+    auto* fiber = new Fiber;
+    fiber->stack = static_cast<char*>(mem) + page;
+    return fiber;
+}
+
+// ---- one launch -------------------------------------------------------------------------
+
+struct Launch {
+    gputrack_emu_body body;
+    gputrack_emu_block_hook hook;
+    unsigned grid[3], block[3];
+    size_t shared_bytes;
+    void** args;
+    uint64_t total_blocks;
+    std::atomic<uint64_t> next_block{0};
+    std::atomic<bool> abort{false};
+    std::mutex error_mutex;
+    std::string error;
+
+    void fail(const std::string& message) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (error.empty()) error = message;
+        abort = true;
+    }
+};
+
+// ---- the per-OS-thread block scheduler --------------------------------------------------
+
+enum State : uint8_t { kUnstarted, kRunning, kReady, kWaitBarrier, kWaitWarp, kDone };
+
+struct Slot {
+    Fiber* fiber;  // the stack this thread is suspended on (waiting or ready)
+    State state;
+    int op;
+    unsigned mask;
+    int param;
+    int width;
+    uint64_t group_key;
+    uint64_t value;
+    uint64_t result;
+};
+
+void runner_entry(void* worker);
+
+struct Worker {
+    Slot slots[kMaxThreads];
+    int warp_pending[kMaxWarps];  // lanes that can still run: unstarted, running or ready
+    int warp_waiting[kMaxWarps];  // lanes waiting at a warp collective
+    int ready[kMaxThreads];       // FIFO ring of released threads
+    int ready_head = 0, ready_count = 0;
+    int threads = 0, next_fresh = 0, done = 0, waiting_barrier = 0;
+    int current = -1;
+    Fiber* current_fiber = nullptr;
+    Context scheduler;
+    std::vector<Fiber*> all_fibers, idle_fibers;
+    gputrack_emu_ids ids{};
+    Launch* job = nullptr;
+    bool aborting = false;
+
+    void run_blocks(Launch& launch) {
+        job = &launch;
+        for (;;) {
+            uint64_t b = launch.next_block.fetch_add(1, std::memory_order_relaxed);
+            if (b >= launch.total_blocks || launch.abort.load(std::memory_order_relaxed)) break;
+            run_block(b);
+        }
+        job = nullptr;
+    }
+
+    void run_block(uint64_t linear) {
+        const Launch& L = *job;
+        ids.gx = L.grid[0], ids.gy = L.grid[1], ids.gz = L.grid[2];
+        ids.dx = L.block[0], ids.dy = L.block[1], ids.dz = L.block[2];
+        ids.bx = unsigned(linear % L.grid[0]);
+        ids.by = unsigned((linear / L.grid[0]) % L.grid[1]);
+        ids.bz = unsigned(linear / (uint64_t(L.grid[0]) * L.grid[1]));
+        threads = int(L.block[0] * L.block[1] * L.block[2]);
+        next_fresh = done = waiting_barrier = 0;
+        ready_head = ready_count = 0;
+        for (int t = 0; t < threads; ++t) slots[t].state = kUnstarted;
+        for (int w = 0; w * kWarpSize < threads; ++w) {
+            warp_pending[w] = std::min(kWarpSize, threads - w * kWarpSize);
+            warp_waiting[w] = 0;
+        }
+        if (L.hook) L.hook(L.shared_bytes);
+
+        for (;;) {
+            if (aborting) break;
+            if (ready_count > 0) {
+                int t = ready[ready_head];
+                ready_head = (ready_head + 1) % kMaxThreads;
+                --ready_count;
+                resume(t);
+            } else if (next_fresh < threads) {
+                Fiber* runner = take_idle_fiber();
+                context_init(&runner->ctx, runner->stack, kStackBytes, runner_entry, this);
+                current_fiber = runner;
+                context_switch(&scheduler, &runner->ctx);
+            } else if (done == threads) {
+                break;
+            } else if (waiting_barrier > 0 && waiting_barrier + done == threads) {
+                release_barrier();
+            } else {
+                job->fail("emu scheduler: threads of a block wait on each other (internal error)");
+                aborting = true;
+            }
+        }
+        if (aborting) {  // abandoned stacks are simply reused
+            idle_fibers = all_fibers;
+            aborting = false;
+        }
+    }
+
+    Fiber* take_idle_fiber() {
+        if (idle_fibers.empty()) {
+            all_fibers.push_back(new_fiber());
+            return all_fibers.back();
+        }
+        Fiber* f = idle_fibers.back();
+        idle_fibers.pop_back();
+        return f;
+    }
+
+    void resume(int t) {
+        Slot& s = slots[t];
+        s.state = kRunning;
+        current = t;
+        current_fiber = s.fiber;
+        set_thread_ids(t);
+        context_switch(&scheduler, &s.fiber->ctx);
+    }
+
+    void set_thread_ids(int t) {
+        const unsigned bx = ids.dx, by = ids.dy;
+        ids.tx = unsigned(t) % bx;
+        ids.ty = (unsigned(t) / bx) % by;
+        ids.tz = unsigned(t) / (bx * by);
+    }
+
+    // Runs fresh threads back to back until none is left; a thread that waits keeps this
+    // runner's stack, and the scheduler starts another runner for the next fresh thread.
+    [[noreturn]] void runner_loop() {
+        Fiber* self = current_fiber;
+        while (next_fresh < threads) {
+            int t = next_fresh++;
+            slots[t].state = kRunning;
+            slots[t].fiber = self;
+            current = t;
+            set_thread_ids(t);
+            job->body(job->args, &ids);
+            finish(t);
+        }
+        idle_fibers.push_back(self);
+        context_switch(&self->ctx, &scheduler);
+        std::abort();  // an idle runner is never resumed, only restarted
+    }
+
+    void finish(int t) {
+        slots[t].state = kDone;
+        ++done;
+        int w = t / kWarpSize;
+        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w);
+    }
+
+    void suspend() { context_switch(&current_fiber->ctx, &scheduler); }
+
+    void push_ready(int t) {
+        slots[t].state = kReady;
+        ready[(ready_head + ready_count) % kMaxThreads] = t;
+        ++ready_count;
+        ++warp_pending[t / kWarpSize];
+    }
+
+    int barrier(int op, int predicate) {
+        const int t = current;
+        Slot& s = slots[t];
+        s.state = kWaitBarrier;
+        s.op = op;
+        s.value = predicate != 0;
+        s.fiber = current_fiber;
+        ++waiting_barrier;
+        int w = t / kWarpSize;
+        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w);
+        suspend();
+        return int(s.result);
+    }
+
+    void release_barrier() {
+        int arrived = 0, count = 0;
+        for (int t = 0; t < threads; ++t) {
+            if (slots[t].state == kWaitBarrier) {
+                ++arrived;
+                count += int(slots[t].value);
+            }
+        }
+        for (int t = 0; t < threads; ++t) {
+            Slot& s = slots[t];
+            if (s.state != kWaitBarrier) continue;
+            switch (s.op) {
+                case GPUTRACK_EMU_BAR_COUNT: s.result = uint64_t(count); break;
+                case GPUTRACK_EMU_BAR_AND: s.result = count == arrived; break;
+                case GPUTRACK_EMU_BAR_OR: s.result = count > 0; break;
+                default: s.result = 0;
+            }
+            push_ready(t);
+        }
+        waiting_barrier = 0;
+    }
+
+    uint64_t warp_op(int op, unsigned mask, uint64_t value, int param, int width,
+                     const void* site) {
+        const int t = current;
+        Slot& s = slots[t];
+        s.state = kWaitWarp;
+        s.op = op;
+        s.mask = mask;
+        s.value = value;
+        s.param = param;
+        s.width = (width >= 1 && width <= kWarpSize && (width & (width - 1)) == 0) ? width
+                                                                                  : kWarpSize;
+        // Lanes that wait with the same mask act together; __activemask() groups by call site.
+        s.group_key = op == GPUTRACK_EMU_ACTIVEMASK ? reinterpret_cast<uintptr_t>(site)
+                                                    : (uint64_t(1) << 63) | mask;
+        s.fiber = current_fiber;
+        int w = t / kWarpSize;
+        ++warp_waiting[w];
+        if (--warp_pending[w] == 0) release_warp(w);
+        suspend();
+        return s.result;
+    }
+
+    void release_warp(int w) {
+        const int base = w * kWarpSize;
+        const int lanes = std::min(kWarpSize, threads - base);
+        uint32_t waiting = 0;
+        for (int l = 0; l < lanes; ++l)
+            if (slots[base + l].state == kWaitWarp) waiting |= uint32_t(1) << l;
+        const uint64_t first_key = slots[base + __builtin_ctz(waiting)].group_key;
+        bool uniform = true;
+        for (uint32_t m = waiting; m; m &= m - 1)
+            uniform &= slots[base + __builtin_ctz(m)].group_key == first_key;
+
+        for (uint32_t m = waiting; m; m &= m - 1) {
+            const int l = __builtin_ctz(m);
+            uint32_t group = waiting;
+            if (!uniform) {
+                group = 0;
+                for (uint32_t o = waiting; o; o &= o - 1) {
+                    const int k = __builtin_ctz(o);
+                    if (slots[base + k].group_key == slots[base + l].group_key)
+                        group |= uint32_t(1) << k;
+                }
+            }
+            slots[base + l].result = warp_result(base, l, group);
+        }
+        for (uint32_t m = waiting; m; m &= m - 1) push_ready(base + __builtin_ctz(m));
+        warp_waiting[w] = 0;
+    }
+
+    uint64_t warp_result(int base, int lane, uint32_t group) const {
+        const Slot& s = slots[base + lane];
+        const int width = s.width;
+        const int start = lane & ~(width - 1);
+        auto from = [&](int src) -> uint64_t {
+            // A lane outside the group (exited, or not in the mask) gives the caller's own value.
+            if (src < 0 || src >= kWarpSize || !((group >> src) & 1)) return s.value;
+            return slots[base + src].value;
+        };
+        auto each = [&](auto&& fn) {
+            for (uint32_t m = group; m; m &= m - 1) fn(slots[base + __builtin_ctz(m)]);
+        };
+        uint32_t ballot = 0;
+        for (uint32_t m = group; m; m &= m - 1)
+            if (slots[base + __builtin_ctz(m)].value) ballot |= m & -m;
+        switch (s.op) {
+            case GPUTRACK_EMU_SHFL_IDX: return from(start + (s.param & (width - 1)));
+            case GPUTRACK_EMU_SHFL_UP: {
+                unsigned delta = unsigned(s.param);
+                return delta > unsigned(lane - start) ? s.value : from(lane - int(delta));
+            }
+            case GPUTRACK_EMU_SHFL_DOWN: {
+                unsigned delta = unsigned(s.param);
+                return unsigned(lane - start) + delta >= unsigned(width) ? s.value
+                                                                          : from(lane + int(delta));
+            }
+            case GPUTRACK_EMU_SHFL_XOR: {
+                int src = lane ^ s.param;
+                return src >= start + width ? s.value : from(src);  // later groups: own value
+            }
+            case GPUTRACK_EMU_BALLOT: return ballot;
+            case GPUTRACK_EMU_ANY: return ballot != 0;
+            case GPUTRACK_EMU_ALL: return ballot == group;
+            case GPUTRACK_EMU_ACTIVEMASK: return group;
+            case GPUTRACK_EMU_MATCH_ANY: {
+                uint32_t same = 0;
+                for (uint32_t m = group; m; m &= m - 1)
+                    if (slots[base + __builtin_ctz(m)].value == s.value) same |= m & -m;
+                return same;
+            }
+            case GPUTRACK_EMU_MATCH_ALL: {
+                bool all = true;
+                each([&](const Slot& o) { all &= o.value == s.value; });
+                return all ? (uint64_t(1) << 32) | group : 0;
+            }
+            case GPUTRACK_EMU_REDUCE_ADD: {
+                uint32_t sum = 0;
+                each([&](const Slot& o) { sum += uint32_t(o.value); });
+                return sum;
+            }
+            case GPUTRACK_EMU_REDUCE_MIN_U:
+            case GPUTRACK_EMU_REDUCE_MAX_U: {
+                uint32_t r = uint32_t(s.value);
+                bool is_min = s.op == GPUTRACK_EMU_REDUCE_MIN_U;
+                each([&](const Slot& o) {
+                    r = is_min ? std::min(r, uint32_t(o.value)) : std::max(r, uint32_t(o.value));
+                });
+                return r;
+            }
+            case GPUTRACK_EMU_REDUCE_MIN_I:
+            case GPUTRACK_EMU_REDUCE_MAX_I: {
+                int32_t r = int32_t(uint32_t(s.value));
+                bool is_min = s.op == GPUTRACK_EMU_REDUCE_MIN_I;
+                each([&](const Slot& o) {
+                    int32_t v = int32_t(uint32_t(o.value));
+                    r = is_min ? std::min(r, v) : std::max(r, v);
+                });
+                return uint32_t(r);
+            }
+            case GPUTRACK_EMU_REDUCE_AND: {
+                uint32_t r = ~0u;
+                each([&](const Slot& o) { r &= uint32_t(o.value); });
+                return r;
+            }
+            case GPUTRACK_EMU_REDUCE_OR: {
+                uint32_t r = 0;
+                each([&](const Slot& o) { r |= uint32_t(o.value); });
+                return r;
+            }
+            case GPUTRACK_EMU_REDUCE_XOR: {
+                uint32_t r = 0;
+                each([&](const Slot& o) { r ^= uint32_t(o.value); });
+                return r;
+            }
+            default: return 0;  // __syncwarp
+        }
+    }
+
+    [[noreturn]] void fail(const char* what, const char* file, int line) {
+        char message[768];
+        std::snprintf(message, sizeof message,
+                      "%s at %s:%d (block (%u,%u,%u), thread (%u,%u,%u))", what, file, line,
+                      ids.bx, ids.by, ids.bz, ids.tx, ids.ty, ids.tz);
+        job->fail(message);
+        aborting = true;
+        suspend();  // never resumed: the scheduler abandons this block
+        std::abort();
+    }
+};
+
+void runner_entry(void* worker) { static_cast<Worker*>(worker)->runner_loop(); }
+
+thread_local Worker* tls_worker = nullptr;
+
+Worker& this_worker() {
+    if (!tls_worker) tls_worker = new Worker;  // kept for the thread's life, with its stacks
+    return *tls_worker;
+}
+
+Worker& kernel_worker(const char* what) {
+    Worker* w = tls_worker;
+    if (!w || !w->job) {
+        std::fprintf(stderr, "gputrack emu: %s called outside a kernel\n", what);
+        std::abort();
+    }
+    return *w;
+}
+
+// ---- the pool of OS threads -------------------------------------------------------------
+
+struct Pool {
+    std::mutex mutex;
+    std::condition_variable wake, finished_cv;
+    Launch* job = nullptr;
+    uint64_t generation = 0;
+    int wanted = 0, joined = 0, finished = 0;
+    int helpers = 0;  // OS threads besides the launching one
+    pid_t pid = 0;
+
+    void helper_loop() {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex);
+        for (;;) {
+            wake.wait(lock, [&] { return generation != seen; });
+            seen = generation;
+            if (joined >= wanted) continue;
+            ++joined;
+            Launch* launch = job;
+            lock.unlock();
+            this_worker().run_blocks(*launch);
+            lock.lock();
+            if (++finished == joined) finished_cv.notify_all();
+        }
+    }
+};
+
+int configured_threads() {
+    if (const char* env = std::getenv("GPUTRACK_EMU_THREADS")) {
+        int n = std::atoi(env);
+        if (n >= 1) return n;
+    }
+    unsigned n = std::thread::hardware_concurrency();
+    return n ? int(n) : 1;
+}
+
+std::mutex g_launch_mutex;
+Pool* g_pool = nullptr;
+thread_local std::string tls_last_error;
+
+Pool& pool() {
+    // After fork() the helper threads are gone: start new ones (the old pool is leaked).
+    if (!g_pool || g_pool->pid != getpid()) {
+        auto* p = new Pool;
+        p->pid = getpid();
+        p->helpers = configured_threads() - 1;
+        for (int i = 0; i < p->helpers; ++i) std::thread([p] { p->helper_loop(); }).detach();
+        g_pool = p;
+    }
+    return *g_pool;
+}
+
+}  // namespace
+
+extern "C" {
+
+int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
+                        const unsigned grid[3], const unsigned block[3], size_t shared_bytes,
+                        void** args) {
+    std::lock_guard<std::mutex> serial(g_launch_mutex);
+    tls_last_error.clear();
+    Launch launch;
+    launch.body = body;
+    launch.hook = hook;
+    for (int i = 0; i < 3; ++i) launch.grid[i] = grid[i], launch.block[i] = block[i];
+    launch.shared_bytes = shared_bytes;
+    launch.args = args;
+    launch.total_blocks = uint64_t(grid[0]) * grid[1] * grid[2];
+    const uint64_t threads = uint64_t(block[0]) * block[1] * block[2];
+    if (threads == 0 || threads > kMaxThreads || launch.total_blocks == 0) {
+        tls_last_error = "invalid launch configuration";
+        return -1;
+    }
+
+    Pool& p = pool();
+    {
+        std::lock_guard<std::mutex> lock(p.mutex);
+        p.job = &launch;
+        p.wanted = int(std::min<uint64_t>(uint64_t(p.helpers), launch.total_blocks - 1));
+        p.joined = p.finished = 0;
+        ++p.generation;
+    }
+    if (p.wanted > 0) p.wake.notify_all();
+    this_worker().run_blocks(launch);
+    {
+        std::unique_lock<std::mutex> lock(p.mutex);
+        p.finished_cv.wait(lock, [&] { return p.finished == p.joined; });
+        p.wanted = 0;  // a helper that wakes late must not join a finished launch
+        p.job = nullptr;
+    }
+    if (launch.abort) {
+        tls_last_error = launch.error;
+        return -1;
+    }
+    return 0;
+}
+
+const char* gputrack_emu_last_error(void) { return tls_last_error.c_str(); }
+
+int gputrack_emu_worker_count(void) { return configured_threads(); }
+
+const char* gputrack_emu_context_switch(void) { return kSwitchKind; }
+
+int gputrack_emu_barrier(int op, int predicate) {
+    return kernel_worker("__syncthreads").barrier(op, predicate);
+}
+
+unsigned long long gputrack_emu_warp(int op, unsigned mask, unsigned long long value, int param,
+                                     int width, const void* site) {
+    return kernel_worker("a warp collective").warp_op(op, mask, value, param, width, site);
+}
+
+void gputrack_emu_fail(const char* what, const char* file, int line) {
+    kernel_worker("__trap").fail(what, file, line);
+}
+
+}  // extern "C"

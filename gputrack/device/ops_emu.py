@@ -1,0 +1,144 @@
+"""`emu`: the CUDA sources of `kernels/` compiled with g++ and run on the host CPU.
+
+Arrays are NumPy arrays. Blocks run in parallel on a pool of OS threads; the threads of a block
+run as fibers, so `__syncthreads()`, `__shared__` memory, warp shuffles and votes and atomics
+behave as on a GPU (see `emu/runtime.cpp`). Launches are synchronous. A kernel that uses what
+the emulator cannot run faithfully fails at load, naming the feature. A thread that spin-waits
+for another thread or block hangs: fibers are never preempted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.device.base import HostArrayBackend, Kernel, Module
+from gputrack.device.emu import build
+from gputrack.errors import KernelError
+
+MAX_DYNAMIC_SHARED = build.MAX_DYNAMIC_SHARED
+_PROBE_SOURCE = build.EMU_DIR / "probe.cu"
+
+_runtime_lock = threading.Lock()
+
+
+@cache
+def _runtime() -> ctypes.CDLL:
+    """The runtime library, loaded once with its symbols global so kernel modules bind to it."""
+    with _runtime_lock:
+        path = build.runtime_library()
+        try:
+            lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        except OSError as err:
+            raise KernelError(f"emu runtime {path.name}: cannot load it: {err}") from None
+        lib.gputrack_emu_last_error.restype = ctypes.c_char_p
+        lib.gputrack_emu_worker_count.restype = ctypes.c_int
+        lib.gputrack_emu_context_switch.restype = ctypes.c_char_p
+        return lib
+
+
+class EmuModule:
+    """A loaded kernel library: `gputrack_launch_<kernel>` per kernel."""
+
+    def __init__(self, source: Path, library: Path) -> None:
+        _runtime()
+        self.source = source
+        self.library = library
+        try:
+            self.lib = ctypes.CDLL(str(library))
+        except OSError as err:
+            raise KernelError(f"{source.name}: cannot load its emu library: {err}") from None
+
+
+_LAUNCH_ARGTYPES = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+
+
+class EmuBackend(HostArrayBackend):
+    name = "emu"
+
+    def compile(self, path: Path, defines: dict[str, str]) -> EmuModule:
+        return EmuModule(path, build.module_library(path, defines))
+
+    def get_function(self, module: Module, name: str) -> Any:
+        native: EmuModule = module.native
+        try:
+            fn = getattr(native.lib, f"gputrack_launch_{name}")
+        except AttributeError:
+            raise KernelError(
+                f"{module.path.name}: kernel {name} is missing from its emu library"
+            ) from None
+        fn.argtypes = _LAUNCH_ARGTYPES
+        fn.restype = ctypes.c_int
+        return fn
+
+    def launch(
+        self,
+        kernel: Kernel,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        args: list[Any],
+        shared_mem: int,
+        stream: Any,
+    ) -> None:
+        if not 0 <= shared_mem <= MAX_DYNAMIC_SHARED:
+            raise KernelError(
+                f"kernel {kernel.name}: shared_mem={shared_mem} bytes; the emu backend allows "
+                f"0 to {MAX_DYNAMIC_SHARED} (227 KiB, the sm_90 maximum)"
+            )
+        holders: list[Any] = []  # keeps every argument's storage alive during the call
+        pointers = (ctypes.c_void_p * max(1, len(args)))()
+        for i, (param, value) in enumerate(zip(kernel.signature.params, args, strict=True)):
+            if param.pointer:
+                if value is not None:
+                    _check_array(kernel.name, param.name, value, param.const)
+                holder = ctypes.c_void_p(None if value is None else value.ctypes.data)
+                pointers[i] = ctypes.addressof(holder)
+            else:
+                holder = np.array([value], dtype=param.dtype)  # the exact bytes of the C type
+                pointers[i] = holder.ctypes.data
+            holders.append(holder)
+        status = kernel.native(*grid, *block, shared_mem, pointers)
+        if status != 0:
+            reason = _runtime().gputrack_emu_last_error().decode(errors="replace")
+            raise KernelError(f"kernel {kernel.name} ({kernel.signature.file}): {reason}")
+
+    def describe(self) -> str:
+        return f"emu ({probe()[1]})"
+
+
+def _check_array(kernel: str, param: str, array: np.ndarray, const: bool) -> None:
+    if not array.flags.c_contiguous:
+        raise KernelError(f"kernel {kernel}: parameter '{param}' needs a C-contiguous array")
+    if not const and not array.flags.writeable:
+        raise KernelError(
+            f"kernel {kernel}: parameter '{param}' is writable but the array is read-only"
+        )
+
+
+@cache
+def probe() -> tuple[bool, str]:
+    """Whether g++ builds the emulator and a tiny kernel runs correctly on it, and why not."""
+    try:
+        version = build.compiler_version(build.compiler())
+        backend = EmuBackend()
+        kernel = backend.load(_PROBE_SOURCE).kernel("gputrack_emu_probe")
+        data = np.arange(100, dtype=np.int32)
+        out = np.zeros(2, dtype=np.int32)
+        kernel(2, 64, (data, out, np.int32(100)))
+        if out.tolist() != [int(data[:64].sum()), int(data[64:].sum())]:
+            return False, f"g++ {version}: the probe kernel gave wrong results {out.tolist()}"
+    except KernelError as err:
+        return False, str(err).splitlines()[0]
+    runtime = _runtime()
+    threads = runtime.gputrack_emu_worker_count()
+    switch = runtime.gputrack_emu_context_switch().decode()
+    return True, f"g++ {version}, {threads} worker threads, {switch} context switch"
+
+
+def create() -> EmuBackend:
+    return EmuBackend()
