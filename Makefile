@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gputrack check
+	mkdir -p out
+	$(BIN)/gputrack demo --log out/demo_tracks.jsonl --image out/demo_last.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
