@@ -8,7 +8,7 @@ import pytest
 
 from gputrack.errors import GputrackError
 from gputrack.track import Track, Tracker, TrackerParams
-from gputrack.track.association import assign, iou_matrix, similarity
+from gputrack.track.association import assign, iou_matrix, match, similarity
 from gputrack.track.kalman import (
     BatchKalman,
     MotionNoise,
@@ -117,6 +117,24 @@ def test_centre_fallback_catches_small_fast_box_and_class_blocks():
     assert similarity(track, np.array([0]), far, np.array([0]), std)[0, 0] == 0
     sure = np.array([[1.0, 1.0]])  # a well-followed track does not reach that far
     assert similarity(track, np.array([0]), det, np.array([0]), sure)[0, 0] == 0
+
+
+def test_sparse_match_equals_dense_assignment(rng):
+    for _ in range(20):  # crowded random scenes: many overlaps and near misses
+        n, m = rng.integers(0, 60, 2)
+        t = np.column_stack([rng.uniform(0, 400, (n, 2)), rng.uniform(10, 60, (n, 2))])
+        d = np.column_stack([rng.uniform(0, 400, (m, 2)), rng.uniform(10, 60, (m, 2))])
+        std = rng.uniform(2, 20, (n, 2))
+        tc, dc = rng.integers(0, 2, n), rng.integers(0, 2, m)
+
+        def xyxy(b):
+            return np.column_stack([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2])
+
+        dense = assign(similarity(xyxy(t), tc, xyxy(d), dc, std), 0.2)
+        sparse = match(t, std, tc, d, dc, 0.2)
+        assert sorted(map(tuple, dense[0].tolist())) == sorted(map(tuple, sparse[0].tolist()))
+        for a, b in zip(dense[1:], sparse[1:], strict=True):
+            assert a.tolist() == b.tolist()
 
 
 # -- life cycle, one rule each ---------------------------------------------------------------

@@ -131,6 +131,8 @@ class BatchKalman:
 
     def update(self, rows: np.ndarray, z: np.ndarray) -> None:
         """Kalman update of `rows` with measurements `z[K, 4]` (filterpy's Joseph form)."""
+        if len(rows) == 0:
+            return
         x, pp, pv, vv = self.x[rows], self.pp[rows], self.pv[rows], self.vv[rows]
         r = (self.noise.measure * axis_scale(x[:, 2:4])) ** 2
         s = pp + r

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.track.association import assign, similarity
+from gputrack.track.association import match as match_boxes
 from gputrack.track.kalman import BatchKalman, MotionNoise
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
@@ -34,7 +34,7 @@ COLUMNS = ("id", "x", "y", "w", "h", "score", "class", "state", "age", "hits", "
            "det_index")
 
 
-@dataclass
+@dataclass(slots=True)
 class Track:
     """One track as seen after a frame's update.
 
@@ -135,22 +135,26 @@ class Tracker:
         c["missed"] += steps
         c["det"][:] = -1
 
-        boxes = self.boxes_xyxy()
+        boxes = self.kf.x[:, :4]
         # Where a detection of each track may be: the filter's own uncertainty plus a margin
         # in box sizes for motion the model cannot foresee (a bounce, a turn).
         centre_std = np.sqrt(self.kf.innovation_std()[:, :2] ** 2
                              + (p.centre_margin * self.kf.x[:, 2:4]) ** 2)
         score, dcls = dets[:, 4], dets[:, 5].astype(np.int64)
-        w, h = dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1]
-        usable = np.isfinite(dets).all(axis=1) & (w > 0) & (h > 0) & (score >= p.low_score)
+        det_boxes = _xyxy_to_cxcywh(dets)
+        usable = (np.isfinite(dets).all(axis=1) & (det_boxes[:, 2:4] > 0).all(axis=1)
+                  & (score >= p.low_score))
         high = np.flatnonzero(usable & (score >= p.high_score))
         low = np.flatnonzero(usable & (score < p.high_score))
         state = c["state"]
+        no_pairs = np.empty((0, 2), np.intp)
 
         def match(rows: np.ndarray, cand: np.ndarray, min_sim: float):
-            sim = similarity(boxes[rows], c["cls"][rows], dets[cand, :4], dcls[cand],
-                             centre_std[rows], p.centre_gate, p.centre_weight)
-            pairs, free_rows, free_cands = assign(sim, min_sim)
+            if len(rows) == 0 or len(cand) == 0:
+                return no_pairs, rows, cand
+            pairs, free_rows, free_cands = match_boxes(
+                boxes[rows], centre_std[rows], c["cls"][rows], det_boxes[cand], dcls[cand],
+                min_sim, p.centre_gate, p.centre_weight)
             return (np.stack([rows[pairs[:, 0]], cand[pairs[:, 1]]], axis=1),
                     rows[free_rows], cand[free_cands])
 
@@ -161,7 +165,7 @@ class Tracker:
         matches = np.concatenate([m1, m2, m3])
 
         rows, di = matches[:, 0], matches[:, 1]
-        self.kf.update(rows, _xyxy_to_cxcywh(dets[di, :4]))
+        self.kf.update(rows, det_boxes[di])
         c["hits"][rows] += 1
         c["missed"][rows] = 0
         c["score"][rows] = score[di]
@@ -237,12 +241,12 @@ class Tracker:
 
 def to_tracks(rows: np.ndarray) -> list[Track]:
     """`Tracker.update_array` rows as `Track` objects."""
-    return [
-        Track(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
-              int(r[6]), STATE_NAMES[int(r[7])], int(r[8]), int(r[9]), float(r[10]),
-              float(r[11]), int(r[12]))
-        for r in rows.tolist()
-    ]
+    ints = rows[:, [0, 6, 7, 8, 9, 12]].astype(np.int64).T.tolist()
+    floats = rows[:, [1, 2, 3, 4, 5, 10, 11]].T.tolist()
+    tid, cls, state, age, hits, det = ints
+    x, y, w, h, score, vx, vy = floats
+    names = [STATE_NAMES[k] for k in state]
+    return list(map(Track, tid, x, y, w, h, score, cls, names, age, hits, vx, vy, det))
 
 
 def _check_detections(detections: np.ndarray) -> np.ndarray:
