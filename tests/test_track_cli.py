@@ -67,3 +67,22 @@ def test_track_scores_against_ground_truth(tmp_path, capsys):
                  "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     assert m["mota"] >= 0.64 and m["idf1"] >= 0.75
+
+
+def test_ctrl_c_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
+    from gputrack.track import Tracker
+
+    real = Tracker.update_array
+
+    def interrupted(self, dets, frame=None):
+        if frame == 6:
+            raise KeyboardInterrupt
+        return real(self, dets, frame)
+
+    monkeypatch.setattr(Tracker, "update_array", interrupted)
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out)]) == 130
+    assert "holds frames 1-5 of 10" in capsys.readouterr().err
+    assert [line.split(",")[0] for line in out.read_text().splitlines()] == list("12345")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
