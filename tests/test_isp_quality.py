@@ -80,8 +80,12 @@ def test_full_chain_mhc_beats_bilinear_on_kodak(kodak):
     several dB against the benchmark setting (field figure ~27 dB with a reference MHC)."""
     mhc = [full_chain_cpsnr(img, "mhc") for img in kodak]
     bil = [full_chain_cpsnr(img, "bilinear") for img in kodak]
-    print("full chain Kodak 1-12 mhc mean", round(float(np.mean(mhc)), 2),
-          "bilinear mean", round(float(np.mean(bil)), 2))  # fmt: skip
+    print(
+        "full chain Kodak 1-12 mhc mean",
+        round(float(np.mean(mhc)), 2),
+        "bilinear mean",
+        round(float(np.mean(bil)), 2),
+    )
     assert all(m > b for m, b in zip(mhc, bil, strict=True))
     assert 25.0 < np.mean(mhc) < np.mean([demosaic_cpsnr(img, "mhc") for img in kodak])
 
