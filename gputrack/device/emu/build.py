@@ -36,8 +36,15 @@ MAX_DYNAMIC_SHARED = 227 * 1024
 # tolerates that, GCC's aliasing rules would miscompile it.
 # -fno-math-errno: lets sqrtf & co. be inlined; results are the same.
 KERNEL_FLAGS = (
-    "-std=c++20", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing",
-    "-fno-math-errno", "-fvisibility=hidden", "-fno-exceptions",
+    "-std=c++20",
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-ffp-contract=off",
+    "-fno-strict-aliasing",
+    "-fno-math-errno",
+    "-fvisibility=hidden",
+    "-fno-exceptions",
 )
 RUNTIME_FLAGS = ("-std=c++20", "-O2", "-fPIC", "-shared", "-pthread")
 
@@ -161,10 +168,17 @@ def module_library(path: Path, defines: dict[str, str]) -> Path:
     cxx = compiler()
     runtime = runtime_library()
     define_flags = _define_flags(defines)
-    extra = " ".join([
-        *KERNEL_FLAGS, *define_flags, compiler_version(cxx), runtime.name,
-        _hash_files(_emu_files()), _hash_files(files), *map(str, include_dirs),
-    ])
+    extra = " ".join(
+        [
+            *KERNEL_FLAGS,
+            *define_flags,
+            compiler_version(cxx),
+            runtime.name,
+            _hash_files(_emu_files()),
+            _hash_files(files),
+            *map(str, include_dirs),
+        ]
+    )
     digest = kernel_source.source_digest(path, extra=extra)
     target = cache_dir() / f"{path.stem}-{digest}.so"
     if target.exists():
@@ -177,9 +191,15 @@ def module_library(path: Path, defines: dict[str, str]) -> Path:
     generated = cache_dir() / f"{path.stem}-{digest}.cpp"
     _write_atomically(generated, unit)
     command = [
-        cxx, *KERNEL_FLAGS, f"-I{EMU_DIR}", f"-I{INCLUDE_DIR}",
-        *(f"-I{d}" for d in include_dirs), *define_flags,
-        str(generated), str(runtime), "-Wl,--no-undefined",
+        cxx,
+        *KERNEL_FLAGS,
+        f"-I{EMU_DIR}",
+        f"-I{INCLUDE_DIR}",
+        *(f"-I{d}" for d in include_dirs),
+        *define_flags,
+        str(generated),
+        str(runtime),
+        "-Wl,--no-undefined",
     ]
     compile_count += 1
     return _build_atomically(

@@ -19,27 +19,36 @@ from gputrack.errors import KernelError
 # are checked too: a false alarm is loud, a silent wrong answer is not.
 UNSUPPORTED: tuple[tuple[str, str], ...] = (
     (r"\bcooperative_groups\b|\bthis_grid\s*\(|\bgrid_group\b", "cooperative groups"),
-    (r"\b(?:tex1D|tex2D|tex3D|tex1Dfetch|texCubemap)\w*\s*[<(]|\btexture\s*<"
-     r"|\bcudaTextureObject_t\b", "textures"),
+    (
+        r"\b(?:tex1D|tex2D|tex3D|tex1Dfetch|texCubemap)\w*\s*[<(]|\btexture\s*<"
+        r"|\bcudaTextureObject_t\b",
+        "textures",
+    ),
     (r"\bsurf\w*(?:read|write)\b|\bcudaSurfaceObject_t\b", "surfaces"),
     (r"\b(?:asm|__asm__|__asm)\b", "inline asm"),
     (r"\bwgmma\b|\bwmma\b|\bmma_sync\b|\bload_matrix_sync\b", "tensor-core MMA"),
     (r"\b__nanosleep\b", "__nanosleep (a spin-wait hangs: fibers are not preempted)"),
     (r"\bclock(?:64)?\s*\(|\b__globaltimer\b", "clock()/clock64()"),
-    (r"\bvolatile\b", "volatile (warp-synchronous or spin-wait code needs lockstep warps "
-     "and preemption)"),
+    (
+        r"\bvolatile\b",
+        "volatile (warp-synchronous or spin-wait code needs lockstep warps and preemption)",
+    ),
     (r"<<<", "dynamic parallelism (a launch inside a kernel)"),
     (r"\b__managed__\b", "__managed__ memory"),
     (r"\bmemcpy_async\b|\b__pipeline_\w+|\bcuda::(?:barrier|pipeline)\b", "asynchronous copies"),
     (r"\b__cluster_dims__\b|\bthis_cluster\b|\bcluster_group\b", "thread-block clusters"),
-    (r"\b__(?:shfl|shfl_up|shfl_down|shfl_xor|ballot|any|all)\s*\(",
-     "warp intrinsics without _sync (removed since Volta)"),
+    (
+        r"\b__(?:shfl|shfl_up|shfl_down|shfl_xor|ballot|any|all)\s*\(",
+        "warp intrinsics without _sync (removed since Volta)",
+    ),
     (r"\b__brkpt\b", "__brkpt"),
 )
 
 _EXTERN_SHARED = re.compile(r"\bextern\s+__shared__\s+([^;\[\]]+?)\s*\b(\w+)\s*\[\s*\]\s*;")
-_ALIGN = re.compile(r"__align__\s*\(\s*(\d+)\s*\)|alignas\s*\(\s*(\d+)\s*\)"
-                    r"|__attribute__\s*\(\(\s*aligned\s*\(\s*(\d+)\s*\)\s*\)\)")
+_ALIGN = re.compile(
+    r"__align__\s*\(\s*(\d+)\s*\)|alignas\s*\(\s*(\d+)\s*\)"
+    r"|__attribute__\s*\(\(\s*aligned\s*\(\s*(\d+)\s*\)\s*\)\)"
+)
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
