@@ -1,6 +1,7 @@
 // The sensor model: an RGB scene -> the RAW Bayer mosaic the sensor would read out.
 // The algorithm is stated in NumPy in gputrack/sensor/model.py (`reference`); this is its
 // schedule: one thread per horizontal pixel pair (one 4-byte store), no shared memory.
+// The 64-bit noise seed comes as two 32-bit halves (seed_lo, seed_hi).
 #include "common.cuh"
 
 // cfg (float32[16]), written by gputrack/sensor/model.py:
@@ -47,8 +48,9 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
 extern "C" __global__ void sensor_from_u8(const unsigned char* __restrict__ rgb,
                                           const float* __restrict__ table, int w, int h, int rx,
                                           int ry, const float* __restrict__ cfg,
-                                          unsigned long long seed, int frame, int noise,
-                                          unsigned short* __restrict__ raw) {
+                                          unsigned int seed_lo, unsigned int seed_hi, int frame,
+                                          int noise, unsigned short* __restrict__ raw) {
+    const unsigned long long seed = ((unsigned long long)seed_hi << 32) | seed_lo;
     const int x = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
@@ -63,8 +65,9 @@ extern "C" __global__ void sensor_from_u8(const unsigned char* __restrict__ rgb,
 // float32 linear RGB (H, W, 3).
 extern "C" __global__ void sensor_from_f32(const float* __restrict__ rgb, int w, int h, int rx,
                                            int ry, const float* __restrict__ cfg,
-                                           unsigned long long seed, int frame, int noise,
-                                           unsigned short* __restrict__ raw) {
+                                           unsigned int seed_lo, unsigned int seed_hi, int frame,
+                                           int noise, unsigned short* __restrict__ raw) {
+    const unsigned long long seed = ((unsigned long long)seed_hi << 32) | seed_lo;
     const int x = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
