@@ -188,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
     if args.pattern is not None:
-        args.pattern = check_pattern(args.pattern)
+        try:
+            args.pattern = check_pattern(args.pattern)
+        except GputrackError as err:
+            raise GputrackError(f"--pattern: {err}") from None
     if args.demosaic not in DEMOSAIC_METHODS:
         raise GputrackError(
             f"--demosaic '{args.demosaic}' unknown (choose from {', '.join(DEMOSAIC_METHODS)})"

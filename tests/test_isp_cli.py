@@ -1,0 +1,129 @@
+"""`gputrack isp`: RGB and RAW inputs, --json, output formats, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from gputrack.cli import main
+from gputrack.isp.quality import natural_image
+from tests.conftest import shared_data
+
+
+@pytest.fixture
+def image_png(tmp_path, rng):
+    img = natural_image(rng, 64, 96)
+    path = tmp_path / "scene.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    return path, img
+
+
+def _run_json(capsys, argv: list[str]) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert err and err[-1].startswith("gputrack isp: error:"), err
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+def test_rgb_image_round_trip_reports_cpsnr(capsys, tmp_path, image_png, backend):
+    src, img = image_png
+    out = tmp_path / "out.png"
+    info = _run_json(capsys, ["isp", str(src), "--out", str(out), "--backend", backend, "--json"])
+    assert info["backend"] == backend and info["kind"] == "rgb" and info["stages"] == "full"
+    assert (info["width"], info["height"], info["pattern"], info["bit_depth"]) == (
+        96,
+        64,
+        "RGGB",
+        12,
+    )
+    assert info["cpsnr_border_px"] == 8 and info["cpsnr_db"] > 18
+    back = cv2.imread(str(out))[..., ::-1]
+    assert back.shape == img.shape
+    assert not list(tmp_path.glob(".*tmp*")), "the temporary file was renamed"
+
+
+def test_demosaic_stage_and_npy_output(capsys, tmp_path, image_png):
+    src, img = image_png
+    out = tmp_path / "out.npy"
+    args = ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json"]
+    mhc = _run_json(capsys, [*args, "--stages", "demosaic", "--pattern", "gbrg"])
+    bil = _run_json(capsys, [*args, "--stages", "demosaic", "--demosaic", "bilinear"])
+    assert mhc["stages"] == "demosaic" and mhc["bit_depth"] == 8 and mhc["pattern"] == "GBRG"
+    assert mhc["cpsnr_db"] > bil["cpsnr_db"]
+    arr = np.load(out)
+    assert arr.dtype == np.float32 and arr.shape == img.shape and 0 <= arr.min() <= arr.max() <= 1
+
+
+def test_noise_and_bit_depth(capsys, tmp_path, image_png):
+    src, _ = image_png
+    out = tmp_path / "out.png"
+    base = ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json"]
+    clean = _run_json(capsys, [*base, "--bit-depth", "14"])
+    noisy = _run_json(capsys, [*base, "--bit-depth", "10", "--noise", "--seed", "3"])
+    assert clean["bit_depth"] == 14 and noisy["bit_depth"] == 10 and noisy["noise"] is True
+    assert noisy["cpsnr_db"] < clean["cpsnr_db"]
+
+
+def test_raw_inputs(capsys, tmp_path, rng):
+    raw = rng.integers(0, 1024, (48, 64)).astype(np.uint16)
+    headerless = tmp_path / "frame.raw"
+    raw.astype("<u2").tofile(headerless)
+    npy = tmp_path / "frame.npy"
+    np.save(npy, raw)
+    out = tmp_path / "out.png"
+    a = _run_json(capsys, ["isp", str(headerless), "--out", str(out), "--size", "64x48",
+                           "--bit-depth", "10", "--backend", "cpu", "--json"])  # fmt: skip
+    assert a["kind"] == "raw" and (a["width"], a["height"], a["bit_depth"]) == (64, 48, 10)
+    assert "cpsnr_db" not in a and len(a["wb_gains"]) == 3  # grey world by default
+    b = _run_json(capsys, ["isp", str(npy), "--out", str(out), "--bit-depth", "10",
+                           "--wb", "1.5,1,1.2", "--backend", "emu", "--json"])  # fmt: skip
+    assert b["wb_gains"] == [1.5, 1.0, 1.2] and b["backend"] == "emu"
+
+
+def test_real_raw_file_by_its_name(capsys, tmp_path):
+    src = shared_data("raw/openisp_1920x1080_rggb_10bit.raw")
+    out = tmp_path / "real.png"
+    info = _run_json(capsys, ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json"])
+    assert (info["width"], info["height"], info["bit_depth"], info["pattern"]) == (
+        1920, 1080, 10, "RGGB")  # fmt: skip
+    assert cv2.imread(str(out)).shape == (1080, 1920, 3)
+
+
+def test_odd_image_size_is_an_error(capsys, tmp_path):
+    src = tmp_path / "odd.png"
+    cv2.imwrite(str(src), np.full((31, 40, 3), 100, np.uint8))
+    msg = _error(capsys, ["isp", str(src), "--out", str(tmp_path / "o.png"), "--backend", "cpu"])
+    assert "odd.png" in msg and "40x31" in msg and "even" in msg
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_data_beyond_the_bit_depth_is_an_error(capsys, tmp_path):
+    src = tmp_path / "deep.npy"
+    np.save(src, np.full((16, 16), 4000, np.uint16))
+    msg = _error(capsys, ["isp", str(src), "--out", str(tmp_path / "o.png"), "--bit-depth", "10",
+                          "--backend", "cpu"])  # fmt: skip
+    assert "4000" in msg and "10" in msg
+
+
+def test_unknown_pattern_demosaic_and_output_are_errors(capsys, tmp_path, image_png):
+    src, _ = image_png
+    out = str(tmp_path / "o.png")
+    assert "XYZW" in _error(capsys, ["isp", str(src), "--out", out, "--pattern", "XYZW"])
+    assert "'vng'" in _error(capsys, ["isp", str(src), "--out", out, "--demosaic", "vng"])
+    assert ".gif" in _error(capsys, ["isp", str(src), "--out", str(tmp_path / "o.gif")])
+    assert "not found" in _error(capsys, ["isp", str(tmp_path / "none.png"), "--out", out])
+    assert "--wb" in _error(capsys, ["isp", str(src), "--out", out, "--wb", "2,1"])
+    odd_raw = tmp_path / "x.raw"
+    np.zeros(63 * 48, "<u2").tofile(odd_raw)
+    assert "odd" in _error(capsys, ["isp", str(odd_raw), "--out", out, "--size", "63x48"])
