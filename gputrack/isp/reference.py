@@ -166,19 +166,27 @@ def apply_ccm(rgb: np.ndarray, ccm) -> np.ndarray:
 
 
 def apply_lut(lin: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Linear interpolation in a LUT sampled uniformly on [0, 1] (what the kernel does)."""
+    """Linear interpolation in a LUT sampled uniformly on [0, 1] (what the kernel does):
+    t = lin (n - 1), i = min(floor(t), n - 2), out = lut[i] + (t - i) (lut[i + 1] - lut[i])."""
     n = lut.size
-    t = lin * (n - 1)
-    i = np.minimum(t.astype(np.int64), n - 2)
-    f = t - i
-    lo = lut.astype(lin.dtype)[i]
-    hi = lut.astype(lin.dtype)[i + 1]
-    return lo + f * (hi - lo)
+    table = lut.astype(lin.dtype)
+    step = np.diff(table)  # lut[i + 1] - lut[i], in the working precision, as the kernel has it
+    t = lin * lin.dtype.type(n - 1)
+    i = t.astype(np.int32)
+    np.minimum(i, n - 2, out=i)
+    f = t
+    f -= i  # t - i, in place
+    out = step[i]
+    out *= f
+    out += table[i]
+    return out
 
 
 def to_u8(v: np.ndarray) -> np.ndarray:
-    """[0, 1] -> uint8, rounding half up."""
-    return np.clip(np.floor(v * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    """[0, 1] -> uint8, rounding half up: floor(255 v + 0.5)."""
+    x = np.clip(v, 0.0, 1.0) * v.dtype.type(255.0)
+    x += v.dtype.type(0.5)
+    return x.astype(np.uint8)  # truncation is floor for these non-negative values
 
 
 def to_nv12(v: np.ndarray) -> np.ndarray:
