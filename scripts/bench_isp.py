@@ -1,0 +1,271 @@
+"""ISP speed at 3840x2160, 12-bit RGGB.
+
+On a GPU (`cuda` backend): each kernel of kernels/isp.cu and kernels/sensor.cu captured in a
+CUDA graph and timed with CUDA events (warm-up, then the median of many single replays, L2
+flushed before each), against the memory floor of that kernel: the bytes it must move divided
+by the device-to-device copy bandwidth measured in this run (a 1 GiB CuPy copy, read + write
+counted).
+
+On the CPU: the `cpu` backend (the NumPy/OpenCV reference in float32) against OpenCV's own
+demosaicing of the same frame (`cv2.demosaicing`, COLOR_BayerBG2BGR for RGGB: OpenCV names
+the pattern from the second row and column), which does far less: no white balance, colour
+matrix, tone curve or 8-bit output. Optionally (--emu) the real kernels on the CPU emulator.
+
+    .venv/bin/python scripts/bench_isp.py [--size 3840x2160] [--reps 200] [--emu] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gputrack.device import get_backend, probe  # noqa: E402
+from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
+from gputrack.isp import reference as ref  # noqa: E402
+from gputrack.isp.params import pattern_offsets  # noqa: E402
+from gputrack.isp.pipeline import AWB_THREADS, MAIN_BLOCK, TENSOR_BLOCK, TILE  # noqa: E402
+from gputrack.sensor import model  # noqa: E402
+from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
+
+TENSOR = TensorSpec(640, 640)  # a YOLO-sized input: 3840x2160 -> 640x360 letterboxed
+
+
+def make_frame(w: int, h: int) -> tuple[np.ndarray, np.ndarray, IspParams]:
+    """A synthetic-world scene and its noisy 12-bit RAW frame (sensor model reference)."""
+    scene = SyntheticWorld(w, h, seed=1).render(30)
+    params = IspParams()
+    raw = model.reference(scene, model.SensorParams(isp=params, noise=True, seed=1))
+    return scene, raw, params
+
+
+def cpu_times(fn, reps: int) -> list[float]:
+    fn()  # warm-up: allocations, caches
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def bench_cpu(
+    scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int, emu: bool
+) -> list[dict]:
+    rows = []
+    cpu = get_backend("cpu")
+    isp = IspPipeline(params, cpu)
+    isp_all = IspPipeline(params.with_(wb="auto", nv12=True, tensor=TENSOR), cpu)
+    rows.append({"what": "cpu backend: ISP -> RGB8 (fixed WB, MHC)",
+                 "ms": cpu_times(lambda: isp.process(raw), reps)})  # fmt: skip
+    rows.append({"what": "cpu backend: ISP -> RGB8 + NV12 + tensor, auto WB",
+                 "ms": cpu_times(lambda: isp_all.process(raw), reps)})  # fmt: skip
+    rows.append(
+        {
+            "what": "cpu backend: MHC demosaic alone (float32)",
+            "ms": cpu_times(lambda: ref.demosaic(raw.astype(np.float32), "RGGB"), reps),
+        }
+    )
+    rows.append(
+        {
+            "what": "OpenCV demosaicing bilinear (uint16, COLOR_BayerBG2BGR)",
+            "ms": cpu_times(lambda: cv2.demosaicing(raw, cv2.COLOR_BayerBG2BGR), reps),
+        }
+    )
+    rows.append(
+        {
+            "what": "OpenCV demosaicing EA (uint16, COLOR_BayerBG2BGR_EA)",
+            "ms": cpu_times(lambda: cv2.demosaicing(raw, cv2.COLOR_BayerBG2BGR_EA), reps),
+        }
+    )
+    sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), cpu)
+    rows.append(
+        {
+            "what": "cpu backend: sensor model (scene -> RAW, noise)",
+            "ms": cpu_times(lambda: sensor.render(scene), max(1, reps // 2)),
+        }
+    )
+    if emu:
+        if probe("emu").available:
+            be = get_backend("emu")
+            eisp = IspPipeline(params, be)
+            dev = be.to_device(raw)
+            rows.append(
+                {
+                    "what": "emu backend: isp_main kernel on the CPU emulator",
+                    "ms": cpu_times(lambda: eisp.process(dev, download=False), 2),
+                }
+            )
+        else:
+            print(f"emu unavailable: {probe('emu').reason}")
+    return rows
+
+
+def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) -> dict[str, Any]:
+    import cupy
+
+    be = get_backend("cuda")
+    stream = be.stream()
+    h, w = raw.shape
+    px = w * h
+
+    # L2 (50 MB on an H100) would hold much of a 4K frame between back-to-back runs; a write
+    # of a buffer larger than L2 before each timed run makes every run read from DRAM, as a
+    # pipeline frame does. The flush is queued before the start event, so the GPU never
+    # waits for the host inside the timed window.
+    flush = cupy.empty(256 << 20, dtype=cupy.uint8)
+
+    def timed(fn, n: int = reps) -> list[float]:
+        fn()  # first call: constants and buffers are made here, outside the graph
+        be.synchronize(stream)
+        graph = be.capture(fn, stream)  # replayed: no Python launch overhead in the timing
+        for _ in range(5):
+            graph.replay(stream)
+        out = []
+        for _ in range(n):
+            with stream:
+                flush.fill(0)
+            t = be.timer(stream)
+            t.start()
+            graph.replay(stream)
+            t.stop()
+            out.append(t.elapsed_ms())
+        return out
+
+    # Device-to-device copy bandwidth, read + write counted.
+    n_bytes = 1 << 30
+    src = cupy.empty(n_bytes, dtype=cupy.uint8)
+    dst = cupy.empty_like(src)
+    src.fill(1)
+    copy_ms = []
+    for _ in range(12):
+        t = be.timer(stream)
+        t.start()
+        with stream:
+            dst[...] = src
+        t.stop()
+        copy_ms.append(t.elapsed_ms())
+    bw = 2 * n_bytes / (statistics.median(copy_ms[2:]) * 1e-3)  # bytes per second
+    src = dst = None
+
+    dev_raw = be.to_device(raw)
+    dev_scene = be.to_device(np.ascontiguousarray(scene))
+    rx, ry = pattern_offsets(params.pattern)
+    i32 = np.int32
+    isp = IspPipeline(params, be)
+    isp_nv12 = IspPipeline(params.with_(nv12=True), be)
+    isp_all = IspPipeline(params.with_(wb="auto", nv12=True, tensor=TENSOR), be)
+    mod = be.load("isp.cu")
+    isp.process(dev_raw, download=False, stream=stream)
+    rgb8 = isp._buffers["rgb8"]
+    stats = be.empty((4,), np.uint64)
+    cells = px // 4
+    awb_blocks = max(1, min(-(-cells // (AWB_THREADS * 8)), 4096))
+    cw, ch, padx, pady = TENSOR.geometry(w, h)
+    tensor = be.empty((1, 3, TENSOR.height, TENSOR.width), np.float32)
+    tcfg = be.to_device(np.array([0, 0, 0, 1 / 255, 1 / 255, 1 / 255, 114, 0], np.float32))
+    sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), be)
+
+    def awb() -> None:
+        mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
+        mod.kernel("isp_awb_stats")(awb_blocks, AWB_THREADS, (dev_raw, i32(w), i32(h), i32(rx),
+                                    i32(ry), i32(params.black), i32(ref.awb_threshold(params)),
+                                    stats), stream=stream)  # fmt: skip
+
+    def tensor_pass() -> None:
+        tgrid = (-(-TENSOR.width // TENSOR_BLOCK[0]), -(-TENSOR.height // TENSOR_BLOCK[1]))
+        mod.kernel("isp_tensor")(tgrid, TENSOR_BLOCK, (rgb8, i32(w), i32(h), tcfg,
+                                 i32(TENSOR.width), i32(TENSOR.height), i32(cw), i32(ch),
+                                 i32(padx), i32(pady), i32(0), i32(0), tensor, None),
+                                 stream=stream)  # fmt: skip
+
+    tensor_out = 3 * 4 * TENSOR.width * TENSOR.height
+    cases = [
+        ("isp_awb_clear + isp_awb_stats", awb, 2 * px),
+        ("isp_main -> RGB8", lambda: isp.process(dev_raw, download=False, stream=stream),
+         2 * px + 3 * px),
+        ("isp_main -> RGB8 + NV12", lambda: isp_nv12.process(dev_raw, download=False,
+                                                               stream=stream), 2 * px + 4.5 * px),
+        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out),
+        ("whole ISP: AWB + main (RGB8+NV12) + tensor",
+         lambda: isp_all.process(dev_raw, download=False, stream=stream),
+         2 * px + 2 * px + 4.5 * px + 3 * px + tensor_out),
+        ("sensor_from_u8 (scene -> RAW, noise)",
+         lambda: sensor.render(dev_scene, download=False), 3 * px + 2 * px),
+    ]  # fmt: skip
+    rows = []
+    for name, fn, nbytes in cases:
+        ms = timed(fn)
+        floor = nbytes / bw * 1e3
+        rows.append({"what": name, "ms": ms, "bytes": nbytes, "floor_ms": floor})
+    _ = (MAIN_BLOCK, TILE)  # launch shapes are the pipeline's own
+    from gputrack.device.ops_cuda import gpu_info
+
+    return {"copy_bandwidth_gbs": bw / 1e9, "rows": rows, "gpu": gpu_info()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="3840x2160")
+    ap.add_argument("--reps", type=int, default=200, help="GPU repetitions (CPU: reps // 40)")
+    ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
+    ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    t0 = time.perf_counter()
+    scene, raw, params = make_frame(w, h)
+    print(f"frame {w}x{h} 12-bit RGGB from the synthetic world ({time.perf_counter() - t0:.1f} s); "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)")  # fmt: skip
+    result: dict[str, Any] = {"size": [w, h], "summary": {}}
+
+    cuda = probe("cuda")
+    if cuda.available:
+        g = bench_gpu(scene, raw, params, args.reps)
+        result["gpu"] = g
+        print(f"\nGPU: {g['gpu']}; device-to-device copy {g['copy_bandwidth_gbs']:.0f} GB/s")
+        print(f"{'kernel':<46} {'median ms':>10} {'p90 ms':>8} {'floor ms':>9} {'x floor':>8}")
+        for r in g["rows"]:
+            med, p90 = statistics.median(r["ms"]), float(np.percentile(r["ms"], 90))
+            r["median_ms"] = med
+            print(f"{r['what']:<46} {med:>10.4f} {p90:>8.4f} {r['floor_ms']:>9.4f} "
+                  f"{med / r['floor_ms']:>8.2f}")  # fmt: skip
+            result["summary"][f"gpu {r['what']}"] = (
+                f"{med:.4f} ms ({med / r['floor_ms']:.2f}x floor)"
+            )
+    else:
+        print(f"\ncuda unavailable ({cuda.reason}): GPU table skipped")
+        result["summary"]["gpu"] = f"cuda unavailable: {cuda.reason}"
+
+    rows = bench_cpu(scene, raw, params, max(3, args.reps // 40), args.emu)
+    result["cpu"] = rows
+    print(f"\nCPU ({os.cpu_count()} cores)")
+    print(f"{'what':<58} {'median ms':>10} {'min ms':>9}")
+    for r in rows:
+        med = statistics.median(r["ms"])
+        r["median_ms"] = med
+        print(f"{r['what']:<58} {med:>10.1f} {min(r['ms']):>9.1f}")
+    cv_ms = statistics.median(rows[3]["ms"])
+    ratio = statistics.median(rows[0]["ms"]) / cv_ms
+    print(f"cpu backend full ISP / OpenCV bilinear demosaic alone: {ratio:.1f}x")
+    result["summary"]["cpu ISP -> RGB8"] = f"{rows[0]['median_ms']:.1f} ms"
+    result["summary"]["OpenCV bilinear demosaic"] = f"{cv_ms:.1f} ms"
+    if args.json:
+        tmp = Path(args.json).with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=float))
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
