@@ -218,3 +218,17 @@ def check_real_raw_awb(backend) -> None:
     assert c_plain.mean() > 15.0
     assert 1.2 < awb.gains[0] < 2.0 and 0.9 < awb.gains[2] < 1.4  # a red-poor sensor, as usual
     assert awb.rgb8.min() < 30 and awb.rgb8.max() > 240
+
+
+def test_cpu_backend_agrees_with_float64_and_with_the_kernels(kernel_backend, rng):
+    """The `cpu` backend runs the reference in float32: the same 8-bit tolerance, both ways."""
+    img = natural_image(rng, 64, 96)
+    sp = model.SensorParams(isp=IspParams(nv12=True, wb="auto"), noise=True)
+    raw = model.reference(img, sp)
+    cpu = IspPipeline(sp.isp, get_backend("cpu")).process(raw)
+    dev = IspPipeline(sp.isp, kernel_backend).process(raw)
+    want = ref.process(raw, sp.isp, dtype=np.float64)
+    assert_u8_close(cpu.rgb8, want.rgb8, "cpu backend rgb8")
+    assert_u8_close(cpu.nv12, want.nv12, "cpu backend nv12")
+    assert_u8_close(dev.rgb8, cpu.rgb8, f"{kernel_backend.name} vs cpu rgb8")
+    assert_u8_close(dev.nv12, cpu.nv12, f"{kernel_backend.name} vs cpu nv12")
