@@ -65,33 +65,47 @@ struct dim3 {
 };
 
 // ---- built-in variables ---------------------------------------------------------------------
-// Hidden globals, not statics: the compiler must treat them as changed by the runtime calls.
-#define GPUTRACK_EMU_HIDDEN __attribute__((visibility("hidden")))
-GPUTRACK_EMU_HIDDEN thread_local uint3 threadIdx;
-GPUTRACK_EMU_HIDDEN thread_local uint3 blockIdx;
-GPUTRACK_EMU_HIDDEN thread_local dim3 blockDim;
-GPUTRACK_EMU_HIDDEN thread_local dim3 gridDim;
+namespace gputrack_emu {
+
+// Same layout as gputrack_emu_ids, with CUDA's types.
+struct BuiltIns {
+    uint3 thread;
+    uint3 block;
+    dim3 dims;
+    dim3 grid;
+};
+static_assert(sizeof(BuiltIns) == sizeof(gputrack_emu_ids), "layout of the fiber header");
+
+// Kernel code runs on fiber stacks aligned to their size, with the running CUDA thread's
+// built-ins at the top: found from the stack pointer, with no thread_local lookup.
+inline const BuiltIns& builtins() {
+    unsigned long sp;
+#if defined(__x86_64__)
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+#else
+    sp = reinterpret_cast<unsigned long>(__builtin_frame_address(0));
+#endif
+    return *reinterpret_cast<const BuiltIns*>((sp | (GPUTRACK_EMU_STACK_BYTES - 1)) + 1 -
+                                              GPUTRACK_EMU_HEADER_BYTES);
+}
+
+}  // namespace gputrack_emu
+
+#define threadIdx (::gputrack_emu::builtins().thread)
+#define blockIdx (::gputrack_emu::builtins().block)
+#define blockDim (::gputrack_emu::builtins().dims)
+#define gridDim (::gputrack_emu::builtins().grid)
 static constexpr int warpSize = 32;
 
 namespace gputrack_emu {
 
-inline void enter_thread(const gputrack_emu_ids* ids) {
-    threadIdx = uint3{ids->tx, ids->ty, ids->tz};
-    blockIdx = uint3{ids->bx, ids->by, ids->bz};
-    blockDim = dim3(ids->dx, ids->dy, ids->dz);
-    gridDim = dim3(ids->gx, ids->gy, ids->gz);
-}
-
-// Every call that may switch to another CUDA thread goes through here: a compiler barrier
-// before (stores to shared memory really happen) and after (nothing stale is reused), and
-// this thread's threadIdx restored from its own stack.
+// Every call that may switch to another CUDA thread goes through here, with a compiler
+// barrier before (stores to shared memory really happen) and after (nothing stale is reused).
 template <class Call>
 inline auto switching(Call&& call) {
-    const uint3 me = threadIdx;
     __asm__ __volatile__("" ::: "memory");
     auto result = call();
     __asm__ __volatile__("" ::: "memory");
-    threadIdx = me;
     return result;
 }
 

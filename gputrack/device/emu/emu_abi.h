@@ -17,6 +17,16 @@ typedef struct {
     unsigned gx, gy, gz;  // gridDim
 } gputrack_emu_ids;
 
+// Every fiber stack is this many bytes, aligned to its size, with a gputrack_emu_fiber_header
+// at its top: kernel code finds its built-in variables from the stack pointer alone, which is
+// much cheaper than thread_local access from a dlopen()ed library.
+#define GPUTRACK_EMU_STACK_BYTES (128 * 1024)
+#define GPUTRACK_EMU_HEADER_BYTES 64
+typedef struct {
+    gputrack_emu_ids ids;  // of the CUDA thread running on this fiber
+    void* worker;          // the runtime's scheduler for this OS thread
+} gputrack_emu_fiber_header;
+
 // Runs one CUDA thread of the kernel: unpacks `args` (like cuLaunchKernel's kernelParams).
 typedef void (*gputrack_emu_body)(void** args, const gputrack_emu_ids* ids);
 // Called on the worker's OS thread before each block (poisons dynamic shared memory).

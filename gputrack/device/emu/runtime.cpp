@@ -36,7 +36,9 @@ constexpr int kMaxThreads = 1024;
 constexpr int kWarpSize = 32;
 constexpr int kMaxWarps = kMaxThreads / kWarpSize;
 // Only touched pages cost memory; a generous size keeps printf and local arrays safe.
-constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kStackBytes = GPUTRACK_EMU_STACK_BYTES;
+static_assert((kStackBytes & (kStackBytes - 1)) == 0, "fiber stacks are aligned to their size");
+static_assert(sizeof(gputrack_emu_fiber_header) <= GPUTRACK_EMU_HEADER_BYTES, "header fits");
 
 // ---- context switch ---------------------------------------------------------------------
 
@@ -135,21 +137,42 @@ void context_switch(Context* from, Context* to) { gputrack_emu_switch_x86(&from-
 
 struct Fiber {
     Context ctx;
-    char* stack = nullptr;
+    char* stack = nullptr;  // kStackBytes, aligned to kStackBytes; the header sits at the top
+    gputrack_emu_fiber_header* header = nullptr;
+    size_t usable = 0;      // stack bytes below the header
 };
 
-Fiber* new_fiber() {
+Fiber* new_fiber(void* worker) {
+    // Map twice the size and trim, to get a stack aligned to its size.
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    void* mem = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
+    void* mem = mmap(nullptr, 2 * kStackBytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) {
         std::fprintf(stderr, "gputrack emu: cannot map a fiber stack\n");
         std::abort();
     }
-    mprotect(mem, page, PROT_NONE);  // guard page: an overflow faults instead of corrupting
+    auto start = reinterpret_cast<uintptr_t>(mem);
+    uintptr_t aligned = (start + kStackBytes - 1) & ~(uintptr_t(kStackBytes) - 1);
+    if (aligned > start) munmap(mem, aligned - start);
+    if (aligned + kStackBytes < start + 2 * kStackBytes)
+        munmap(reinterpret_cast<void*>(aligned + kStackBytes),
+               start + 2 * kStackBytes - aligned - kStackBytes);
     auto* fiber = new Fiber;
-    fiber->stack = static_cast<char*>(mem) + page;
+    fiber->stack = reinterpret_cast<char*>(aligned);
+    mprotect(fiber->stack, page, PROT_NONE);  // guard page: an overflow faults, not corrupts
+    fiber->header = reinterpret_cast<gputrack_emu_fiber_header*>(
+        fiber->stack + kStackBytes - GPUTRACK_EMU_HEADER_BYTES);
+    fiber->header->worker = worker;
+    fiber->usable = kStackBytes - GPUTRACK_EMU_HEADER_BYTES;
     return fiber;
+}
+
+// The header of the fiber the caller runs on (kernel code runs on fibers only).
+inline gputrack_emu_fiber_header* current_header() {
+    char here;
+    auto sp = reinterpret_cast<uintptr_t>(&here);
+    return reinterpret_cast<gputrack_emu_fiber_header*>(
+        (sp | (uintptr_t(kStackBytes) - 1)) + 1 - GPUTRACK_EMU_HEADER_BYTES);
 }
 
 // ---- one launch -------------------------------------------------------------------------
@@ -236,19 +259,16 @@ struct Worker {
         for (;;) {
             if (aborting) break;
             if (ready_count > 0) {
-                int t = ready[ready_head];
-                ready_head = (ready_head + 1) % kMaxThreads;
-                --ready_count;
-                resume(t);
+                switch_to(pop_ready(), &scheduler);
             } else if (next_fresh < threads) {
                 Fiber* runner = take_idle_fiber();
-                context_init(&runner->ctx, runner->stack, kStackBytes, runner_entry, this);
+                context_init(&runner->ctx, runner->stack, runner->usable, runner_entry, this);
                 current_fiber = runner;
                 context_switch(&scheduler, &runner->ctx);
             } else if (done == threads) {
                 break;
             } else if (waiting_barrier > 0 && waiting_barrier + done == threads) {
-                release_barrier();
+                release_barrier(-1);
             } else {
                 job->fail("emu scheduler: threads of a block wait on each other (internal error)");
                 aborting = true;
@@ -262,7 +282,7 @@ struct Worker {
 
     Fiber* take_idle_fiber() {
         if (idle_fibers.empty()) {
-            all_fibers.push_back(new_fiber());
+            all_fibers.push_back(new_fiber(this));
             return all_fibers.back();
         }
         Fiber* f = idle_fibers.back();
@@ -270,20 +290,41 @@ struct Worker {
         return f;
     }
 
-    void resume(int t) {
+    int pop_ready() {
+        int t = ready[ready_head];
+        ready_head = (ready_head + 1) % kMaxThreads;
+        --ready_count;
+        return t;
+    }
+
+    // Resume a released thread on its fiber, saving the caller's context in `from`.
+    void switch_to(int t, Context* from) {
         Slot& s = slots[t];
         s.state = kRunning;
         current = t;
         current_fiber = s.fiber;
-        set_thread_ids(t);
-        context_switch(&scheduler, &s.fiber->ctx);
+        context_switch(from, &s.fiber->ctx);
     }
 
-    void set_thread_ids(int t) {
+    // The running thread waits: go straight to a released thread if there is one (one switch
+    // instead of two through the scheduler), else to the scheduler.
+    void suspend() {
+        Fiber* self = current_fiber;
+        if (ready_count > 0) {
+            switch_to(pop_ready(), &self->ctx);
+        } else {
+            context_switch(&self->ctx, &scheduler);
+        }
+    }
+
+    // The fiber's header carries the built-in variables the kernel code reads.
+    void set_thread_ids(Fiber* fiber, int t) {
+        gputrack_emu_ids& h = fiber->header->ids;
+        h = ids;
         const unsigned bx = ids.dx, by = ids.dy;
-        ids.tx = unsigned(t) % bx;
-        ids.ty = (unsigned(t) / bx) % by;
-        ids.tz = unsigned(t) / (bx * by);
+        h.tx = unsigned(t) % bx;
+        h.ty = (unsigned(t) / bx) % by;
+        h.tz = unsigned(t) / (bx * by);
     }
 
     // Runs fresh threads back to back until none is left; a thread that waits keeps this
@@ -295,12 +336,12 @@ struct Worker {
             slots[t].state = kRunning;
             slots[t].fiber = self;
             current = t;
-            set_thread_ids(t);
-            job->body(job->args, &ids);
+            set_thread_ids(self, t);
+            job->body(job->args, &self->header->ids);
             finish(t);
         }
         idle_fibers.push_back(self);
-        context_switch(&self->ctx, &scheduler);
+        suspend();
         std::abort();  // an idle runner is never resumed, only restarted
     }
 
@@ -308,16 +349,20 @@ struct Worker {
         slots[t].state = kDone;
         ++done;
         int w = t / kWarpSize;
-        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w);
+        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w, -1);
+        if (waiting_barrier > 0 && waiting_barrier + done == threads) release_barrier(-1);
     }
 
-    void suspend() { context_switch(&current_fiber->ctx, &scheduler); }
-
-    void push_ready(int t) {
+    // A waiting thread can run again: queued, or (the releasing thread itself) running on.
+    void release(int t, int keep_running) {
+        ++warp_pending[t / kWarpSize];
+        if (t == keep_running) {
+            slots[t].state = kRunning;
+            return;
+        }
         slots[t].state = kReady;
         ready[(ready_head + ready_count) % kMaxThreads] = t;
         ++ready_count;
-        ++warp_pending[t / kWarpSize];
     }
 
     int barrier(int op, int predicate) {
@@ -329,12 +374,18 @@ struct Worker {
         s.fiber = current_fiber;
         ++waiting_barrier;
         int w = t / kWarpSize;
-        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w);
-        suspend();
+        if (--warp_pending[w] == 0 && warp_waiting[w] > 0) release_warp(w, -1);
+        // The last thread to arrive releases the barrier and goes on without a switch.
+        if (waiting_barrier + done == threads) {
+            release_barrier(t);
+        } else {
+            suspend();
+        }
         return int(s.result);
     }
 
-    void release_barrier() {
+    // `keep_running`: the releasing thread, which continues instead of being queued.
+    void release_barrier(int keep_running) {
         int arrived = 0, count = 0;
         for (int t = 0; t < threads; ++t) {
             if (slots[t].state == kWaitBarrier) {
@@ -351,7 +402,7 @@ struct Worker {
                 case GPUTRACK_EMU_BAR_OR: s.result = count > 0; break;
                 default: s.result = 0;
             }
-            push_ready(t);
+            release(t, keep_running);
         }
         waiting_barrier = 0;
     }
@@ -373,12 +424,15 @@ struct Worker {
         s.fiber = current_fiber;
         int w = t / kWarpSize;
         ++warp_waiting[w];
-        if (--warp_pending[w] == 0) release_warp(w);
-        suspend();
+        if (--warp_pending[w] == 0) {
+            release_warp(w, t);  // the last lane to arrive goes on without a switch
+        } else {
+            suspend();
+        }
         return s.result;
     }
 
-    void release_warp(int w) {
+    void release_warp(int w, int keep_running) {
         const int base = w * kWarpSize;
         const int lanes = std::min(kWarpSize, threads - base);
         uint32_t waiting = 0;
@@ -402,7 +456,7 @@ struct Worker {
             }
             slots[base + l].result = warp_result(base, l, group);
         }
-        for (uint32_t m = waiting; m; m &= m - 1) push_ready(base + __builtin_ctz(m));
+        for (uint32_t m = waiting; m; m &= m - 1) release(base + __builtin_ctz(m), keep_running);
         warp_waiting[w] = 0;
     }
 
@@ -418,9 +472,12 @@ struct Worker {
         auto each = [&](auto&& fn) {
             for (uint32_t m = group; m; m &= m - 1) fn(slots[base + __builtin_ctz(m)]);
         };
-        uint32_t ballot = 0;
-        for (uint32_t m = group; m; m &= m - 1)
-            if (slots[base + __builtin_ctz(m)].value) ballot |= m & -m;
+        auto ballot = [&] {
+            uint32_t bits = 0;
+            for (uint32_t m = group; m; m &= m - 1)
+                if (slots[base + __builtin_ctz(m)].value) bits |= m & -m;
+            return bits;
+        };
         switch (s.op) {
             case GPUTRACK_EMU_SHFL_IDX: return from(start + (s.param & (width - 1)));
             case GPUTRACK_EMU_SHFL_UP: {
@@ -436,9 +493,9 @@ struct Worker {
                 int src = lane ^ s.param;
                 return src >= start + width ? s.value : from(src);  // later groups: own value
             }
-            case GPUTRACK_EMU_BALLOT: return ballot;
-            case GPUTRACK_EMU_ANY: return ballot != 0;
-            case GPUTRACK_EMU_ALL: return ballot == group;
+            case GPUTRACK_EMU_BALLOT: return ballot();
+            case GPUTRACK_EMU_ANY: return ballot() != 0;
+            case GPUTRACK_EMU_ALL: return ballot() == group;
             case GPUTRACK_EMU_ACTIVEMASK: return group;
             case GPUTRACK_EMU_MATCH_ANY: {
                 uint32_t same = 0;
@@ -496,12 +553,13 @@ struct Worker {
 
     [[noreturn]] void fail(const char* what, const char* file, int line) {
         char message[768];
+        const gputrack_emu_ids& me = current_fiber->header->ids;
         std::snprintf(message, sizeof message,
                       "%s at %s:%d (block (%u,%u,%u), thread (%u,%u,%u))", what, file, line,
-                      ids.bx, ids.by, ids.bz, ids.tx, ids.ty, ids.tz);
+                      me.bx, me.by, me.bz, me.tx, me.ty, me.tz);
         job->fail(message);
         aborting = true;
-        suspend();  // never resumed: the scheduler abandons this block
+        context_switch(&current_fiber->ctx, &scheduler);  // never resumed: the block is abandoned
         std::abort();
     }
 };
@@ -515,14 +573,7 @@ Worker& this_worker() {
     return *tls_worker;
 }
 
-Worker& kernel_worker(const char* what) {
-    Worker* w = tls_worker;
-    if (!w || !w->job) {
-        std::fprintf(stderr, "gputrack emu: %s called outside a kernel\n", what);
-        std::abort();
-    }
-    return *w;
-}
+Worker& kernel_worker() { return *static_cast<Worker*>(current_header()->worker); }
 
 // ---- the pool of OS threads -------------------------------------------------------------
 
@@ -629,16 +680,16 @@ int gputrack_emu_worker_count(void) { return configured_threads(); }
 const char* gputrack_emu_context_switch(void) { return kSwitchKind; }
 
 int gputrack_emu_barrier(int op, int predicate) {
-    return kernel_worker("__syncthreads").barrier(op, predicate);
+    return kernel_worker().barrier(op, predicate);
 }
 
 unsigned long long gputrack_emu_warp(int op, unsigned mask, unsigned long long value, int param,
                                      int width, const void* site) {
-    return kernel_worker("a warp collective").warp_op(op, mask, value, param, width, site);
+    return kernel_worker().warp_op(op, mask, value, param, width, site);
 }
 
 void gputrack_emu_fail(const char* what, const char* file, int line) {
-    kernel_worker("__trap").fail(what, file, line);
+    kernel_worker().fail(what, file, line);
 }
 
 }  // extern "C"

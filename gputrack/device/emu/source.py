@@ -195,7 +195,7 @@ def _wrapper(sig: KernelSignature) -> list[str]:
         "",
         f"static void gputrack_emu_body_{sig.name}(void** args, const gputrack_emu_ids* ids) {{",
         "    (void)args;",
-        "    gputrack_emu::enter_thread(ids);",
+        "    (void)ids;  // the built-ins are read from the fiber's stack header",
         f"    {sig.name}({', '.join(call_args)});",
         "}",
         f'extern "C" __attribute__((visibility("default"))) int gputrack_launch_{sig.name}(',
