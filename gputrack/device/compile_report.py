@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,13 +53,16 @@ class FileReport:
 
 
 def cuda_include_dirs() -> list[str]:
-    """Header folders a kernel may need beyond its own (cuda_fp16.h and friends)."""
-    dirs: list[str] = []
-    for root in (os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
-        if root and Path(root, "include", "cuda_fp16.h").is_file():
-            dirs.append(str(Path(root, "include")))
-            break
-    return dirs
+    """Header folders a kernel may need beyond its own (cuda_fp16.h and friends): a CUDA
+    toolkit (CUDA_PATH, CUDA_HOME, /usr/local/cuda) or the headers of NVIDIA's PyPI wheels."""
+    roots = [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    candidates = [Path(r, "include") for r in roots if r]
+    for entry in sys.path:  # e.g. site-packages/nvidia/cu13/include from cuda-toolkit[cudart]
+        candidates += sorted(Path(entry).glob("nvidia/*/include"))
+    for folder in candidates:
+        if (folder / "cuda_fp16.h").is_file():
+            return [str(folder)]
+    return []
 
 
 def include_flags(path: Path) -> list[str]:
