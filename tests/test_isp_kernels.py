@@ -5,6 +5,8 @@ that are not multiples of the 64x16 tile, real images, and outputs poisoned befo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -19,6 +21,20 @@ from gputrack.sensor.frame import RawFrame
 from tests.conftest import shared_data
 
 REAL_RAW = "raw/openisp_1920x1080_rggb_10bit.raw"
+_warm: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _first_launch_warmup(request):
+    """emu workaround (remove once fixed): in a fresh process the first isp_main blocks that
+    each emu worker thread runs can lose shared-memory stores of CUDA thread 0 (seen as one
+    wrong 5x5 patch at tile position (14, 18), once per process, never afterwards). A
+    64-block launch first lets every worker take that hit outside the measurements."""
+    if "kernel_backend" in request.fixturenames:
+        backend = request.getfixturevalue("kernel_backend")
+        if backend.name == "emu" and backend.name not in _warm:
+            IspPipeline(IspParams(), backend).process(np.zeros((256, 256), np.uint16))
+            _warm.add(backend.name)
 
 
 def assert_u8_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
@@ -130,19 +146,22 @@ def test_tensor_against_float64(kernel_backend, rng, spec):
 
 
 def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
-    """The kernel's own float -> half conversion: normal, subnormal and overflowing values."""
+    """The kernel's own float -> half conversion, bit for bit against NumPy's, on the very
+    float32 values the kernel converts (its float32 output): normal, subnormal, overflow."""
     raw = rng.integers(0, 4096, (46, 70)).astype(np.uint16)
-    for scale in (1 / 255, 3e-7, 1e-9, 300.0):
+    for scale in (1 / 255, 3e-7, 1e-9, 300.0, float(rng.uniform(0.001, 1000))):
         spec = TensorSpec(24, 24, scale=(scale,) * 3, mean=(0.5, 0.0, 128.0), dtype="float16")
-        out = IspPipeline(IspParams(tensor=spec), kernel_backend).process(raw)
+        half = IspPipeline(IspParams(tensor=spec), kernel_backend).process(raw).tensor
+        single = IspPipeline(IspParams(tensor=replace(spec, dtype="float32")), kernel_backend)
+        f32 = single.process(raw).tensor
+        assert half.dtype == np.float16 and f32.dtype == np.float32
         with np.errstate(over="ignore"):  # scale 300 overflows half on purpose
-            want = ref.make_tensor(out.rgb8, spec, np.float64).astype(np.float32).astype(np.float16)
-        assert out.tensor.dtype == np.float16
-        got, exp = out.tensor.astype(np.float64), want.astype(np.float64)
-        assert np.array_equal(np.isinf(got), np.isinf(exp))
-        fin = np.isfinite(exp)
-        ulp = np.abs(np.spacing(want[fin])).astype(np.float64)
-        assert np.all(np.abs(got[fin] - exp[fin]) <= ulp), f"scale {scale}"
+            want = f32.astype(np.float16)
+        assert np.array_equal(half.view(np.uint16), want.view(np.uint16)), f"scale {scale}"
+        if scale == 300.0:
+            assert np.isinf(half).any() and np.isfinite(half).any()
+        if scale == 1e-9:
+            assert (np.abs(half[half != 0]) < 6.1e-5).all()  # subnormal halves
 
 
 def test_awb_statistics_are_exact(kernel_backend, rng):
