@@ -9,6 +9,8 @@ emu backend directly.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +400,28 @@ def test_device_assert_is_reported_and_backend_survives(emu, tmp_path):
         kernel(3, 128, (out, np.int32(300)))
     kernel(3, 128, (out[:50], np.int32(50)))  # the pool and its fibers still work
     np.testing.assert_array_equal(out[:50], 1)
+
+
+FIRST_LAUNCH = """
+import numpy as np
+from gputrack.device import get_backend
+from gputrack.isp import IspParams, IspPipeline
+from gputrack.isp import reference as ref
+raw = np.random.default_rng({seed}).integers(0, 4096, (46, 70)).astype(np.uint16)
+out = IspPipeline(IspParams(), get_backend("emu")).process(raw).rgb8
+print(int(np.abs(out.astype(int) - ref.process(raw, IspParams()).rgb8).max()))
+"""
+
+
+def test_first_launch_in_a_fresh_process_is_right(rng):
+    """Regression: with TLS descriptors, glibc < 2.40 could clobber vector registers on a
+    module's first thread-local access (bug 31372), losing stores of the very first launch
+    in a process. The first launch of the fused ISP kernel showed it every time."""
+    if not probe("emu").available:
+        pytest.skip(f"emu unavailable: {probe('emu').reason}")
+    for _ in range(2):
+        code = FIRST_LAUNCH.format(seed=int(rng.integers(1 << 30)))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout.strip()) <= 2, "first launch differs from the reference"

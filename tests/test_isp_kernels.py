@@ -21,20 +21,6 @@ from gputrack.sensor.frame import RawFrame
 from tests.conftest import shared_data
 
 REAL_RAW = "raw/openisp_1920x1080_rggb_10bit.raw"
-_warm: set[str] = set()
-
-
-@pytest.fixture(autouse=True)
-def _first_launch_warmup(request):
-    """emu workaround (remove once fixed): in a fresh process the first isp_main blocks that
-    each emu worker thread runs can lose shared-memory stores of CUDA thread 0 (seen as one
-    wrong 5x5 patch at tile position (14, 18), once per process, never afterwards). A
-    64-block launch first lets every worker take that hit outside the measurements."""
-    if "kernel_backend" in request.fixturenames:
-        backend = request.getfixturevalue("kernel_backend")
-        if backend.name == "emu" and backend.name not in _warm:
-            IspPipeline(IspParams(), backend).process(np.zeros((256, 256), np.uint16))
-            _warm.add(backend.name)
 
 
 def assert_u8_close(got: np.ndarray, want: np.ndarray, what: str) -> None:

@@ -175,7 +175,14 @@ def translation_unit(
             f"[({max_dynamic_shared} + sizeof({a.ctype}) - 1) / sizeof({a.ctype})];"
         )
     lines.append(f'#line {len(lines) + 2} "gputrack-emu-wrappers.cpp"')
+    # glibc before 2.40 (bug 31372): the lazy first access to a dlopen()ed module's TLS
+    # through a TLS descriptor (-mtls-dialect=gnu2) may clobber vector registers that the
+    # caller keeps live, and kernel values were lost that way. Touching one thread_local of
+    # the module here, outside kernel code and before any fiber runs, allocates the module's
+    # TLS block on this OS thread, so kernel code only ever takes the fast path.
+    lines.append("static thread_local volatile char gputrack_emu_tls_anchor;")
     lines.append("static void gputrack_emu_block_begin(size_t bytes) {")
+    lines.append("    gputrack_emu_tls_anchor = 1;")
     lines.append("    // Shared memory starts undefined on a GPU: poison it so stale reads show.")
     for a in arrays:
         lines.append(f"    std::memset(static_cast<void*>({a.name}), 0xff, bytes);")
