@@ -86,6 +86,20 @@ def test_wrong_arguments_name_the_kernel_and_parameter(scale_sig, args, message)
         get_backend("cpu").convert_args(scale_sig, args)
 
 
+def test_64_bit_scalars_keep_every_bit():
+    sig = parse_signatures(
+        'extern "C" __global__ void k(unsigned long long seed, long long off, float g) {}'
+    )["k"]
+    big = (1 << 64) - 3  # above 2**53: a detour through float would round it
+    seed, off, g = get_backend("cpu").convert_args(sig, [big, -(1 << 62) - 1, 1e30])
+    assert int(seed) == big and seed.dtype == np.uint64
+    assert int(off) == -(1 << 62) - 1 and off.dtype == np.int64
+    with pytest.raises(KernelError, match="'g' \\(float\\) cannot hold 1e\\+300"):
+        get_backend("cpu").convert_args(sig, [1, 1, 1e300])
+    with pytest.raises(KernelError, match="'seed' \\(unsigned long long\\) cannot hold"):
+        get_backend("cpu").convert_args(sig, [1 << 64, 1, 1.0])
+
+
 def test_cpu_backend_refuses_to_load_kernels():
     with pytest.raises(KernelError, match="runs no CUDA kernels"):
         get_backend("cpu").load("isp.cu")

@@ -49,6 +49,23 @@ def check_launch(name: str, grid: tuple[int, int, int], block: tuple[int, int, i
             raise KernelError(f"kernel {name}: grid {grid} exceeds the limit {MAX_GRID}")
 
 
+def _to_c_scalar(value: Any, dtype: np.dtype) -> Any:
+    """`value` as a NumPy scalar of `dtype`; raises when it would not be the same number."""
+    if dtype.kind in "iu":
+        if isinstance(value, (bool, np.bool_, int, np.integer)):
+            exact = int(value)  # exact for 64-bit values too (no detour through float)
+        elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+            exact = int(value)
+        else:
+            raise ValueError("not an integer")
+        info = np.iinfo(dtype)
+        if not info.min <= exact <= info.max:
+            raise OverflowError
+        return dtype.type(exact)
+    with np.errstate(over="raise", invalid="raise"):
+        return dtype.type(value)
+
+
 class Timer:
     """Host-clock timer for synchronous backends; `cuda` replaces it with CUDA events."""
 
@@ -202,12 +219,7 @@ class Backend(ABC):
             )
         assert param.dtype is not None
         try:
-            if param.dtype.kind in "iu" and float(value) != int(value):
-                raise ValueError("not an integer")
-            with np.errstate(over="raise"):
-                converted = param.dtype.type(value)
-            if param.dtype.kind in "iu" and int(converted) != int(value):
-                raise OverflowError
+            converted = _to_c_scalar(value, param.dtype)
         except (OverflowError, ValueError, TypeError, FloatingPointError):
             raise KernelError(
                 f"kernel {kernel}: parameter '{param.name}' ({param.ctype}) cannot hold {value!r}"
