@@ -1,0 +1,97 @@
+"""The runtime interface on every backend that runs kernels (emu here; cuda on a GPU):
+memory round trips, NULL pointers, 3-D grids, defines, streams, timers, graph replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gputrack.errors import KernelError
+
+KERNELS = Path(__file__).parent / "kernels" / "runtime_api.cu"
+
+
+def test_round_trip_keeps_values_and_device_copy_is_independent(kernel_backend, rng):
+    host = rng.standard_normal((37, 5)).astype(np.float32)
+    dev = kernel_backend.to_device(host)
+    host[0, 0] = 12345.0  # changing the host buffer after upload must not reach the device
+    back = kernel_backend.to_host(dev)
+    assert back[0, 0] != 12345.0
+    np.testing.assert_array_equal(back[1:], host[1:])
+    pinned = kernel_backend.pinned_empty((37, 5), np.float32)
+    kernel_backend.to_host(dev, out=pinned)
+    np.testing.assert_array_equal(pinned, back)
+
+
+def test_null_pointer_and_odd_sizes(kernel_backend, rng):
+    mod = kernel_backend.load(KERNELS)
+    n = 1000 + int(rng.integers(1, 255))  # not a multiple of the block
+    a, b = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    out = kernel_backend.full(n, np.nan, np.float32)
+    da, db = kernel_backend.to_device(a), kernel_backend.to_device(b)
+    grid = -(-n // 128)
+    mod.kernel("add_optional")(grid, 128, (da, db, out, n))
+    np.testing.assert_array_equal(kernel_backend.to_host(out), a + b)
+    out = kernel_backend.full(n, np.nan, np.float32)
+    mod.kernel("add_optional")(grid, 128, (da, None, out, n))
+    np.testing.assert_array_equal(kernel_backend.to_host(out), a)
+
+
+def test_three_dimensional_grid(kernel_backend):
+    w, h, d = 45, 23, 3
+    out = kernel_backend.full((d, h, w), -1, np.int32)
+    kernel_backend.load(KERNELS).kernel("coords")(
+        (-(-w // 16), -(-h // 8), d), (16, 8), (out, w, h)
+    )
+    z, y, x = np.indices((d, h, w))
+    np.testing.assert_array_equal(kernel_backend.to_host(out), x + 1000 * y + 1000000 * z)
+
+
+def test_defines_make_separate_modules(kernel_backend):
+    n = 77
+    results = {}
+    for gain in (1, 3):
+        out = kernel_backend.full(n, -1, np.int32)
+        mod = kernel_backend.load(KERNELS, defines={"GAIN": gain})
+        mod.kernel("gain_index")(-(-n // 32), 32, (out, n))
+        results[gain] = kernel_backend.to_host(out)
+    np.testing.assert_array_equal(results[3], 3 * np.arange(n))
+    np.testing.assert_array_equal(results[1], np.arange(n))
+
+
+def test_stream_timer_and_graph_replay(kernel_backend, rng):
+    mod = kernel_backend.load(KERNELS)
+    n = 4099
+    x0 = rng.standard_normal(n).astype(np.float32)
+    x = kernel_backend.to_device(x0)
+    stream = kernel_backend.stream()
+    affine = mod.kernel("affine_inplace")
+
+    def step() -> None:  # two launches per replay: x -> 2x + 1 -> 2x
+        affine(8, 128, (x, 2.0, 1.0, n), stream=stream)
+        affine(8, 128, (x, 1.0, -1.0, n), stream=stream)
+
+    timer = kernel_backend.timer(stream)
+    graph = kernel_backend.capture(step, stream)  # records, runs nothing (as CUDA capture)
+    kernel_backend.synchronize(stream)
+    timer.start()
+    graph.replay(stream)
+    graph.replay(stream)
+    timer.stop()
+    kernel_backend.synchronize(stream)
+    assert timer.elapsed_ms() >= 0.0
+    got = kernel_backend.to_host(x)
+    np.testing.assert_allclose(got, x0 * 4.0, rtol=1e-6)
+
+
+def test_unknown_kernel_name_lists_the_known_ones(kernel_backend):
+    with pytest.raises(KernelError, match="no kernel named 'nope' \\(has: add_optional, "):
+        kernel_backend.load(KERNELS).kernel("nope")
+
+
+def test_oversized_block_is_refused_before_launch(kernel_backend):
+    out = kernel_backend.full(4, 0, np.int32)
+    with pytest.raises(KernelError, match="1056 threads"):
+        kernel_backend.load(KERNELS).kernel("gain_index")(1, (33, 32), (out, 4))
