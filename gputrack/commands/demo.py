@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ from gputrack.sensor.model import SensorModel, SensorParams
 from gputrack.sensor.synthetic import SyntheticWorld
 from gputrack.track import Tracker
 from gputrack.track.mot_eval import score_frames
+from gputrack.ui import LiveView
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", default="demo_tracks.jsonl", help="JSONL track log to write")
     p.add_argument("--image", default="demo_last.png", help="annotated last frame to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--ui", action=argparse.BooleanOptionalAction, default=None,
+                   help="live terminal view (default: on when the output is a terminal)")
     p.set_defaults(func=run)
 
 
@@ -114,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
     tracks: list = []
     rgb8 = None
     clock = time.perf_counter
-    with TrackLogWriter(args.log) as log:
+    show_ui = sys.stdout.isatty() and not args.json if args.ui is None else args.ui
+    view = (LiveView(f"gputrack demo on {backend.name}", (width, height), args.fps,
+                     world.class_names, args.frames) if show_ui else nullcontext())
+    with TrackLogWriter(args.log) as log, view:
         for i in range(args.frames):
             t0 = clock()
             scene = world.render(i)
@@ -148,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
                     "total": (t5 - t1) * 1e3,
                 },
             )
+            if show_ui:
+                view.update(i, tracks, {k: v[-1] for k, v in stages.items()})
             gt = truth[truth[:, 6] >= 0.3]
             scored.append(
                 (
