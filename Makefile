@@ -1,10 +1,12 @@
 # Two commands that work on a fresh machine (Python 3.10+, a C++ compiler):
 #   make demo   creates .venv, installs gputrack, runs the main job on its built-in default
 #   make test   creates/updates .venv with the test extras and runs the test suite
+# On a machine with an NVIDIA GPU: make demo EXTRAS=cuda  (CuPy + NVRTC from PyPI)
 PYTHON ?= python3
 VENV ?= .venv
+EXTRAS ?=
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install -q
 
 .PHONY: demo test lint check clean
 
@@ -12,22 +14,27 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+# One stamp per set of extras, so `make test` after `make demo` adds what the tests need.
+$(VENV)/.installed$(EXTRAS): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed$(EXTRAS)
 	mkdir -p out
 	$(BIN)/gputrack demo --log out/demo_tracks.jsonl --image out/demo_last.png
 
-test: $(STAMP)
+test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check .
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
-check: $(STAMP)
+check: $(VENV)/.installed$(EXTRAS)
 	$(BIN)/gputrack check
 
 clean:
