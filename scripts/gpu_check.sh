@@ -7,15 +7,18 @@
 #   5. a short table last.
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
+# With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+# The GPU machines have CuPy, NumPy, SciPy, OpenCV, onnx, onnxruntime, rich, pandas and pytest
+# but reach no network: the pure-Python rest travels as wheels in .whl/ (git-ignored).
+WHEELS="filterpy motmetrics xmltodict"
 if [ "${1:-}" = "--fetch-wheels" ]; then
   mkdir -p .whl
   grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl filterpy==1.4.5 2>/dev/null \
-    || python3 -m pip download -q --no-deps --only-binary=:all: -d .whl filterpy
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl $WHEELS
   ls .whl; exit 0
 fi
 
