@@ -1,0 +1,389 @@
+"""ONNX -> IR: constant tensors, normalised attributes, static shapes, folded constants.
+
+Only the operators and attribute values listed here are accepted; anything else is a
+`GputrackError` naming the node and its op, so a model is never run with a silently wrong
+meaning. Attributes are normalised once (explicit 2-D pads as (top, left, bottom, right),
+inputs that must be constants - Reshape's shape, Resize's scales, Pad's pads, Split's sizes,
+Slice's ranges - resolved into attributes) so that later passes need not know ONNX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.dsp import interp
+from gputrack.dsp.ir import Graph, Node
+from gputrack.errors import GputrackError
+
+# ops evaluated at import time when every input is a constant (shape subgraphs and friends)
+FOLDABLE = {
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Reshape",
+    "Cast",
+    "Slice",
+    "Transpose",
+    "Identity",
+    "Add",
+    "Mul",
+    "Flatten",
+    "Split",
+}
+SUPPORTED = {
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "Sigmoid",
+    "Clip",
+    "Add",
+    "Concat",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Resize",
+    "Pad",
+    "Reshape",
+    "Transpose",
+    "Gather",
+    "Split",
+    "Slice",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Softmax",
+    "Identity",
+    "Dropout",
+    "Shape",
+    "Cast",
+    "Constant",
+    "Mul",
+}
+ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64, 9: bool}
+
+
+def fail(node: Node, why: str) -> GputrackError:
+    return GputrackError(f"{node.describe()}: {why}")
+
+
+def load_model(model: str | Path | Any) -> Graph:
+    """An ONNX file (or ModelProto) as an IR graph with shapes, constants folded."""
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise GputrackError(f"model {path}: no such file")
+        try:
+            proto = onnx.load(str(path))
+        except Exception as err:  # a truncated or foreign file: say so in one line
+            raise GputrackError(f"model {path}: not a readable ONNX file ({err})") from None
+    else:
+        proto = model
+    g = proto.graph
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    constants = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    inputs = [i.name for i in g.input if i.name not in constants]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i in g.input:
+        if i.name in constants:
+            continue
+        dims = i.type.tensor_type.shape.dim
+        if not all(d.HasField("dim_value") for d in dims):
+            raise GputrackError(f"model input '{i.name}': shapes must be static, got {dims}")
+        shapes[i.name] = tuple(int(d.dim_value) for d in dims)
+        if i.type.tensor_type.elem_type != 1:
+            raise GputrackError(f"model input '{i.name}': only float32 inputs are supported")
+    graph = Graph([], inputs, [o.name for o in g.output], constants, shapes, opset, g.name)
+    for k, p in enumerate(g.node):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in p.attribute}
+        attrs = {k2: v.decode() if isinstance(v, bytes) else v for k2, v in attrs.items()}
+        node = Node(p.name or f"{p.op_type}_{k}", p.op_type, list(p.input), list(p.output), attrs)
+        if node.op not in SUPPORTED or p.domain not in ("", "ai.onnx"):
+            raise fail(node, "unsupported ONNX operator")
+        if node.op == "Constant":
+            if "value" not in attrs:
+                raise fail(node, "only the 'value' form of Constant is supported")
+            graph.constants[node.outputs[0]] = numpy_helper.to_array(attrs["value"])
+            continue
+        add_node(graph, node)
+    for out in graph.outputs:
+        if out not in graph.shapes and out not in graph.constants:
+            raise GputrackError(f"model output '{out}' is produced by no node")
+    graph.prune()
+    return graph
+
+
+def add_node(graph: Graph, node: Node) -> None:
+    """Normalise, then fold (all inputs constant) or append with inferred output shapes."""
+    if node.op in ("Identity", "Dropout"):
+        node.op, node.inputs, node.outputs = "Identity", node.inputs[:1], node.outputs[:1]
+    for t in node.inputs:
+        if t and t not in graph.constants and t not in graph.shapes:
+            raise fail(node, f"input '{t}' is not produced before it is used")
+    normalise(graph, node)
+    data = [t for t in node.inputs if t]
+    if node.op == "Shape" or (node.op in FOLDABLE and all(graph.is_const(t) for t in data)):
+        args = [graph.constants.get(t) if t else None for t in node.inputs]
+        if node.op == "Shape":
+            args = [np.empty(graph.shapes[node.inputs[0]], dtype=np.float32)]
+        for name, value in zip(node.outputs, interp.run_node(node, args), strict=True):
+            graph.constants[name] = np.asarray(value)
+        return
+    for name, shape in zip(node.outputs, infer_shapes(graph, node), strict=True):
+        graph.shapes[name] = shape
+    graph.nodes.append(node)
+
+
+def const_input(graph: Graph, node: Node, index: int, what: str) -> np.ndarray | None:
+    if index >= len(node.inputs) or not node.inputs[index]:
+        return None
+    name = node.inputs[index]
+    if name not in graph.constants:
+        raise fail(node, f"{what} must be a constant (static shapes only)")
+    return graph.constants[name]
+
+
+def _pads2d(node: Node, in_hw: tuple[int, int], kernel, strides, dilations) -> tuple[int, ...]:
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "VALID"):
+        p = node.attrs.get("pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0, 0, 0, 0]
+        if len(p) != 4:
+            raise fail(node, f"only 2-D pads are supported, got {p}")
+        return (int(p[0]), int(p[1]), int(p[2]), int(p[3]))
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise fail(node, f"auto_pad '{auto}' unsupported")
+    pads = []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations, strict=True):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        pads.append((small, big) if auto == "SAME_UPPER" else (big, small))
+    return (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
+
+
+def normalise(graph: Graph, node: Node) -> None:
+    a, op = node.attrs, node.op
+    shape0 = graph.shapes.get(node.inputs[0]) if node.inputs and node.inputs[0] else None
+    if op in ("Conv", "MaxPool", "AveragePool"):
+        if shape0 is None or len(shape0) != 4:
+            raise fail(node, f"only 2-D (NCHW) inputs are supported, got shape {shape0}")
+        if op == "Conv":
+            w = const_input(graph, node, 1, "the weight")
+            assert w is not None
+            kernel = tuple(int(k) for k in w.shape[2:])
+        else:
+            kernel = tuple(int(k) for k in a.get("kernel_shape", ()))
+        if len(kernel) != 2:
+            raise fail(node, f"only 2-D kernels are supported, got {kernel}")
+        strides = tuple(int(s) for s in a.get("strides", (1, 1)))
+        dil = tuple(int(d) for d in a.get("dilations", (1, 1)))
+        if op != "Conv" and dil != (1, 1):
+            raise fail(node, f"pooling dilations {dil} unsupported")
+        if a.get("ceil_mode", 0):
+            raise fail(node, "ceil_mode=1 unsupported")
+        if a.get("storage_order", 0):
+            raise fail(node, "storage_order=1 unsupported")
+        pads = _pads2d(node, shape0[2:], kernel, strides, dil)
+        new: dict[str, Any] = {"kernel_shape": kernel, "strides": strides, "pads": pads}
+        if op == "Conv":
+            new.update(dilations=dil, group=int(a.get("group", 1)), act="none")
+            if len(node.inputs) > 2 and node.inputs[2]:
+                const_input(graph, node, 2, "the bias")
+        if op == "AveragePool":
+            new["count_include_pad"] = int(a.get("count_include_pad", 0))
+        node.attrs = new
+    elif op == "BatchNormalization":
+        if a.get("training_mode", 0):
+            raise fail(node, "training_mode=1 unsupported")
+        for i in range(1, 5):
+            const_input(graph, node, i, "scale/bias/mean/variance")
+        node.outputs = node.outputs[:1]
+        node.attrs = {"epsilon": float(a.get("epsilon", 1e-5))}
+    elif op == "Clip":
+        lo = a.get("min", -np.inf) if graph.opset < 11 else const_input(graph, node, 1, "min")
+        hi = a.get("max", np.inf) if graph.opset < 11 else const_input(graph, node, 2, "max")
+        node.attrs = {
+            "min": float(-np.inf if lo is None else lo),
+            "max": float(np.inf if hi is None else hi),
+        }
+        node.inputs = node.inputs[:1]
+    elif op == "Resize":
+        _normalise_resize(graph, node, shape0)
+    elif op == "Pad":
+        if a.get("mode", "constant") != "constant":
+            raise fail(node, f"mode '{a.get('mode')}' unsupported (constant only)")
+        pads = a.get("pads") if graph.opset < 11 else const_input(graph, node, 1, "pads")
+        value = a.get("value", 0.0) if graph.opset < 11 else const_input(graph, node, 2, "value")
+        if len(node.inputs) > 3 and node.inputs[3]:
+            raise fail(node, "the axes input is unsupported")
+        node.attrs = {
+            "pads": [int(p) for p in np.asarray(pads).ravel()],
+            "value": float(0.0 if value is None else np.asarray(value).ravel()[0]),
+        }
+        node.inputs = node.inputs[:1]
+    elif op == "Softmax":
+        rank = len(shape0) if shape0 else 0
+        axis = int(a.get("axis", -1 if graph.opset >= 13 else 1)) % max(rank, 1)
+        if graph.opset < 13 and shape0 and any(d != 1 for d in shape0[axis + 1 :]):
+            raise fail(node, "opset < 13 Softmax over several axes unsupported")
+        node.attrs = {"axis": axis}
+    elif op == "Split":
+        _normalise_split(graph, node)
+    elif op == "Slice":
+        _normalise_slice(graph, node)
+    elif op in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes") if graph.opset < 13 else const_input(graph, node, 1, "axes")
+        if axes is not None:
+            rank = len(shape0) if shape0 else np.ndim(graph.constants[node.inputs[0]])
+            rank = rank + (len(axes) if op == "Unsqueeze" else 0)
+            node.attrs = {"axes": [int(x) % rank for x in np.asarray(axes).ravel()]}
+        else:
+            node.attrs = {"axes": None}
+        node.inputs = node.inputs[:1]
+    elif op == "Reshape":
+        const_input(graph, node, 1, "the target shape")
+    elif op == "Gather":
+        const_input(graph, node, 1, "the indices")
+    elif op == "Cast":
+        to = int(a.get("to", 1))
+        if to not in ONNX_DTYPES:
+            raise fail(node, f"cast to ONNX type {to} unsupported")
+        node.attrs = {"to": ONNX_DTYPES[to]}
+    elif op == "Transpose":
+        rank = len(shape0) if shape0 else np.ndim(graph.constants[node.inputs[0]])
+        node.attrs = {"perm": [int(p) for p in a.get("perm", range(rank - 1, -1, -1))]}
+    elif op == "Concat":
+        rank = len(shape0) if shape0 else np.ndim(graph.constants[node.inputs[0]])
+        node.attrs = {"axis": int(a["axis"]) % rank}
+
+
+def _normalise_resize(graph: Graph, node: Node, shape: tuple[int, ...] | None) -> None:
+    a = node.attrs
+    if shape is None or len(shape) != 4:
+        raise fail(node, f"only NCHW inputs are supported, got shape {shape}")
+    if graph.opset < 11:
+        scales, sizes = const_input(graph, node, 1, "scales"), None
+    else:
+        scales = const_input(graph, node, 2, "scales")
+        sizes = const_input(graph, node, 3, "sizes")
+    mode = a.get("mode", "nearest")
+    coord = a.get(
+        "coordinate_transformation_mode", "half_pixel" if graph.opset >= 11 else "asymmetric"
+    )
+    nearest = a.get("nearest_mode", "round_prefer_floor")
+    if mode not in ("nearest", "linear"):
+        raise fail(node, f"mode '{mode}' unsupported (nearest, linear)")
+    if coord not in ("asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners"):
+        raise fail(node, f"coordinate_transformation_mode '{coord}' unsupported")
+    if mode == "nearest" and nearest not in (
+        "floor",
+        "ceil",
+        "round_prefer_floor",
+        "round_prefer_ceil",
+    ):
+        raise fail(node, f"nearest_mode '{nearest}' unsupported")
+    if a.get("exclude_outside", 0) or a.get("antialias", 0) or a.get("axes") is not None:
+        raise fail(node, "exclude_outside / antialias / axes unsupported")
+    if sizes is not None and sizes.size:
+        out = tuple(int(s) for s in sizes)
+        sc = tuple(o / i for o, i in zip(out, shape, strict=True))
+    elif scales is not None and scales.size:
+        sc = tuple(float(s) for s in scales)
+        out = tuple(int(np.floor(i * s)) for i, s in zip(shape, sc, strict=True))
+    else:
+        raise fail(node, "neither scales nor sizes given")
+    if out[:2] != shape[:2]:
+        raise fail(node, "resizing the batch or channel axis is unsupported")
+    node.attrs = {
+        "mode": mode,
+        "coord": coord,
+        "nearest_mode": nearest,
+        "out_hw": out[2:],
+        "scales_hw": sc[2:],
+    }
+    node.inputs = node.inputs[:1]
+
+
+def _normalise_split(graph: Graph, node: Node) -> None:
+    a = node.attrs
+    shape = graph.shapes.get(node.inputs[0]) or np.shape(graph.constants[node.inputs[0]])
+    axis = int(a.get("axis", 0)) % len(shape)
+    split = a.get("split") if graph.opset < 13 else const_input(graph, node, 1, "split")
+    if split is None:
+        n = len(node.outputs)
+        if shape[axis] % n:
+            raise fail(node, f"axis {axis} of size {shape[axis]} does not split into {n}")
+        split = [shape[axis] // n] * n
+    node.attrs = {"axis": axis, "split": [int(s) for s in np.asarray(split).ravel()]}
+    node.inputs = node.inputs[:1]
+
+
+def _normalise_slice(graph: Graph, node: Node) -> None:
+    if graph.opset < 10:
+        raise fail(node, "opset < 10 Slice unsupported")
+    shape = graph.shapes.get(node.inputs[0]) or np.shape(graph.constants[node.inputs[0]])
+    starts = const_input(graph, node, 1, "starts")
+    ends = const_input(graph, node, 2, "ends")
+    axes = const_input(graph, node, 3, "axes")
+    steps = const_input(graph, node, 4, "steps")
+    assert starts is not None and ends is not None
+    axes = list(range(len(starts))) if axes is None else [int(x) % len(shape) for x in axes]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    norm_s, norm_e = [], []
+    for ax, st, en, sp in zip(axes, starts, ends, steps, strict=True):
+        s = slice(int(max(min(st, 2**62), -(2**62))), int(max(min(en, 2**62), -(2**62))), sp)
+        lo, hi, _ = s.indices(shape[ax])
+        norm_s.append(lo)
+        norm_e.append(hi if hi >= 0 else None)
+    node.attrs = {"axes": axes, "starts": norm_s, "ends": norm_e, "steps": steps}
+    node.inputs = node.inputs[:1]
+
+
+def conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def infer_shapes(graph: Graph, node: Node) -> list[tuple[int, ...]]:
+    """Static output shapes: formulas for compute ops, a zero-filled trial for the rest."""
+    a, op = node.attrs, node.op
+    shapes = [
+        graph.shapes.get(t) or np.shape(graph.constants[t]) if t else None for t in node.inputs
+    ]
+    x = shapes[0]
+    if op in ("Conv", "MaxPool", "AveragePool"):
+        kh, kw = a["kernel_shape"]
+        sh, sw = a["strides"]
+        dh, dw = a.get("dilations", (1, 1))
+        p = a["pads"]
+        ho, wo = conv_out(x[2], kh, sh, p[0], p[2], dh), conv_out(x[3], kw, sw, p[1], p[3], dw)
+        if ho < 1 or wo < 1:
+            raise fail(node, f"output would be empty for input {x}")
+        if op == "Conv":
+            w = graph.constants[node.inputs[1]]
+            if x[1] != w.shape[1] * a["group"] or w.shape[0] % a["group"]:
+                raise fail(node, f"weight {w.shape} and group {a['group']} do not fit input {x}")
+            return [(x[0], int(w.shape[0]), ho, wo)]
+        return [(x[0], x[1], ho, wo)]
+    if op in ("Relu", "Sigmoid", "Clip", "BatchNormalization", "Softmax", "Identity"):
+        return [tuple(x)]
+    if op == "GlobalAveragePool":
+        return [tuple(x[:2]) + (1,) * (len(x) - 2)]
+    if op == "Resize":
+        return [tuple(x[:2]) + tuple(a["out_hw"])]
+    args = [
+        graph.constants[t] if graph.is_const(t) else np.zeros(s, np.float32) if t else None
+        for t, s in zip(node.inputs, shapes, strict=True)
+    ]
+    try:
+        return [tuple(int(d) for d in np.shape(v)) for v in interp.run_node(node, args)]
+    except GputrackError:
+        raise
+    except Exception as err:
+        raise fail(node, f"shapes do not fit ({type(err).__name__}: {err})") from None
