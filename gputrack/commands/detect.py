@@ -1,0 +1,141 @@
+"""`gputrack detect INPUT`: the on-sensor detector on one image (or a video's first frame).
+
+The image becomes the network input exactly as the ISP's tensor pass makes it (letterbox,
+RGB/255), the network runs on the chosen backend (kernels on cuda/emu, onnxruntime on cpu),
+the head is decoded with class-aware NMS, and the detections are printed in frame pixels
+(one line each, or --json); --out writes the image with the boxes drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gputrack.device import CHOICES, get_backend
+from gputrack.dsp.coco import class_name
+from gputrack.dsp.decode import DetectParams
+from gputrack.dsp.detector import Detector, default_model
+from gputrack.errors import GputrackError
+
+VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="run the detector on an image (or a video's first frame)",
+        description="Image -> network input (letterbox) -> network -> decode + NMS -> "
+        "detections in frame pixels.",
+    )
+    p.add_argument("input", metavar="INPUT", help="image file, or a video (first frame)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH",
+        help="ONNX model (default: FastestDet from GPUTRACK_DATA)",
+    )
+    p.add_argument("--backend", default="auto", choices=CHOICES, help="default: auto")
+    p.add_argument("--score", type=float, default=0.55, help="score threshold (0.55)")
+    p.add_argument("--iou", type=float, default=0.65, help="NMS IoU threshold (0.65)")
+    p.add_argument("--max-det", type=int, default=10, help="most detections kept (10)")
+    p.add_argument("--out", default=None, metavar="IMAGE", help="write the annotated image")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise GputrackError(f"input {path}: no such file")
+    if path.suffix.lower() in VIDEO_EXTS:
+        cap = cv2.VideoCapture(str(path))
+        ok, bgr = cap.read()
+        cap.release()
+        if not ok:
+            raise GputrackError(f"input {path}: no frame could be read from the video")
+    else:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise GputrackError(f"input {path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for x1, y1, x2, y2, score, cls in dets:
+        p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
+        cv2.rectangle(bgr, p1, p2, (0, 255, 0), 2)
+        label = f"{class_name(int(cls))} {score:.2f}"
+        cv2.putText(
+            bgr,
+            label,
+            (p1[0], max(10, p1[1] - 3)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 255, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    return bgr
+
+
+def write_image(out: Path, bgr: np.ndarray) -> None:
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise GputrackError(f"--out {out}: cannot write this image format or place")
+        os.replace(tmp, out)
+    except cv2.error as err:
+        raise GputrackError(f"--out {out}: {str(err).strip().splitlines()[-1]}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
+    model = Path(args.model) if args.model else default_model()
+    rgb = read_rgb(Path(args.input))
+    backend = get_backend(args.backend, verbose=not args.json)
+    detector = Detector(model, backend, params)
+    t0 = time.perf_counter()
+    dets = detector(rgb)
+    ms = (time.perf_counter() - t0) * 1e3
+    if args.out:
+        write_image(Path(args.out), annotate(rgb, dets))
+    rows = [
+        {
+            "class": class_name(int(d[5])),
+            "class_id": int(d[5]),
+            "score": round(float(d[4]), 4),
+            "bbox": [round(float(v), 1) for v in d[:4]],
+        }
+        for d in dets
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "input": args.input,
+                    "model": str(model),
+                    "backend": backend.name,
+                    "frame": [int(rgb.shape[1]), int(rgb.shape[0])],
+                    "ms": round(ms, 2),
+                    "detections": rows,
+                }
+            )
+        )
+    else:
+        for r in rows:
+            x1, y1, x2, y2 = r["bbox"]
+            print(f"{r['class']:<14} {r['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+        sys.stderr.write(
+            f"gputrack detect: {len(rows)} detections, {ms:.1f} ms on {backend.name}\n"
+        )
+    return 0

@@ -1,0 +1,52 @@
+"""Image -> Detections: the network input made as the ISP makes it (TensorSpec letterbox and
+normalisation), the network, the head decode + NMS - on one backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.data import data_dir
+from gputrack.device.base import Backend
+from gputrack.dsp.decode import Decoder, DetectParams, FrameMapping
+from gputrack.dsp.runner import Network
+from gputrack.errors import GputrackError
+from gputrack.isp.params import TensorSpec
+from gputrack.isp.reference import make_tensor
+
+DEFAULT_MODEL = "models/FastestDet.onnx"
+
+
+def default_model() -> Path:
+    """FastestDet from GPUTRACK_DATA (no bundled model yet), or a clear error."""
+    path = data_dir() / DEFAULT_MODEL
+    if not path.is_file():
+        raise GputrackError(
+            f"no default model: {path} is absent (set GPUTRACK_DATA or pass --model)"
+        )
+    return path
+
+
+class Detector:
+    def __init__(
+        self, model: str | Path, backend: Backend, params: DetectParams | None = None
+    ) -> None:
+        self.backend = backend
+        self.network = Network(model, backend)
+        _, c, h, w = self.network.input_shape
+        if c != 3:
+            raise GputrackError(f"model {model}: input must have 3 channels, got {c}")
+        self.spec = TensorSpec(width=w, height=h)
+        self.decoder = Decoder(backend, params)
+
+    def tensor(self, rgb8: np.ndarray) -> np.ndarray:
+        return make_tensor(rgb8, self.spec, np.float32)
+
+    def __call__(self, rgb8: np.ndarray, stream: Any = None) -> np.ndarray:
+        """float32[N, 6] = x1, y1, x2, y2, score, class in `rgb8`'s pixels."""
+        mapping = FrameMapping.of(self.spec, rgb8.shape[1], rgb8.shape[0])
+        head_name = self.network.output_names[0]
+        outs = self.network.run(self.tensor(rgb8), stream=stream, download=False)
+        return self.decoder(outs[head_name], mapping, stream=stream)
