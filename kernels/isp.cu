@@ -11,6 +11,8 @@
 //      the tone curve (LUT, linear interpolation).
 //   3. RGB8 / NV12 bytes are staged in shared memory and written as 16-byte stores when the
 //      row layout allows it (width a multiple of 16), else byte by byte.
+// isp_main_dir: the same chain with the directional demosaic, staged through shared memory
+//   with a wider halo (see its comment below); isp_main (MHC, bilinear) is unchanged by it.
 // Borders mirror without repeating the edge (reflect-101), which keeps the Bayer phase.
 #include "common.cuh"
 
@@ -87,23 +89,14 @@ __device__ __forceinline__ float tone_lut(const float* __restrict__ lut, int lut
     return lo + f * (hi - lo);
 }
 
-extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
-    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
-    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
-    const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
-    float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
-    __shared__ gt_f32x2 tile[SM_H][SM_P];
-    __shared__ gt_u32x4 stage_rgb[TILE_H * (TILE_W * 3 / 16)];  // 16 rows x 192 bytes
-    __shared__ gt_u32x4 stage_y[TILE_H * (TILE_W / 16)];        // 16 rows x 64 bytes
-    __shared__ gt_u32x4 stage_uv[(TILE_H / 2) * (TILE_W / 16)]; // 8 rows x 64 bytes
+// ---- pieces shared by isp_main and isp_main_dir ------------------------------------------
 
-    const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    const int x0 = blockIdx.x * TILE_W;
-    const int y0 = blockIdx.y * TILE_H;
-
-    // White-balance gains by colour kind (see demosaic_px): fixed, or grey world from the
-    // integer sums of isp_awb_stats (double: the sums exceed float's 24 bits).
-    float gain_r = cfg[CFG_WB + 0], gain_g = cfg[CFG_WB + 1], gain_b = cfg[CFG_WB + 2];
+// White-balance gains: fixed, or grey world from the integer sums of isp_awb_stats (double:
+// the sums exceed float's 24 bits).
+__device__ __forceinline__ void isp_gains(const float* __restrict__ cfg,
+                                          const unsigned long long* __restrict__ awb,
+                                          float& gain_r, float& gain_g, float& gain_b) {
+    gain_r = cfg[CFG_WB + 0]; gain_g = cfg[CFG_WB + 1]; gain_b = cfg[CFG_WB + 2];
     if (awb != nullptr) {
         const double sr = (double)awb[0], sg = (double)awb[1], sb = (double)awb[2];
         gain_r = gain_g = gain_b = 1.0f;
@@ -112,18 +105,31 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
             gain_b = (float)fmin(fmax(0.5 * sg / sb, 0.125), 8.0);
         }
     }
+}
+
+// Load rows y0-HY .. y0+TILE_H+HY-1 and columns x0-HX .. x0+TILE_W+HX-1 (HX a multiple of 4:
+// every row is read in aligned 8-byte groups) into `tile` as normalised float: black level,
+// range, lens shading, white balance, clip. Mirrored (reflect-101) outside the frame.
+template <int HY, int HX>
+__device__ __forceinline__ void isp_load_tile(gt_f32x2* __restrict__ tile,
+                                              const unsigned short* __restrict__ raw, int w,
+                                              int h, int rx, int ry, int x0, int y0,
+                                              const float* __restrict__ cfg,
+                                              const unsigned long long* __restrict__ awb,
+                                              int tid) {
+    constexpr int rows = TILE_H + 2 * HY, groups = (TILE_W + 2 * HX) / 4;
+    float gain_r, gain_g, gain_b;
+    isp_gains(cfg, awb, gain_r, gain_g, gain_b);
     const float black = cfg[CFG_BLACK], scale = cfg[CFG_SCALE];
     const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
     const bool shading = (k1 != 0.0f) || (k2 != 0.0f);
     const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
     const float inv_d2 = 1.0f / (cx * cx + cy * cy);
-
-    // ---- 1. load + normalise the tile with its halo --------------------------------------
     const bool vec_rows = (w & 3) == 0;  // every row starts 8-byte aligned
-    for (int gi = tid; gi < SM_H * GROUPS_X; gi += ISP_THREADS) {
-        const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
-        const int y = gt_reflect101(y0 - 2 + tr, h);
-        const int gx = x0 - 4 + 4 * tg;
+    for (int gi = tid; gi < rows * groups; gi += ISP_THREADS) {
+        const int tr = gi / groups, tg = gi - tr * groups;
+        const int y = gt_reflect101(y0 - HY + tr, h);
+        const int gx = x0 - HX + 4 * tg;
         const unsigned short* src = raw + (long long)y * w;
         unsigned short v[4];
         int xs[4];
@@ -152,77 +158,64 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
             }
             f[k] = gt_clamp01(m);
         }
-        tile[tr][2 * tg] = gt_f32x2{f[0], f[1]};
-        tile[tr][2 * tg + 1] = gt_f32x2{f[2], f[3]};
+        tile[tr * (2 * groups) + 2 * tg] = gt_f32x2{f[0], f[1]};
+        tile[tr * (2 * groups) + 2 * tg + 1] = gt_f32x2{f[2], f[3]};
     }
-    __syncthreads();
+}
 
-    // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ------------------------------
-    const int qx = threadIdx.x, qy = threadIdx.y;
-    const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
-    unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
-    unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
-    unsigned char* suv = reinterpret_cast<unsigned char*>(stage_uv);
-    if (X < w && Y < h) {
-        float win[6][6];  // pixels X-2..X+3, Y-2..Y+3
-#pragma unroll
-        for (int r = 0; r < 6; ++r) {
-#pragma unroll
-            for (int p = 0; p < 3; ++p) {
-                const gt_f32x2 t = tile[2 * qy + r][qx + 1 + p];
-                win[r][2 * p] = t.x;
-                win[r][2 * p + 1] = t.y;
-            }
-        }
-        float ccm[9];
-#pragma unroll
-        for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
-        float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
-#pragma unroll
-        for (int dy = 0; dy < 2; ++dy) {
-#pragma unroll
-            for (int dx = 0; dx < 2; ++dx) {
-                const int kind = (((dy ^ ry) & 1) << 1) | ((dx ^ rx) & 1);
-                float r, g, b;
-                if (dy == 0 && dx == 0) demosaic_px<2, 2>(win, kind, method, r, g, b);
-                else if (dy == 0) demosaic_px<2, 3>(win, kind, method, r, g, b);
-                else if (dx == 0) demosaic_px<3, 2>(win, kind, method, r, g, b);
-                else demosaic_px<3, 3>(win, kind, method, r, g, b);
-                const float lr = gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b);
-                const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
-                const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
-                const float vr = tone_lut(lut, lut_n, lr);
-                const float vg = tone_lut(lut, lut_n, lg);
-                const float vb = tone_lut(lut, lut_n, lb);
-                const int sx = 2 * qx + dx, srow = 2 * qy + dy;
-                unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
-                o[0] = gt_to_u8(vr);
-                o[1] = gt_to_u8(vg);
-                o[2] = gt_to_u8(vb);
-                if (rgbf != nullptr) {
-                    float* of = rgbf + ((long long)(Y + dy) * w + (X + dx)) * 3;
-                    of[0] = vr;
-                    of[1] = vg;
-                    of[2] = vb;
-                }
-                if (nv12 != nullptr) {
-                    sy[srow * TILE_W + sx] = gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
-                    sum_r += vr;
-                    sum_g += vg;
-                    sum_b += vb;
-                }
-            }
-        }
-        if (nv12 != nullptr) {
-            const float mr = 0.25f * sum_r, mg = 0.25f * sum_g, mb = 0.25f * sum_b;
-            const float yq = KR * mr + KG * mg + KB * mb;
-            suv[qy * TILE_W + 2 * qx] = gt_sat_u8(128.0f + 224.0f * (mb - yq) / (2.0f * (1.0f - KB)));
-            suv[qy * TILE_W + 2 * qx + 1] = gt_sat_u8(128.0f + 224.0f * (mr - yq) / (2.0f * (1.0f - KR)));
-        }
+// Colour matrix, clip, tone curve for one demosaicked pixel (sx, srow) of the tile at (X, Y)
+// of the frame; the 8-bit values go to the staging buffers, the float ones straight out.
+__device__ __forceinline__ void isp_finish_px(float r, float g, float b, const float (&ccm)[9],
+                                              const float* __restrict__ lut, int lut_n, int sx,
+                                              int srow, int X, int Y, int w,
+                                              unsigned char* __restrict__ srgb,
+                                              unsigned char* __restrict__ sy,
+                                              float* __restrict__ rgbf, bool nv12,
+                                              float& sum_r, float& sum_g, float& sum_b) {
+    const float lr = gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b);
+    const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
+    const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
+    const float vr = tone_lut(lut, lut_n, lr);
+    const float vg = tone_lut(lut, lut_n, lg);
+    const float vb = tone_lut(lut, lut_n, lb);
+    unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
+    o[0] = gt_to_u8(vr);
+    o[1] = gt_to_u8(vg);
+    o[2] = gt_to_u8(vb);
+    if (rgbf != nullptr) {
+        float* of = rgbf + ((long long)Y * w + X) * 3;
+        of[0] = vr;
+        of[1] = vg;
+        of[2] = vb;
     }
-    __syncthreads();
+    if (nv12) {
+        sy[srow * TILE_W + sx] = gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
+        sum_r += vr;
+        sum_g += vg;
+        sum_b += vb;
+    }
+}
 
-    // ---- 3. write the staged bytes ------------------------------------------------------
+// NV12 chroma of cell (qx, qy) from the sums of its four tone-encoded pixels.
+__device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
+                                              float sum_r, float sum_g, float sum_b) {
+    const float mr = 0.25f * sum_r, mg = 0.25f * sum_g, mb = 0.25f * sum_b;
+    const float yq = KR * mr + KG * mg + KB * mb;
+    suv[qy * TILE_W + 2 * qx] = gt_sat_u8(128.0f + 224.0f * (mb - yq) / (2.0f * (1.0f - KB)));
+    suv[qy * TILE_W + 2 * qx + 1] = gt_sat_u8(128.0f + 224.0f * (mr - yq) / (2.0f * (1.0f - KR)));
+}
+
+// Write the staged bytes: 16-byte stores when the width is a multiple of 16 and the tile is
+// whole, else byte by byte.
+__device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stage_rgb,
+                                               const gt_u32x4* __restrict__ stage_y,
+                                               const gt_u32x4* __restrict__ stage_uv, int w,
+                                               int h, int x0, int y0, int tid,
+                                               unsigned char* __restrict__ rgb8,
+                                               unsigned char* __restrict__ nv12) {
+    const unsigned char* srgb = reinterpret_cast<const unsigned char*>(stage_rgb);
+    const unsigned char* sy = reinterpret_cast<const unsigned char*>(stage_y);
+    const unsigned char* suv = reinterpret_cast<const unsigned char*>(stage_uv);
     const bool fast = (w & 15) == 0 && x0 + TILE_W <= w;
     const int rows = gt_imin(TILE_H, h - y0);
     if (fast) {
@@ -263,6 +256,219 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
             }
         }
     }
+}
+
+#define STAGE_RGB_N (TILE_H * (TILE_W * 3 / 16))  // 16 rows x 192 bytes
+#define STAGE_Y_N (TILE_H * (TILE_W / 16))        // 16 rows x 64 bytes
+#define STAGE_UV_N ((TILE_H / 2) * (TILE_W / 16)) // 8 rows x 64 bytes
+
+// ---- isp_main: MHC or bilinear --------------------------------------------------------------
+
+extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
+    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
+    const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
+    float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    __shared__ gt_f32x2 tile[SM_H][SM_P];
+    __shared__ gt_u32x4 stage_rgb[STAGE_RGB_N];
+    __shared__ gt_u32x4 stage_y[STAGE_Y_N];
+    __shared__ gt_u32x4 stage_uv[STAGE_UV_N];
+
+    const int tid = threadIdx.y * ISP_BX + threadIdx.x;
+    const int x0 = blockIdx.x * TILE_W;
+    const int y0 = blockIdx.y * TILE_H;
+
+    // ---- 1. load + normalise the tile with its halo --------------------------------------
+    isp_load_tile<2, 4>(&tile[0][0], raw, w, h, rx, ry, x0, y0, cfg, awb, tid);
+    __syncthreads();
+
+    // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ------------------------------
+    const int qx = threadIdx.x, qy = threadIdx.y;
+    const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
+    unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
+    unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+    if (X < w && Y < h) {
+        float win[6][6];  // pixels X-2..X+3, Y-2..Y+3
+#pragma unroll
+        for (int r = 0; r < 6; ++r) {
+#pragma unroll
+            for (int p = 0; p < 3; ++p) {
+                const gt_f32x2 t = tile[2 * qy + r][qx + 1 + p];
+                win[r][2 * p] = t.x;
+                win[r][2 * p + 1] = t.y;
+            }
+        }
+        float ccm[9];
+#pragma unroll
+        for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
+        float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
+#pragma unroll
+        for (int dy = 0; dy < 2; ++dy) {
+#pragma unroll
+            for (int dx = 0; dx < 2; ++dx) {
+                const int kind = (((dy ^ ry) & 1) << 1) | ((dx ^ rx) & 1);
+                float r, g, b;
+                if (dy == 0 && dx == 0) demosaic_px<2, 2>(win, kind, method, r, g, b);
+                else if (dy == 0) demosaic_px<2, 3>(win, kind, method, r, g, b);
+                else if (dx == 0) demosaic_px<3, 2>(win, kind, method, r, g, b);
+                else demosaic_px<3, 3>(win, kind, method, r, g, b);
+                isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
+                              Y + dy, w, srgb, sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            }
+        }
+        if (nv12 != nullptr)
+            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g, sum_b);
+    }
+    __syncthreads();
+
+    // ---- 3. write the staged bytes ------------------------------------------------------
+    isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+}
+
+// ---- isp_main_dir: directional demosaicing --------------------------------------------------
+// The same chain with the edge-directed method of reference.demosaic_directional. It needs a
+// wider neighbourhood (green at a pixel reads 4 pixels along its row and column, red/blue read
+// the green of the diagonal neighbours), so it works in stages through shared memory:
+//   A. RAW tile with a 5-row, 8-column halo, normalised (as isp_main);
+//   B. planes C_H (rows y0-1..y0+16, cols x0-3..x0+66) and C_V (rows y0-3..y0+18, cols
+//      x0-1..x0+64): colour minus its Hamilton-Adams directional estimate at every pixel;
+//   C. at each red/blue pixel of rows y0-1..y0+16, cols x0-1..x0+64: K = c - G, the two
+//      directions blended by inverse squared variation of C_H along the row and C_V along
+//      the column;
+//   D. one 2x2 cell per thread: red/blue from the K of their sites, then colour and tone.
+// The staging buffers of the 8-bit outputs reuse the C_H/C_V space (dead after stage C).
+#define DIR_HY 5
+#define DIR_HX 8
+#define DIR_RW (TILE_W + 2 * DIR_HX)  // 80 raw columns
+#define DIR_RH (TILE_H + 2 * DIR_HY)  // 26 raw rows
+#define DIR_KW (TILE_W + 2)           // 66: K and C_V columns
+#define DIR_KH (TILE_H + 2)           // 18: K and C_H rows
+#define DIR_CHW (TILE_W + 6)          // 70: C_H columns
+#define DIR_CVH (TILE_H + 6)          // 22: C_V rows
+#define DIR_EPS 1e-4f                 // reference.DIR_EPS
+
+// Hamilton-Adams estimate along one line through a: average of the neighbours plus a quarter
+// of the Laplacian; as colour minus green (sign flipped at green sites).
+__device__ __forceinline__ float dir_cd(float m2, float m1, float c, float p1, float p2,
+                                        bool green) {
+    const float est = 0.5f * (m1 + p1) + 0.25f * (2.0f * c - m2 - p2);
+    return green ? est - c : c - est;
+}
+
+// One pixel of cell window k (K at rows Y-1..Y+2, cols X-1..X+2; centre (CY, CX)).
+template <int CY, int CX>
+__device__ __forceinline__ void dir_px(const float (&k)[4][4], float c, int kind, float& r,
+                                       float& g, float& b) {
+    const float diag =
+        0.25f * (((k[CY - 1][CX - 1] + k[CY - 1][CX + 1]) + k[CY + 1][CX - 1]) + k[CY + 1][CX + 1]);
+    const float row = 0.5f * (k[CY][CX - 1] + k[CY][CX + 1]);
+    const float col = 0.5f * (k[CY - 1][CX] + k[CY + 1][CX]);
+    if (kind == 0) {
+        g = c - k[CY][CX]; r = c; b = g + diag;
+    } else if (kind == 3) {
+        g = c - k[CY][CX]; b = c; r = g + diag;
+    } else if (kind == 1) {
+        g = c; r = c + row; b = c + col;
+    } else {
+        g = c; b = c + row; r = c + col;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
+    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
+    const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
+    float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    __shared__ gt_f32x2 tile[DIR_RH * DIR_RW / 2];
+    __shared__ float kd[DIR_KH * DIR_KW];
+    __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
+    static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
+                  "the staging buffers fit in the C_H/C_V space");
+    float* chp = reinterpret_cast<float*>(pool);
+    float* cvp = chp + DIR_KH * DIR_CHW;
+    const float* a = reinterpret_cast<const float*>(tile);  // raw pixel (y0-5+i, x0-8+j)
+
+    const int tid = threadIdx.y * ISP_BX + threadIdx.x;
+    const int x0 = blockIdx.x * TILE_W;
+    const int y0 = blockIdx.y * TILE_H;
+
+    // ---- A. load + normalise --------------------------------------------------------------
+    isp_load_tile<DIR_HY, DIR_HX>(tile, raw, w, h, rx, ry, x0, y0, cfg, awb, tid);
+    __syncthreads();
+
+    // ---- B. directional colour differences ------------------------------------------------
+    for (int i = tid; i < DIR_KH * DIR_CHW; i += ISP_THREADS) {
+        const int py = i / DIR_CHW, px = i - py * DIR_CHW;
+        const int y = y0 - 1 + py, x = x0 - 3 + px;
+        const float* p = a + (py + 4) * DIR_RW + (px + 5);
+        chp[i] = dir_cd(p[-2], p[-1], p[0], p[1], p[2], ((x ^ rx ^ y ^ ry) & 1) != 0);
+    }
+    for (int i = tid; i < DIR_CVH * DIR_KW; i += ISP_THREADS) {
+        const int py = i / DIR_KW, px = i - py * DIR_KW;
+        const int y = y0 - 3 + py, x = x0 - 1 + px;
+        const float* p = a + (py + 2) * DIR_RW + (px + 7);
+        cvp[i] = dir_cd(p[-2 * DIR_RW], p[-DIR_RW], p[0], p[DIR_RW], p[2 * DIR_RW],
+                        ((x ^ rx ^ y ^ ry) & 1) != 0);
+    }
+    __syncthreads();
+
+    // ---- C. K = c - G at the red and blue pixels -----------------------------------------
+    for (int i = tid; i < DIR_KH * (DIR_KW / 2); i += ISP_THREADS) {
+        const int ky = i / (DIR_KW / 2), j = i - ky * (DIR_KW / 2);
+        const int y = y0 - 1 + ky;
+        const int kx = 2 * j + 1 - ((rx ^ ry ^ y) & 1);  // the red/blue column of this row
+        const float* hp = chp + ky * DIR_CHW + kx;     // C_H at x-2 .. x+2
+        const float* vp = cvp + ky * DIR_KW + kx;      // C_V at y-2 .. y+2
+        const float h0 = hp[0], h1 = hp[1], h2 = hp[2], h3 = hp[3], h4 = hp[4];
+        const float v0 = vp[0], v1 = vp[DIR_KW], v2 = vp[2 * DIR_KW], v3 = vp[3 * DIR_KW],
+                    v4 = vp[4 * DIR_KW];
+        const float dh = ((fabsf(h1 - h0) + fabsf(h2 - h1)) + fabsf(h3 - h2)) + fabsf(h4 - h3);
+        const float dv = ((fabsf(v1 - v0) + fabsf(v2 - v1)) + fabsf(v3 - v2)) + fabsf(v4 - v3);
+        const float wh = (dv + DIR_EPS) * (dv + DIR_EPS);
+        const float wv = (dh + DIR_EPS) * (dh + DIR_EPS);
+        kd[ky * DIR_KW + kx] = (wh * h2 + wv * v2) / (wh + wv);
+    }
+    __syncthreads();
+
+    // ---- D. red and blue, colour, tone: one 2x2 cell per thread ---------------------------
+    gt_u32x4* stage_rgb = pool;  // C_H/C_V are dead now
+    gt_u32x4* stage_y = stage_rgb + STAGE_RGB_N;
+    gt_u32x4* stage_uv = stage_y + STAGE_Y_N;
+    const int qx = threadIdx.x, qy = threadIdx.y;
+    const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
+    if (X < w && Y < h) {
+        float k[4][4];  // K at rows Y-1..Y+2, cols X-1..X+2 (only red/blue entries are used)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) k[r][c] = kd[(2 * qy + r) * DIR_KW + 2 * qx + c];
+        }
+        float ccm[9];
+#pragma unroll
+        for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
+        float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
+        unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
+        unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+#pragma unroll
+        for (int dy = 0; dy < 2; ++dy) {
+#pragma unroll
+            for (int dx = 0; dx < 2; ++dx) {
+                const int kind = (((dy ^ ry) & 1) << 1) | ((dx ^ rx) & 1);
+                const float c = a[(2 * qy + dy + DIR_HY) * DIR_RW + 2 * qx + dx + DIR_HX];
+                float r, g, b;
+                if (dy == 0 && dx == 0) dir_px<1, 1>(k, c, kind, r, g, b);
+                else if (dy == 0) dir_px<1, 2>(k, c, kind, r, g, b);
+                else if (dx == 0) dir_px<2, 1>(k, c, kind, r, g, b);
+                else dir_px<2, 2>(k, c, kind, r, g, b);
+                isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
+                              Y + dy, w, srgb, sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            }
+        }
+        if (nv12 != nullptr)
+            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g, sum_b);
+    }
+    __syncthreads();
+    isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
 }
 
 // ---- grey-world statistics ----------------------------------------------------------------

@@ -65,6 +65,18 @@ def test_demosaic_stage_and_npy_output(capsys, tmp_path, image_png):
     assert arr.dtype == np.float32 and arr.shape == img.shape and 0 <= arr.min() <= arr.max() <= 1
 
 
+def test_directional_demosaic_on_the_reference_and_the_kernels(capsys, tmp_path, image_png):
+    src, _ = image_png
+    out = tmp_path / "out.png"
+    args = ["isp", str(src), "--out", str(out), "--json", "--stages", "demosaic"]
+    bil = _run_json(capsys, [*args, "--backend", "cpu", "--demosaic", "bilinear"])
+    cpu = _run_json(capsys, [*args, "--backend", "cpu", "--demosaic", "directional"])
+    emu = _run_json(capsys, [*args, "--backend", "emu", "--demosaic", "directional"])
+    assert cpu["demosaic"] == emu["demosaic"] == "directional" and emu["backend"] == "emu"
+    assert cpu["cpsnr_db"] > bil["cpsnr_db"]
+    assert emu["cpsnr_db"] == pytest.approx(cpu["cpsnr_db"], abs=0.05)
+
+
 def test_noise_and_bit_depth(capsys, tmp_path, image_png):
     src, _ = image_png
     out = tmp_path / "out.png"

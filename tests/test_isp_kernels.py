@@ -14,7 +14,7 @@ import pytest
 from gputrack.device import get_backend
 from gputrack.isp import IspParams, IspPipeline, TensorSpec
 from gputrack.isp import reference as ref
-from gputrack.isp.params import BAYER_PATTERNS
+from gputrack.isp.params import BAYER_PATTERNS, DEMOSAIC_METHODS
 from gputrack.isp.quality import natural_image
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
@@ -59,7 +59,7 @@ def test_random_raw_matches_reference(kernel_backend, rng, size):
         raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)
         params = IspParams(
             pattern=pattern,
-            demosaic=str(rng.choice(["mhc", "bilinear"])),
+            demosaic=str(rng.choice(DEMOSAIC_METHODS)),
             wb="auto" if rng.random() < 0.5 else tuple(rng.uniform(0.5, 3.0, 3)),
             lens_shading=tuple(rng.uniform(0, 0.5, 2)) if rng.random() < 0.5 else (0.0, 0.0),
             nv12=True,
@@ -68,7 +68,25 @@ def test_random_raw_matches_reference(kernel_backend, rng, size):
         run_and_compare(kernel_backend, raw, params, f"{w}x{h} {pattern} {params.demosaic}")
 
 
-@pytest.mark.parametrize("method", ["mhc", "bilinear"])
+@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (6, 4)])
+def test_random_raw_directional_matches_reference(kernel_backend, rng, size):
+    """isp_main_dir: its own halo (5 rows, 8 columns) and shared-memory stages; the smallest
+    frame mirrors beyond one reflection."""
+    w, h = size
+    for pattern in BAYER_PATTERNS:
+        raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)
+        params = IspParams(
+            pattern=pattern,
+            demosaic="directional",
+            wb="auto" if rng.random() < 0.5 else tuple(rng.uniform(0.5, 3.0, 3)),
+            lens_shading=tuple(rng.uniform(0, 0.5, 2)) if rng.random() < 0.5 else (0.0, 0.0),
+            nv12=True,
+            tensor=TensorSpec(int(rng.integers(8, 60)), int(rng.integers(8, 60))),
+        )
+        run_and_compare(kernel_backend, raw, params, f"{w}x{h} {pattern} directional")
+
+
+@pytest.mark.parametrize("method", DEMOSAIC_METHODS)
 def test_natural_scene_with_noise_matches_reference(kernel_backend, rng, method):
     """Smooth content (where rounding, not clipping, decides) through the sensor model."""
     img = natural_image(rng, 62, 98)
@@ -79,18 +97,22 @@ def test_natural_scene_with_noise_matches_reference(kernel_backend, rng, method)
     run_and_compare(kernel_backend, raw, sp.isp, f"natural {method}")
 
 
-def test_kodak_crop_matches_reference(kernel_backend, rng):
+@pytest.mark.parametrize(
+    "method, patterns",
+    [("mhc", ("RGGB", "BGGR")), ("directional", BAYER_PATTERNS)],
+)
+def test_kodak_crop_matches_reference(kernel_backend, rng, method, patterns):
     img = cv2.imread(str(shared_data("kodak/kodim05.png")))[..., ::-1]
     y, x = 2 * int(rng.integers(0, 160)), 2 * int(rng.integers(0, 250))
     crop = np.ascontiguousarray(img[y : y + 192, x : x + 256])
-    for pattern in ("RGGB", "BGGR"):
+    for pattern in patterns:
         sp = model.SensorParams(
-            isp=IspParams(pattern=pattern, nv12=True, tensor=TensorSpec(96, 96)),
+            isp=IspParams(pattern=pattern, demosaic=method, nv12=True, tensor=TensorSpec(96, 96)),
             noise=True,
             seed=int(rng.integers(1 << 31)),
         )
         raw = model.reference(crop, sp)
-        run_and_compare(kernel_backend, raw, sp.isp, f"kodak crop {pattern}")
+        run_and_compare(kernel_backend, raw, sp.isp, f"kodak crop {pattern} {method}")
 
 
 def test_real_raw_crop_matches_reference(kernel_backend, rng):

@@ -48,13 +48,24 @@ def test_mhc_on_kodak_reaches_the_literature_figure(kodak):
     assert all(m >= b for m, b in zip(mhc, bil, strict=True))
 
 
+def test_directional_on_kodak_beats_mhc_on_every_image(kodak):
+    """The edge-directed mode: 39.65 dB on Kodak 1-12 (MHC 36.25; colour-demosaicing's
+    Menon2007 40.10 with its refining step, 39.45 without), above MHC on each image."""
+    mhc = [demosaic_cpsnr(img, "mhc") for img in kodak]
+    dirn = [demosaic_cpsnr(img, "directional") for img in kodak]
+    print("Kodak 1-12 CPSNR directional", np.round(dirn, 2), "mean", round(float(np.mean(dirn)), 2))
+    assert np.mean(dirn) >= 39.5
+    assert all(d > m + 0.5 for d, m in zip(dirn, mhc, strict=True))
+
+
+@pytest.mark.parametrize("method", ["mhc", "directional"])
 @pytest.mark.parametrize("pattern", ["GRBG", "GBRG", "BGGR"])
-def test_every_bayer_pattern_demosaics_as_well(kodak, pattern):
+def test_every_bayer_pattern_demosaics_as_well(kodak, pattern, method):
     img = kodak[2]
-    assert abs(demosaic_cpsnr(img, "mhc", pattern) - demosaic_cpsnr(img, "mhc")) < 0.6
+    assert abs(demosaic_cpsnr(img, method, pattern) - demosaic_cpsnr(img, method)) < 0.6
 
 
-def test_mhc_beats_bilinear_on_images_it_was_not_tuned_on(rng):
+def unseen_images(rng: np.random.Generator) -> list[np.ndarray]:
     """Fresh natural-like images, frames of the synthetic world, and a real video."""
     images = [natural_image(rng) for _ in range(4)]
     world = SyntheticWorld(384, 256, seed=int(rng.integers(1 << 30)))
@@ -68,11 +79,30 @@ def test_mhc_beats_bilinear_on_images_it_was_not_tuned_on(rng):
             images.append(frame[..., ::-1].copy())
     except pytest.skip.Exception:
         pass
+    return images
+
+
+def test_mhc_beats_bilinear_on_images_it_was_not_tuned_on(rng):
+    images = unseen_images(rng)
     mhc = [demosaic_cpsnr(img, "mhc") for img in images]
     bil = [demosaic_cpsnr(img, "bilinear") for img in images]
     print("unseen images CPSNR mhc", np.round(mhc, 2), "bilinear", np.round(bil, 2))
     assert all(m > b for m, b in zip(mhc, bil, strict=True))
     assert np.mean(mhc) >= 32.0
+
+
+def test_directional_beats_mhc_on_images_it_was_not_tuned_on(rng):
+    """On average (measured over 40 natural-like images: +0.25 dB, from -0.38 to +1.0, 7 % of
+    them below MHC; synthetic-world frames +1.2, from +0.2; vtest about +3), never below
+    bilinear, and never far below MHC on any one image."""
+    images = unseen_images(rng)
+    mhc = [demosaic_cpsnr(img, "mhc") for img in images]
+    dirn = [demosaic_cpsnr(img, "directional") for img in images]
+    bil = [demosaic_cpsnr(img, "bilinear") for img in images]
+    print("unseen images CPSNR directional", np.round(dirn, 2), "mhc", np.round(mhc, 2))
+    assert np.mean(dirn) > np.mean(mhc) + 0.1
+    assert all(d > b for d, b in zip(dirn, bil, strict=True))
+    assert all(d > m - 1.0 for d, m in zip(dirn, mhc, strict=True))
 
 
 def test_full_chain_mhc_beats_bilinear_on_kodak(kodak):
@@ -136,3 +166,25 @@ def test_lens_shading_is_undone():
     out = ref.process(raw, isp).rgb8
     got = np.array([out[r].reshape(-1, 3).mean(0) for r in regions])
     assert delta_e2000(got, np.array([img[r].reshape(-1, 3).mean(0) for r in regions])).max() < 1.0
+
+
+def test_full_chain_directional_beats_mhc_on_kodak(kodak):
+    """In the full chain too (measured: 33.65 dB against MHC's 29.97, every image better)."""
+    mhc = [full_chain_cpsnr(img, "mhc") for img in kodak]
+    dirn = [full_chain_cpsnr(img, "directional") for img in kodak]
+    print("full chain Kodak 1-12 directional mean", round(float(np.mean(dirn)), 2))
+    assert np.mean(dirn) >= 33.3
+    assert all(d > m for d, m in zip(dirn, mhc, strict=True))
+
+
+@pytest.mark.parametrize("method", ["bilinear", "directional"])
+def test_colour_checker_and_grey_ramp_with_other_methods(method):
+    img, regions = macbeth_chart()
+    sp = model.SensorParams(isp=IspParams(demosaic=method))
+    out = ref.process(model.reference(img, sp), sp.isp).rgb8
+    got = np.array([out[r].reshape(-1, 3).mean(0) for r in regions])
+    assert delta_e2000(got, np.array([img[r].reshape(-1, 3).mean(0) for r in regions])).max() < 1.0
+    ramp = grey_ramp()
+    out = ref.process(model.reference(ramp, sp), sp.isp).rgb8.astype(np.int64)[8:-8, 8:-8]
+    assert np.abs(out - ramp[8:-8, 8:-8]).max() <= 3
+    assert (out.max(-1) - out.min(-1)).max() <= 3

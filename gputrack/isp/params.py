@@ -14,7 +14,7 @@ import numpy as np
 from gputrack.errors import GputrackError
 from gputrack.sensor.frame import BAYER_PATTERNS, check_pattern
 
-DEMOSAIC_METHODS = ("mhc", "bilinear")
+DEMOSAIC_METHODS = ("mhc", "bilinear", "directional")
 TONE_CURVES = ("srgb", "linear", "gamma2.2")
 LUT_SIZE = 4097  # samples of the tone curve on [0, 1], linearly interpolated
 

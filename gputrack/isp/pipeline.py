@@ -24,7 +24,10 @@ MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
 TILE = (64, 16)  # pixels per block of isp_main
 TENSOR_BLOCK = (16, 16, 1)
 AWB_THREADS = 256
-DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1}
+DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
+# The directional method has its own entry (a wider halo, staged through shared memory), so
+# the MHC/bilinear kernel stays as it was.
+DIRECTIONAL_KERNEL = "isp_main_dir"
 
 
 @dataclass
@@ -198,26 +201,13 @@ class IspPipeline:
         rgbf = self._buffer("rgbf", (h, w, 3), np.float32) if self.float_output else None
         lut = self._lut(p)
         grid = (-(-w // TILE[0]), -(-h // TILE[1]))
-        mod.kernel("isp_main")(
-            grid,
-            MAIN_BLOCK,
-            (
-                dev_raw,
-                i32(w),
-                i32(h),
-                i32(rx),
-                i32(ry),
-                i32(DEMOSAIC_CODES[p.demosaic]),
-                self._cfg(p),
-                stats,
-                lut,
-                i32(int(lut.shape[0])),
-                rgb8,
-                rgbf,
-                nv12,
-            ),
-            stream=stream,
-        )
+        tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), rgb8, rgbf, nv12)
+        head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
+        if p.demosaic == "directional":
+            mod.kernel(DIRECTIONAL_KERNEL)(grid, MAIN_BLOCK, head + tail, stream=stream)
+        else:
+            args = head + (i32(DEMOSAIC_CODES[p.demosaic]),) + tail
+            mod.kernel("isp_main")(grid, MAIN_BLOCK, args, stream=stream)
 
         tensor = None
         if p.tensor is not None:

@@ -6,7 +6,8 @@ backend's speed).
 The chain, per pixel of a RAW frame:
 
     m   = clip((raw - black) / (white - black) * shading(x, y) * wb[colour(x, y)], 0, 1)
-    cam = demosaic(m)                       # MHC or bilinear, borders mirrored (reflect-101)
+    cam = demosaic(m)                       # MHC, bilinear or directional; borders mirrored
+                                            # (reflect-101)
     lin = clip(ccm @ cam, 0, 1)
     v   = interp(lut, lin)                  # tone curve, LUT of LUT_SIZE samples on [0, 1]
     rgb8 = floor(255 v + 1/2)
@@ -127,9 +128,92 @@ def normalise(
     return np.clip(m, 0.0, 1.0, out=m)
 
 
+# The directional method: its mirrored border (reflect-101, as the kernel loads its halo) and
+# the floor of its gradients (keeps the weights finite where both directions are flat).
+DIR_PAD = 6
+DIR_EPS = 1e-4
+
+
+def reflect101(i: np.ndarray, n: int) -> np.ndarray:
+    """Mirror indices into [0, n) without repeating the edge; further out, clamp (the kernel's
+    gt_reflect101, so that even a 4-pixel-wide frame pads the same way)."""
+    i = np.abs(i)
+    i = np.where(i >= n, 2 * (n - 1) - i, i)
+    return np.clip(i, 0, n - 1)
+
+
+def demosaic_directional(m: np.ndarray, pattern: str) -> np.ndarray:
+    """Edge-directed demosaicing (Hamilton-Adams directional estimates, a soft decision from
+    colour-difference variation in the manner of Menon 2007, colour differences for red/blue).
+
+    At every pixel p of the mirrored mosaic c, along the row (and likewise the column):
+      h_H(p)  = (c[x-1] + c[x+1]) / 2 + (2 c[x] - c[x-2] - c[x+2]) / 4
+                the missing colour along the row: green at a red/blue site, the row's other
+                colour at a green site (Hamilton-Adams: average plus Laplacian correction)
+      C_H(p)  = c - h_H at red/blue sites, h_H - c at green sites: colour minus green
+      d_H(p)  = sum over x-2 <= q < x+2 of |C_H(q) - C_H(q+1)|
+                how much the colour difference varies along the row; small along an edge
+    At a red/blue site the colour difference K = c - G blends the two directions by inverse
+    squared variation, K = (w_H C_H + w_V C_V) / (w_H + w_V), w_H = (d_V + eps)^2,
+    w_V = (d_H + eps)^2, and G = c - K. Red and blue then come from the colour differences K
+    of their own sites, averaged (bilinear) around each pixel: at a green site the two
+    neighbours of that colour, at a red/blue site the four diagonal neighbours."""
+    h, w = m.shape
+    pad = DIR_PAD
+    c = m[reflect101(np.arange(-pad, h + pad), h)][:, reflect101(np.arange(-pad, w + pad), w)]
+    rx, ry = pattern_offsets(pattern)
+    yy = (np.arange(-pad, h + pad) - ry) & 1
+    xx = (np.arange(-pad, w + pad) - rx) & 1
+    green = (yy[:, None] ^ xx[None, :]) == 1
+    # kind: 0 red site, 3 blue, 1 green in a red row, 2 green in a blue row
+    kind = (yy[:, None] << 1) | xx[None, :]
+
+    def along(a: np.ndarray, axis: int, d: int) -> np.ndarray:
+        return np.roll(a, -d, axis)  # a at p + d; the wrap only reaches the padding
+
+    def colour_minus_green(axis: int) -> np.ndarray:
+        est = 0.5 * (along(c, axis, -1) + along(c, axis, 1)) + 0.25 * (
+            2.0 * c - along(c, axis, -2) - along(c, axis, 2)
+        )
+        return np.where(green, est - c, c - est)
+
+    ch, cv = colour_minus_green(1), colour_minus_green(0)
+
+    def variation(cd: np.ndarray, axis: int) -> np.ndarray:
+        step = np.abs(along(cd, axis, 1) - cd)  # |C(q+1) - C(q)|
+        return along(step, axis, -2) + along(step, axis, -1) + step + along(step, axis, 1)
+
+    eps = m.dtype.type(DIR_EPS)
+    wh = np.square(variation(cv, 0) + eps)
+    wv = np.square(variation(ch, 1) + eps)
+    k = np.where(green, 0.0, (wh * ch + wv * cv) / (wh + wv))  # c - G at red/blue sites
+    g = c - k
+    kr = np.where(kind == 0, k, 0.0)
+    kb = np.where(kind == 3, k, 0.0)
+
+    def around(a: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
+        acc = np.zeros_like(a)
+        for dy, dx in offsets:
+            acc += np.roll(a, (-dy, -dx), (0, 1))
+        return acc / len(offsets)
+
+    row, col = ((0, -1), (0, 1)), ((-1, 0), (1, 0))
+    diag = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+    r = g + np.select(
+        [kind == 0, kind == 3, kind == 1], [kr, around(kr, diag), around(kr, row)], around(kr, col)
+    )
+    b = g + np.select(
+        [kind == 3, kind == 0, kind == 2], [kb, around(kb, diag), around(kb, row)], around(kb, col)
+    )
+    out = np.stack([r, g, b], -1)[pad:-pad, pad:-pad]
+    return np.ascontiguousarray(out, dtype=m.dtype)
+
+
 def demosaic(m: np.ndarray, pattern: str, method: str = "mhc") -> np.ndarray:
     """(H, W) mosaic -> (H, W, 3) RGB. Borders mirror without repeating the edge (reflect-101),
     which keeps the Bayer phase, so every pixel uses the same formula."""
+    if method == "directional":
+        return demosaic_directional(m, pattern)
     filters = FILTERS[method]
     est = {
         name: cv2.filter2D(m, -1, k.astype(m.dtype), borderType=cv2.BORDER_REFLECT_101)
