@@ -23,9 +23,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@
 
+# The main job: live tracking on the real street video of the shared data where it is there
+# (detector: FastestDet through gputrack's kernels), else on the synthetic world.
+DATA ?= $(or $(GPUTRACK_DATA),../shared/data)
+DEMO_SOURCE ?= $(or $(wildcard $(DATA)/video/vtest.avi),synthetic)
+
 demo: $(VENV)/.installed$(EXTRAS)
 	mkdir -p out
-	$(BIN)/gputrack demo --log out/demo_tracks.jsonl --image out/demo_last.png
+	$(BIN)/gputrack run $(DEMO_SOURCE) --frames 300 --log out/tracks.jsonl --mot out/tracks.txt --image out/last.png
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

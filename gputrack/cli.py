@@ -12,7 +12,7 @@ from gputrack import __version__
 from gputrack.errors import GputrackError
 
 # The verbs, in the order `gputrack --help` lists them.
-VERBS = ["demo", "check", "track", "isp", "detect"]
+VERBS = ["run", "check", "track", "isp", "detect"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,118 @@
+"""The frame loop's one step: the only place that knows the order of the stages.
+
+    frame (RGB or RAW) -> sensor model (RGB only) -> ISP (image + network input tensor)
+        -> network + decode/NMS (or the ground-truth stand-in) -> tracker -> tracks
+
+Device data stays on the device between stages; only the detections come back (and the ISP
+image when `keep_image` asks for it). Stage times are host clocks around each stage with a
+synchronise at its end, so they are latencies as the tracker sees them; the deadline
+benchmark times device work with CUDA events instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gputrack.device.base import Backend
+from gputrack.dsp.decode import FrameMapping
+from gputrack.dsp.detector import Detector
+from gputrack.dsp.standin import NoisyTruthDetector
+from gputrack.errors import GputrackError
+from gputrack.isp import IspParams, IspPipeline
+from gputrack.sensor.model import SensorModel, SensorParams
+from gputrack.sensor.sources import Frame
+from gputrack.track import Track, Tracker
+
+STAGES = ("sensor", "isp", "dsp", "track")
+
+
+@dataclass
+class FrameResult:
+    index: int
+    timestamp: float
+    tracks: list[Track]
+    detections: np.ndarray  # float32[N, 6] in frame pixels
+    stage_ms: dict[str, float] = field(default_factory=dict)  # STAGES + "total"
+    size: tuple[int, int] = (0, 0)  # width, height of the processed frame
+
+
+class Pipeline:
+    """`Pipeline(backend, detector, tracker).process(frame) -> FrameResult`, once per frame."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        detector: Detector | NoisyTruthDetector,
+        tracker: Tracker,
+        isp_params: IspParams | None = None,
+        sensor_noise: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.backend = backend
+        self.detector = detector
+        self.tracker = tracker
+        base = isp_params or IspParams()
+        if isinstance(detector, Detector):  # the ISP also makes the network's input
+            base = base.with_(tensor=detector.spec)
+        self.isp_params = base
+        self.isp = IspPipeline(base, backend)
+        self.sensor = SensorModel(SensorParams(isp=base, noise=sensor_noise, seed=seed), backend)
+        self.stream = backend.stream()
+        self._last_rgb8: Any = None
+
+    def process(self, frame: Frame) -> FrameResult:
+        clock = time.perf_counter
+        sync = self.backend.synchronize
+        t0 = clock()
+        if frame.raw is not None:
+            raw = frame.raw
+        else:
+            raw = self.sensor.render(_even(frame.image), frame=frame.index, download=False)
+        sync(self.stream)
+        t1 = clock()
+        out = self.isp.process(raw, download=False, stream=self.stream)
+        self._last_rgb8 = out.rgb8
+        sync(self.stream)
+        t2 = clock()
+        h, w = int(out.rgb8.shape[0]), int(out.rgb8.shape[1])
+        dets = self._detect(frame, out.tensor, w, h)
+        t3 = clock()
+        tracks = self.tracker.update(dets, frame.index)
+        t4 = clock()
+        ms = {
+            name: (b - a) * 1e3
+            for name, a, b in zip(STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True)
+        }
+        ms["total"] = (t4 - t0) * 1e3
+        return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h))
+
+    def _detect(self, frame: Frame, tensor: Any, w: int, h: int) -> np.ndarray:
+        if isinstance(self.detector, NoisyTruthDetector):
+            if frame.truth is None:
+                raise GputrackError(
+                    "the ground-truth detector needs a source with ground truth "
+                    "(the synthetic world); use --detector network"
+                )
+            return self.detector(frame.truth)
+        net = self.detector.network
+        outs = net.run(tensor, stream=self.stream, download=False)
+        mapping = FrameMapping.of(self.detector.spec, w, h)
+        return self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
+
+    def last_image(self) -> np.ndarray | None:
+        """The last frame's ISP image (uint8[H, W, 3] RGB) on the host, fetched on request."""
+        if self._last_rgb8 is None:
+            return None
+        if isinstance(self._last_rgb8, np.ndarray):
+            return self._last_rgb8.copy()
+        return self.backend.to_host(self._last_rgb8, stream=self.stream)
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """A Bayer sensor has even width and height: an odd RGB frame loses its last row/column."""
+    h, w = image.shape[:2]
+    return image if h % 2 == 0 and w % 2 == 0 else image[: h - h % 2, : w - w % 2]

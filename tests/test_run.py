@@ -1,0 +1,108 @@
+"""`gputrack run`: the whole chain on the synthetic world and on a real video."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from gputrack import pipeline
+from gputrack.cli import main
+from gputrack.device import probe
+from tests.conftest import shared_data
+
+
+def _run(capsys, *argv: str) -> tuple[int, dict]:
+    rc = main(["run", *argv, "--json", "--no-ui"])
+    out = capsys.readouterr().out
+    return rc, (json.loads(out) if out.strip() else {})
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+def test_synthetic_world_end_to_end_with_complete_outputs(backend, tmp_path, capsys):
+    if not probe(backend).available:
+        pytest.skip(f"{backend} unavailable: {probe(backend).reason}")
+    frames = 20 if backend == "cpu" else 4  # emu runs the real kernels on the CPU: keep it small
+    log, mot, image = tmp_path / "t.jsonl", tmp_path / "r.txt", tmp_path / "last.png"
+    rc, s = _run(
+        capsys,
+        "synthetic:192x128@30",
+        "--frames",
+        str(frames),
+        "--backend",
+        backend,
+        "--log",
+        str(log),
+        "--mot",
+        str(mot),
+        "--image",
+        str(image),
+    )
+    assert rc == 0
+    assert s["backend"] == backend and s["frames"] == frames and "stand-in" in s["detector"]
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["frame"] for x in lines] == list(range(frames))
+    assert set(lines[-1]["latency_ms"]) == {"isp", "dsp", "track", "total"}
+    assert any(x["tracks"] for x in lines), "the tracker confirmed something"
+    for entry in lines[-1]["tracks"]:
+        assert set(entry) == {"id", "bbox", "score", "class", "state"} and len(entry["bbox"]) == 4
+    rows = [r.split(",") for r in mot.read_text().splitlines()]
+    assert rows and all(len(r) == 10 and r[7:] == ["-1", "-1", "-1"] for r in rows)
+    assert not list(tmp_path.glob("*.part*")), "temporary files renamed"
+    img = cv2.imread(str(image))
+    assert img.shape == (128, 192, 3) and img.std() > 5, "a real picture, not a flat fill"
+    if backend == "cpu":
+        assert s["mota"] > 0.5
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+def test_real_video_with_the_network_tracks_people(backend, tmp_path, capsys):
+    video = shared_data("video/vtest.avi")
+    shared_data("models/FastestDet.onnx")
+    if not probe(backend).available:
+        pytest.skip(f"{backend} unavailable: {probe(backend).reason}")
+    frames = 12 if backend == "cpu" else 3
+    log = tmp_path / "t.jsonl"
+    rc, s = _run(
+        capsys, str(video), "--frames", str(frames), "--backend", backend, "--log", str(log)
+    )
+    assert rc == 0 and s["detector"].startswith("network") and s["frames"] == frames
+    last = json.loads(log.read_text().splitlines()[-1])
+    people = [t for t in last["tracks"] if t["class"] == 0]
+    assert len(people) >= 2, "vtest.avi shows several people walking"
+
+
+def test_ctrl_c_keeps_finished_frames_and_exits_130(tmp_path, capsys, monkeypatch):
+    real = pipeline.Pipeline.process
+    calls = {"n": 0}
+
+    def interrupted_on_the_fourth(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, frame)
+
+    monkeypatch.setattr(pipeline.Pipeline, "process", interrupted_on_the_fourth)
+    log = tmp_path / "t.jsonl"
+    rc, s = _run(
+        capsys, "synthetic:128x96", "--backend", "cpu", "--frames", "10", "--log", str(log)
+    )
+    assert rc == 130 and s["interrupted"] and s["frames"] == 3
+    assert len(log.read_text().splitlines()) == 3 and not (tmp_path / "t.jsonl.part").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--frames", "0"], "--frames 0"),
+        (["--log", "/nonexistent/dir/x.jsonl"], "does not exist"),
+        (["no_such_video.avi"], "no_such_video.avi"),
+        (["no_such_video.avi", "--detector", "truth"], "--detector truth needs the synthetic"),
+    ],
+)
+def test_bad_input_is_one_line(args, needle, capsys):
+    rc = main(["run", "--backend", "cpu", "--no-ui", *args])
+    assert rc != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert needle in err[-1] and "Traceback" not in "".join(err)
