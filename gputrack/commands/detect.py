@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model
 from gputrack.errors import GputrackError
+from gputrack.outputs.files import write_image
 
 VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
 
@@ -85,19 +85,6 @@ def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
     return bgr
 
 
-def write_image(out: Path, bgr: np.ndarray) -> None:
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    try:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise GputrackError(f"--out {out}: cannot write this image format or place")
-        os.replace(tmp, out)
-    except cv2.error as err:
-        raise GputrackError(f"--out {out}: {str(err).strip().splitlines()[-1]}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
     model = Path(args.model) if args.model else default_model()
@@ -108,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     dets = detector(rgb)
     ms = (time.perf_counter() - t0) * 1e3
     if args.out:
-        write_image(Path(args.out), annotate(rgb, dets))
+        write_image(Path(args.out), annotate(rgb, dets), "--out")
     rows = [
         {
             "class": class_name(int(d[5])),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from gputrack.errors import GputrackError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
+from gputrack.outputs.files import atomic_path, write_image
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame, check_pattern
 
@@ -166,18 +166,11 @@ def _read_raw(path: Path, args: argparse.Namespace) -> RawFrame:
 
 
 def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
-    ext = out.suffix.lower()
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    try:
-        if ext == ".npy":
-            with tmp.open("wb") as f:
-                np.save(f, rgbf if rgbf is not None else rgb8)
-        elif not cv2.imwrite(str(tmp), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)):
-            raise GputrackError(f"{out}: OpenCV could not write the image")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if out.suffix.lower() == ".npy":
+        with atomic_path(out) as tmp, tmp.open("wb") as f:
+            np.save(f, rgbf if rgbf is not None else rgb8)
+    else:
+        write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
+from gputrack.outputs.files import atomic_path, write_image
 from gputrack.outputs.tracklog import TrackLogWriter, track_entry
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.sources import open_source
@@ -137,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         stack.enter_context(source)
         log = stack.enter_context(TrackLogWriter(args.log)) if args.log else None
-        mot = stack.enter_context(_atomic_text(args.mot)) if args.mot else None
+        mot = None
+        if args.mot:  # complete frames only; renamed to --mot at the end, Ctrl-C included
+            tmp = stack.enter_context(atomic_path(args.mot, keep_on_error=True))
+            mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
         view = None
         if show_ui:
             view = stack.enter_context(
@@ -195,22 +199,6 @@ def run(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-class _atomic_text:
-    """A text file written as NAME.part and renamed to NAME when closed."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.part = self.path.with_name(self.path.name + ".part")
-        self.file = open(self.part, "w", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self):
-        return self.file
-
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()
-        self.part.replace(self.path)
-
-
 def _score_row(truth: np.ndarray, tracks: list) -> tuple:
     gt = truth[truth[:, 6] >= 0.3]
     shown = [t for t in tracks if t.state == "confirmed"]
@@ -243,10 +231,7 @@ def _write_image(path: str, rgb8: np.ndarray | None, tracks: list, names: list[s
             1,
             cv2.LINE_AA,
         )
-    part = Path(path).with_name(Path(path).name + ".part" + Path(path).suffix)
-    if not cv2.imwrite(str(part), bgr):
-        raise UsageError(f"--image {path}: could not write it (unknown image extension?)")
-    part.replace(path)
+    write_image(path, bgr, "--image")
 
 
 def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) -> dict:

@@ -1,0 +1,47 @@
+"""Writing files so that nothing half-written ever has the final name: write beside it under
+a temporary name (same suffix, so writers that choose a format by it still do), rename when
+complete, remove the temporary file on any error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gputrack.errors import GputrackError
+
+
+@contextmanager
+def atomic_path(path: str | Path, keep_on_error: bool = False) -> Iterator[Path]:
+    """`with atomic_path(out) as tmp: write(tmp)` -> `out` appears only when complete.
+
+    `keep_on_error`: a log of whole records (flushed one at a time) is worth keeping when
+    the run fails, so it is renamed then too; a half-written image is not."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        yield tmp
+    except BaseException:
+        if keep_on_error and tmp.exists():
+            os.replace(tmp, out)
+        raise
+    else:
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_image(path: str | Path, bgr: np.ndarray, what: str = "image") -> None:
+    """An 8-bit BGR image, by the extension's format; one-line errors naming the file."""
+    out = Path(path)
+    try:
+        with atomic_path(out) as tmp:
+            if not cv2.imwrite(str(tmp), bgr):
+                raise GputrackError(f"{what} {out}: cannot write this image format or place")
+    except cv2.error as err:
+        raise GputrackError(f"{what} {out}: {str(err).strip().splitlines()[-1]}") from None

@@ -1,0 +1,48 @@
+"""Files appear under their final name only when complete; logs survive errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gputrack.errors import GputrackError
+from gputrack.outputs.files import atomic_path, write_image
+from gputrack.outputs.tracklog import TrackLogWriter
+
+
+def test_atomic_path_renames_when_complete_and_removes_on_error(tmp_path):
+    out = tmp_path / "a.txt"
+    with atomic_path(out) as tmp:
+        tmp.write_text("done")
+        assert not out.exists(), "the final name appears only at the end"
+    assert out.read_text() == "done"
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_a_log_is_kept_when_the_run_fails(tmp_path):
+    out = tmp_path / "log.txt"
+    with pytest.raises(RuntimeError), atomic_path(out, keep_on_error=True) as tmp:
+        tmp.write_text("frame 1\n")
+        raise RuntimeError
+    assert out.read_text() == "frame 1\n"
+
+
+def test_write_image_errors_name_the_file(tmp_path):
+    img = np.full((8, 8, 3), 200, np.uint8)
+    write_image(tmp_path / "ok.png", img)
+    assert (tmp_path / "ok.png").stat().st_size > 0
+    with pytest.raises(GputrackError, match="--image .*x.unknownext"):
+        write_image(tmp_path / "x.unknownext", img, "--image")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+
+
+def test_track_log_is_flushed_per_frame_and_complete_after_an_error(tmp_path):
+    path = tmp_path / "t.jsonl"
+    with pytest.raises(RuntimeError), TrackLogWriter(path) as log:
+        log.write(0, 0.0, [], {"total": 1.0})
+        assert (tmp_path / "t.jsonl.part").read_text().count("\n") == 1, "flushed at once"
+        raise RuntimeError
+    assert path.read_text().count("\n") == 1 and not (tmp_path / "t.jsonl.part").exists()
