@@ -260,16 +260,19 @@ def _track_file(det: str, out, fps: float) -> None:
             write_results(f, i, tr.update_array(frames.get(i, np.zeros((0, 6))), i))
 
 
-def test_tud_campus_beats_sort_and_bytetrack(tmp_path):
+@pytest.mark.parametrize(("fps", "reached"), [(25, (0.643, 0.767, 3)), (30, (0.643, 0.762, 4))])
+def test_tud_campus_beats_sort_and_bytetrack(tmp_path, fps, reached):
     det = shared_data("mot/TUD-Campus/det.txt")
     gt = shared_data("mot/TUD-Campus/gt.txt")
     out = tmp_path / "result.txt"
-    # TUD-Campus is filmed at 25 fps (MOT15 seqinfo); the defaults are used as they are.
-    _track_file(det, out, fps=25)
+    # TUD-Campus is filmed at 25 fps (MOT15 seqinfo); 30 is the CLI's default. The defaults
+    # are used as they are.
+    _track_file(det, out, fps=fps)
     m = evaluate(gt, out)
     # SORT: MOTA 62.7 %, IDF1 60.6 %; ByteTrack: 59.6 %, 67.9 % (their code and defaults).
-    # Reached: MOTA 64.3 %, IDF1 76.7 %, 3 ID switches.
-    assert m["mota"] >= 0.64, m
-    assert m["idf1"] >= 0.75, m
-    assert m["num_switches"] <= 3, m
+    # Reached: 25 fps MOTA 64.3 %, IDF1 76.7 %, 3 switches; 30 fps 64.3 %, 76.2 %, 4.
+    mota, idf1, switches = reached
+    assert m["mota"] >= max(mota - 0.01, 0.628), m
+    assert m["idf1"] >= max(idf1 - 0.01, 0.680), m
+    assert m["num_switches"] <= switches, m
     assert not hasattr(np, "asfarray") or np.lib.NumpyVersion(np.__version__) < "2.0.0"

@@ -2,7 +2,9 @@
 
 Each frame (`Tracker.update`):
   1. predict every track one frame ahead (batched Kalman filter, `kalman.py`);
-  2. match confident detections to confirmed and lost tracks (IoU, centre-distance fallback);
+  2. match confident detections to the tracks seen in the last frame (IoU, centre-distance
+     fallback), then what is left of them to lost tracks (a matching cascade: a recent track
+     is trusted over a long extrapolation);
   3. match the weak detections to confirmed tracks still unmatched (ByteTrack's second stage:
      a partly occluded person gets a low score, but is still the same person);
   4. match what is left of the confident detections to tentative tracks;
@@ -158,11 +160,18 @@ class Tracker:
             return (np.stack([rows[pairs[:, 0]], cand[pairs[:, 1]]], axis=1),
                     rows[free_rows], cand[free_cands])
 
-        m1, rest_tracks, rest_high = match(np.flatnonzero(state != TENTATIVE), high, p.match_sim)
-        m2, _, _ = match(rest_tracks[state[rest_tracks] == CONFIRMED], low, p.low_match_sim)
+        # Tracks seen in the last frame choose first; lost tracks only get the confident
+        # detections they leave (DeepSORT's matching cascade, in two levels). A lost track's
+        # predicted uncertainty grows every frame, so its centre gate reaches ever further;
+        # in one joint assignment that lets a stale extrapolation outbid a track that is
+        # sharply localised next to the detection (see docs/TRACKER.md, "Lost tracks").
+        m1, rest_tracks, rest_high = match(np.flatnonzero(state == CONFIRMED), high,
+                                           p.match_sim)
+        m1b, _, rest_high = match(np.flatnonzero(state == LOST), rest_high, p.match_sim)
+        m2, _, _ = match(rest_tracks, low, p.low_match_sim)
         m3, _, rest_high = match(np.flatnonzero(state == TENTATIVE), rest_high,
                                  p.tentative_match_sim)
-        matches = np.concatenate([m1, m2, m3])
+        matches = np.concatenate([m1, m1b, m2, m3])
 
         rows, di = matches[:, 0], matches[:, 1]
         self.kf.update(rows, det_boxes[di])
