@@ -220,6 +220,7 @@ class CudaEngine:
             if c.det is not None:
                 # The ISP writes the tensor straight into the network's input buffer.
                 c.isp._buffers["tensor32"] = c.det.network.input_buffer()
+            self._upload(b, b)
             out = c.isp.process(self.dev_raw[b], download=False, stream=s)  # warm-up: buffers
             if c.det is not None:
                 assert out.tensor is c.det.network.input_buffer()
@@ -369,8 +370,11 @@ class CudaEngine:
         got = self.finish(self.launch(0))
         dev = self.be.to_device(self.ring.raw[0], stream=self.streams[0])
         out = c.isp.process(dev, download=False, stream=self.streams[0])
-        head = c.det.network.run(out.tensor, stream=self.streams[0], download=False)
-        ref = c.det.decoder(head[c.head_name], c.mapping, stream=self.streams[0])
+        # The ISP wrote the tensor into the network's input buffer: launch on it directly
+        # (Network.run's copy of its input is not queued on the given stream).
+        assert out.tensor is c.det.network.input_buffer()
+        c.det.network.launch(self.streams[0])
+        ref = c.det.decoder(self.heads[0], c.mapping, stream=self.streams[0])
         same = got.shape == ref.shape and np.array_equal(got, ref)
         return f"{'same' if same else 'DIFFERENT'} ({len(got)} vs {len(ref)} detections)"
 
@@ -472,6 +476,7 @@ def torch_network(model: Path, tensor_host: np.ndarray, head_ref: np.ndarray,
     inp = [i.name for i in m.graph.input if i.name not in const][0]
     out_name = m.graph.output[0].name
     nodes = [n for n in m.graph.node if n.op_type != "Constant"]
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
 
     def attrs(n: Any) -> dict[str, Any]:
         return {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
@@ -507,7 +512,13 @@ def torch_network(model: Path, tensor_host: np.ndarray, head_ref: np.ndarray,
             elif op == "Sigmoid":
                 y = torch.sigmoid(get(i[0]))
             elif op == "Softmax":
-                y = torch.softmax(get(i[0]), dim=a.get("axis", -1))
+                xx, ax = get(i[0]), a.get("axis", -1 if opset >= 13 else 1)
+                if opset >= 13:
+                    y = torch.softmax(xx, dim=ax)
+                else:  # before opset 13: over all dimensions from `axis` on
+                    ax %= xx.dim()
+                    flat = xx.reshape(int(np.prod(xx.shape[:ax], dtype=np.int64)), -1)
+                    y = torch.softmax(flat, dim=1).reshape(xx.shape)
             elif op == "Add":
                 y = get(i[0]) + get(i[1])
             elif op == "Concat":
