@@ -72,7 +72,8 @@ class Pipeline:
             raw = frame.raw
         else:
             raw = self.sensor.render(_even(frame.image), frame=frame.index, download=False)
-        sync(self.stream)
+        sync()  # the sensor model launches on the default stream; the ISP reads its output
+        # on self.stream (non-blocking on cuda), so the whole device must be done first
         t1 = clock()
         out = self.isp.process(raw, download=False, stream=self.stream)
         self._last_rgb8 = out.rgb8

@@ -98,3 +98,14 @@ def test_oversized_block_is_refused_before_launch(kernel_backend):
     out = kernel_backend.full(4, 0, np.int32)
     with pytest.raises(KernelError, match="1056 threads"):
         kernel_backend.load(KERNELS).kernel("gain_index")(1, (33, 32), (out, 4))
+
+
+def test_device_copy_on_a_stream_and_shape_checks(kernel_backend, rng):
+    src = kernel_backend.to_device(rng.standard_normal((3, 5)).astype(np.float32))
+    dst = kernel_backend.full((3, 5), np.nan, np.float32)
+    stream = kernel_backend.stream()
+    kernel_backend.copy(dst, src, stream)
+    kernel_backend.synchronize(stream)
+    np.testing.assert_array_equal(kernel_backend.to_host(dst), kernel_backend.to_host(src))
+    with pytest.raises(KernelError, match="copy: \\(3, 5\\) float32 into \\(5, 3\\) float32"):
+        kernel_backend.copy(kernel_backend.empty((5, 3), np.float32), src, stream)

@@ -241,6 +241,14 @@ class Backend(ABC):
         self, array: Any, out: np.ndarray | None = None, stream: Any = None
     ) -> np.ndarray: ...
 
+    def copy(self, dst: Any, src: Any, stream: Any = None) -> None:
+        """Device-to-device copy of equal shapes, queued on `stream` (in order with launches)."""
+        if tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
+            raise KernelError(
+                f"copy: {tuple(src.shape)} {src.dtype} into {tuple(dst.shape)} {dst.dtype}"
+            )
+        np.copyto(dst, src)
+
     def full(self, shape: int | Sequence[int], value: Any, dtype: Any) -> Any:
         """An array filled with `value`: tests poison outputs with it."""
         return self.to_device(np.full(shape, value, dtype=dtype))

@@ -59,11 +59,8 @@ class Network:
             return dict(zip(self.output_names, outs, strict=True))
         dst = self.input_buffer()
         if isinstance(tensor, np.ndarray):
-            dst[...] = self.backend.to_device(
-                np.ascontiguousarray(tensor, dtype=np.float32), stream=stream
-            )
-        else:
-            dst[...] = tensor
+            tensor = self.backend.to_device(np.ascontiguousarray(tensor, np.float32), stream=stream)
+        self.backend.copy(dst, tensor, stream)  # on `stream`, ordered after the ISP's tensor pass
         self.launch(stream)
         assert self.plan is not None
         outs = {name: self.plan.array(name) for name in self.output_names}
