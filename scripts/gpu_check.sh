@@ -13,13 +13,18 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # The GPU machines have CuPy, NumPy, SciPy, OpenCV, onnx, onnxruntime, rich, pandas and pytest
-# but reach no network: the pure-Python rest travels as wheels in .whl/ (git-ignored).
+# but reach no network, and ../shared does not travel: the pure-Python rest travels as wheels
+# in .whl/ (git-ignored), with the shared data the kernel tests and benchmarks use (~20 MB).
 WHEELS="filterpy motmetrics xmltodict"
 if [ "${1:-}" = "--fetch-wheels" ]; then
-  mkdir -p .whl
+  mkdir -p .whl/data
   grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   python3 -m pip download -q --no-deps --only-binary=:all: -d .whl $WHEELS
-  ls .whl; exit 0
+  data=${GPUTRACK_DATA:-../shared/data}
+  for d in models kodak raw video mot; do
+    [ -d "$data/$d" ] && cp -r "$data/$d" .whl/data/
+  done
+  du -sh .whl; exit 0
 fi
 
 LOG=${OUT:-/tmp/gputrack-gpu}
@@ -30,6 +35,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     && export PYTHONPATH=/tmp/gputrack-site
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+[ -d .whl/data ] && export GPUTRACK_DATA="$ROOT/.whl/data"
 PY=python3
 
 step() { printf '\n=== %s\n' "$*"; }
