@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.sensor.frame import BAYER_PATTERNS, check_pattern
+from gputrack.sensor.frame import BAYER_PATTERNS, check_levels, check_pattern
 
 DEMOSAIC_METHODS = ("mhc", "bilinear", "directional")
 TONE_CURVES = ("srgb", "linear", "gamma2.2")
@@ -121,11 +121,7 @@ class IspParams:
             raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
         object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in ccm))
         tone_curve(self.tone)  # validates
-        if not 0 <= self.black < self.white < (1 << self.bit_depth):
-            raise GputrackError(
-                f"black level {self.black} / white level {self.white} do not fit "
-                f"{self.bit_depth}-bit data"
-            )
+        check_levels(self.black, self.white, self.bit_depth)
 
     @property
     def black(self) -> int:

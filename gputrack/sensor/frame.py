@@ -22,6 +22,14 @@ def check_pattern(pattern: str) -> str:
     return p
 
 
+def check_levels(black: int, white: int, bit_depth: int) -> None:
+    """A clear error unless 0 <= black < white < 2**bit_depth."""
+    if not 0 <= black < white < (1 << bit_depth):
+        raise GputrackError(
+            f"black level {black} / white level {white} do not fit {bit_depth}-bit data"
+        )
+
+
 @dataclass
 class RawFrame:
     """`uint16[H, W]` Bayer mosaic with its readout description. Even width and height."""
@@ -49,11 +57,7 @@ class RawFrame:
             raise GputrackError(f"RAW frame size {w}x{h}: width and height must be even")
         if self.data.dtype != np.uint16:
             raise GputrackError(f"RAW frame must be uint16, got {self.data.dtype}")
-        if not 0 <= self.black_level < self.white_level < (1 << self.bit_depth):
-            raise GputrackError(
-                f"black level {self.black_level} / white level {self.white_level} do not fit "
-                f"{self.bit_depth}-bit data"
-            )
+        check_levels(self.black_level, self.white_level, self.bit_depth)
 
     @property
     def height(self) -> int:
