@@ -38,6 +38,8 @@ def test_synthetic_world_end_to_end_with_complete_outputs(backend, tmp_path, cap
         str(mot),
         "--image",
         str(image),
+        "--detector",
+        "truth",
     )
     assert rc == 0
     assert s["backend"] == backend and s["frames"] == frames and "stand-in" in s["detector"]
@@ -54,6 +56,23 @@ def test_synthetic_world_end_to_end_with_complete_outputs(backend, tmp_path, cap
     assert img.shape == (128, 192, 3) and img.std() > 5, "a real picture, not a flat fill"
     if backend == "cpu":
         assert s["mota"] > 0.5
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+def test_synthetic_world_default_is_the_bundled_network(backend, tmp_path, capsys):
+    if not probe(backend).available:
+        pytest.skip(f"{backend} unavailable: {probe(backend).reason}")
+    frames = 30 if backend == "cpu" else 3
+    log = tmp_path / "t.jsonl"
+    rc, s = _run(
+        capsys, "synthetic:640x360@30", "--frames", str(frames), "--backend", backend,
+        "--log", str(log),
+    )  # fmt: skip
+    assert rc == 0 and s["detector"] == "network synthetic_det" and s["frames"] == frames
+    if backend == "cpu":
+        assert s["mota"] > 0.8, s  # measured 0.94 (30 frames)
+        last = json.loads(log.read_text().splitlines()[-1])
+        assert last["tracks"] and {t["class"] for t in last["tracks"]} <= {0, 1, 2}
 
 
 @pytest.mark.parametrize("backend", ["cpu", "emu"])

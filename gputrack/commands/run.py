@@ -5,9 +5,11 @@ cuda/emu, NumPy on cpu) -> detector -> Kalman tracker -> live terminal view, JSO
 (flushed every frame), MOTChallenge result, the annotated last frame; then a summary with
 per-stage latency against the frame deadline (and MOTA/IDF1 where the source has ground truth).
 
-Detector `auto`: on the synthetic world, a stand-in made from its ground truth (the bundled
-network trained on that world does not exist yet); on every other source, the network
-(FastestDet, COCO-80, through gputrack's own kernels). The summary names the one used.
+Detector `auto` = `network`, through gputrack's own kernels: on the synthetic world the model
+bundled with gputrack (gputrack/models/synthetic_det.onnx: person, car, ball, trained on that
+world by scripts/train_detector.py), on every other source FastestDet (COCO-80, from
+GPUTRACK_DATA); --model overrides either. `--detector truth` (synthetic only) is a stand-in
+made from the ground truth instead. The summary names the one used.
 Ctrl-C stops cleanly: everything written so far is complete and the summary is printed.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
-from gputrack.dsp.detector import Detector, default_model
+from gputrack.dsp.detector import Detector, bundled_model, default_model, model_classes
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
 from gputrack.outputs.files import atomic_path, write_image
@@ -66,7 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "network", "truth"),
         help="network, ground-truth stand-in (synthetic only), or auto",
     )
-    p.add_argument("--model", default=None, help="ONNX detector (default: FastestDet)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="ONNX detector (default: the bundled synthetic-world model on the synthetic "
+        "source, FastestDet otherwise)",
+    )
     p.add_argument("--score", type=float, default=0.45, help="detection score threshold")
     p.add_argument("--max-det", type=int, default=50, help="most detections per frame")
     p.add_argument("--log", default=None, help="JSONL track log (one line per frame)")
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         _check_out(f"--{option}", getattr(args, option))
     synthetic = args.source.split(":")[0] == "synthetic"
     frames = args.frames or (SYNTHETIC_FRAMES if synthetic else None)
-    kind = args.detector if args.detector != "auto" else ("truth" if synthetic else "network")
+    kind = "network" if args.detector == "auto" else args.detector
     if kind == "truth" and not synthetic:
         raise UsageError("--detector truth needs the synthetic world (it has ground truth)")
 
@@ -125,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
         names: list[str] = list(getattr(source, "class_names", ("person", "car", "ball")))
     else:
         params = DetectParams(score=args.score, max_det=args.max_det)
-        detector = Detector(args.model or default_model(), backend, params)
-        names = [class_name(i) for i in range(80)]
+        model = args.model or (bundled_model() if synthetic else default_model())
+        detector = Detector(model, backend, params)
+        names = model_classes(model) or [class_name(i) for i in range(80)]
     tracker = Tracker(fps=source.fps)
     pipe = Pipeline(backend, detector, tracker, seed=args.seed)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
@@ -240,8 +248,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
     summary: dict[str, Any] = {
         "source": source.name,
         "backend": backend,
-        "detector": getattr(detector, "name", None)
-        or f"network {Path(args.model or 'FastestDet').stem}",
+        "detector": detector.name,
         "frames": len(total),
         "dropped_frames": source.dropped,
         "fps": source.fps,

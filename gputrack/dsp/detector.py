@@ -3,6 +3,7 @@ normalisation), the network, the head decode + NMS - on one backend."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,28 @@ from gputrack.isp.reference import make_tensor
 DEFAULT_MODEL = "models/FastestDet.onnx"
 
 
+def bundled_model() -> Path:
+    """The detector bundled with gputrack, trained on the synthetic world (person, car, ball;
+    `scripts/train_detector.py`): the default on the synthetic source."""
+    from gputrack.models import SYNTHETIC_DET
+
+    if not SYNTHETIC_DET.is_file():
+        raise GputrackError(f"the bundled model {SYNTHETIC_DET} is missing (reinstall gputrack)")
+    return SYNTHETIC_DET
+
+
+def model_classes(model: str | Path) -> list[str] | None:
+    """Class names from the JSON beside a model (`synthetic_det.json`), None when absent."""
+    info = Path(model).with_suffix(".json")
+    try:
+        names = json.loads(info.read_text())["classes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
 def default_model() -> Path:
-    """FastestDet from GPUTRACK_DATA (no bundled model yet), or a clear error."""
+    """FastestDet (COCO-80) from GPUTRACK_DATA, or a clear error: the default on real video."""
     path = data_dir() / DEFAULT_MODEL
     if not path.is_file():
         raise GputrackError(
@@ -34,6 +55,7 @@ class Detector:
         self, model: str | Path, backend: Backend, params: DetectParams | None = None
     ) -> None:
         self.backend = backend
+        self.name = f"network {Path(model).stem}"
         self.network = Network(model, backend)
         _, c, h, w = self.network.input_shape
         if c != 3:
