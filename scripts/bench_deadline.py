@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gputrack.device import get_backend, probe  # noqa: E402
+from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
 from gputrack.dsp.decode import FrameMapping  # noqa: E402
 from gputrack.dsp.detector import Detector, default_model  # noqa: E402
 from gputrack.dsp.standin import NoisyTruthDetector  # noqa: E402
@@ -384,19 +385,7 @@ def copy_bandwidth(be: Any) -> tuple[float, float]:
     import cupy
 
     s = be.stream()
-    n = 1 << 30
-    src = cupy.empty(n, np.uint8)
-    dst = cupy.empty_like(src)
-    src.fill(1)
-    d2d = []
-    for _ in range(12):
-        t = be.timer(s)
-        t.start()
-        with s:
-            dst[...] = src
-        t.stop()
-        d2d.append(t.elapsed_ms())
-    del src, dst
+    d2d = device_copy_gbs(be, s)
     m = 256 << 20
     host = be.pinned_empty((m,), np.uint8)
     host[...] = 1
@@ -409,8 +398,7 @@ def copy_bandwidth(be: Any) -> tuple[float, float]:
         rt.memcpyAsync(dev.data.ptr, host.ctypes.data, m, rt.memcpyHostToDevice, s.ptr)
         t.stop()
         h2d.append(t.elapsed_ms())
-    return 2 * n / (statistics.median(d2d[2:]) * 1e-3) / 1e9, m / (
-        statistics.median(h2d[2:]) * 1e-3) / 1e9  # fmt: skip
+    return d2d, m / (statistics.median(h2d[2:]) * 1e-3) / 1e9
 
 
 def host_bandwidth() -> float:

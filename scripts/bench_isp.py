@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gputrack.device import get_backend, probe  # noqa: E402
+from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
 from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
@@ -142,21 +143,7 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
             out.append(t.elapsed_ms())
         return out
 
-    # Device-to-device copy bandwidth, read + write counted.
-    n_bytes = 1 << 30
-    src = cupy.empty(n_bytes, dtype=cupy.uint8)
-    dst = cupy.empty_like(src)
-    src.fill(1)
-    copy_ms = []
-    for _ in range(12):
-        t = be.timer(stream)
-        t.start()
-        with stream:
-            dst[...] = src
-        t.stop()
-        copy_ms.append(t.elapsed_ms())
-    bw = 2 * n_bytes / (statistics.median(copy_ms[2:]) * 1e-3)  # bytes per second
-    src = dst = None
+    bw = device_copy_gbs(be, stream) * 1e9  # bytes per second, read + write counted
 
     dev_raw = be.to_device(raw)
     dev_scene = be.to_device(np.ascontiguousarray(scene))

@@ -109,3 +109,10 @@ def test_device_copy_on_a_stream_and_shape_checks(kernel_backend, rng):
     np.testing.assert_array_equal(kernel_backend.to_host(dst), kernel_backend.to_host(src))
     with pytest.raises(KernelError, match="copy: \\(3, 5\\) float32 into \\(5, 3\\) float32"):
         kernel_backend.copy(kernel_backend.empty((5, 3), np.float32), src, stream)
+
+
+def test_copy_bandwidth_is_measured_with_the_backend_timer(kernel_backend):
+    from gputrack.device.bandwidth import device_copy_gbs
+
+    gbs = device_copy_gbs(kernel_backend, n_bytes=1 << 22, reps=3)
+    assert 0.01 < gbs < 1e5, f"{gbs} GB/s is not a plausible copy rate"
