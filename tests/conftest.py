@@ -8,16 +8,26 @@ import pytest
 from gputrack.data import data_dir
 from gputrack.device import get_backend, probe
 
-KERNEL_BACKENDS = ("emu", "cuda", "pycuda")
+# emu twice: threads of a block in index order, then in reverse. The emulator runs a block's
+# threads one after another, so a race between them (a shared-memory read with no barrier
+# after another thread's write) gives the right answer in one order and not in the other.
+KERNEL_BACKENDS = ("emu", "emu-reverse", "cuda", "pycuda")
 
 
 @pytest.fixture(params=KERNEL_BACKENDS)
 def kernel_backend(request):
     """Every backend that runs the CUDA sources; the ones not available here skip with why."""
-    state = probe(request.param)
+    name = request.param.split("-")[0]
+    state = probe(name)
     if not state.available:
-        pytest.skip(f"{request.param} backend unavailable: {state.reason}")
-    return get_backend(request.param)
+        pytest.skip(f"{name} backend unavailable: {state.reason}")
+    backend = get_backend(name)
+    if name == "emu":
+        backend.set_thread_order("reverse" if request.param.endswith("reverse") else "forward")
+        yield backend
+        backend.set_thread_order("forward")
+    else:
+        yield backend
 
 
 @pytest.fixture

@@ -425,3 +425,28 @@ def test_first_launch_in_a_fresh_process_is_right(rng):
                              timeout=300)
         assert out.returncode == 0, out.stderr
         assert int(out.stdout.strip()) <= 2, "first launch differs from the reference"
+
+
+def test_running_threads_in_both_orders_exposes_a_missing_barrier(rng):
+    """The `kernel_backend` fixture runs every emu test with a block's threads in index order
+    and in reverse; a kernel that reads another thread's shared-memory write without a
+    barrier gives a different answer in one of the two, as this racy kernel shows."""
+    if not probe("emu").available:
+        pytest.skip(f"emu unavailable: {probe('emu').reason}")
+    emu = get_backend("emu")
+    kernel = emu.load(Path(__file__).parent / "kernels" / "emu_race.cu").kernel("racy_neighbour")
+    data = rng.integers(1, 1 << 30, 256).astype(np.int32)
+    intended = np.roll(data, -1)
+    results = {}
+    try:
+        for order in ("forward", "reverse"):
+            emu.set_thread_order(order)
+            out = emu.full(256, -1, np.int32)
+            kernel(1, 256, (emu.to_device(data), out))
+            results[order] = emu.to_host(out)
+    finally:
+        emu.set_thread_order("forward")
+    assert np.array_equal(results["reverse"], intended)
+    assert not np.array_equal(results["forward"], intended), "the race shows in index order"
+    with pytest.raises(KernelError, match="thread order 'sideways'"):
+        emu.set_thread_order("sideways")

@@ -107,6 +107,13 @@ class EmuBackend(HostArrayBackend):
             reason = _runtime().gputrack_emu_last_error().decode(errors="replace")
             raise KernelError(f"kernel {kernel.name} ({kernel.signature.file}): {reason}")
 
+    def set_thread_order(self, order: str) -> None:
+        """`forward` (thread 0 first) or `reverse`. Running a kernel both ways and comparing
+        reveals races between the threads of a block that a fixed order would hide."""
+        if order not in ("forward", "reverse"):
+            raise KernelError(f"thread order '{order}': choose forward or reverse")
+        _runtime().gputrack_emu_set_reverse_order(int(order == "reverse"))
+
     def describe(self) -> str:
         return f"emu ({probe()[1]})"
 

@@ -38,6 +38,9 @@ int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
                         size_t shared_bytes, void** args);
 const char* gputrack_emu_last_error(void);
 int gputrack_emu_worker_count(void);
+// Threads of a block start (and leave barriers) in reverse index order from now on: a kernel
+// whose results change with it has a race between its threads.
+void gputrack_emu_set_reverse_order(int reverse);
 const char* gputrack_emu_context_switch(void);
 
 // Block barrier (__syncthreads and its _count/_and/_or forms).

@@ -184,6 +184,7 @@ struct Launch {
     size_t shared_bytes;
     void** args;
     uint64_t total_blocks;
+    bool reverse = false;  // threads of a block start, and leave barriers, last index first
     std::atomic<uint64_t> next_block{0};
     std::atomic<bool> abort{false};
     std::mutex error_mutex;
@@ -332,7 +333,9 @@ struct Worker {
     [[noreturn]] void runner_loop() {
         Fiber* self = current_fiber;
         while (next_fresh < threads) {
-            int t = next_fresh++;
+            // A kernel whose result depends on this order has a race between its threads
+            // (a shared-memory read with no barrier after the write): the tests run both.
+            int t = job->reverse ? threads - 1 - next_fresh++ : next_fresh++;
             slots[t].state = kRunning;
             slots[t].fiber = self;
             current = t;
@@ -393,7 +396,8 @@ struct Worker {
                 count += int(slots[t].value);
             }
         }
-        for (int t = 0; t < threads; ++t) {
+        for (int i = 0; i < threads; ++i) {
+            const int t = job->reverse ? threads - 1 - i : i;
             Slot& s = slots[t];
             if (s.state != kWaitBarrier) continue;
             switch (s.op) {
@@ -613,6 +617,7 @@ int configured_threads() {
 }
 
 std::mutex g_launch_mutex;
+std::atomic<int> g_reverse_order{0};
 Pool* g_pool = nullptr;
 thread_local std::string tls_last_error;
 
@@ -644,6 +649,7 @@ int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
     launch.shared_bytes = shared_bytes;
     launch.args = args;
     launch.total_blocks = uint64_t(grid[0]) * grid[1] * grid[2];
+    launch.reverse = g_reverse_order.load() != 0;
     const uint64_t threads = uint64_t(block[0]) * block[1] * block[2];
     if (threads == 0 || threads > kMaxThreads || launch.total_blocks == 0) {
         tls_last_error = "invalid launch configuration";
@@ -676,6 +682,8 @@ int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
 const char* gputrack_emu_last_error(void) { return tls_last_error.c_str(); }
 
 int gputrack_emu_worker_count(void) { return configured_threads(); }
+
+void gputrack_emu_set_reverse_order(int reverse) { g_reverse_order.store(reverse != 0); }
 
 const char* gputrack_emu_context_switch(void) { return kSwitchKind; }
 
