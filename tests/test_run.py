@@ -125,3 +125,29 @@ def test_bad_input_is_one_line(args, needle, capsys):
     assert rc != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert needle in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_annotated_video_has_every_frame(tmp_path, capsys):
+    video = tmp_path / "tracks.avi"
+    rc, s = _run(
+        capsys, "synthetic:160x96", "--frames", "8", "--backend", "cpu", "--video", str(video)
+    )
+    assert rc == 0 and s["video"] == str(video)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    assert len(frames) == 8 and frames[0].shape == (96, 160, 3)
+    assert not list(tmp_path.glob(".*tmp*")), "the temporary name was renamed"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--video", "x.gif"], "use one of .avi, .mp4, .mkv"), (["--log", "."], "is a folder")],
+)
+def test_output_paths_are_checked_before_any_work(args, needle, capsys):
+    rc = main(["run", "--backend", "cpu", "--no-ui", "--frames", "1", *args])
+    assert rc == 2 and needle in capsys.readouterr().err

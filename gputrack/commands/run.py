@@ -19,10 +19,8 @@ import argparse
 import json
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from gputrack.device import CHOICES, get_backend
@@ -31,8 +29,9 @@ from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, bundled_model, default_model, model_classes
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
-from gputrack.outputs.files import atomic_path, write_image
-from gputrack.outputs.tracklog import TrackLogWriter, track_entry
+from gputrack.outputs.draw import draw_tracks
+from gputrack.outputs.files import write_image
+from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.sources import open_source
 from gputrack.track import Tracker
@@ -79,6 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", default=None, help="JSONL track log (one line per frame)")
     p.add_argument("--mot", default=None, help="MOTChallenge result file")
     p.add_argument("--image", default=None, help="write the annotated last frame (PNG/JPEG)")
+    p.add_argument(
+        "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sensor noise and stand-in seed")
     p.add_argument("--size", default=None, help="RAW input size WxH (headerless .raw files)")
     p.add_argument("--bit-depth", type=int, default=None, help="RAW input bit depth")
@@ -103,16 +105,12 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def _check_out(option: str, path: str | None) -> None:
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise UsageError(f"{option} {path}: folder {Path(path).parent} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
     for option in ("log", "mot", "image"):
-        _check_out(f"--{option}", getattr(args, option))
+        check_output_path(f"--{option}", getattr(args, option))
+    check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     synthetic = args.source.split(":")[0] == "synthetic"
     frames = args.frames or (SYNTHETIC_FRAMES if synthetic else None)
     kind = "network" if args.detector == "auto" else args.detector
@@ -145,11 +143,9 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     with ExitStack() as stack:
         stack.enter_context(source)
-        log = stack.enter_context(TrackLogWriter(args.log)) if args.log else None
-        mot = None
-        if args.mot:  # complete frames only; renamed to --mot at the end, Ctrl-C included
-            tmp = stack.enter_context(atomic_path(args.mot, keep_on_error=True))
-            mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
+        outputs = RunOutputs(
+            stack, log=args.log, mot=args.mot, video=args.video, fps=source.fps, names=names
+        )
         view = None
         if show_ui:
             view = stack.enter_context(
@@ -166,27 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 result = pipe.process(frame)
                 for k, v in result.stage_ms.items():
                     stage_ms[k].append(v)
-                confirmed = [t for t in result.tracks if t.state != "tentative"]
-                if log:
-                    log.write(
-                        result.index,
-                        result.timestamp,
-                        [track_entry(t) for t in confirmed],
-                        {
-                            "isp": result.stage_ms["isp"],
-                            "dsp": result.stage_ms["dsp"],
-                            "track": result.stage_ms["track"],
-                            "total": result.stage_ms["total"],
-                        },
-                    )
-                if mot:
-                    for t in result.tracks:
-                        if t.state == "confirmed":
-                            mot.write(
-                                f"{result.index + 1},{t.id},{t.x:.2f},{t.y:.2f},{t.w:.2f},"
-                                f"{t.h:.2f},{t.score:.4f},-1,-1,-1\n"
-                            )
-                    mot.flush()
+                outputs.write(result, pipe.last_image)
                 if view:
                     view.update(result.index, result.tracks, result.stage_ms)
                 if frame.truth is not None:
@@ -196,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         raise UsageError(f"{args.source}: the source gave no frames")
     if args.image:
-        _write_image(args.image, pipe.last_image(), result.tracks, names)
+        rgb8 = pipe.last_image()
+        if rgb8 is not None:
+            write_image(args.image, draw_tracks(rgb8, result.tracks, names), "--image")
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
     summary["interrupted"] = interrupted
     if args.json:
@@ -216,30 +194,6 @@ def _score_row(truth: np.ndarray, tracks: list) -> tuple:
         [t.id for t in shown],
         [(t.x, t.y, t.w, t.h) for t in shown],
     )
-
-
-def _write_image(path: str, rgb8: np.ndarray | None, tracks: list, names: list[str]) -> None:
-    if rgb8 is None:
-        return
-    bgr = cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)
-    for t in tracks:
-        if t.state == "tentative":
-            continue
-        colour = (0, 220, 0) if t.state == "confirmed" else (0, 160, 255)
-        p0, p1 = (int(t.x), int(t.y)), (int(t.x + t.w), int(t.y + t.h))
-        cv2.rectangle(bgr, p0, p1, colour, 2)
-        label = names[t.cls] if 0 <= t.cls < len(names) else str(t.cls)
-        cv2.putText(
-            bgr,
-            f"{t.id} {label}",
-            (p0[0], max(12, p0[1] - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    write_image(path, bgr, "--image")
 
 
 def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) -> dict:
@@ -262,6 +216,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "log": args.log,
         "mot": args.mot,
         "image": args.image,
+        "video": args.video,
     }
     if scored:
         from gputrack.track.mot_eval import score_frames
@@ -298,7 +253,7 @@ def _print_summary(s: dict) -> None:
             f"tracking vs ground truth: MOTA {100 * s['mota']:.1f} %, IDF1 "
             f"{100 * s['idf1']:.1f} %, {s['id_switches']} identity switches"
         )
-    wrote = [p for p in (s["log"], s["mot"], s["image"]) if p]
+    wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"]) if p]
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):

@@ -1,0 +1,105 @@
+"""What `gputrack run` writes as frames go by: the JSONL track log, the MOTChallenge result
+and the annotated ISP video. Each is flushed per frame, written under a temporary name and
+renamed when the run ends (Ctrl-C and errors included), so nothing finished is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gputrack.errors import UsageError
+from gputrack.outputs.draw import draw_tracks
+from gputrack.outputs.files import atomic_path
+from gputrack.outputs.tracklog import TrackLogWriter, track_entry
+
+VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
+
+
+def check_output_path(option: str, path: str | None, suffixes: Sequence[str] = ()) -> None:
+    """A clear error before any work when an output cannot be written where asked."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a folder, give a file name")
+    if not p.resolve().parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: use one of {', '.join(suffixes)}")
+
+
+class RunOutputs:
+    """`outputs.write(result, image)` once per frame; enter it into the run's ExitStack."""
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        *,
+        log: str | None,
+        mot: str | None,
+        video: str | None,
+        fps: float,
+        names: Sequence[str],
+    ) -> None:
+        self.names = names
+        self.fps = fps
+        self.log = stack.enter_context(TrackLogWriter(log)) if log else None
+        self.mot = None
+        if mot:
+            tmp = stack.enter_context(atomic_path(mot, keep_on_error=True))
+            self.mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
+        self._video_tmp = (
+            stack.enter_context(atomic_path(video, keep_on_error=True)) if video else None
+        )
+        self._video: Any = None
+        stack.callback(self._close_video)
+
+    @property
+    def wants_image(self) -> bool:
+        return self._video_tmp is not None
+
+    def write(self, result: Any, image: Callable[[], np.ndarray | None]) -> None:
+        """One frame: `result` a pipeline FrameResult; `image()` fetches its ISP image (only
+        called when an output needs pixels, so a headless run never downloads them)."""
+        shown = [t for t in result.tracks if t.state != "tentative"]
+        if self.log:
+            ms = result.stage_ms
+            self.log.write(
+                result.index,
+                result.timestamp,
+                [track_entry(t) for t in shown],
+                {k: ms[k] for k in ("isp", "dsp", "track", "total")},
+            )
+        if self.mot:
+            for t in shown:
+                if t.state == "confirmed":  # MOTChallenge frames count from 1
+                    self.mot.write(
+                        f"{result.index + 1},{t.id},{t.x:.2f},{t.y:.2f},{t.w:.2f},"
+                        f"{t.h:.2f},{t.score:.4f},-1,-1,-1\n"
+                    )
+            self.mot.flush()
+        if self._video_tmp is not None:
+            rgb8 = image()
+            if rgb8 is not None:
+                self._write_video(draw_tracks(rgb8, result.tracks, self.names))
+
+    def _write_video(self, bgr: np.ndarray) -> None:
+        if self._video is None:
+            assert self._video_tmp is not None
+            codec = VIDEO_CODECS[self._video_tmp.suffix.lower()]
+            h, w = bgr.shape[:2]
+            self._video = cv2.VideoWriter(
+                str(self._video_tmp), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h)
+            )
+            if not self._video.isOpened():
+                raise UsageError(f"--video {self._video_tmp}: OpenCV cannot write {codec} video")
+        self._video.write(bgr)
+
+    def _close_video(self) -> None:
+        if self._video is not None:
+            self._video.release()
