@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from gputrack import __version__
@@ -36,12 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (timeout, systemd, docker stop) stops a run as cleanly as Ctrl-C does: logs
+    complete and renamed, summary printed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _stop_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except GputrackError as err:
@@ -52,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # an unwritable output, a full disk: one line, not a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"gputrack {args.verb}: error: {where}{err.strerror or err}\n")
+        return 1
 
 
 if __name__ == "__main__":

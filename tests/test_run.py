@@ -151,3 +151,63 @@ def test_annotated_video_has_every_frame(tmp_path, capsys):
 def test_output_paths_are_checked_before_any_work(args, needle, capsys):
     rc = main(["run", "--backend", "cpu", "--no-ui", "--frames", "1", *args])
     assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_sigterm_stops_as_cleanly_as_ctrl_c(tmp_path):
+    """timeout, systemd and docker stop send SIGTERM: the logs must still be complete."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log, mot = tmp_path / "t.jsonl", tmp_path / "r.txt"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gputrack",
+            "run",
+            "synthetic:128x96",
+            "--backend",
+            "cpu",
+            "--frames",
+            "100000",
+            "--no-ui",
+            "--log",
+            str(log),
+            "--mot",
+            str(mot),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    part = tmp_path / "t.jsonl.part"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if part.exists() and part.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [json.loads(x) for x in log.read_text().splitlines()]  # every line whole
+    assert len(lines) >= 3 and [x["frame"] for x in lines] == list(range(len(lines)))
+    assert mot.exists() and not list(tmp_path.glob(".*tmp*")) and not part.exists()
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("verb", ["run", "track"])
+def test_unwritable_or_folder_output_is_one_line(verb, tmp_path, capsys):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    det = tmp_path / "det.txt"
+    det.write_text("1,-1,10,10,20,20,0.9,-1,-1,-1\n")
+    argv = (
+        ["run", "--backend", "cpu", "--no-ui", "--frames", "1", "--mot", str(folder)]
+        if verb == "run"
+        else ["track", str(det), "--out", str(folder)]
+    )
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is a folder" in err[-1] and str(folder) in err[-1]

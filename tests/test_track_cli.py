@@ -56,7 +56,7 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     det = write(tmp_path / "det.txt", LINES)
     assert main(["track", str(det), "--out", str(tmp_path / "r.txt"), "--fps", "0"]) == 2
     assert main(["track", str(det), "--out", str(tmp_path / "no" / "r.txt")]) == 1
-    assert "no such directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_track_scores_against_ground_truth(tmp_path, capsys):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gputrack.errors import GputrackError, UsageError
+from gputrack.errors import UsageError
+from gputrack.outputs.files import atomic_path
 from gputrack.track import Tracker, TrackerParams
 from gputrack.track.mot_io import read_detections, write_results
 
@@ -56,34 +56,27 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--min-score must be >= 0 and <= --high-score")
     frames = read_detections(args.detections)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise GputrackError(f"{out.parent}: no such directory for --out")
     params = TrackerParams(fps=args.fps, low_score=args.min_score, high_score=args.high_score,
                            new_track_score=max(TrackerParams().new_track_score, args.high_score))
     tracker = Tracker(params)
     empty = np.zeros((0, 6), np.float32)
     last = max(frames, default=0)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     done, lines, busy = 0, 0, 0.0
-    try:
-        with tmp.open("w") as f:
-            try:
-                # Every frame up to the last is an update, also those without detections.
-                for frame in range(1, last + 1):
-                    t0 = time.perf_counter()
-                    rows = tracker.update_array(frames.get(frame, empty), frame)
-                    busy += time.perf_counter() - t0
-                    lines += write_results(f, frame, rows, include_lost=args.write_lost)
-                    done = frame
-            except KeyboardInterrupt:
-                f.close()
-                os.replace(tmp, out)
-                sys.stderr.write(f"gputrack track: interrupted; {out} holds frames 1-{done} "
-                                 f"of {last}\n")
-                raise
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Written under a temporary name and renamed at the end; on Ctrl-C (or SIGTERM) the
+    # frames finished so far are renamed to --out too, and said so.
+    with atomic_path(out, keep_on_error=True) as tmp, tmp.open("w") as f:
+        try:
+            # Every frame up to the last is an update, also those without detections.
+            for frame in range(1, last + 1):
+                t0 = time.perf_counter()
+                rows = tracker.update_array(frames.get(frame, empty), frame)
+                busy += time.perf_counter() - t0
+                lines += write_results(f, frame, rows, include_lost=args.write_lost)
+                done = frame
+        except KeyboardInterrupt:
+            sys.stderr.write(f"gputrack track: interrupted; {out} holds frames 1-{done} "
+                             f"of {last}\n")
+            raise
 
     summary = {
         "frames": done,

@@ -22,7 +22,15 @@ def atomic_path(path: str | Path, keep_on_error: bool = False) -> Iterator[Path]
     `keep_on_error`: a log of whole records (flushed one at a time) is worth keeping when
     the run fails, so it is renamed then too; a half-written image is not."""
     out = Path(path)
+    if out.is_dir():
+        raise GputrackError(f"{out}: is a folder, give a file name")
+    if not out.resolve().parent.is_dir():
+        raise GputrackError(f"{out}: folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        tmp.touch()  # fail now, naming the user's path, not after the work is done
+    except OSError as err:
+        raise GputrackError(f"{out}: cannot write here ({err.strerror})") from None
     try:
         yield tmp
     except BaseException:

@@ -53,6 +53,7 @@ class RunOutputs:
         if mot:
             tmp = stack.enter_context(atomic_path(mot, keep_on_error=True))
             self.mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
+        self.video_path = video
         self._video_tmp = (
             stack.enter_context(atomic_path(video, keep_on_error=True)) if video else None
         )
@@ -97,7 +98,7 @@ class RunOutputs:
                 str(self._video_tmp), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h)
             )
             if not self._video.isOpened():
-                raise UsageError(f"--video {self._video_tmp}: OpenCV cannot write {codec} video")
+                raise UsageError(f"--video {self.video_path}: OpenCV cannot write {codec} video")
         self._video.write(bgr)
 
     def _close_video(self) -> None:
