@@ -51,7 +51,10 @@ def _stop_on_sigterm() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad argument (already printed)
+        return int(done.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

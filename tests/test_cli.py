@@ -75,3 +75,24 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, needle):
 def test_no_verb_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "VERB" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["isp", "x.png", "--out", "y.png", "--pattern", "XYZW"], "--pattern"),
+        (["isp", "x.png", "--out", "y.png", "--bit-depth", "13"], "--bit-depth"),
+        (["isp", "x.png", "--out", "y.png", "--demosaic", "foo"], "--demosaic"),
+        (["isp", "x.png", "--out", "y.png", "--wb", "1,2"], "--wb"),
+        (["isp", "x.png", "--out", "y.png", "--black-level", "-5"], "--black-level"),
+        (["detect", "x.png", "--score", "5"], "--score"),
+        (["detect", "x.png", "--max-det", "0"], "--max-det"),
+        (["run", "--score", "7"], "--score"),
+        (["run", "--pattern", "XX"], "--pattern"),
+        (["run", "--size", "big"], "--size"),
+    ],
+)
+def test_bad_argument_values_are_exit_2_before_any_work(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], "one line naming the option, nothing else"

@@ -86,5 +86,5 @@ def test_detect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert main(["detect", str(img), "--backend", "cpu", "--model", str(img)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a readable ONNX" in err
-    assert main(["detect", str(img), "--backend", "cpu", "--iou", "2"]) == 1
-    assert "IoU" in capsys.readouterr().err
+    assert main(["detect", str(img), "--backend", "cpu", "--iou", "2"]) == 2  # a bad argument
+    assert "--iou" in capsys.readouterr().err

@@ -25,14 +25,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gputrack.commands.args import bayer_pattern, bit_depth, non_negative_int, white_balance
 from gputrack.device import CHOICES, get_backend
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
 from gputrack.outputs.files import atomic_path, write_image
 from gputrack.sensor import model
-from gputrack.sensor.frame import RawFrame, check_pattern
+from gputrack.sensor.frame import RawFrame
 
 RAW_EXTS = {".raw", ".dng"}
 IMAGE_OUT_EXTS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".ppm"}
@@ -52,26 +53,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--demosaic",
         default="mhc",
+        choices=DEMOSAIC_METHODS,
         metavar="METHOD",
         help=f"{' | '.join(DEMOSAIC_METHODS)} (default mhc; directional: edge-directed, "
         "the highest quality)",
     )
     p.add_argument(
         "--pattern",
+        type=bayer_pattern,
         default=None,
         metavar="PATTERN",
         help="Bayer pattern RGGB | GRBG | GBRG | BGGR (default RGGB, or the RAW file name's)",
     )
     p.add_argument(
         "--bit-depth",
-        type=int,
+        type=bit_depth,
         default=None,
         metavar="N",
         help="sensor bit depth 10 | 12 | 14 (default 12, or the RAW file name's)",
     )
     p.add_argument(
         "--black-level",
-        type=int,
+        type=non_negative_int,
         default=None,
         metavar="N",
         help="black level (default: 64 at 10 bits, 256 at 12, 1024 at 14 for the "
@@ -79,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--wb",
+        type=white_balance,
         default=None,
         metavar="auto|R,G,B",
         help="white balance: grey world, or fixed gains (default: auto for RAW "
@@ -97,18 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_wb(text: str | None, default: Any) -> Any:
-    if text is None:
-        return default
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        gains = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        gains = ()
-    if len(gains) != 3 or min(gains) <= 0:
-        raise GputrackError(f"--wb '{text}': give 'auto' or three positive gains R,G,B")
-    return gains
+def _parse_wb(value: Any, default: Any) -> Any:
+    """--wb as parsed by `args.white_balance`, or the default when it was not given."""
+    return default if value is None else value
 
 
 def _is_raw_input(path: Path) -> bool:
@@ -178,18 +173,9 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         raise GputrackError(f"input '{src}' not found")
     if out.suffix.lower() not in IMAGE_OUT_EXTS | {".npy"}:
-        raise GputrackError(f"--out {out}: unknown format (use .png or .npy)")
+        raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
-    if args.pattern is not None:
-        try:
-            args.pattern = check_pattern(args.pattern)
-        except GputrackError as err:
-            raise GputrackError(f"--pattern: {err}") from None
-    if args.demosaic not in DEMOSAIC_METHODS:
-        raise GputrackError(
-            f"--demosaic '{args.demosaic}' unknown (choose from {', '.join(DEMOSAIC_METHODS)})"
-        )
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
         "input": str(src),

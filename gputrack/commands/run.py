@@ -19,16 +19,19 @@ import argparse
 import json
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gputrack.commands.args import bayer_pattern, bit_depth, fraction, positive_int, size_wxh
 from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, bundled_model, default_model, model_classes
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
+from gputrack.isp import IspParams
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
@@ -73,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ONNX detector (default: the bundled synthetic-world model on the synthetic "
         "source, FastestDet otherwise)",
     )
-    p.add_argument("--score", type=float, default=0.45, help="detection score threshold")
-    p.add_argument("--max-det", type=int, default=50, help="most detections per frame")
+    p.add_argument("--score", type=fraction, default=0.45, help="detection score threshold")
+    p.add_argument("--max-det", type=positive_int, default=50, help="most detections per frame")
     p.add_argument("--log", default=None, help="JSONL track log (one line per frame)")
     p.add_argument("--mot", default=None, help="MOTChallenge result file")
     p.add_argument("--image", default=None, help="write the annotated last frame (PNG/JPEG)")
@@ -82,9 +85,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
     p.add_argument("--seed", type=int, default=0, help="sensor noise and stand-in seed")
-    p.add_argument("--size", default=None, help="RAW input size WxH (headerless .raw files)")
-    p.add_argument("--bit-depth", type=int, default=None, help="RAW input bit depth")
-    p.add_argument("--pattern", default=None, help="RAW input Bayer pattern")
+    p.add_argument(
+        "--size", type=size_wxh, default=None, help="RAW input size WxH (headerless .raw files)"
+    )
+    p.add_argument(
+        "--bit-depth",
+        type=bit_depth,
+        default=None,
+        help="sensor bit depth: of RAW input, or of the sensor model for RGB sources",
+    )
+    p.add_argument(
+        "--pattern",
+        type=bayer_pattern,
+        default=None,
+        help="Bayer pattern: of RAW input, or of the sensor model for RGB sources",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
         "--ui",
@@ -93,16 +108,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="live terminal view (default: on when the output is a terminal)",
     )
     p.set_defaults(func=run)
-
-
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--size {text}: expected WxH, e.g. 1920x1080") from None
-    return w, h
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     synthetic = args.source.split(":")[0] == "synthetic"
     frames = args.frames or (SYNTHETIC_FRAMES if synthetic else None)
     kind = "network" if args.detector == "auto" else args.detector
+    if args.size and not _headerless_raw(args.source):
+        raise UsageError(
+            f"--size applies to headerless .raw input (for the synthetic world: "
+            f"synthetic:WxH), not to {args.source}"
+        )
     if kind == "truth" and not synthetic:
         raise UsageError("--detector truth needs the synthetic world (it has ground truth)")
 
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(
         args.source,
         frames=frames,
-        size=_size(args.size),
+        size=args.size,
         bit_depth=args.bit_depth,
         pattern=args.pattern,
     )
@@ -134,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
         detector = Detector(model, backend, params)
         names = model_classes(model) or [class_name(i) for i in range(80)]
     tracker = Tracker(fps=source.fps)
-    pipe = Pipeline(backend, detector, tracker, seed=args.seed)
+    # For RGB sources the sensor model makes the RAW frame with this pattern and bit depth;
+    # a RAW source's own frames carry theirs, which the ISP uses instead.
+    sensor = IspParams(pattern=args.pattern or "RGGB", bit_depth=args.bit_depth or 12)
+    pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
 
     stage_ms: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
@@ -183,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 130 if interrupted else 0
+
+
+def _headerless_raw(source: str) -> bool:
+    path = Path(source)
+    return path.suffix.lower() == ".raw" or (path.is_dir() and any(path.glob("*.raw")))
 
 
 def _score_row(truth: np.ndarray, tracks: list) -> tuple:
