@@ -42,22 +42,22 @@ step() { printf '\n=== %s\n' "$*"; }
 status=()
 
 step "gputrack check --strict"
-if timeout 120 $PY -m gputrack check --strict --json > "$LOG/check.json" 2> "$LOG/check.err"; then
+if timeout 60 $PY -m gputrack check --strict --json > "$LOG/check.json" 2> "$LOG/check.err"; then
   status+=("check|ok")
 else
   status+=("check|FAILED (see check.err)")
 fi
-timeout 60 $PY -m gputrack check --no-kernels || true
+timeout 20 $PY -m gputrack check --no-kernels || true
 
 step "kernel tests on the cuda backend"
-timeout 150 $PY -m pytest -q -p no:cacheprovider -k "cuda" tests/ 2>&1 | tee "$LOG/pytest_cuda.log" | tail -25
+timeout 120 $PY -m pytest -q -p no:cacheprovider -k "cuda" tests/ 2>&1 | tee "$LOG/pytest_cuda.log" | tail -25
 status+=("kernel tests (cuda)|$(grep -E '(passed|failed|error)' "$LOG/pytest_cuda.log" | tail -1)")
 
 step "benchmarks"
 for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   [ -f "$bench" ] || continue
   name=$(basename "$bench" .py)
-  if timeout 90 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -30; then
+  if timeout 60 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -30; then
     status+=("$name|ok")
   else
     status+=("$name|FAILED (see $name.log)")

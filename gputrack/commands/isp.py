@@ -248,13 +248,15 @@ def run(args: argparse.Namespace) -> int:
             db = cpsnr(result.rgb8, image, BORDER)
         else:  # 16-bit input: compare at full precision, on the 8-bit scale
             db = cpsnr(result.rgb * 255.0, image.astype(np.float64) / 257.0, BORDER)
-        info["cpsnr_db"] = round(db, 3)
+        # An exact round trip has infinite CPSNR, which JSON cannot hold: null, and say so.
+        info["cpsnr_db"] = round(db, 3) if np.isfinite(db) else None
+        info["exact"] = bool(not np.isfinite(db))
         info["cpsnr_border_px"] = BORDER
     info["seconds"] = round(elapsed, 4)
     if args.json:
         print(json.dumps(info))
     else:
-        extra = f", CPSNR {info['cpsnr_db']:.2f} dB" if "cpsnr_db" in info else ""
+        extra = f", CPSNR {info['cpsnr_db']:.2f} dB" if info.get("cpsnr_db") is not None else ""
         sys.stdout.write(
             f"{out}: {raw.width}x{raw.height} {raw.pattern} {raw.bit_depth}-bit, "
             f"{args.stages}, {args.demosaic}, {backend.name}{extra}\n"

@@ -4,6 +4,7 @@ renamed when the run ends (Ctrl-C and errors included), so nothing finished is l
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,6 +30,10 @@ def check_output_path(option: str, path: str | None, suffixes: Sequence[str] = (
         raise UsageError(f"{option} {path}: is a folder, give a file name")
     if not p.resolve().parent.is_dir():
         raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
+    try:  # really try: permission bits do not tell root about read-only file systems
+        tempfile.TemporaryFile(dir=p.resolve().parent).close()
+    except OSError as err:
+        raise UsageError(f"{option} {path}: cannot write there ({err.strerror})") from None
     if suffixes and p.suffix.lower() not in suffixes:
         raise UsageError(f"{option} {path}: use one of {', '.join(suffixes)}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.errors import GputrackError
+from gputrack.track.mot_io import read_detections
 
 METRICS = ("mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp",
            "precision", "recall", "num_objects", "num_unique_objects", "mostly_tracked",
@@ -72,6 +73,7 @@ def evaluate(gt_path: str | Path, result_path: str | Path, iou: float = 0.5) -> 
     for p in (gt_path, result_path):
         if not Path(p).is_file():
             raise GputrackError(f"{p}: no such file")
+        read_detections(p)  # the same line checks as for detections: FILE:LINE: what is wrong
     with _asfarray_shim(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas FutureWarnings from inside motmetrics
         try:
