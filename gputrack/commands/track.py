@@ -33,18 +33,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("detections", metavar="DETECTIONS", help="MOTChallenge detection file")
     p.add_argument("--out", required=True, metavar="RESULT", help="result file to write")
-    p.add_argument("--fps", type=float, default=d.fps,
-                   help="frame rate of the video (default %(default)g); "
-                   "times in the tracker become frame counts through it")
-    p.add_argument("--min-score", type=float, default=d.low_score,
-                   help="ignore detections below this score (default %(default)g)")
-    p.add_argument("--high-score", type=float, default=d.high_score,
-                   help="detections at or above this score are matched first and may start "
-                   "tracks (default %(default)g)")
-    p.add_argument("--write-lost", action="store_true",
-                   help="also write lost tracks (the prediction while the detector misses)")
-    p.add_argument("--gt", metavar="GT", help="score the result against this ground truth "
-                   "(MOTChallenge gt.txt): MOTA, IDF1, ID switches, FP, misses")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=d.fps,
+        help="frame rate of the video (default %(default)g); "
+        "times in the tracker become frame counts through it",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=d.low_score,
+        help="ignore detections below this score (default %(default)g)",
+    )
+    p.add_argument(
+        "--high-score",
+        type=float,
+        default=d.high_score,
+        help="detections at or above this score are matched first and may start "
+        "tracks (default %(default)g)",
+    )
+    p.add_argument(
+        "--write-lost",
+        action="store_true",
+        help="also write lost tracks (the prediction while the detector misses)",
+    )
+    p.add_argument(
+        "--gt",
+        metavar="GT",
+        help="score the result against this ground truth "
+        "(MOTChallenge gt.txt): MOTA, IDF1, ID switches, FP, misses",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
 
@@ -56,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--min-score must be >= 0 and <= --high-score")
     frames = read_detections(args.detections)
     out = Path(args.out)
-    params = TrackerParams(fps=args.fps, low_score=args.min_score, high_score=args.high_score,
-                           new_track_score=max(TrackerParams().new_track_score, args.high_score))
+    params = TrackerParams(
+        fps=args.fps,
+        low_score=args.min_score,
+        high_score=args.high_score,
+        new_track_score=max(TrackerParams().new_track_score, args.high_score),
+    )
     tracker = Tracker(params)
     empty = np.zeros((0, 6), np.float32)
     last = max(frames, default=0)
@@ -74,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
                 lines += write_results(f, frame, rows, include_lost=args.write_lost)
                 done = frame
         except KeyboardInterrupt:
-            sys.stderr.write(f"gputrack track: interrupted; {out} holds frames 1-{done} "
-                             f"of {last}\n")
+            sys.stderr.write(
+                f"gputrack track: interrupted; {out} holds frames 1-{done} of {last}\n"
+            )
             raise
 
     summary = {
@@ -95,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         rate = summary["updates_per_s"]
-        print(f"{done} frames, {summary['detections']} detections -> {summary['tracks']} tracks "
-              f"({lines} lines) in {out}; {rate if rate is not None else '-'} updates/s")
+        print(
+            f"{done} frames, {summary['detections']} detections -> {summary['tracks']} tracks "
+            f"({lines} lines) in {out}; {rate if rate is not None else '-'} updates/s"
+        )
         if args.gt:
             print(format_summary(metrics))
     return 0
