@@ -48,6 +48,7 @@ from gputrack.dsp.detector import Detector, default_model  # noqa: E402
 from gputrack.dsp.standin import NoisyTruthDetector  # noqa: E402
 from gputrack.errors import GputrackError  # noqa: E402
 from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
+from gputrack.outputs.files import atomic_path  # noqa: E402
 from gputrack.sensor.model import SensorModel, SensorParams  # noqa: E402
 from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
 from gputrack.track import Tracker  # noqa: E402
@@ -810,9 +811,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps({"summary": {"error": str(err)}}))
         return 1
     if args.json:
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1, default=float))
-        os.replace(tmp, args.json)
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(res, indent=1, default=float))
     return 0
 
 

@@ -36,6 +36,7 @@ from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
 from gputrack.isp.pipeline import AWB_THREADS, MAIN_BLOCK, TENSOR_BLOCK, TILE  # noqa: E402
+from gputrack.outputs.files import atomic_path  # noqa: E402
 from gputrack.sensor import model  # noqa: E402
 from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
 
@@ -248,9 +249,8 @@ def main() -> int:
     result["summary"]["cpu ISP -> RGB8"] = f"{rows[0]['median_ms']:.1f} ms"
     result["summary"]["OpenCV bilinear demosaic"] = f"{cv_ms:.1f} ms"
     if args.json:
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=float))
-        os.replace(tmp, args.json)
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=1, default=float))
     return 0
 
 

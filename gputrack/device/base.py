@@ -247,6 +247,9 @@ class Backend(ABC):
             raise KernelError(
                 f"copy: {tuple(src.shape)} {src.dtype} into {tuple(dst.shape)} {dst.dtype}"
             )
+        self._copy(dst, src, stream)
+
+    def _copy(self, dst: Any, src: Any, stream: Any) -> None:
         np.copyto(dst, src)
 
     def full(self, shape: int | Sequence[int], value: Any, dtype: Any) -> Any:

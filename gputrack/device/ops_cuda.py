@@ -148,11 +148,7 @@ class CudaBackend(Backend):
             self.cp.cuda.get_current_stream().synchronize()
         return result
 
-    def copy(self, dst: Any, src: Any, stream: Any = None) -> None:
-        if tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
-            raise KernelError(
-                f"copy: {tuple(src.shape)} {src.dtype} into {tuple(dst.shape)} {dst.dtype}"
-            )
+    def _copy(self, dst: Any, src: Any, stream: Any) -> None:
         with stream or self.cp.cuda.get_current_stream():  # ordered with that stream's launches
             dst[...] = src
 

@@ -107,11 +107,7 @@ class PycudaBackend(Backend):
         np.copyto(out, result)
         return out
 
-    def copy(self, dst: Any, src: Any, stream: Any = None) -> None:
-        if tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
-            raise KernelError(
-                f"copy: {tuple(src.shape)} {src.dtype} into {tuple(dst.shape)} {dst.dtype}"
-            )
+    def _copy(self, dst: Any, src: Any, stream: Any) -> None:
         self.drv.memcpy_dtod_async(dst.gpudata, src.gpudata, src.nbytes, stream)
 
     def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
