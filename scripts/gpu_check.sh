@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One prepared check on a machine with an NVIDIA GPU, in one go (well inside 5 minutes):
+# One prepared check on a machine with an NVIDIA GPU, in one go (step limits sum to 6 minutes):
 #   1. install what is missing (offline: wheels carried in .whl/, e.g. filterpy),
 #   2. `gputrack check --strict` (GPU, NVRTC, every kernel compiles for sm_90 with no spills),
 #   3. the kernel tests against the `cuda` backend (the same tests as on the CPU, parametrised),
-#   4. the benchmarks,
-#   5. a short table last.
+#   4. the main job (`gputrack run --backend cuda`) on the synthetic 4K world and the video,
+#   5. the benchmarks,
+#   6. a short table last.
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
 # With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
@@ -40,24 +41,47 @@ PY=python3
 
 step() { printf '\n=== %s\n' "$*"; }
 status=()
+# At most 8 files come back from the device tool: check.json, env.log, pytest_cuda.log,
+# run.log and each benchmark's .json and .log.
+{
+  nvidia-smi 2>&1 | head -15
+  $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
+} > "$LOG/env.log"
 
 step "gputrack check --strict"
-if timeout 60 $PY -m gputrack check --strict --json > "$LOG/check.json" 2> "$LOG/check.err"; then
+if timeout 60 $PY -m gputrack check --strict --json > "$LOG/check.json" 2>> "$LOG/env.log"; then
   status+=("check|ok")
 else
-  status+=("check|FAILED (see check.err)")
+  status+=("check|FAILED (see env.log)")
 fi
-timeout 20 $PY -m gputrack check --no-kernels || true
+timeout 20 $PY -m gputrack check --no-kernels 2>&1 | tee -a "$LOG/env.log" || true
 
 step "kernel tests on the cuda backend"
-timeout 120 $PY -m pytest -q -p no:cacheprovider -k "cuda" tests/ 2>&1 | tee "$LOG/pytest_cuda.log" | tail -25
+timeout 150 $PY -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda" tests/ 2>&1 \
+  | tee "$LOG/pytest_cuda.log" | tail -40
 status+=("kernel tests (cuda)|$(grep -E '(passed|failed|error)' "$LOG/pytest_cuda.log" | tail -1)")
+
+step "the main job on cuda: synthetic 4K60 and the street video"
+: > "$LOG/run.log"
+for src in "synthetic:3840x2160@60" "${GPUTRACK_DATA:-none}/video/vtest.avi"; do
+  [ "$src" = "none/video/vtest.avi" ] && continue
+  name=$(basename "$src")
+  if timeout 60 $PY -m gputrack run "$src" --backend cuda --frames 300 --no-ui --json \
+      > "$LOG/run_one.json" 2>> "$LOG/run.log"; then
+    p50=$($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["stage_ms_p50"], "misses", d["deadline_misses"], "/", d["frames"], "MOTA", d.get("mota"))' "$LOG/run_one.json")
+    status+=("run $name|$p50")
+  else
+    status+=("run $name|FAILED (see run.log)")
+  fi
+  { echo "== $src"; cat "$LOG/run_one.json"; } >> "$LOG/run.log"
+  rm -f "$LOG/run_one.json"
+done
 
 step "benchmarks"
 for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   [ -f "$bench" ] || continue
   name=$(basename "$bench" .py)
-  if timeout 60 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -30; then
+  if timeout 90 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
     status+=("$name|ok")
   else
     status+=("$name|FAILED (see $name.log)")
