@@ -165,7 +165,7 @@ __device__ __forceinline__ void isp_load_tile(gt_f32x2* __restrict__ tile,
 
 // Colour matrix, clip, tone curve for one demosaicked pixel (sx, srow) of the tile at (X, Y)
 // of the frame; the 8-bit values go to the staging buffers, the float ones straight out.
-__device__ __forceinline__ void isp_finish_px(float r, float g, float b, const float (&ccm)[9],
+__device__ __forceinline__ void isp_finish_px(float r, float g, float b, const float* ccm,
                                               const float* __restrict__ lut, int lut_n, int sx,
                                               int srow, int X, int Y, int w,
                                               unsigned char* __restrict__ srgb,
@@ -263,8 +263,174 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #define STAGE_UV_N ((TILE_H / 2) * (TILE_W / 16)) // 8 rows x 64 bytes
 
 // ---- isp_main: MHC or bilinear --------------------------------------------------------------
+// Schedule: a block walks down a strip of ISP_STRIP tiles. The RAW of the next tile is loaded
+// into registers while the block demosaics the current one, so memory and arithmetic overlap
+// (a lone tile per block left the memory idle while it computed). The tone LUT and the colour
+// matrix are staged in shared memory: registers are what limits the blocks per multiprocessor.
+#ifndef ISP_STRIP
+#define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
+#endif
+#ifndef ISP_MIN_BLOCKS
+#define ISP_MIN_BLOCKS 3  // blocks per multiprocessor: 80 registers, no spills
+#endif
+#define ISP_LUT_MAX 4097                                    // params.LUT_SIZE: the largest LUT
+#define MAIN_GROUPS (SM_H * GROUPS_X)                       // 8-byte RAW groups per tile: 360
+#define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 2
 
-extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
+// Normalisation m = clip(v * a + b) with a = scale * gain, b = -black * a, for the two colours
+// of an even (0) and an odd (1) row: [row parity][column parity].
+struct IspNorm {
+    float a[2][2], b[2][2];
+};
+
+__device__ __forceinline__ IspNorm isp_norm(const float* __restrict__ cfg,
+                                            const unsigned long long* __restrict__ awb, int rx,
+                                            int ry) {
+    float gain_r, gain_g, gain_b;
+    isp_gains(cfg, awb, gain_r, gain_g, gain_b);
+    const float black = cfg[CFG_BLACK], scale = cfg[CFG_SCALE];
+    IspNorm n;
+#pragma unroll
+    for (int py = 0; py < 2; ++py) {
+#pragma unroll
+        for (int px = 0; px < 2; ++px) {
+            const int kind = (((py ^ ry) & 1) << 1) | ((px ^ rx) & 1);
+            const float gain = kind == 0 ? gain_r : (kind == 3 ? gain_b : gain_g);
+            n.a[py][px] = scale * gain;
+            n.b[py][px] = -black * (scale * gain);
+        }
+    }
+    return n;
+}
+
+// Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-4..x0+67);
+// element j of `v` is group tid + j * ISP_THREADS. Mirrored (reflect-101) outside the frame.
+__device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
+                                          const unsigned short* __restrict__ raw, int w, int h,
+                                          int x0, int y0, int tid) {
+    const bool vec_rows = (w & 3) == 0;  // every row starts 8-byte aligned
+#pragma unroll
+    for (int j = 0; j < MAIN_LOADS; ++j) {
+        const int gi = tid + j * ISP_THREADS;
+        if (gi >= MAIN_GROUPS) break;
+        const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
+        const int y = gt_reflect101(y0 - 2 + tr, h);
+        const int gx = x0 - 4 + 4 * tg;
+        const unsigned short* src = raw + (long long)y * w;
+        if (vec_rows && gx >= 0 && gx + 3 < w) {
+            v[j] = *reinterpret_cast<const gt_u16x4*>(src + gx);
+        } else {
+            v[j].a = src[gt_reflect101(gx, w)];
+            v[j].b = src[gt_reflect101(gx + 1, w)];
+            v[j].c = src[gt_reflect101(gx + 2, w)];
+            v[j].d = src[gt_reflect101(gx + 3, w)];
+        }
+    }
+}
+
+// Normalise the fetched groups into the float tile: black level, range, white balance, lens
+// shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
+// its row and the position within the group.
+__device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
+                                               const gt_u16x4 (&v)[MAIN_LOADS], const IspNorm& n,
+                                               const float* __restrict__ cfg, int w, int h,
+                                               int x0, int y0, int tid) {
+    const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
+    const bool shading = (k1 != 0.0f) || (k2 != 0.0f);
+#pragma unroll
+    for (int j = 0; j < MAIN_LOADS; ++j) {
+        const int gi = tid + j * ISP_THREADS;
+        if (gi >= MAIN_GROUPS) break;
+        const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
+        const int y = gt_reflect101(y0 - 2 + tr, h);
+        const bool odd = (y & 1) != 0;  // selects, not an index: n stays in registers
+        const float a0 = odd ? n.a[1][0] : n.a[0][0], a1 = odd ? n.a[1][1] : n.a[0][1];
+        const float b0 = odd ? n.b[1][0] : n.b[0][0], b1 = odd ? n.b[1][1] : n.b[0][1];
+        const unsigned short raw4[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
+        float f[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            float m = fmaf((float)raw4[k], (k & 1) ? a1 : a0, (k & 1) ? b1 : b0);
+            if (shading) {
+                const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
+                const float inv_d2 = 1.0f / (cx * cx + cy * cy);
+                const int x = gt_reflect101(x0 - 4 + 4 * tg + k, w);
+                const float dx = (float)x + 0.5f - cx, dy = (float)y + 0.5f - cy;
+                const float r2 = (dx * dx + dy * dy) * inv_d2;
+                m *= 1.0f + k1 * r2 + k2 * r2 * r2;
+            }
+            f[k] = gt_clamp01(m);
+        }
+        tile[tr][2 * tg] = gt_f32x2{f[0], f[1]};
+        tile[tr][2 * tg + 1] = gt_f32x2{f[2], f[3]};
+    }
+}
+
+__device__ __forceinline__ void isp_main_strip(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
+    const float* __restrict__ cfg,
+    const unsigned long long* __restrict__ awb, const float* __restrict__ lut, int lut_n,
+    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12,
+    gt_f32x2 (*tile)[SM_P], gt_u32x4* stage_rgb, gt_u32x4* stage_y, gt_u32x4* stage_uv,
+    const float* sccm, int method) {
+    const int tid = threadIdx.y * ISP_BX + threadIdx.x;
+    const int qx = threadIdx.x, qy = threadIdx.y;
+    const int x0 = blockIdx.x * TILE_W;
+    const float* ccm = sccm;  // in shared memory: nine registers fewer across the strip
+    unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
+    unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+
+    int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
+    const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
+    gt_u16x4 next[MAIN_LOADS];
+    isp_fetch(next, raw, w, h, x0, y0, tid);
+    for (; y0 < y_end; y0 += TILE_H) {
+        // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
+        isp_store_tile(tile, next, isp_norm(cfg, awb, rx, ry), cfg, w, h, x0, y0, tid);
+        __syncthreads();
+        if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, tid);
+
+        // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
+        const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
+        if (X < w && Y < h) {
+            float win[6][6];  // pixels X-2..X+3, Y-2..Y+3
+#pragma unroll
+            for (int r = 0; r < 6; ++r) {
+#pragma unroll
+                for (int p = 0; p < 3; ++p) {
+                    const gt_f32x2 t = tile[2 * qy + r][qx + 1 + p];
+                    win[r][2 * p] = t.x;
+                    win[r][2 * p + 1] = t.y;
+                }
+            }
+            float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
+            float r, g, b;
+            const int k00 = (ry << 1) | rx, k01 = (ry << 1) | (1 ^ rx);
+            const int k10 = ((1 ^ ry) << 1) | rx, k11 = ((1 ^ ry) << 1) | (1 ^ rx);
+            demosaic_px<2, 2>(win, k00, method, r, g, b);
+            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx, 2 * qy, X, Y, w, srgb, sy, rgbf,
+                          nv12 != nullptr, sum_r, sum_g, sum_b);
+            demosaic_px<2, 3>(win, k01, method, r, g, b);
+            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + 1, 2 * qy, X + 1, Y, w, srgb, sy,
+                          rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            demosaic_px<3, 2>(win, k10, method, r, g, b);
+            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx, 2 * qy + 1, X, Y + 1, w, srgb, sy,
+                          rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            demosaic_px<3, 3>(win, k11, method, r, g, b);
+            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + 1, 2 * qy + 1, X + 1, Y + 1, w, srgb,
+                          sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            if (nv12 != nullptr)
+                isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g,
+                              sum_b);
+        }
+        __syncthreads();
+
+        // ---- 3. write the staged bytes (the next tile's step 1 does not touch them) -------
+        isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(ISP_THREADS, ISP_MIN_BLOCKS) isp_main(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
     const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
     const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
@@ -273,56 +439,18 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main(
     __shared__ gt_u32x4 stage_rgb[STAGE_RGB_N];
     __shared__ gt_u32x4 stage_y[STAGE_Y_N];
     __shared__ gt_u32x4 stage_uv[STAGE_UV_N];
+    __shared__ float slut[ISP_LUT_MAX];
+    __shared__ float sccm[9];
 
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    const int x0 = blockIdx.x * TILE_W;
-    const int y0 = blockIdx.y * TILE_H;
+    const int n = gt_imin(lut_n, ISP_LUT_MAX);  // the pipeline never passes more
+    for (int i = tid; i < n; i += ISP_THREADS) slut[i] = lut[i];
+    if (tid < 9) sccm[tid] = cfg[CFG_CCM + tid];
+    // (the first __syncthreads of the strip orders these stores before any lookup)
 
-    // ---- 1. load + normalise the tile with its halo --------------------------------------
-    isp_load_tile<2, 4>(&tile[0][0], raw, w, h, rx, ry, x0, y0, cfg, awb, tid);
-    __syncthreads();
-
-    // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ------------------------------
-    const int qx = threadIdx.x, qy = threadIdx.y;
-    const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
-    unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
-    unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
-    if (X < w && Y < h) {
-        float win[6][6];  // pixels X-2..X+3, Y-2..Y+3
-#pragma unroll
-        for (int r = 0; r < 6; ++r) {
-#pragma unroll
-            for (int p = 0; p < 3; ++p) {
-                const gt_f32x2 t = tile[2 * qy + r][qx + 1 + p];
-                win[r][2 * p] = t.x;
-                win[r][2 * p + 1] = t.y;
-            }
-        }
-        float ccm[9];
-#pragma unroll
-        for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
-        float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
-#pragma unroll
-        for (int dy = 0; dy < 2; ++dy) {
-#pragma unroll
-            for (int dx = 0; dx < 2; ++dx) {
-                const int kind = (((dy ^ ry) & 1) << 1) | ((dx ^ rx) & 1);
-                float r, g, b;
-                if (dy == 0 && dx == 0) demosaic_px<2, 2>(win, kind, method, r, g, b);
-                else if (dy == 0) demosaic_px<2, 3>(win, kind, method, r, g, b);
-                else if (dx == 0) demosaic_px<3, 2>(win, kind, method, r, g, b);
-                else demosaic_px<3, 3>(win, kind, method, r, g, b);
-                isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
-                              Y + dy, w, srgb, sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
-            }
-        }
-        if (nv12 != nullptr)
-            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g, sum_b);
-    }
-    __syncthreads();
-
-    // ---- 3. write the staged bytes ------------------------------------------------------
-    isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+    const int rx1 = rx & 1, ry1 = ry & 1;
+    isp_main_strip(raw, w, h, rx1, ry1, cfg, awb, slut, n, rgb8, rgbf, nv12, tile, stage_rgb,
+                   stage_y, stage_uv, sccm, method);
 }
 
 // ---- isp_main_dir: directional demosaicing --------------------------------------------------
@@ -481,34 +609,53 @@ extern "C" __global__ void isp_awb_clear(unsigned long long* __restrict__ stats)
 
 #define AWB_THREADS 256
 
+// One 2x2 cell into the sums, unless a pixel of it is at or above `sat`. c00..c11: the colours
+// of its four positions (0 red, 3 blue, else green).
+__device__ __forceinline__ void awb_cell(unsigned long long (&acc)[4], int v00, int v10, int v01,
+                                         int v11, int c00, int c10, int c01, int c11, int black,
+                                         int sat) {
+    if (v00 >= sat || v10 >= sat || v01 >= sat || v11 >= sat) return;
+    const int v[4] = {v00, v10, v01, v11};
+    const int kinds[4] = {c00, c10, c01, c11};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const unsigned long long d = (unsigned long long)gt_imax(v[k] - black, 0);
+        if (kinds[k] == 0) acc[0] += d;
+        else if (kinds[k] == 3) acc[2] += d;
+        else acc[1] += d;
+    }
+    acc[3] += 1ull;
+}
+
+// Grid (ceil(cell pairs per row / AWB_THREADS), row blocks): a thread owns two neighbouring
+// cells of a row (4 pixels: one 8-byte load per RAW row) and walks down the cell rows
+// blockIdx.y, blockIdx.y + gridDim.y, ... No division in the loop: it is memory-bound.
 extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int black, int sat,
     unsigned long long* __restrict__ stats) {
     __shared__ unsigned long long red[4][AWB_THREADS];
-    const int qw = w / 2;
-    const long long cells = (long long)qw * (h / 2);
     unsigned long long acc[4] = {0ull, 0ull, 0ull, 0ull};
     // colour of the four cell positions: (0,0) (1,0) (0,1) (1,1) as (x, y)
     const int c00 = (ry << 1) | rx, c10 = (ry << 1) | (1 ^ rx);
     const int c01 = ((1 ^ ry) << 1) | rx, c11 = ((1 ^ ry) << 1) | (1 ^ rx);
-    for (long long q = (long long)blockIdx.x * AWB_THREADS + threadIdx.x; q < cells;
-         q += (long long)gridDim.x * AWB_THREADS) {
-        const int cy = (int)(q / qw), cxq = (int)(q - (long long)cy * qw);
-        const unsigned short* p = raw + (long long)(2 * cy) * w + 2 * cxq;
-        const gt_u16x2 top = *reinterpret_cast<const gt_u16x2*>(p);
-        const gt_u16x2 bot = *reinterpret_cast<const gt_u16x2*>(p + w);
-        const int v[4] = {top.a, top.b, bot.a, bot.b};
-        const int kinds[4] = {c00, c10, c01, c11};
-        if (v[0] >= sat || v[1] >= sat || v[2] >= sat || v[3] >= sat) continue;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const unsigned long long d = (unsigned long long)gt_imax(v[k] - black, 0);
-            const int kind = kinds[k];  // 0 red, 3 blue, else green
-            if (kind == 0) acc[0] += d;
-            else if (kind == 3) acc[2] += d;
-            else acc[1] += d;
+    const int x = 4 * (int)(blockIdx.x * AWB_THREADS + threadIdx.x);  // first pixel column
+    if (x < w) {
+        const bool two = x + 3 < w;  // the second cell is inside (w is even)
+        const bool vec = two && (w & 3) == 0;
+        for (int cy = blockIdx.y; cy < h / 2; cy += gridDim.y) {
+            const unsigned short* top = raw + (long long)(2 * cy) * w + x;
+            const unsigned short* bot = top + w;
+            if (vec) {
+                const gt_u16x4 t = *reinterpret_cast<const gt_u16x4*>(top);
+                const gt_u16x4 b = *reinterpret_cast<const gt_u16x4*>(bot);
+                awb_cell(acc, t.a, t.b, b.a, b.b, c00, c10, c01, c11, black, sat);
+                awb_cell(acc, t.c, t.d, b.c, b.d, c00, c10, c01, c11, black, sat);
+            } else {
+                awb_cell(acc, top[0], top[1], bot[0], bot[1], c00, c10, c01, c11, black, sat);
+                if (two)
+                    awb_cell(acc, top[2], top[3], bot[2], bot[3], c00, c10, c01, c11, black, sat);
+            }
         }
-        acc[3] += 1ull;
     }
 #pragma unroll
     for (int k = 0; k < 4; ++k) red[k][threadIdx.x] = acc[k];

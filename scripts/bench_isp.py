@@ -35,7 +35,13 @@ from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
 from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
-from gputrack.isp.pipeline import AWB_THREADS, MAIN_BLOCK, TENSOR_BLOCK, TILE  # noqa: E402
+from gputrack.isp.pipeline import (  # noqa: E402
+    AWB_THREADS,
+    MAIN_BLOCK,
+    TENSOR_BLOCK,
+    TILE,
+    awb_grid,
+)
 from gputrack.outputs.files import atomic_path  # noqa: E402
 from gputrack.sensor import model  # noqa: E402
 from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
@@ -157,8 +163,6 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
     isp.process(dev_raw, download=False, stream=stream)
     rgb8 = isp._buffers["rgb8"]
     stats = be.empty((4,), np.uint64)
-    cells = px // 4
-    awb_blocks = max(1, min(-(-cells // (AWB_THREADS * 8)), 4096))
     cw, ch, padx, pady = TENSOR.geometry(w, h)
     tensor = be.empty((1, 3, TENSOR.height, TENSOR.width), np.float32)
     tcfg = be.to_device(np.array([0, 0, 0, 1 / 255, 1 / 255, 1 / 255, 114, 0], np.float32))
@@ -166,7 +170,7 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
 
     def awb() -> None:
         mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
-        mod.kernel("isp_awb_stats")(awb_blocks, AWB_THREADS, (dev_raw, i32(w), i32(h), i32(rx),
+        mod.kernel("isp_awb_stats")(awb_grid(w, h), AWB_THREADS, (dev_raw, i32(w), i32(h), i32(rx),
                                     i32(ry), i32(params.black), i32(ref.awb_threshold(params)),
                                     stats), stream=stream)  # fmt: skip
 

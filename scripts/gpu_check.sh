@@ -16,7 +16,7 @@ ROOT=$PWD
 # The GPU machines have CuPy, NumPy, SciPy, OpenCV, onnx, onnxruntime, rich, pandas and pytest
 # but reach no network, and ../shared does not travel: the pure-Python rest travels as wheels
 # in .whl/ (git-ignored), with the shared data the kernel tests and benchmarks use (~20 MB).
-WHEELS="filterpy motmetrics xmltodict"
+WHEELS="filterpy motmetrics xmltodict colour-science"
 if [ "${1:-}" = "--fetch-wheels" ]; then
   mkdir -p .whl/data
   grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude

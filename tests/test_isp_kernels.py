@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gputrack.device import get_backend
+from gputrack.errors import GputrackError
 from gputrack.isp import IspParams, IspPipeline, TensorSpec
 from gputrack.isp import reference as ref
 from gputrack.isp.params import BAYER_PATTERNS, DEMOSAIC_METHODS
@@ -61,7 +62,8 @@ def run_and_compare(backend, raw: np.ndarray | RawFrame, params: IspParams, what
     assert out.gains == pytest.approx(want.gains, rel=1e-12), f"{what} white-balance gains"
 
 
-@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64)])
+# (70, 150): three strips of isp_main (4, 4 and 2 tiles, the last one partial)
+@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (70, 150)])
 def test_random_raw_matches_reference(kernel_backend, rng, size):
     w, h = size
     for pattern in BAYER_PATTERNS:
@@ -181,8 +183,9 @@ def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
             assert (np.abs(half[half != 0]) < 6.1e-5).all()  # subnormal halves
 
 
-def test_awb_statistics_are_exact(kernel_backend, rng):
-    raw = rng.integers(0, 1024, (62, 98)).astype(np.uint16)
+@pytest.mark.parametrize("shape", [(62, 98), (84, 128)])  # 8-byte loads only when 4 | width
+def test_awb_statistics_are_exact(kernel_backend, rng, shape):
+    raw = rng.integers(0, 1024, shape).astype(np.uint16)
     raw[:10, :10] = 1023  # saturated cells are left out
     frame = RawFrame(raw, pattern="GRBG", bit_depth=10, black_level=16)
     params = IspParams(wb="auto")
@@ -268,3 +271,17 @@ def test_cpu_backend_agrees_with_float64_and_with_the_kernels(kernel_backend, rn
     assert_u8_close(cpu.nv12, want.nv12, "cpu backend nv12")
     assert_u8_close(dev.rgb8, cpu.rgb8, f"{kernel_backend.name} vs cpu rgb8")
     assert_u8_close(dev.nv12, cpu.nv12, f"{kernel_backend.name} vs cpu nv12")
+
+
+def test_custom_tone_lut_matches_reference(kernel_backend, rng):
+    """A short custom LUT: isp_main stages only its samples in shared memory."""
+    lut = tuple(np.sort(rng.uniform(0, 1, 33)))
+    raw = rng.integers(0, 4096, (38, 70)).astype(np.uint16)
+    params = IspParams(lut=lut, demosaic=str(rng.choice(["mhc", "bilinear"])))
+    run_and_compare(kernel_backend, raw, params, f"custom LUT, {params.demosaic}")
+
+
+@pytest.mark.parametrize("size", [1, 5000])
+def test_custom_tone_lut_size_is_checked(size):
+    with pytest.raises(GputrackError, match="custom tone LUT needs 2 to 4097 samples"):
+        IspParams(lut=tuple(np.linspace(0, 1, size)))

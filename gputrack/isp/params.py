@@ -121,6 +121,8 @@ class IspParams:
             raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
         object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in ccm))
         tone_curve(self.tone)  # validates
+        if self.lut is not None:
+            self.tone_lut()  # validates
         check_levels(self.black, self.white, self.bit_depth)
 
     @property
@@ -146,8 +148,11 @@ class IspParams:
         """float64[LUT_SIZE]: the tone curve sampled at i / (LUT_SIZE - 1)."""
         if self.lut is not None:
             lut = np.asarray(self.lut, dtype=np.float64)
-            if lut.ndim != 1 or lut.size < 2:
-                raise GputrackError("a custom tone LUT needs at least 2 samples")
+            if lut.ndim != 1 or not 2 <= lut.size <= LUT_SIZE:
+                # isp_main keeps the LUT in shared memory, sized for LUT_SIZE samples
+                raise GputrackError(
+                    f"a custom tone LUT needs 2 to {LUT_SIZE} samples, got shape {lut.shape}"
+                )
             return lut
         return tone_curve(self.tone)(np.linspace(0.0, 1.0, LUT_SIZE))
 

@@ -21,9 +21,18 @@ from gputrack.isp.params import IspParams, pattern_offsets
 from gputrack.sensor.frame import RawFrame
 
 MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
-TILE = (64, 16)  # pixels per block of isp_main
+TILE = (64, 16)  # pixels per tile of isp_main
+STRIP = 4  # isp.cu ISP_STRIP: tiles per block of isp_main, stacked down
 TENSOR_BLOCK = (16, 16, 1)
 AWB_THREADS = 256
+AWB_ROW_BLOCKS = 128  # blocks down the frame for isp_awb_stats (each walks every 128th row)
+
+
+def awb_grid(w: int, h: int) -> tuple[int, int]:
+    """isp_awb_stats' grid: a thread per 4 pixel columns across, AWB_ROW_BLOCKS down."""
+    return -(-w // (4 * AWB_THREADS)), max(1, min(h // 2, AWB_ROW_BLOCKS))
+
+
 DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
 # The directional method has its own entry (a wider halo, staged through shared memory), so
 # the MHC/bilinear kernel stays as it was.
@@ -178,10 +187,8 @@ class IspPipeline:
         if p.auto_wb:
             stats = self._buffer("awb", (4,), np.uint64)
             mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
-            cells = (w // 2) * (h // 2)
-            blocks = max(1, min(-(-cells // (AWB_THREADS * 8)), 4096))
             mod.kernel("isp_awb_stats")(
-                blocks,
+                awb_grid(w, h),
                 AWB_THREADS,
                 (
                     dev_raw,
@@ -201,6 +208,8 @@ class IspPipeline:
         rgbf = self._buffer("rgbf", (h, w, 3), np.float32) if self.float_output else None
         lut = self._lut(p)
         grid = (-(-w // TILE[0]), -(-h // TILE[1]))
+        if p.demosaic != "directional":
+            grid = (grid[0], -(-grid[1] // STRIP))
         tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), rgb8, rgbf, nv12)
         head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
         if p.demosaic == "directional":
