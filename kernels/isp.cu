@@ -2,17 +2,19 @@
 // second small pass, grey-world white-balance statistics in a reduction.
 // The algorithm is stated once in NumPy in gputrack/isp/reference.py; this is its schedule.
 //
-// isp_main: a block of 32x8 threads owns a 64x16-pixel tile, one thread per 2x2 Bayer cell.
+// isp_main: a block of 32x8 threads walks down a strip of ISP_STRIP tiles of 64x16 pixels, one
+// thread per 2x2 Bayer cell.
 //   1. The tile plus a 2-pixel halo (rows y0-2..y0+17, columns x0-4..x0+67 so that every
-//      row is read in aligned 8-byte groups) is loaded once, normalised (black level, range,
-//      lens shading, white balance, clip) and kept in shared memory as float.
+//      row is read in aligned 8-byte groups) is normalised (black level, range, lens shading,
+//      white balance, clip) into shared memory as float; its RAW was loaded into registers
+//      while the block worked on the tile above.
 //   2. Each thread reads its 6x6 neighbourhood into registers and demosaics its four pixels
 //      (Malvar-He-Cutler 5x5 or bilinear), applies the colour matrix, clips, and looks up
-//      the tone curve (LUT, linear interpolation).
+//      the 8-bit tone table (shared memory) at the linear value's 12-bit code.
 //   3. RGB8 / NV12 bytes are staged in shared memory and written as 16-byte stores when the
 //      row layout allows it (width a multiple of 16), else byte by byte.
 // isp_main_dir: the same chain with the directional demosaic, staged through shared memory
-//   with a wider halo (see its comment below); isp_main (MHC, bilinear) is unchanged by it.
+//   with a wider halo (see its comment below), one tile per block.
 // Borders mirror without repeating the edge (reflect-101), which keeps the Bayer phase.
 #include "common.cuh"
 
@@ -163,9 +165,21 @@ __device__ __forceinline__ void isp_load_tile(gt_f32x2* __restrict__ tile,
     }
 }
 
+// The 8-bit tone table: TONE8_N codes of the clipped linear value (params.TONE8_SIZE), staged
+// in shared memory with 4-byte loads by every block (the table is 4 KB).
+#define TONE8_N 4096
+__device__ __forceinline__ void isp_stage_tone8(unsigned char* __restrict__ s8,
+                                                const unsigned char* __restrict__ lut8, int tid) {
+    for (int i = tid; i < TONE8_N / 4; i += ISP_THREADS)
+        reinterpret_cast<unsigned int*>(s8)[i] = reinterpret_cast<const unsigned int*>(lut8)[i];
+}
+
 // Colour matrix, clip, tone curve for one demosaicked pixel (sx, srow) of the tile at (X, Y)
-// of the frame; the 8-bit values go to the staging buffers, the float ones straight out.
+// of the frame. 8-bit: one lookup of the linear value's code in the 8-bit tone table (the
+// reference's tone8); the float output (only when asked) interpolates the float LUT instead.
+// The 8-bit values go to the staging buffers, the float ones straight out.
 __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const float* ccm,
+                                              const unsigned char* tone8,
                                               const float* __restrict__ lut, int lut_n, int sx,
                                               int srow, int X, int Y, int w,
                                               unsigned char* __restrict__ srgb,
@@ -175,20 +189,23 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
     const float lr = gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b);
     const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
     const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
-    const float vr = tone_lut(lut, lut_n, lr);
-    const float vg = tone_lut(lut, lut_n, lg);
-    const float vb = tone_lut(lut, lut_n, lb);
+    constexpr float codes = (float)(TONE8_N - 1);
+    const int r8 = tone8[(int)(lr * codes + 0.5f)];
+    const int g8 = tone8[(int)(lg * codes + 0.5f)];
+    const int b8 = tone8[(int)(lb * codes + 0.5f)];
     unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
-    o[0] = gt_to_u8(vr);
-    o[1] = gt_to_u8(vg);
-    o[2] = gt_to_u8(vb);
+    o[0] = (unsigned char)r8;
+    o[1] = (unsigned char)g8;
+    o[2] = (unsigned char)b8;
     if (rgbf != nullptr) {
         float* of = rgbf + ((long long)Y * w + X) * 3;
-        of[0] = vr;
-        of[1] = vg;
-        of[2] = vb;
+        of[0] = tone_lut(lut, lut_n, lr);
+        of[1] = tone_lut(lut, lut_n, lg);
+        of[2] = tone_lut(lut, lut_n, lb);
     }
-    if (nv12) {
+    if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
+        const float vr = (float)r8 * (1.0f / 255.0f), vg = (float)g8 * (1.0f / 255.0f);
+        const float vb = (float)b8 * (1.0f / 255.0f);
         sy[srow * TILE_W + sx] = gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
         sum_r += vr;
         sum_g += vg;
@@ -196,7 +213,7 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
     }
 }
 
-// NV12 chroma of cell (qx, qy) from the sums of its four tone-encoded pixels.
+// NV12 chroma of cell (qx, qy) from the sums of its four 8-bit pixels (as [0, 1]).
 __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
                                               float sum_r, float sum_g, float sum_b) {
     const float mr = 0.25f * sum_r, mg = 0.25f * sum_g, mb = 0.25f * sum_b;
@@ -273,7 +290,6 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #ifndef ISP_MIN_BLOCKS
 #define ISP_MIN_BLOCKS 3  // blocks per multiprocessor: 80 registers, no spills
 #endif
-#define ISP_LUT_MAX 4097                                    // params.LUT_SIZE: the largest LUT
 #define MAIN_GROUPS (SM_H * GROUPS_X)                       // 8-byte RAW groups per tile: 360
 #define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 2
 
@@ -370,8 +386,8 @@ __device__ __forceinline__ void isp_main_strip(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
     const float* __restrict__ cfg,
     const unsigned long long* __restrict__ awb, const float* __restrict__ lut, int lut_n,
-    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12,
-    gt_f32x2 (*tile)[SM_P], gt_u32x4* stage_rgb, gt_u32x4* stage_y, gt_u32x4* stage_uv,
+    const unsigned char* tone8, unsigned char* __restrict__ rgb8, float* __restrict__ rgbf,
+    unsigned char* __restrict__ nv12, gt_f32x2 (*tile)[SM_P], gt_u32x4* stage_rgb, gt_u32x4* stage_y, gt_u32x4* stage_uv,
     const float* sccm, int method) {
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int qx = threadIdx.x, qy = threadIdx.y;
@@ -408,16 +424,16 @@ __device__ __forceinline__ void isp_main_strip(
             const int k00 = (ry << 1) | rx, k01 = (ry << 1) | (1 ^ rx);
             const int k10 = ((1 ^ ry) << 1) | rx, k11 = ((1 ^ ry) << 1) | (1 ^ rx);
             demosaic_px<2, 2>(win, k00, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx, 2 * qy, X, Y, w, srgb, sy, rgbf,
+            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx, 2 * qy, X, Y, w, srgb, sy, rgbf,
                           nv12 != nullptr, sum_r, sum_g, sum_b);
             demosaic_px<2, 3>(win, k01, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + 1, 2 * qy, X + 1, Y, w, srgb, sy,
+            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + 1, 2 * qy, X + 1, Y, w, srgb, sy,
                           rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
             demosaic_px<3, 2>(win, k10, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx, 2 * qy + 1, X, Y + 1, w, srgb, sy,
+            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx, 2 * qy + 1, X, Y + 1, w, srgb, sy,
                           rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
             demosaic_px<3, 3>(win, k11, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + 1, 2 * qy + 1, X + 1, Y + 1, w, srgb,
+            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + 1, 2 * qy + 1, X + 1, Y + 1, w, srgb,
                           sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
             if (nv12 != nullptr)
                 isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g,
@@ -433,24 +449,23 @@ __device__ __forceinline__ void isp_main_strip(
 extern "C" __global__ void __launch_bounds__(ISP_THREADS, ISP_MIN_BLOCKS) isp_main(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
     const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
-    const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
-    float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
+    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
     __shared__ gt_f32x2 tile[SM_H][SM_P];
     __shared__ gt_u32x4 stage_rgb[STAGE_RGB_N];
     __shared__ gt_u32x4 stage_y[STAGE_Y_N];
     __shared__ gt_u32x4 stage_uv[STAGE_UV_N];
-    __shared__ float slut[ISP_LUT_MAX];
+    __shared__ unsigned int stone8[TONE8_N / 4];
     __shared__ float sccm[9];
 
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    const int n = gt_imin(lut_n, ISP_LUT_MAX);  // the pipeline never passes more
-    for (int i = tid; i < n; i += ISP_THREADS) slut[i] = lut[i];
+    unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
+    isp_stage_tone8(tone8, lut8, tid);
     if (tid < 9) sccm[tid] = cfg[CFG_CCM + tid];
     // (the first __syncthreads of the strip orders these stores before any lookup)
 
-    const int rx1 = rx & 1, ry1 = ry & 1;
-    isp_main_strip(raw, w, h, rx1, ry1, cfg, awb, slut, n, rgb8, rgbf, nv12, tile, stage_rgb,
-                   stage_y, stage_uv, sccm, method);
+    isp_main_strip(raw, w, h, rx & 1, ry & 1, cfg, awb, lut, lut_n, tone8, rgb8, rgbf, nv12, tile,
+                   stage_rgb, stage_y, stage_uv, sccm, method);
 }
 
 // ---- isp_main_dir: directional demosaicing --------------------------------------------------
@@ -505,9 +520,10 @@ __device__ __forceinline__ void dir_px(const float (&k)[4][4], float c, int kind
 extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
     const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
-    const float* __restrict__ lut, int lut_n, unsigned char* __restrict__ rgb8,
-    float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
+    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
     __shared__ gt_f32x2 tile[DIR_RH * DIR_RW / 2];
+    __shared__ unsigned int stone8[TONE8_N / 4];
     __shared__ float kd[DIR_KH * DIR_KW];
     __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
     static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
@@ -521,6 +537,8 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     const int y0 = blockIdx.y * TILE_H;
 
     // ---- A. load + normalise --------------------------------------------------------------
+    unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
+    isp_stage_tone8(tone8, lut8, tid);
     isp_load_tile<DIR_HY, DIR_HX>(tile, raw, w, h, rx, ry, x0, y0, cfg, awb, tid);
     __syncthreads();
 
@@ -588,7 +606,7 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
                 else if (dy == 0) dir_px<1, 2>(k, c, kind, r, g, b);
                 else if (dx == 0) dir_px<2, 1>(k, c, kind, r, g, b);
                 else dir_px<2, 2>(k, c, kind, r, g, b);
-                isp_finish_px(r, g, b, ccm, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
+                isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
                               Y + dy, w, srgb, sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
             }
         }

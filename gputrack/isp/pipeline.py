@@ -118,6 +118,9 @@ class IspPipeline:
     def _lut(self, p: IspParams) -> Any:
         return self._const(("lut", p.tone, p.lut), lambda: p.tone_lut().astype(np.float32))
 
+    def _lut8(self, p: IspParams) -> Any:
+        return self._const(("lut8", p.tone, p.lut), p.tone_lut8)
+
     def _tcfg(self, p: IspParams) -> Any:
         t = p.tensor
         assert t is not None
@@ -210,7 +213,7 @@ class IspPipeline:
         grid = (-(-w // TILE[0]), -(-h // TILE[1]))
         if p.demosaic != "directional":
             grid = (grid[0], -(-grid[1] // STRIP))
-        tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), rgb8, rgbf, nv12)
+        tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), self._lut8(p), rgb8, rgbf, nv12)
         head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
         if p.demosaic == "directional":
             mod.kernel(DIRECTIONAL_KERNEL)(grid, MAIN_BLOCK, head + tail, stream=stream)

@@ -9,9 +9,10 @@ The chain, per pixel of a RAW frame:
     cam = demosaic(m)                       # MHC, bilinear or directional; borders mirrored
                                             # (reflect-101)
     lin = clip(ccm @ cam, 0, 1)
-    v   = interp(lut, lin)                  # tone curve, LUT of LUT_SIZE samples on [0, 1]
-    rgb8 = floor(255 v + 1/2)
-    nv12 = BT.709 limited range from v; chroma from the mean v of each 2x2 cell
+    rgb8 = lut8[floor(4095 lin + 1/2)]      # 8-bit tone table of the 12-bit code (tone_lut8)
+    v   = interp(lut, lin)                  # float output: the tone LUT of LUT_SIZE samples on
+                                            # [0, 1], interpolated (lut8 is v at the codes)
+    nv12 = BT.709 limited range from rgb8 / 255; chroma from the mean of each 2x2 cell
     tensor = (resample(letterbox(rgb8)) - mean) * scale, planar NCHW
 """
 
@@ -266,11 +267,11 @@ def apply_lut(lin: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_u8(v: np.ndarray) -> np.ndarray:
-    """[0, 1] -> uint8, rounding half up: floor(255 v + 0.5)."""
-    x = np.clip(v, 0.0, 1.0) * v.dtype.type(255.0)
-    x += v.dtype.type(0.5)
-    return x.astype(np.uint8)  # truncation is floor for these non-negative values
+def apply_tone8(lin: np.ndarray, lut8: np.ndarray) -> np.ndarray:
+    """Clipped linear [0, 1] -> uint8 through the 8-bit tone table: lut8[floor(4095 lin + 1/2)]."""
+    codes = lin * lin.dtype.type(lut8.size - 1)
+    codes += lin.dtype.type(0.5)
+    return lut8[codes.astype(np.int32)]  # truncation is floor for these non-negative values
 
 
 def to_nv12(v: np.ndarray) -> np.ndarray:
@@ -351,7 +352,7 @@ def process(raw: np.ndarray, params: IspParams, dtype=np.float64) -> ReferenceRe
     cam = demosaic(m, params.pattern, params.demosaic)
     lin = apply_ccm(cam, params.ccm)
     v = apply_lut(lin, params.tone_lut())
-    rgb8 = to_u8(v)
-    nv12 = to_nv12(v) if params.nv12 else None
+    rgb8 = apply_tone8(lin, params.tone_lut8())
+    nv12 = to_nv12(rgb8.astype(dtype) / np.dtype(dtype).type(255.0)) if params.nv12 else None
     tensor = make_tensor(rgb8, params.tensor, dtype) if params.tensor is not None else None
     return ReferenceResult(rgb8, v, nv12, tensor, tuple(gains), stats)  # type: ignore[arg-type]
