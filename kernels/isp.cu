@@ -689,64 +689,147 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 }
 
 // ---- the network input --------------------------------------------------------------------
-// One thread per tensor pixel: letterbox, resample RGB8 (area: the exact box footprint;
-// bilinear: half-pixel centres, edges clamped), normalise (v - mean) * scale, planar NCHW.
-// tcfg (float32[8]): mean[3], scale[3] in output channel order, pad value.
+// A thread per tensor pixel, a block per 32x8 of them: letterbox, resample RGB8 (area: the
+// exact box footprint; bilinear: half-pixel centres, edges clamped), normalise
+// (v - mean) * scale, planar NCHW. tcfg (float32[8]): mean[3], scale[3] in output channel
+// order, pad value.
+// Area: the block's footprint in the image is staged in shared memory, TEN_ROWS rows at a time,
+// with 4-byte loads along each row (reading it byte by byte per thread, as the first version
+// did, made the L1 the bottleneck: 3.4x the memory floor on an H200). Where a footprint row is
+// wider than TEN_SPAN bytes (downscaling by more than ~20) the block reads directly instead.
+#define TEN_BX 32
+#define TEN_BY 8
+#define TEN_ROWS 8
+#define TEN_SPAN 2048  // bytes of one staged footprint row
 
-extern "C" __global__ void isp_tensor(const unsigned char* __restrict__ rgb, int w, int h,
-                                      const float* __restrict__ tcfg, int out_w, int out_h,
-                                      int cw, int ch, int pad_x, int pad_y, int method, int bgr,
-                                      float* __restrict__ out32, unsigned short* __restrict__ out16) {
-    const int ox = blockIdx.x * blockDim.x + threadIdx.x;
-    const int oy = blockIdx.y * blockDim.y + threadIdx.y;
-    if (ox >= out_w || oy >= out_h) return;
-    float acc[3];
-    const int cx = ox - pad_x, cy = oy - pad_y;
-    if (cx < 0 || cy < 0 || cx >= cw || cy >= ch) {
-        acc[0] = acc[1] = acc[2] = tcfg[6];
-    } else {
-        const float sx = (float)w / (float)cw, sy = (float)h / (float)ch;
-        acc[0] = acc[1] = acc[2] = 0.0f;
-        if (method == 0) {  // area
-            const float xa = cx * sx, xb = (cx + 1) * sx, ya = cy * sy, yb = (cy + 1) * sy;
-            const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
-            const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-            for (int iy = iy0; iy < iy1; ++iy) {
-                const float wy = fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya);
-                if (wy <= 0.0f) continue;
-                float row[3] = {0.0f, 0.0f, 0.0f};
-                for (int ix = ix0; ix < ix1; ++ix) {
-                    const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-                    if (wx <= 0.0f) continue;
-                    const unsigned char* p = rgb + ((long long)iy * w + ix) * 3;
-                    row[0] += wx * (float)p[0];
-                    row[1] += wx * (float)p[1];
-                    row[2] += wx * (float)p[2];
-                }
+// Area average of content pixel (cx, cy) read straight from the image.
+__device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
+                                                   int h, float sx, float sy, int cx, int cy,
+                                                   float (&acc)[3]) {
+    const float xa = cx * sx, xb = (cx + 1) * sx, ya = cy * sy, yb = (cy + 1) * sy;
+    const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
+    const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
+    for (int iy = iy0; iy < iy1; ++iy) {
+        const float wy = fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya);
+        if (wy <= 0.0f) continue;
+        float row[3] = {0.0f, 0.0f, 0.0f};
+        for (int ix = ix0; ix < ix1; ++ix) {
+            const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
+            if (wx <= 0.0f) continue;
+            const unsigned char* p = rgb + ((long long)iy * w + ix) * 3;
+            row[0] += wx * (float)p[0];
+            row[1] += wx * (float)p[1];
+            row[2] += wx * (float)p[2];
+        }
 #pragma unroll
-                for (int c = 0; c < 3; ++c) acc[c] += wy * row[c];
+        for (int c = 0; c < 3; ++c) acc[c] += wy * row[c];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
+    const unsigned char* __restrict__ rgb, int w, int h, const float* __restrict__ tcfg,
+    int out_w, int out_h, int cw, int ch, int pad_x, int pad_y, int method, int bgr,
+    float* __restrict__ out32, unsigned short* __restrict__ out16) {
+    __shared__ unsigned int stage[TEN_ROWS][TEN_SPAN / 4 + 1];  // +1 word: the row's offset
+    __shared__ int stage_off[TEN_ROWS];
+    const int tid = threadIdx.y * TEN_BX + threadIdx.x;
+    const int ox = blockIdx.x * TEN_BX + threadIdx.x;
+    const int oy = blockIdx.y * TEN_BY + threadIdx.y;
+    const int cx = ox - pad_x, cy = oy - pad_y;
+    const bool inside = ox < out_w && oy < out_h;
+    const bool content = inside && cx >= 0 && cy >= 0 && cx < cw && cy < ch;
+    const float sx = (float)w / (float)cw, sy = (float)h / (float)ch;
+    float acc[3] = {0.0f, 0.0f, 0.0f};
+
+    if (method == 0) {  // area
+        // The block's content columns and rows, and their footprint in the image.
+        const int bx0 = gt_imax((int)(blockIdx.x * TEN_BX) - pad_x, 0);
+        const int bx1 = gt_imin((int)(blockIdx.x * TEN_BX) + TEN_BX - pad_x, cw);
+        const int by0 = gt_imax((int)(blockIdx.y * TEN_BY) - pad_y, 0);
+        const int by1 = gt_imin((int)(blockIdx.y * TEN_BY) + TEN_BY - pad_y, ch);
+        if (bx0 < bx1 && by0 < by1) {  // uniform: the block has content
+            const int fx0 = (int)floorf(bx0 * sx), fx1 = gt_imin((int)ceilf(bx1 * sx), w);
+            const int fy0 = (int)floorf(by0 * sy), fy1 = gt_imin((int)ceilf(by1 * sy), h);
+            const int span = 3 * (fx1 - fx0);
+            if (span + 3 > TEN_SPAN) {
+                if (content) tensor_area_direct(rgb, w, h, sx, sy, cx, cy, acc);
+            } else {
+                const long long total = (long long)w * h * 3;
+                const float xa = cx * sx, xb = (cx + 1) * sx, ya = cy * sy, yb = (cy + 1) * sy;
+                const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
+                const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
+                for (int r0 = fy0; r0 < fy1; r0 += TEN_ROWS) {
+                    const int rows = gt_imin(TEN_ROWS, fy1 - r0);
+                    // Stage rows r0..r0+rows-1, bytes 3 fx0 .. 3 fx1 of each, from the 4-byte
+                    // boundary at or before the first: word-aligned loads whatever the width.
+                    for (int r = 0; r < rows; ++r) {
+                        const long long start = ((long long)(r0 + r) * w + fx0) * 3;
+                        const long long a0 = start & ~3ll;
+                        const int words = (int)((start + span - a0 + 3) >> 2);
+                        if (tid == 0) stage_off[r] = (int)(start - a0);
+                        for (int j = tid; j < words; j += TEN_BX * TEN_BY) {
+                            const long long at = a0 + 4ll * j;
+                            unsigned int v;
+                            if (at + 4 <= total) {
+                                v = reinterpret_cast<const unsigned int*>(rgb)[at >> 2];
+                            } else {  // the frame's last bytes: no read past the buffer
+                                v = 0u;
+                                for (int k = 0; k < 4 && at + k < total; ++k)
+                                    v |= (unsigned int)rgb[at + k] << (8 * k);
+                            }
+                            stage[r][j] = v;
+                        }
+                    }
+                    __syncthreads();
+                    if (content) {
+                        const int ya0 = gt_imax(iy0, r0), ya1 = gt_imin(iy1, r0 + rows);
+                        for (int iy = ya0; iy < ya1; ++iy) {
+                            const float wy = fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya);
+                            if (wy <= 0.0f) continue;
+                            const unsigned char* srow =
+                                reinterpret_cast<const unsigned char*>(stage[iy - r0]) +
+                                stage_off[iy - r0];
+                            float row[3] = {0.0f, 0.0f, 0.0f};
+                            for (int ix = ix0; ix < ix1; ++ix) {
+                                const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
+                                if (wx <= 0.0f) continue;
+                                const unsigned char* p = srow + 3 * (ix - fx0);
+                                row[0] += wx * (float)p[0];
+                                row[1] += wx * (float)p[1];
+                                row[2] += wx * (float)p[2];
+                            }
+#pragma unroll
+                            for (int c = 0; c < 3; ++c) acc[c] += wy * row[c];
+                        }
+                    }
+                    __syncthreads();
+                }
             }
+        }
+        if (content) {
             const float norm = 1.0f / (sx * sy);
 #pragma unroll
             for (int c = 0; c < 3; ++c) acc[c] *= norm;
-        } else {  // bilinear
-            const float fx = fminf(fmaxf((cx + 0.5f) * sx - 0.5f, 0.0f), (float)(w - 1));
-            const float fy = fminf(fmaxf((cy + 0.5f) * sy - 0.5f, 0.0f), (float)(h - 1));
-            const int ix = (int)floorf(fx), iy = (int)floorf(fy);
-            const int ix1 = gt_imin(ix + 1, w - 1), iy1 = gt_imin(iy + 1, h - 1);
-            const float ax = fx - (float)ix, ay = fy - (float)iy;
-            const unsigned char* p00 = rgb + ((long long)iy * w + ix) * 3;
-            const unsigned char* p01 = rgb + ((long long)iy * w + ix1) * 3;
-            const unsigned char* p10 = rgb + ((long long)iy1 * w + ix) * 3;
-            const unsigned char* p11 = rgb + ((long long)iy1 * w + ix1) * 3;
+        }
+    } else if (content) {  // bilinear
+        const float fx = fminf(fmaxf((cx + 0.5f) * sx - 0.5f, 0.0f), (float)(w - 1));
+        const float fy = fminf(fmaxf((cy + 0.5f) * sy - 0.5f, 0.0f), (float)(h - 1));
+        const int ix = (int)floorf(fx), iy = (int)floorf(fy);
+        const int ix1 = gt_imin(ix + 1, w - 1), iy1 = gt_imin(iy + 1, h - 1);
+        const float ax = fx - (float)ix, ay = fy - (float)iy;
+        const unsigned char* p00 = rgb + ((long long)iy * w + ix) * 3;
+        const unsigned char* p01 = rgb + ((long long)iy * w + ix1) * 3;
+        const unsigned char* p10 = rgb + ((long long)iy1 * w + ix) * 3;
+        const unsigned char* p11 = rgb + ((long long)iy1 * w + ix1) * 3;
 #pragma unroll
-            for (int c = 0; c < 3; ++c) {
-                const float top = (float)p00[c] + ax * ((float)p01[c] - (float)p00[c]);
-                const float bot = (float)p10[c] + ax * ((float)p11[c] - (float)p10[c]);
-                acc[c] = top + ay * (bot - top);
-            }
+        for (int c = 0; c < 3; ++c) {
+            const float top = (float)p00[c] + ax * ((float)p01[c] - (float)p00[c]);
+            const float bot = (float)p10[c] + ax * ((float)p11[c] - (float)p10[c]);
+            acc[c] = top + ay * (bot - top);
         }
     }
+    if (!inside) return;
+    if (!content) acc[0] = acc[1] = acc[2] = tcfg[6];
     const long long plane = (long long)out_w * out_h;
     const long long at = (long long)oy * out_w + ox;
 #pragma unroll

@@ -285,3 +285,17 @@ def test_custom_tone_lut_matches_reference(kernel_backend, rng):
 def test_custom_tone_lut_size_is_checked(size):
     with pytest.raises(GputrackError, match="custom tone LUT needs 2 to 4097 samples"):
         IspParams(lut=tuple(np.linspace(0, 1, size)))
+
+
+@pytest.mark.parametrize(
+    "size, tensor",
+    [
+        ((1400, 120), TensorSpec(32, 16)),  # a footprint row over isp.cu's TEN_SPAN: direct reads
+        ((198, 150), TensorSpec(40, 36, resize="area")),  # footprints over several staged chunks
+        ((64, 40), TensorSpec(150, 90)),  # upscaling: a footprint of one or two pixels
+    ],
+)
+def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
+    w, h = size
+    raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)
+    run_and_compare(kernel_backend, raw, IspParams(tensor=tensor), f"{w}x{h} -> {tensor}")

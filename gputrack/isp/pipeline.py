@@ -23,7 +23,7 @@ from gputrack.sensor.frame import RawFrame
 MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
 TILE = (64, 16)  # pixels per tile of isp_main
 STRIP = 4  # isp.cu ISP_STRIP: tiles per block of isp_main, stacked down
-TENSOR_BLOCK = (16, 16, 1)
+TENSOR_BLOCK = (32, 8, 1)  # isp.cu TEN_BX x TEN_BY
 AWB_THREADS = 256
 AWB_ROW_BLOCKS = 128  # blocks down the frame for isp_awb_stats (each walks every 128th row)
 
