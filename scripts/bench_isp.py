@@ -119,10 +119,18 @@ def bench_cpu(
     return rows
 
 
-def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) -> dict[str, Any]:
-    import cupy
-
-    be = get_backend("cuda")
+def bench_device(
+    backend: str,
+    scene: np.ndarray,
+    raw: np.ndarray,
+    params: IspParams,
+    reps: int,
+    sweep: list[tuple[int, int]],
+) -> dict[str, Any]:
+    """The kernel table. On `cuda` the measurement; on `emu` the same code path at small sizes
+    (tests/test_bench_isp.py runs it so that a GPU session does not find its bugs)."""
+    be = get_backend(backend)
+    on_gpu = backend == "cuda"
     stream = be.stream()
     h, w = raw.shape
     px = w * h
@@ -131,7 +139,8 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
     # of a buffer larger than L2 before each timed run makes every run read from DRAM, as a
     # pipeline frame does. The flush is queued before the start event, so the GPU never
     # waits for the host inside the timed window.
-    flush = cupy.empty(256 << 20, dtype=cupy.uint8)
+    flush_src = be.full((128 << 20) if on_gpu else 4096, 1, np.uint8)
+    flush_dst = be.empty(flush_src.shape, np.uint8)
 
     def timed(fn, n: int = reps) -> list[float]:
         fn()  # first call: constants and buffers are made here, outside the graph
@@ -141,8 +150,7 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
             graph.replay(stream)
         out = []
         for _ in range(n):
-            with stream:
-                flush.fill(0)
+            be.copy(flush_dst, flush_src, stream)
             t = be.timer(stream)
             t.start()
             graph.replay(stream)
@@ -150,7 +158,8 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
             out.append(t.elapsed_ms())
         return out
 
-    bw = device_copy_gbs(be, stream) * 1e9  # bytes per second, read + write counted
+    copy_bytes, copy_reps = (1 << 30, 12) if on_gpu else (1 << 20, 2)
+    bw = device_copy_gbs(be, stream, copy_bytes, copy_reps) * 1e9  # read + write counted
 
     dev_raw = be.to_device(raw)
     dev_scene = be.to_device(np.ascontiguousarray(scene))
@@ -159,6 +168,7 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
     isp = IspPipeline(params, be)
     isp_nv12 = IspPipeline(params.with_(nv12=True), be)
     isp_all = IspPipeline(params.with_(wb="auto", nv12=True, tensor=TENSOR), be)
+    isp_dir = IspPipeline(params.with_(demosaic="directional"), be)
     mod = be.load("isp.cu")
     isp.process(dev_raw, download=False, stream=stream)
     rgb8 = isp._buffers["rgb8"]
@@ -188,6 +198,9 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
          2 * px + 3 * px),
         ("isp_main -> RGB8 + NV12", lambda: isp_nv12.process(dev_raw, download=False,
                                                                stream=stream), 2 * px + 4.5 * px),
+        ("isp_main_dir -> RGB8 (directional)", lambda: isp_dir.process(dev_raw, download=False,
+                                                                        stream=stream),
+         2 * px + 3 * px),
         ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out),
         ("whole ISP: AWB + main (RGB8+NV12) + tensor",
          lambda: isp_all.process(dev_raw, download=False, stream=stream),
@@ -195,6 +208,12 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
         ("sensor_from_u8 (scene -> RAW, noise)",
          lambda: sensor.render(dev_scene, download=False), 3 * px + 2 * px),
     ]  # fmt: skip
+    for strip, min_blocks in sweep:  # isp_main's schedule knobs: the same result, other speeds
+        knobs = {"ISP_STRIP": strip, "ISP_MIN_BLOCKS": min_blocks}
+        variant = IspPipeline(params, be, schedule=knobs)
+        cases.append((f"isp_main -> RGB8 [strip {strip}, min {min_blocks} blocks/SM]",
+                      lambda v=variant: v.process(dev_raw, download=False, stream=stream),
+                      2 * px + 3 * px))  # fmt: skip
     rows = []
     for name, fn, nbytes in cases:
         ms = timed(fn)
@@ -203,16 +222,22 @@ def bench_gpu(scene: np.ndarray, raw: np.ndarray, params: IspParams, reps: int) 
     _ = (MAIN_BLOCK, TILE)  # launch shapes are the pipeline's own
     from gputrack.device.ops_cuda import gpu_info
 
-    return {"copy_bandwidth_gbs": bw / 1e9, "rows": rows, "gpu": gpu_info()}
+    device = gpu_info() if on_gpu else {"name": be.describe()}
+    return {"backend": backend, "copy_bandwidth_gbs": bw / 1e9, "rows": rows, "gpu": device}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="3840x2160")
     ap.add_argument("--reps", type=int, default=200, help="GPU repetitions (CPU: reps // 40)")
     ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    args = ap.parse_args()
+    ap.add_argument("--sweep", action="store_true",
+                    help="GPU: also time isp_main's schedule knobs (ISP_STRIP, ISP_MIN_BLOCKS)")
+    ap.add_argument("--device", choices=("auto", "cuda", "emu"), default="auto",
+                    help="backend of the kernel table (auto: cuda when there is one; emu only "
+                    "checks that the table runs)")
+    args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
     t0 = time.perf_counter()
     scene, raw, params = make_frame(w, h)
@@ -222,10 +247,13 @@ def main() -> int:
     result: dict[str, Any] = {"size": [w, h], "summary": {}}
 
     cuda = probe("cuda")
-    if cuda.available:
-        g = bench_gpu(scene, raw, params, args.reps)
+    device = "cuda" if args.device == "auto" and cuda.available else args.device
+    if device != "auto" and probe(device).available:
+        sweep = [(1, 3), (2, 3), (8, 3), (4, 2), (8, 2)] if args.sweep else []
+        g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g
-        print(f"\nGPU: {g['gpu']}; device-to-device copy {g['copy_bandwidth_gbs']:.0f} GB/s")
+        print(f"\n{device}: {g['gpu']}; device-to-device copy "
+              f"{g['copy_bandwidth_gbs']:.0f} GB/s")  # fmt: skip
         print(f"{'kernel':<46} {'median ms':>10} {'p90 ms':>8} {'floor ms':>9} {'x floor':>8}")
         for r in g["rows"]:
             med, p90 = statistics.median(r["ms"]), float(np.percentile(r["ms"], 90))
@@ -236,8 +264,9 @@ def main() -> int:
                 f"{med:.4f} ms ({med / r['floor_ms']:.2f}x floor)"
             )
     else:
-        print(f"\ncuda unavailable ({cuda.reason}): GPU table skipped")
-        result["summary"]["gpu"] = f"cuda unavailable: {cuda.reason}"
+        why = cuda.reason if device == "auto" else probe(device).reason
+        print(f"\n{'cuda' if device == 'auto' else device} unavailable ({why}): table skipped")
+        result["summary"]["gpu"] = f"cuda unavailable: {why}"
 
     rows = bench_cpu(scene, raw, params, max(3, args.reps // 40), args.emu)
     result["cpu"] = rows

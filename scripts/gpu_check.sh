@@ -81,7 +81,8 @@ step "benchmarks"
 for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   [ -f "$bench" ] || continue
   name=$(basename "$bench" .py)
-  if timeout 90 $PY "$bench" --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
+  extra=""; [ "$name" = bench_isp ] && extra="--sweep"
+  if timeout 90 $PY "$bench" $extra --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
     status+=("$name|ok")
   else
     status+=("$name|FAILED (see $name.log)")

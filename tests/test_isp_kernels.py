@@ -299,3 +299,17 @@ def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
     w, h = size
     raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)
     run_and_compare(kernel_backend, raw, IspParams(tensor=tensor), f"{w}x{h} -> {tensor}")
+
+
+@pytest.mark.parametrize("schedule", [{"ISP_STRIP": 1}, {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2}])
+def test_schedule_knobs_leave_the_result_alone(kernel_backend, rng, schedule):
+    raw = rng.integers(0, 4096, (150, 70)).astype(np.uint16)
+    params = IspParams(nv12=True, wb="auto")
+    want = IspPipeline(params, kernel_backend).process(raw)
+    got = IspPipeline(params, kernel_backend, schedule=schedule).process(raw)
+    assert np.array_equal(got.rgb8, want.rgb8) and np.array_equal(got.nv12, want.nv12)
+
+
+def test_unknown_schedule_knob_is_refused():
+    with pytest.raises(GputrackError, match="unknown ISP schedule knobs: TILE"):
+        IspPipeline(IspParams(), get_backend("cpu"), schedule={"TILE": 8})

@@ -69,11 +69,25 @@ class IspPipeline:
     """The ISP bound to a backend. A `RawFrame`'s readout description (pattern, bit depth,
     black and white level) overrides the parameters' own; a bare array uses the parameters."""
 
-    def __init__(self, params: IspParams, backend: Backend, *, float_output: bool = False) -> None:
+    def __init__(
+        self,
+        params: IspParams,
+        backend: Backend,
+        *,
+        float_output: bool = False,
+        schedule: dict[str, int] | None = None,
+    ) -> None:
+        """`schedule`: isp.cu's tuning knobs as `-D` defines (ISP_STRIP, ISP_MIN_BLOCKS), for
+        benchmarks; they change the speed, never the result."""
         self.params = params
         self.backend = backend
         self.float_output = float_output
-        self._module = backend.load("isp.cu") if backend.runs_kernels else None
+        self.schedule = dict(schedule or {})
+        unknown = set(self.schedule) - {"ISP_STRIP", "ISP_MIN_BLOCKS"}
+        if unknown:
+            raise GputrackError(f"unknown ISP schedule knobs: {', '.join(sorted(unknown))}")
+        self.strip = int(self.schedule.get("ISP_STRIP", STRIP))
+        self._module = backend.load("isp.cu", self.schedule) if backend.runs_kernels else None
         self._buffers: dict[str, Any] = {}
         self._host: dict[str, np.ndarray] = {}
         self._consts: dict[tuple, Any] = {}
@@ -212,7 +226,7 @@ class IspPipeline:
         lut = self._lut(p)
         grid = (-(-w // TILE[0]), -(-h // TILE[1]))
         if p.demosaic != "directional":
-            grid = (grid[0], -(-grid[1] // STRIP))
+            grid = (grid[0], -(-grid[1] // self.strip))
         tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), self._lut8(p), rgb8, rgbf, nv12)
         head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
         if p.demosaic == "directional":
