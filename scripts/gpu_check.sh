@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One prepared check on a machine with an NVIDIA GPU, in one go (step limits sum to 6 minutes):
+# One prepared check on a machine with an NVIDIA GPU, in one go (56 s on an H200; the step
+# limits sum to 9 minutes):
 #   1. install what is missing (offline: wheels carried in .whl/, e.g. filterpy),
 #   2. `gputrack check --strict` (GPU, NVRTC, every kernel compiles for sm_90 with no spills),
 #   3. the kernel tests against the `cuda` backend (the same tests as on the CPU, parametrised),
 #   4. the main job (`gputrack run --backend cuda`) on the synthetic 4K world and the video,
-#   5. the benchmarks,
+#   5. the benchmarks (bench_isp with its isp_main schedule sweep, bench_deadline),
 #   6. a short table last.
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
