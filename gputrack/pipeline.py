@@ -100,7 +100,7 @@ class Pipeline:
                 )
             return self.detector(frame.truth)
         net = self.detector.network
-        outs = net.run(tensor, stream=self.stream, download=False)
+        outs = net.run(tensor, stream=self.stream, download=False, graph=True)
         mapping = FrameMapping.of(self.detector.spec, w, h)
         return self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
 

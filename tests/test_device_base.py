@@ -126,3 +126,22 @@ def test_source_digest_follows_local_includes(tmp_path):
     (tmp_path / "helper.cuh").write_text("#define GAIN 3\n")
     assert source_digest(main) != before
     assert source_digest(main, extra="-O3") != source_digest(main)
+
+
+def test_bind_checks_once_and_launches_like_a_call():
+    """Kernel.bind: the same checks as a call, at bind time; the bound launch then runs."""
+    if not probe("emu").available:
+        pytest.skip("emu backend unavailable")
+    from tests.test_emu import FEATURES
+
+    be = get_backend("emu")
+    k = be.load(FEATURES).kernel("reverse_chunks")
+    x = np.arange(10, dtype=np.int32) * 7 - 3
+    out = np.full(10, -1, np.int32)
+    with pytest.raises(KernelError, match="reverse_chunks.*takes 3 arguments"):
+        k.bind(2, 8, (x, out))
+    with pytest.raises(KernelError, match=r"'out' is int\*, got an array of float32"):
+        k.bind(2, 8, (x, out.astype(np.float32), np.int32(10)), shared_mem=32)
+    bound = k.bind(2, 8, (x, out, 10), shared_mem=32)  # 10 converted to int once, here
+    bound()
+    np.testing.assert_array_equal(out, np.concatenate([x[:8][::-1], x[8:][::-1]]))

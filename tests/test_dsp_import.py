@@ -276,3 +276,30 @@ def test_output_that_is_a_strided_view_is_copied_out(rng):
     x = rng.random((1, 3, 5, 7), dtype=np.float32)
     got = Network(model, get_backend("emu")).run(x)["y"]
     np.testing.assert_allclose(got, ort_run(model, x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_graph_replay_gives_the_plain_launches_results(rng, monkeypatch):
+    """`run(graph=True)`: the plan captured once and replayed on each new input (what the live
+    pipeline does); where capture fails, plain launches with the reason kept."""
+    if not probe("emu").available:
+        pytest.skip("emu backend unavailable")
+    model = synthetic_model(rng)
+    plain, graphed = Network(model, get_backend("emu")), Network(model, get_backend("emu"))
+    for _ in range(3):  # a replay must read the new input, not the captured one
+        x = rng.random((1, 3, 18, 22), dtype=np.float32)
+        want, got = plain.run(x), graphed.run(x, graph=True)
+        for name in plain.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert graphed.graph_error is None and graphed._graph is not None
+
+    broken = Network(model, get_backend("emu"))
+
+    def refuse(fn, stream=None):
+        raise RuntimeError("capture not supported here")
+
+    monkeypatch.setattr(broken.backend, "capture", refuse)
+    x = rng.random((1, 3, 18, 22), dtype=np.float32)
+    got = broken.run(x, graph=True)
+    assert broken.graph_error == "RuntimeError: capture not supported here"
+    for name, ref in zip(broken.output_names, ort_run(model, x), strict=True):
+        np.testing.assert_allclose(got[name], ref, rtol=1e-4, atol=1e-5, err_msg=name)

@@ -236,6 +236,9 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "image": args.image,
         "video": args.video,
     }
+    network = getattr(detector, "network", None)
+    if network is not None and network.plan is not None:  # the network on gputrack's kernels
+        summary["network_graph"] = network.graph_error or "one graph per frame"
     if scored:
         from gputrack.track.mot_eval import score_frames
 

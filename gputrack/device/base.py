@@ -114,8 +114,35 @@ class Kernel:
         converted = self.backend.convert_args(self.signature, args)
         self.backend.launch(self, g, b, converted, int(shared_mem), stream)
 
+    def bind(self, grid: Dim, block: Dim, args: Sequence[Any], shared_mem: int = 0) -> BoundLaunch:
+        """Check and convert a launch once, for launches repeated with the same buffers and
+        sizes (a network's layers): calling the result skips the per-launch Python checks."""
+        g, b = dim3(grid, f"kernel {self.name}: grid"), dim3(block, f"kernel {self.name}: block")
+        check_launch(self.name, g, b)
+        return BoundLaunch(self, g, b, self.backend.convert_args(self.signature, args), shared_mem)
+
     def __repr__(self) -> str:
         return f"<Kernel {self.signature.file}:{self.name} on {self.backend.name}>"
+
+
+class BoundLaunch:
+    """A launch whose arguments were checked and converted by `Kernel.bind`; the arrays it
+    holds must stay alive and in place (they do: it keeps references to them)."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        args: list[Any],
+        shared_mem: int,
+    ) -> None:
+        self.kernel, self.grid, self.block = kernel, grid, block
+        self.args, self.shared_mem = args, int(shared_mem)
+
+    def __call__(self, stream: Any = None) -> None:
+        k = self.kernel
+        k.backend.launch(k, self.grid, self.block, self.args, self.shared_mem, stream)
 
 
 class Module:

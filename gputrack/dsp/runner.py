@@ -33,22 +33,47 @@ class Network:
         if backend.runs_kernels:
             self._module = backend.load("nn.cu")
             self.plan = plan.build(self.graph, backend)
-            self._kernels = {s.kernel: self._module.kernel(s.kernel) for s in self.plan.steps}
+            kernels = {s.kernel: self._module.kernel(s.kernel) for s in self.plan.steps}
+            # Checked once here: the buffers and sizes never change after planning.
+            self._launches = [
+                kernels[s.kernel].bind(s.grid, s.block, s.args) for s in self.plan.steps
+            ]
         else:
             self._session = _onnxruntime_session(model)
+        self._graph: Any = None  # the plan as one CUDA graph, captured on first use
+        self.graph_error: str | None = None  # why graphs are off, after a failed capture
 
     def launch(self, stream: Any = None) -> None:
         """The plan's kernels on the input already in `input_buffer()` (graph-capturable)."""
-        assert self.plan is not None
-        for s in self.plan.steps:
-            self._kernels[s.kernel](s.grid, s.block, s.args, stream=stream)
+        for launch in self._launches:
+            launch(stream)
+
+    def launch_graph(self, stream: Any = None) -> None:
+        """As `launch`, replayed from a graph captured on first use: one host call per frame
+        instead of one per layer (a network's many small launches otherwise keep the GPU
+        waiting for Python). Falls back to `launch` where capture fails, and says why in
+        `graph_error`. Not inside another capture: a graph does not nest in one."""
+        if self.graph_error is None:
+            if self._graph is None:
+                try:
+                    self._graph = self.backend.capture(lambda: self.launch(stream), stream)
+                except Exception as err:  # any capture failure: plain launches from now on
+                    self.graph_error = f"{type(err).__name__}: {err}"
+                    self.backend.synchronize(stream)
+            if self._graph is not None:
+                self._graph.replay(stream)  # a graph runs on whichever stream it is given
+                return
+        self.launch(stream)
 
     def input_buffer(self) -> Any:
         assert self.plan is not None
         return self.plan.array(self.input_name)
 
-    def run(self, tensor: Any, stream: Any = None, download: bool = True) -> dict[str, Any]:
-        """One inference. `tensor`: float32 of the input shape, on the host or the device."""
+    def run(
+        self, tensor: Any, stream: Any = None, download: bool = True, graph: bool = False
+    ) -> dict[str, Any]:
+        """One inference. `tensor`: float32 of the input shape, on the host or the device.
+        `graph`: replay the layers as one graph (`launch_graph`)."""
         if tuple(tensor.shape) != tuple(self.input_shape):
             raise GputrackError(
                 f"network input must have shape {self.input_shape}, got {tuple(tensor.shape)}"
@@ -61,7 +86,10 @@ class Network:
         if isinstance(tensor, np.ndarray):
             tensor = self.backend.to_device(np.ascontiguousarray(tensor, np.float32), stream=stream)
         self.backend.copy(dst, tensor, stream)  # on `stream`, ordered after the ISP's tensor pass
-        self.launch(stream)
+        if graph:
+            self.launch_graph(stream)
+        else:
+            self.launch(stream)
         assert self.plan is not None
         outs = {name: self.plan.array(name) for name in self.output_names}
         if not download:
