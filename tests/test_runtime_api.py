@@ -116,3 +116,42 @@ def test_copy_bandwidth_is_measured_with_the_backend_timer(kernel_backend):
 
     gbs = device_copy_gbs(kernel_backend, n_bytes=1 << 22, reps=3)
     assert 0.01 < gbs < 1e5, f"{gbs} GB/s is not a plausible copy rate"
+
+
+def test_upload_download_and_event_inside_a_graph(kernel_backend, rng):
+    """upload/download into existing buffers, queued on a stream and captured in a graph with
+    a launch between them (what one frame of the deadline benchmark does); an event after the
+    replay says when the host copy is there."""
+    mod = kernel_backend.load(KERNELS)
+    n = 1000 + int(rng.integers(1, 255))
+    src = kernel_backend.pinned_empty(n, np.float32)
+    dst = kernel_backend.pinned_empty(n, np.float32)
+    dev = kernel_backend.full(n, np.nan, np.float32)
+    stream = kernel_backend.stream()
+    done = kernel_backend.event()
+
+    def frame() -> None:
+        kernel_backend.upload(dev, src, stream)
+        mod.kernel("affine_inplace")(-(-n // 128), 128, (dev, 2.0, 0.5, n), stream=stream)
+        kernel_backend.download(dst, dev, stream)
+
+    graph = kernel_backend.capture(frame, stream)
+    kernel_backend.synchronize(stream)
+    for _ in range(2):  # each replay reads the host buffer as it is now
+        src[...] = rng.standard_normal(n).astype(np.float32)
+        dst[...] = np.nan
+        graph.replay(stream)
+        done.record(stream)
+        done.synchronize()
+        # x * 2 is exact: an FMA on the GPU rounds the same as NumPy
+        np.testing.assert_array_equal(dst, src * np.float32(2) + np.float32(0.5))
+
+
+def test_upload_and_download_check_shapes(kernel_backend):
+    dev = kernel_backend.empty((4, 6), np.uint16)
+    with pytest.raises(KernelError, match=r"upload: \(6, 4\) uint16 into \(4, 6\) uint16"):
+        kernel_backend.upload(dev, np.zeros((6, 4), np.uint16))
+    with pytest.raises(KernelError, match=r"download: \(4, 6\) uint16 into \(4, 6\) int16"):
+        kernel_backend.download(np.zeros((4, 6), np.int16), dev)
+    with pytest.raises(KernelError, match="C-contiguous"):
+        kernel_backend.upload(dev, np.zeros((6, 4), np.uint16).T)

@@ -82,6 +82,17 @@ class Timer:
         return (self._t1 - self._t0) * 1e3
 
 
+class Event:
+    """A point in a stream's work: `record(stream)`, then `synchronize()` waits for it.
+    Synchronous backends have done the work when `record` is called."""
+
+    def record(self, stream: Any = None) -> None:
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+
 class Graph:
     """A recorded sequence of launches. Synchronous backends replay by calling it again."""
 
@@ -270,14 +281,39 @@ class Backend(ABC):
 
     def copy(self, dst: Any, src: Any, stream: Any = None) -> None:
         """Device-to-device copy of equal shapes, queued on `stream` (in order with launches)."""
-        if tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
-            raise KernelError(
-                f"copy: {tuple(src.shape)} {src.dtype} into {tuple(dst.shape)} {dst.dtype}"
-            )
+        _check_same("copy", dst, src)
         self._copy(dst, src, stream)
+
+    def upload(self, dst: Any, host: np.ndarray, stream: Any = None) -> None:
+        """Host array -> an existing device array of its shape, queued on `stream` and
+        graph-capturable (asynchronous on a GPU when `host` is from `pinned_empty`)."""
+        _check_same("upload", dst, host)
+        if not host.flags.c_contiguous:
+            raise KernelError(
+                f"upload: the host array must be C-contiguous (strides {host.strides})"
+            )
+        self._upload(dst, host, stream)
+
+    def download(self, host: np.ndarray, src: Any, stream: Any = None) -> None:
+        """An existing device array -> a host array of its shape, queued on `stream` and
+        graph-capturable: the host values are there once an event recorded after it (or the
+        stream) is synchronised."""
+        _check_same("download", host, src)
+        if not host.flags.c_contiguous or not host.flags.writeable:
+            raise KernelError("download: the host array must be C-contiguous and writeable")
+        self._download(host, src, stream)
+
+    def event(self) -> Event:
+        return Event()
 
     def _copy(self, dst: Any, src: Any, stream: Any) -> None:
         np.copyto(dst, src)
+
+    def _upload(self, dst: Any, host: np.ndarray, stream: Any) -> None:
+        np.copyto(dst, host)
+
+    def _download(self, host: np.ndarray, src: Any, stream: Any) -> None:
+        np.copyto(host, src)
 
     def full(self, shape: int | Sequence[int], value: Any, dtype: Any) -> Any:
         """An array filled with `value`: tests poison outputs with it."""
@@ -325,3 +361,11 @@ class HostArrayBackend(Backend):
             return np.array(array, copy=True)
         np.copyto(out, array)
         return out
+
+
+def _check_same(what: str, dst: Any, src: Any) -> None:
+    if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != np.dtype(src.dtype):
+        raise KernelError(
+            f"{what}: {tuple(src.shape)} {np.dtype(src.dtype)} into "
+            f"{tuple(dst.shape)} {np.dtype(dst.dtype)}"
+        )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gputrack.device import kernel_source
-from gputrack.device.base import Backend, Graph, Kernel, Module, Timer
+from gputrack.device.base import Backend, Event, Graph, Kernel, Module, Timer
 from gputrack.device.compile_report import include_flags
 from gputrack.errors import KernelError
 
@@ -73,6 +73,19 @@ class CudaTimer(Timer):
 
         self._stop.synchronize()
         return float(cupy.cuda.get_elapsed_time(self._start, self._stop))
+
+
+class CudaEvent(Event):
+    def __init__(self, event: Any) -> None:
+        self._event = event
+
+    def record(self, stream: Any = None) -> None:
+        import cupy
+
+        self._event.record(stream or cupy.cuda.get_current_stream())
+
+    def synchronize(self) -> None:
+        self._event.synchronize()
 
 
 class CudaGraph(Graph):
@@ -152,6 +165,19 @@ class CudaBackend(Backend):
         with stream or self.cp.cuda.get_current_stream():  # ordered with that stream's launches
             dst[...] = src
 
+    def _stream_ptr(self, stream: Any) -> int:
+        return (stream or self.cp.cuda.get_current_stream()).ptr
+
+    def _upload(self, dst: Any, host: np.ndarray, stream: Any) -> None:
+        rt = self.cp.cuda.runtime
+        ptr = self._stream_ptr(stream)
+        rt.memcpyAsync(dst.data.ptr, host.ctypes.data, host.nbytes, rt.memcpyHostToDevice, ptr)
+
+    def _download(self, host: np.ndarray, src: Any, stream: Any) -> None:
+        rt = self.cp.cuda.runtime
+        ptr = self._stream_ptr(stream)
+        rt.memcpyAsync(host.ctypes.data, src.data.ptr, host.nbytes, rt.memcpyDeviceToHost, ptr)
+
     def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
         import cupyx
 
@@ -169,6 +195,9 @@ class CudaBackend(Backend):
 
     def timer(self, stream: Any = None) -> Timer:
         return CudaTimer(stream or self.cp.cuda.get_current_stream())
+
+    def event(self) -> Event:
+        return CudaEvent(self.cp.cuda.Event(disable_timing=True))
 
     def capture(self, fn: Callable[[], Any], stream: Any = None) -> Graph:
         """Run `fn` once under stream capture; its launches become one CUDA graph."""

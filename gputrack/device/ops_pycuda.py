@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from gputrack.device import kernel_source
-from gputrack.device.base import Backend, Kernel, Module
+from gputrack.device.base import Backend, Event, Kernel, Module
 from gputrack.device.compile_report import include_flags
 from gputrack.errors import KernelError
 
@@ -110,6 +110,15 @@ class PycudaBackend(Backend):
     def _copy(self, dst: Any, src: Any, stream: Any) -> None:
         self.drv.memcpy_dtod_async(dst.gpudata, src.gpudata, src.nbytes, stream)
 
+    def _upload(self, dst: Any, host: np.ndarray, stream: Any) -> None:
+        self.drv.memcpy_htod_async(dst.gpudata, host, stream)
+
+    def _download(self, host: np.ndarray, src: Any, stream: Any) -> None:
+        self.drv.memcpy_dtoh_async(host, src.gpudata, stream)
+
+    def event(self) -> Event:
+        return PycudaEvent(self.drv.Event())
+
     def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
         return self.drv.pagelocked_empty(shape, dtype)
 
@@ -118,6 +127,17 @@ class PycudaBackend(Backend):
 
     def synchronize(self, stream: Any = None) -> None:
         (stream or self.drv.Context).synchronize()
+
+
+class PycudaEvent(Event):
+    def __init__(self, event: Any) -> None:
+        self._event = event
+
+    def record(self, stream: Any = None) -> None:
+        self._event.record(stream)
+
+    def synchronize(self) -> None:
+        self._event.synchronize()
 
 
 def create() -> PycudaBackend:
