@@ -16,10 +16,12 @@ Ratios from the same run: ISP + network device time against the memory floor (by
 must move / bandwidth of a 1 GiB device-to-device CuPy copy), against the IMX500's 3.1 ms,
 against the same ISP work by OpenCV on the CPU, and the network against PyTorch/cuDNN.
 
-On `cpu` and `emu` the same loops run with host clocks; the GPU part is not run.
+On `cpu` and `emu` the same loops run with host clocks, stage by stage; `--engine graph` on
+`emu` runs the GPU code path itself (graphs, two buffer sets, upload/download/events through the
+backend) synchronously, so that its bugs show up without a GPU (tests/test_bench_deadline.py).
 
     .venv/bin/python scripts/bench_deadline.py [--size 3840x2160] [--fps 60] [--frames N]
-        [--backend auto|cuda|emu|cpu] [--model PATH] [--json FILE]
+        [--backend auto|cuda|emu|cpu] [--engine auto|graph|host] [--model PATH] [--json FILE]
 """
 
 from __future__ import annotations
@@ -90,9 +92,15 @@ def cpu_times(fn: Callable[[], Any], reps: int) -> list[float]:
     return out
 
 
+def address(a: Any) -> int:
+    """A device array's first byte: CuPy's pointer, or a host array's (emu)."""
+    ptr = getattr(a.data, "ptr", None)
+    return int(ptr) if ptr is not None else int(a.__array_interface__["data"][0])
+
+
 def same_memory(a: Any, b: Any) -> bool:
     """Two device arrays over the same bytes (input_buffer() makes a new view each call)."""
-    return a.data.ptr == b.data.ptr and a.shape == b.shape and a.dtype == b.dtype
+    return address(a) == address(b) and a.shape == b.shape and a.dtype == b.dtype
 
 
 # --- input: the ring of RAW frames ----------------------------------------------------------
@@ -208,18 +216,17 @@ class HostEngine:
         return token
 
 
-# --- cuda ---------------------------------------------------------------------------------
-class CudaEngine:
-    """Two buffer sets on two streams; one CUDA graph per ring slot (slot parity = set)."""
+# --- the graph engine (cuda; on emu it runs the same code to check it) ---------------------
+class GraphEngine:
+    """Two buffer sets on two streams; one CUDA graph per ring slot (slot parity = set).
+    Only backend calls (upload/download/events/capture), so `--engine graph` on emu runs this
+    very code synchronously: tests/test_bench_deadline.py does, before any GPU sees it."""
 
     def __init__(self, be: Any, chains: list[Chain], ring: Ring, notes: list[str]) -> None:
-        import cupy
-
-        self.cp, self.rt = cupy, cupy.cuda.runtime
         self.be, self.chains, self.ring, self.notes = be, chains, ring, notes
         h, w = ring.raw.shape[1:]
         self.streams = [be.stream() for _ in chains]
-        self.dev_raw = [cupy.empty((h, w), np.uint16) for _ in chains]
+        self.dev_raw = [be.empty((h, w), np.uint16) for _ in chains]
         self.heads: list[Any] = []
         self.count_h, self.rows_h = [], []
         for b, c in enumerate(chains):
@@ -242,7 +249,7 @@ class CudaEngine:
         if len(ring) % self.depth:
             raise GputrackError(f"ring of {len(ring)} frames: must be a multiple of {self.depth}")
         self.graphs: list[Any] = []
-        self.events = [cupy.cuda.Event(disable_timing=True) for _ in chains]
+        self.events = [be.event() for _ in chains]
         # Per-piece graphs (the stage pass); None where capture failed: plain launches.
         self.piece: list[dict[str, Any]] = []
         for b in range(self.depth):
@@ -268,9 +275,7 @@ class CudaEngine:
 
     # pieces: queue work, no host synchronisation
     def _upload(self, k: int, b: int) -> None:
-        src = self.ring.raw[k % len(self.ring)]
-        self.rt.memcpyAsync(self.dev_raw[b].data.ptr, src.ctypes.data, src.nbytes,
-                            self.rt.memcpyHostToDevice, self.streams[b].ptr)  # fmt: skip
+        self.be.upload(self.dev_raw[b], self.ring.raw[k % len(self.ring)], self.streams[b])
 
     def _isp(self, b: int) -> None:
         self.chains[b].isp.process(self.dev_raw[b], download=False, stream=self.streams[b])
@@ -287,9 +292,8 @@ class CudaEngine:
         if c.det is None:
             return
         dec = c.det.decoder
-        s, rt = self.streams[b].ptr, self.rt
         for dst, src in ((self.count_h[b], dec._count), (self.rows_h[b], dec._out)):
-            rt.memcpyAsync(dst.ctypes.data, src.data.ptr, dst.nbytes, rt.memcpyDeviceToHost, s)
+            self.be.download(dst, src, self.streams[b])
 
     def _frame_plain(self, k: int, b: int, piece_graphs: bool = True) -> None:
         """One frame's work as pieces: captured pieces replayed, the rest launched (the
@@ -336,18 +340,17 @@ class CudaEngine:
             raise GputrackError(f"detection count {n} out of range: the download is wrong")
         return self.rows_h[b][:n].copy()
 
-    # the stage pass: CUDA events between the pieces, on set 0
+    # the stage pass: timers (CUDA events on cuda) around the pieces, on set 0
     def stage_pass(self, n: int) -> dict[str, list[float]]:
-        cp, b, s = self.cp, 0, self.streams[0]
+        be, b, s = self.be, 0, self.streams[0]
         names = ["upload", "isp"] + (["dsp", "decode", "download"] if self.heads else [])
         ms: dict[str, list[float]] = {x: [] for x in names}
         ms["frame (one graph)"] = []
-        ev = [cp.cuda.Event() for _ in range(len(names) + 1)]
-        fa, fb = cp.cuda.Event(), cp.cuda.Event()
         for j in range(n + 3):
             k = (2 * j) % len(self.ring)  # even slots: set 0's graphs
-            ev[0].record(s)
-            for x, name in enumerate(names):
+            timers = {x: be.timer(s) for x in [*names, "frame (one graph)"]}
+            for name in names:
+                timers[name].start()
                 if name == "upload":
                     self._upload(k, b)
                 elif name == "download":
@@ -355,16 +358,16 @@ class CudaEngine:
                 else:
                     g = self.piece[b][name]
                     g.replay(s) if g is not None else getattr(self, f"_{name}")(b)
-                ev[x + 1].record(s)
-            fa.record(s)
+                timers[name].stop()
+            whole = timers["frame (one graph)"]
+            whole.start()
             self.launch(k)  # the whole-frame graph of slot k (set 0)
-            fb.record(s)
-            fb.synchronize()
+            whole.stop()
+            be.synchronize(s)
             if j < 3:  # warm-up
                 continue
-            for x, name in enumerate(names):
-                ms[name].append(float(cp.cuda.get_elapsed_time(ev[x], ev[x + 1])))
-            ms["frame (one graph)"].append(float(cp.cuda.get_elapsed_time(fa, fb)))
+            for name, t in timers.items():
+                ms[name].append(t.elapsed_ms())
         return ms
 
     def check_against_plain(self) -> str:
@@ -386,25 +389,22 @@ class CudaEngine:
         return f"{'same' if same else 'DIFFERENT'} ({len(got)} vs {len(ref)} detections)"
 
 
-def copy_bandwidth(be: Any) -> tuple[float, float]:
+def copy_bandwidth(be: Any, on_gpu: bool) -> tuple[float, float]:
     """(device-to-device GB/s, read + write counted; host-to-device pinned GB/s)."""
-    import cupy
-
     s = be.stream()
-    d2d = device_copy_gbs(be, s)
-    m = 256 << 20
+    d2d = device_copy_gbs(be, s) if on_gpu else device_copy_gbs(be, s, 1 << 20, 2)
+    m = (256 << 20) if on_gpu else (1 << 20)
     host = be.pinned_empty((m,), np.uint8)
     host[...] = 1
-    dev = cupy.empty(m, np.uint8)
-    rt = cupy.cuda.runtime
+    dev = be.empty(m, np.uint8)
     h2d = []
     for _ in range(8):
         t = be.timer(s)
         t.start()
-        rt.memcpyAsync(dev.data.ptr, host.ctypes.data, m, rt.memcpyHostToDevice, s.ptr)
+        be.upload(dev, host, s)
         t.stop()
         h2d.append(t.elapsed_ms())
-    return d2d, m / (statistics.median(h2d[2:]) * 1e-3) / 1e9
+    return d2d, m / (max(statistics.median(h2d[2:]), 1e-6) * 1e-3) / 1e9
 
 
 def host_bandwidth() -> float:
@@ -638,11 +638,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "deadline_ms": 1e3 / args.fps, "frames": frames,
                            "model": str(model) if model else None, "cpu": cpu_name(),
                            "notes": notes}  # fmt: skip
+    graphs = args.engine == "graph" or (args.engine == "auto" and name == "cuda")
+    if graphs and not be.runs_kernels:
+        raise GputrackError(f"--engine graph needs a backend that runs kernels, not {name}")
+    res["engine"] = "graph" if graphs else "host"
     if name != "cuda":
         why = probe("cuda").reason if not probe("cuda").available else f"--backend {name}"
-        notes.append(f"GPU part not run ({why}): host clocks, no graphs, one frame in flight")
+        how = ("the GPU code path, synchronously" if graphs
+               else "host clocks, no graphs, one frame in flight")  # fmt: skip
+        notes.append(f"GPU part not run ({why}): {how}")
     t0 = time.perf_counter()
-    n_ring = 8 if name == "cuda" else max(1, min(frames, 4))
+    n_ring = 8 if name == "cuda" else 2 if graphs else max(1, min(frames, 4))
     params = IspParams()
     ring = Ring(be, w, h, n_ring, args.fps, params)
     res["setup_ring_s"] = time.perf_counter() - t0
@@ -651,16 +657,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sd = NoisyTruthDetector(seed=1)
         standin = [sd(t) for t in ring.truth]
 
-    if name == "cuda":
-        from gputrack.device.ops_cuda import gpu_info
+    if graphs:
+        if name == "cuda":
+            from gputrack.device.ops_cuda import gpu_info
 
-        res["gpu"] = gpu_info()
+            res["gpu"] = gpu_info()
         chains = [Chain(be, model, w, h) for _ in range(2)]
-        engine: Any = CudaEngine(be, chains, ring, notes)
+        engine: Any = GraphEngine(be, chains, ring, notes)
         res["graph"] = "one CUDA graph per frame" if engine.whole_graph else "pieces"
         res["in_flight"] = engine.depth
         res["graph_vs_plain"] = engine.check_against_plain()
-        d2d, h2d = copy_bandwidth(be)
+        d2d, h2d = copy_bandwidth(be, name == "cuda")
         res["d2d_gbs"], res["h2d_gbs"] = d2d, h2d
         stage = engine.stage_pass(min(frames, 200))
     else:
@@ -671,7 +678,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         res["host_copy_gbs"] = host_bandwidth()
         stage = engine.stage_ms  # filled by the loops below
 
-    if name != "cuda":  # warm-up: first-call costs (onnxruntime, emu module loads)
+    if not graphs:  # warm-up: first-call costs (onnxruntime, emu module loads)
         engine.launch(0)
         for v in engine.stage_ms.values():
             v.clear()
@@ -802,6 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--frames", type=int, default=None, help="default 300 on cuda, few on CPU")
     ap.add_argument("--backend", default="auto", choices=("auto", "cuda", "emu", "cpu"))
+    ap.add_argument("--engine", default="auto", choices=("auto", "graph", "host"),
+                    help="graph: the GPU path (graphs, two frames in flight), also on emu to "
+                    "check it; host: stage by stage with host clocks (auto: graph on cuda)")
     ap.add_argument("--model", default=None, help="ONNX model (default: FastestDet)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)

@@ -100,5 +100,40 @@ def test_bench_deadline_bad_model(tmp_path, capsys):
     assert "error" in json.loads(out.read_text())["summary"]
 
 
+@pytest.mark.parametrize("with_model", [True, False])
+def test_bench_deadline_graph_engine_on_emu(tmp_path, monkeypatch, with_model):
+    """The GPU code path (graphs per ring slot, two frames in flight, upload/download and
+    events through the backend, the graph-vs-plain check) run synchronously on emu."""
+    from gputrack.device import probe
+    from gputrack.dsp.detector import bundled_model
+
+    if not probe("emu").available:
+        pytest.skip("emu backend unavailable")
+    out = tmp_path / "graph.json"
+    model = ["--model", str(bundled_model())] if with_model else []
+    argv = ["--backend", "emu", "--engine", "graph", "--size", "96x64", "--frames", "2"]
+    if not with_model:
+        monkeypatch.setenv("GPUTRACK_DATA", str(tmp_path / "no-data"))  # the stand-in
+    assert _bench().main([*argv, *model, "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["engine"] == "graph" and res["in_flight"] == 2
+    assert res["graph"] == "one CUDA graph per frame"
+    assert _positive(res["d2d_gbs"]) and _positive(res["h2d_gbs"])
+    stages = {"upload", "isp", "frame (one graph)", "track (host)"}
+    if with_model:
+        stages |= {"dsp", "decode", "download"}
+        assert res["graph_vs_plain"].startswith("same"), res["graph_vs_plain"]
+    else:
+        assert res["graph_vs_plain"] == "no network"
+    assert stages <= set(res["stage_ms"]), res["stage_ms"].keys()
+    for mode in ("paced", "free"):
+        assert len(res[mode]["latency_ms"]) == 2
+
+
+def test_graph_engine_needs_a_kernel_backend(tmp_path, capsys):
+    rc = _bench().main(["--backend", "cpu", "--engine", "graph", "--json", str(tmp_path / "g")])
+    assert rc == 1 and "--engine graph needs a backend that runs kernels" in capsys.readouterr().err
+
+
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__, "-q"]))
