@@ -255,10 +255,12 @@ def _print_summary(s: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(
-        title=f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "
+    # The heading on a line of its own: as a table title it wraps to the narrow table's width.
+    console.print(
+        f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "
         f"{s['backend']} (deadline {s['deadline_ms']:.2f} ms)"
     )
+    table = Table()
     for col in ("stage", "p50 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for k in s["stage_ms_p50"]:
@@ -269,6 +271,8 @@ def _print_summary(s: dict) -> None:
         f"{s['deadline_misses']} frames over the deadline; "
         f"{s['dropped_frames']} dropped by the source"
     )
+    if "network_graph" in s:
+        console.print(f"network: {escape(s['network_graph'])}")
     if "mota" in s:
         console.print(
             f"tracking vs ground truth: MOTA {100 * s['mota']:.1f} %, IDF1 "
