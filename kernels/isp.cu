@@ -627,22 +627,22 @@ extern "C" __global__ void isp_awb_clear(unsigned long long* __restrict__ stats)
 
 #define AWB_THREADS 256
 
-// One 2x2 cell into the sums, unless a pixel of it is at or above `sat`. c00..c11: the colours
-// of its four positions (0 red, 3 blue, else green).
+// One 2x2 cell into the sums, unless a pixel of it is at or above `sat`; v<x><y> is the pixel
+// at (x, y) of the cell. Red sits at (rx, ry), blue at (1 - rx, 1 - ry): selects, no branches,
+// so that the loads of several rows can be in flight at once.
 __device__ __forceinline__ void awb_cell(unsigned long long (&acc)[4], int v00, int v10, int v01,
-                                         int v11, int c00, int c10, int c01, int c11, int black,
-                                         int sat) {
-    if (v00 >= sat || v10 >= sat || v01 >= sat || v11 >= sat) return;
-    const int v[4] = {v00, v10, v01, v11};
-    const int kinds[4] = {c00, c10, c01, c11};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        const unsigned long long d = (unsigned long long)gt_imax(v[k] - black, 0);
-        if (kinds[k] == 0) acc[0] += d;
-        else if (kinds[k] == 3) acc[2] += d;
-        else acc[1] += d;
-    }
-    acc[3] += 1ull;
+                                         int v11, int rx, int ry, int black, int sat) {
+    const bool ok = gt_imax(gt_imax(v00, v10), gt_imax(v01, v11)) < sat;
+    const unsigned d00 = ok ? (unsigned)gt_imax(v00 - black, 0) : 0u;
+    const unsigned d10 = ok ? (unsigned)gt_imax(v10 - black, 0) : 0u;
+    const unsigned d01 = ok ? (unsigned)gt_imax(v01 - black, 0) : 0u;
+    const unsigned d11 = ok ? (unsigned)gt_imax(v11 - black, 0) : 0u;
+    const unsigned red = rx ? (ry ? d11 : d10) : (ry ? d01 : d00);
+    const unsigned blue = rx ? (ry ? d00 : d01) : (ry ? d10 : d11);
+    acc[0] += red;
+    acc[1] += (d00 + d10 + d01 + d11) - red - blue;
+    acc[2] += blue;
+    acc[3] += ok ? 1ull : 0ull;
 }
 
 // Grid (ceil(cell pairs per row / AWB_THREADS), row blocks): a thread owns two neighbouring
@@ -653,26 +653,32 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
     unsigned long long* __restrict__ stats) {
     __shared__ unsigned long long red[4][AWB_THREADS];
     unsigned long long acc[4] = {0ull, 0ull, 0ull, 0ull};
-    // colour of the four cell positions: (0,0) (1,0) (0,1) (1,1) as (x, y)
-    const int c00 = (ry << 1) | rx, c10 = (ry << 1) | (1 ^ rx);
-    const int c01 = ((1 ^ ry) << 1) | rx, c11 = ((1 ^ ry) << 1) | (1 ^ rx);
     const int x = 4 * (int)(blockIdx.x * AWB_THREADS + threadIdx.x);  // first pixel column
     if (x < w) {
         const bool two = x + 3 < w;  // the second cell is inside (w is even)
-        const bool vec = two && (w & 3) == 0;
-        for (int cy = blockIdx.y; cy < h / 2; cy += gridDim.y) {
+        const int qh = h / 2, step = gridDim.y;
+        int cy = blockIdx.y;
+        if (two && (w & 3) == 0) {  // 8-byte loads; four rows' loads issued before any use
+            for (; cy + 3 * step < qh; cy += 4 * step) {
+                gt_u16x4 t[4], b[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const unsigned short* top = raw + (long long)(2 * (cy + k * step)) * w + x;
+                    t[k] = *reinterpret_cast<const gt_u16x4*>(top);
+                    b[k] = *reinterpret_cast<const gt_u16x4*>(top + w);
+                }
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    awb_cell(acc, t[k].a, t[k].b, b[k].a, b[k].b, rx, ry, black, sat);
+                    awb_cell(acc, t[k].c, t[k].d, b[k].c, b[k].d, rx, ry, black, sat);
+                }
+            }
+        }
+        for (; cy < qh; cy += step) {  // the rest, and widths that are not multiples of 4
             const unsigned short* top = raw + (long long)(2 * cy) * w + x;
             const unsigned short* bot = top + w;
-            if (vec) {
-                const gt_u16x4 t = *reinterpret_cast<const gt_u16x4*>(top);
-                const gt_u16x4 b = *reinterpret_cast<const gt_u16x4*>(bot);
-                awb_cell(acc, t.a, t.b, b.a, b.b, c00, c10, c01, c11, black, sat);
-                awb_cell(acc, t.c, t.d, b.c, b.d, c00, c10, c01, c11, black, sat);
-            } else {
-                awb_cell(acc, top[0], top[1], bot[0], bot[1], c00, c10, c01, c11, black, sat);
-                if (two)
-                    awb_cell(acc, top[2], top[3], bot[2], bot[3], c00, c10, c01, c11, black, sat);
-            }
+            awb_cell(acc, top[0], top[1], bot[0], bot[1], rx, ry, black, sat);
+            if (two) awb_cell(acc, top[2], top[3], bot[2], bot[3], rx, ry, black, sat);
         }
     }
 #pragma unroll

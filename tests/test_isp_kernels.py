@@ -183,17 +183,20 @@ def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
             assert (np.abs(half[half != 0]) < 6.1e-5).all()  # subnormal halves
 
 
-@pytest.mark.parametrize("shape", [(62, 98), (84, 128)])  # 8-byte loads only when 4 | width
+# 8-byte loads only when 4 | width; 1040 rows: the loop that loads four rows at a time runs
+@pytest.mark.parametrize("shape", [(62, 98), (84, 128), (1040, 64)])
 def test_awb_statistics_are_exact(kernel_backend, rng, shape):
     raw = rng.integers(0, 1024, shape).astype(np.uint16)
     raw[:10, :10] = 1023  # saturated cells are left out
-    frame = RawFrame(raw, pattern="GRBG", bit_depth=10, black_level=16)
-    params = IspParams(wb="auto")
-    out = IspPipeline(params, kernel_backend).process(frame)
-    want = ref.awb_gains(
-        ref.awb_stats(raw, IspPipeline(params, get_backend("cpu")).effective(frame))
-    )
-    assert out.gains == want
+    for pattern in BAYER_PATTERNS:  # red and blue sit at each of the cell's four places
+        frame = RawFrame(raw, pattern=pattern, bit_depth=10, black_level=16)
+        params = IspParams(wb="auto")
+        pipe = IspPipeline(params, kernel_backend)
+        out = pipe.process(frame)
+        want = ref.awb_stats(raw, IspPipeline(params, get_backend("cpu")).effective(frame))
+        got = kernel_backend.to_host(pipe._buffers["awb"])
+        assert got.tolist() == want.tolist(), pattern
+        assert out.gains == ref.awb_gains(want), pattern
 
 
 def test_buffers_are_reused_between_frames(kernel_backend, rng):
