@@ -17,6 +17,9 @@ struct alignas(8) gt_f32x2 {
 struct alignas(16) gt_u32x4 {
     unsigned int a, b, c, d;
 };
+struct alignas(16) gt_f32x4 {
+    float x, y, z, w;
+};
 
 __device__ __forceinline__ int gt_imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int gt_imax(int a, int b) { return a > b ? a : b; }

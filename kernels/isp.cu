@@ -282,8 +282,9 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 // ---- isp_main: MHC or bilinear --------------------------------------------------------------
 // Schedule: a block walks down a strip of ISP_STRIP tiles. The RAW of the next tile is loaded
 // into registers while the block demosaics the current one, so memory and arithmetic overlap
-// (a lone tile per block left the memory idle while it computed). The tone LUT and the colour
-// matrix are staged in shared memory: registers are what limits the blocks per multiprocessor.
+// (a lone tile per block left the memory idle while it computed). The 8-bit tone table, the
+// colour matrix and the normalisation factors (white-balance gains included, computed once per
+// block) sit in shared memory: registers are what limits the blocks per multiprocessor.
 #ifndef ISP_STRIP
 #define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
 #endif
@@ -294,29 +295,24 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 2
 
 // Normalisation m = clip(v * a + b) with a = scale * gain, b = -black * a, for the two colours
-// of an even (0) and an odd (1) row: [row parity][column parity].
-struct IspNorm {
-    float a[2][2], b[2][2];
-};
-
-__device__ __forceinline__ IspNorm isp_norm(const float* __restrict__ cfg,
-                                            const unsigned long long* __restrict__ awb, int rx,
-                                            int ry) {
+// of a row: norm[row parity] = {a even column, a odd column, b even column, b odd column}.
+// Thread 0 of a block writes it (the grey-world gains take double divisions: once per block).
+__device__ __forceinline__ void isp_norm(gt_f32x4* __restrict__ norm, const float* __restrict__ cfg,
+                                         const unsigned long long* __restrict__ awb, int rx,
+                                         int ry) {
     float gain_r, gain_g, gain_b;
     isp_gains(cfg, awb, gain_r, gain_g, gain_b);
     const float black = cfg[CFG_BLACK], scale = cfg[CFG_SCALE];
-    IspNorm n;
 #pragma unroll
     for (int py = 0; py < 2; ++py) {
+        float a[2];
 #pragma unroll
         for (int px = 0; px < 2; ++px) {
             const int kind = (((py ^ ry) & 1) << 1) | ((px ^ rx) & 1);
-            const float gain = kind == 0 ? gain_r : (kind == 3 ? gain_b : gain_g);
-            n.a[py][px] = scale * gain;
-            n.b[py][px] = -black * (scale * gain);
+            a[px] = scale * (kind == 0 ? gain_r : (kind == 3 ? gain_b : gain_g));
         }
+        norm[py] = gt_f32x4{a[0], a[1], -black * a[0], -black * a[1]};
     }
-    return n;
 }
 
 // Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-4..x0+67);
@@ -348,9 +344,9 @@ __device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
 // shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
 // its row and the position within the group.
 __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
-                                               const gt_u16x4 (&v)[MAIN_LOADS], const IspNorm& n,
-                                               const float* __restrict__ cfg, int w, int h,
-                                               int x0, int y0, int tid) {
+                                               const gt_u16x4 (&v)[MAIN_LOADS],
+                                               const gt_f32x4* norm, const float* __restrict__ cfg,
+                                               int w, int h, int x0, int y0, int tid) {
     const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
     const bool shading = (k1 != 0.0f) || (k2 != 0.0f);
 #pragma unroll
@@ -359,14 +355,12 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
         if (gi >= MAIN_GROUPS) break;
         const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
         const int y = gt_reflect101(y0 - 2 + tr, h);
-        const bool odd = (y & 1) != 0;  // selects, not an index: n stays in registers
-        const float a0 = odd ? n.a[1][0] : n.a[0][0], a1 = odd ? n.a[1][1] : n.a[0][1];
-        const float b0 = odd ? n.b[1][0] : n.b[0][0], b1 = odd ? n.b[1][1] : n.b[0][1];
+        const gt_f32x4 nr = norm[y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned short raw4[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         float f[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            float m = fmaf((float)raw4[k], (k & 1) ? a1 : a0, (k & 1) ? b1 : b0);
+            float m = fmaf((float)raw4[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
             if (shading) {
                 const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
                 const float inv_d2 = 1.0f / (cx * cx + cy * cy);
@@ -382,19 +376,33 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
     }
 }
 
-__device__ __forceinline__ void isp_main_strip(
-    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
-    const float* __restrict__ cfg,
-    const unsigned long long* __restrict__ awb, const float* __restrict__ lut, int lut_n,
-    const unsigned char* tone8, unsigned char* __restrict__ rgb8, float* __restrict__ rgbf,
-    unsigned char* __restrict__ nv12, gt_f32x2 (*tile)[SM_P], gt_u32x4* stage_rgb, gt_u32x4* stage_y, gt_u32x4* stage_uv,
-    const float* sccm, int method) {
+// The shared-memory pieces of isp_main.
+struct IspMainShared {
+    gt_f32x2 tile[SM_H][SM_P];
+    gt_u32x4 stage_rgb[STAGE_RGB_N];
+    gt_u32x4 stage_y[STAGE_Y_N];
+    gt_u32x4 stage_uv[STAGE_UV_N];
+    unsigned int tone8[TONE8_N / 4];  // bytes
+    float ccm[9];
+    gt_f32x4 norm[2];
+};
+
+__device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
+                                               const unsigned short* __restrict__ raw, int w,
+                                               int h, int rx, int ry, int method,
+                                               const float* __restrict__ cfg,
+                                               const float* __restrict__ lut, int lut_n,
+                                               unsigned char* __restrict__ rgb8,
+                                               float* __restrict__ rgbf,
+                                               unsigned char* __restrict__ nv12) {
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int x0 = blockIdx.x * TILE_W;
-    const float* ccm = sccm;  // in shared memory: nine registers fewer across the strip
-    unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
-    unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+    const float* ccm = sm.ccm;
+    const unsigned char* tone8 = reinterpret_cast<const unsigned char*>(sm.tone8);
+    gt_f32x2(*tile)[SM_P] = sm.tile;
+    unsigned char* srgb = reinterpret_cast<unsigned char*>(sm.stage_rgb);
+    unsigned char* sy = reinterpret_cast<unsigned char*>(sm.stage_y);
 
     int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
     const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
@@ -402,7 +410,7 @@ __device__ __forceinline__ void isp_main_strip(
     isp_fetch(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
-        isp_store_tile(tile, next, isp_norm(cfg, awb, rx, ry), cfg, w, h, x0, y0, tid);
+        isp_store_tile(tile, next, sm.norm, cfg, w, h, x0, y0, tid);
         __syncthreads();
         if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, tid);
 
@@ -436,13 +444,13 @@ __device__ __forceinline__ void isp_main_strip(
             isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + 1, 2 * qy + 1, X + 1, Y + 1, w, srgb,
                           sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
             if (nv12 != nullptr)
-                isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g,
-                              sum_b);
+                isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum_r,
+                              sum_g, sum_b);
         }
         __syncthreads();
 
         // ---- 3. write the staged bytes (the next tile's step 1 does not touch them) -------
-        isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+        isp_write_tile(sm.stage_rgb, sm.stage_y, sm.stage_uv, w, h, x0, y0, tid, rgb8, nv12);
     }
 }
 
@@ -451,21 +459,13 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS, ISP_MIN_BLOCKS) isp_ma
     const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
     const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
     unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
-    __shared__ gt_f32x2 tile[SM_H][SM_P];
-    __shared__ gt_u32x4 stage_rgb[STAGE_RGB_N];
-    __shared__ gt_u32x4 stage_y[STAGE_Y_N];
-    __shared__ gt_u32x4 stage_uv[STAGE_UV_N];
-    __shared__ unsigned int stone8[TONE8_N / 4];
-    __shared__ float sccm[9];
-
+    __shared__ IspMainShared sm;
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
-    isp_stage_tone8(tone8, lut8, tid);
-    if (tid < 9) sccm[tid] = cfg[CFG_CCM + tid];
-    // (the first __syncthreads of the strip orders these stores before any lookup)
-
-    isp_main_strip(raw, w, h, rx & 1, ry & 1, cfg, awb, lut, lut_n, tone8, rgb8, rgbf, nv12, tile,
-                   stage_rgb, stage_y, stage_uv, sccm, method);
+    isp_stage_tone8(reinterpret_cast<unsigned char*>(sm.tone8), lut8, tid);
+    if (tid < 9) sm.ccm[tid] = cfg[CFG_CCM + tid];
+    if (tid == 0) isp_norm(sm.norm, cfg, awb, rx & 1, ry & 1);
+    __syncthreads();  // the first tile's normalisation reads sm.norm
+    isp_main_strip(sm, raw, w, h, rx & 1, ry & 1, method, cfg, lut, lut_n, rgb8, rgbf, nv12);
 }
 
 // ---- isp_main_dir: directional demosaicing --------------------------------------------------
