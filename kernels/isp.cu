@@ -315,6 +315,16 @@ __device__ __forceinline__ void isp_norm(gt_f32x4* __restrict__ norm, const floa
     }
 }
 
+// RAW group gi of the tile at row y0: tile row tr, group column tg, frame row y (mirrored).
+// Recomputed where needed rather than kept: registers are the scarce resource.
+struct IspGroup {
+    int tr, tg, y;
+};
+__device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
+    const int tr = gi / GROUPS_X;
+    return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - 2 + tr, h)};
+}
+
 // Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-4..x0+67);
 // element j of `v` is group tid + j * ISP_THREADS. Mirrored (reflect-101) outside the frame.
 __device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
@@ -325,10 +335,9 @@ __device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
     for (int j = 0; j < MAIN_LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
         if (gi >= MAIN_GROUPS) break;
-        const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
-        const int y = gt_reflect101(y0 - 2 + tr, h);
-        const int gx = x0 - 4 + 4 * tg;
-        const unsigned short* src = raw + (long long)y * w;
+        const IspGroup g = isp_group(gi, y0, h);
+        const int gx = x0 - 4 + 4 * g.tg;
+        const unsigned short* src = raw + (long long)g.y * w;
         if (vec_rows && gx >= 0 && gx + 3 < w) {
             v[j] = *reinterpret_cast<const gt_u16x4*>(src + gx);
         } else {
@@ -353,9 +362,8 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
     for (int j = 0; j < MAIN_LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
         if (gi >= MAIN_GROUPS) break;
-        const int tr = gi / GROUPS_X, tg = gi - tr * GROUPS_X;
-        const int y = gt_reflect101(y0 - 2 + tr, h);
-        const gt_f32x4 nr = norm[y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
+        const IspGroup g = isp_group(gi, y0, h);
+        const gt_f32x4 nr = norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned short raw4[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         float f[4];
 #pragma unroll
@@ -364,15 +372,15 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
             if (shading) {
                 const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
                 const float inv_d2 = 1.0f / (cx * cx + cy * cy);
-                const int x = gt_reflect101(x0 - 4 + 4 * tg + k, w);
-                const float dx = (float)x + 0.5f - cx, dy = (float)y + 0.5f - cy;
+                const int x = gt_reflect101(x0 - 4 + 4 * g.tg + k, w);
+                const float dx = (float)x + 0.5f - cx, dy = (float)g.y + 0.5f - cy;
                 const float r2 = (dx * dx + dy * dy) * inv_d2;
                 m *= 1.0f + k1 * r2 + k2 * r2 * r2;
             }
             f[k] = gt_clamp01(m);
         }
-        tile[tr][2 * tg] = gt_f32x2{f[0], f[1]};
-        tile[tr][2 * tg + 1] = gt_f32x2{f[2], f[3]};
+        tile[g.tr][2 * g.tg] = gt_f32x2{f[0], f[1]};
+        tile[g.tr][2 * g.tg + 1] = gt_f32x2{f[2], f[3]};
     }
 }
 
