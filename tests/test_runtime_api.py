@@ -155,3 +155,6 @@ def test_upload_and_download_check_shapes(kernel_backend):
         kernel_backend.download(np.zeros((4, 6), np.int16), dev)
     with pytest.raises(KernelError, match="C-contiguous"):
         kernel_backend.upload(dev, np.zeros((6, 4), np.uint16).T)
+    wide = kernel_backend.empty((4, 12), np.uint16)
+    with pytest.raises(KernelError, match="C-contiguous"):  # a strided device view
+        kernel_backend.download(np.zeros((4, 6), np.uint16), wide[:, ::2])

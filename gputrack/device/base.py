@@ -288,9 +288,9 @@ class Backend(ABC):
         """Host array -> an existing device array of its shape, queued on `stream` and
         graph-capturable (asynchronous on a GPU when `host` is from `pinned_empty`)."""
         _check_same("upload", dst, host)
-        if not host.flags.c_contiguous:
+        if not host.flags.c_contiguous or not dst.flags.c_contiguous:
             raise KernelError(
-                f"upload: the host array must be C-contiguous (strides {host.strides})"
+                f"upload: both arrays must be C-contiguous (host strides {host.strides})"
             )
         self._upload(dst, host, stream)
 
@@ -299,8 +299,8 @@ class Backend(ABC):
         graph-capturable: the host values are there once an event recorded after it (or the
         stream) is synchronised."""
         _check_same("download", host, src)
-        if not host.flags.c_contiguous or not host.flags.writeable:
-            raise KernelError("download: the host array must be C-contiguous and writeable")
+        if not (host.flags.c_contiguous and host.flags.writeable and src.flags.c_contiguous):
+            raise KernelError("download: both arrays must be C-contiguous, the host one writeable")
         self._download(host, src, stream)
 
     def event(self) -> Event:
