@@ -316,3 +316,15 @@ def test_schedule_knobs_leave_the_result_alone(kernel_backend, rng, schedule):
 def test_unknown_schedule_knob_is_refused():
     with pytest.raises(GputrackError, match="unknown ISP schedule knobs: TILE"):
         IspPipeline(IspParams(), get_backend("cpu"), schedule={"TILE": 8})
+
+
+def test_pipeline_strip_is_the_kernels_default():
+    """IspPipeline sizes isp_main's grid by STRIP; a kernel default larger than it would
+    leave rows unprocessed, a smaller one would only waste blocks: keep the two equal."""
+    import re
+
+    from gputrack.device.kernel_source import resolve
+    from gputrack.isp.pipeline import STRIP
+
+    text = resolve("isp.cu").read_text()
+    assert int(re.search(r"#define ISP_STRIP (\d+)", text).group(1)) == STRIP
