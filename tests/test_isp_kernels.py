@@ -319,8 +319,8 @@ def test_unknown_schedule_knob_is_refused():
 
 
 def test_pipeline_strip_is_the_kernels_default():
-    """IspPipeline sizes isp_main's grid by STRIP; a kernel default larger than it would
-    leave rows unprocessed, a smaller one would only waste blocks: keep the two equal."""
+    """IspPipeline sizes isp_main's grid by STRIP; a kernel default smaller than it would
+    leave rows unprocessed, a larger one would only waste blocks: keep the two equal."""
     import re
 
     from gputrack.device.kernel_source import resolve
