@@ -4,8 +4,8 @@
 //
 // isp_main: a block of 32x8 threads walks down a strip of ISP_STRIP tiles of 64x16 pixels, one
 // thread per 2x2 Bayer cell.
-//   1. The tile plus a 2-pixel halo (rows y0-2..y0+17, columns x0-4..x0+67 so that every
-//      row is read in aligned 8-byte groups) is normalised (black level, range, lens shading,
+//   1. The tile plus a 2-pixel halo (rows y0-2..y0+17, columns x0-8..x0+71 so that every
+//      row is read in aligned 16-byte groups) is normalised (black level, range, lens shading,
 //      white balance, clip) into shared memory as float; its RAW was loaded into registers
 //      while the block worked on the tile above.
 //   2. Each thread reads its 6x6 neighbourhood into registers and demosaics its four pixels
@@ -23,10 +23,10 @@
 #define ISP_THREADS (ISP_BX * ISP_BY)
 #define TILE_W (2 * ISP_BX)      // 64 pixels
 #define TILE_H (2 * ISP_BY)      // 16 pixels
-#define SM_W (TILE_W + 8)        // 72 floats: x0-4 .. x0+67
+#define SM_W (TILE_W + 16)       // 80 floats: x0-8 .. x0+71 (whole 16-byte RAW groups)
 #define SM_H (TILE_H + 4)        // 20 rows: y0-2 .. y0+17
 #define SM_P (SM_W / 2)          // pairs per row
-#define GROUPS_X (SM_W / 4)      // 8-byte groups of raw per row
+#define GROUPS_X (SM_W / 8)      // 16-byte groups of RAW per row
 
 // cfg (float32[16]) layout, written by gputrack/isp/pipeline.py
 #define CFG_BLACK 0
@@ -291,8 +291,8 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #ifndef ISP_MIN_BLOCKS
 #define ISP_MIN_BLOCKS 3  // blocks per multiprocessor: 80 registers, no spills
 #endif
-#define MAIN_GROUPS (SM_H * GROUPS_X)                       // 8-byte RAW groups per tile: 360
-#define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 2
+#define MAIN_GROUPS (SM_H * GROUPS_X)                       // 16-byte RAW groups per tile: 200
+#define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 1
 
 // Normalisation m = clip(v * a + b) with a = scale * gain, b = -black * a, for the two colours
 // of a row: norm[row parity] = {a even column, a odd column, b even column, b odd column}.
@@ -325,26 +325,25 @@ __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
     return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - 2 + tr, h)};
 }
 
-// Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-4..x0+67);
-// element j of `v` is group tid + j * ISP_THREADS. Mirrored (reflect-101) outside the frame.
-__device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
+// Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-8..x0+71);
+// element j of `v` is group tid + j * ISP_THREADS, 8 pixels. Mirrored (reflect-101) outside
+// the frame.
+__device__ __forceinline__ void isp_fetch(gt_u16x8 (&v)[MAIN_LOADS],
                                           const unsigned short* __restrict__ raw, int w, int h,
                                           int x0, int y0, int tid) {
-    const bool vec_rows = (w & 3) == 0;  // every row starts 8-byte aligned
+    const bool vec_rows = (w & 7) == 0;  // every row starts 16-byte aligned
 #pragma unroll
     for (int j = 0; j < MAIN_LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
         if (gi >= MAIN_GROUPS) break;
         const IspGroup g = isp_group(gi, y0, h);
-        const int gx = x0 - 4 + 4 * g.tg;
+        const int gx = x0 - 8 + 8 * g.tg;
         const unsigned short* src = raw + (long long)g.y * w;
-        if (vec_rows && gx >= 0 && gx + 3 < w) {
-            v[j] = *reinterpret_cast<const gt_u16x4*>(src + gx);
+        if (vec_rows && gx >= 0 && gx + 7 < w) {
+            v[j] = *reinterpret_cast<const gt_u16x8*>(src + gx);
         } else {
-            v[j].a = src[gt_reflect101(gx, w)];
-            v[j].b = src[gt_reflect101(gx + 1, w)];
-            v[j].c = src[gt_reflect101(gx + 2, w)];
-            v[j].d = src[gt_reflect101(gx + 3, w)];
+#pragma unroll
+            for (int k = 0; k < 8; ++k) v[j].v[k] = src[gt_reflect101(gx + k, w)];
         }
     }
 }
@@ -353,7 +352,7 @@ __device__ __forceinline__ void isp_fetch(gt_u16x4 (&v)[MAIN_LOADS],
 // shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
 // its row and the position within the group.
 __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
-                                               const gt_u16x4 (&v)[MAIN_LOADS],
+                                               const gt_u16x8 (&v)[MAIN_LOADS],
                                                const gt_f32x4* norm, const float* __restrict__ cfg,
                                                int w, int h, int x0, int y0, int tid) {
     const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
@@ -364,29 +363,29 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
         if (gi >= MAIN_GROUPS) break;
         const IspGroup g = isp_group(gi, y0, h);
         const gt_f32x4 nr = norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
-        const unsigned short raw4[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
-        float f[4];
+        float f[8];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            float m = fmaf((float)raw4[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
+        for (int k = 0; k < 8; ++k) {
+            float m = fmaf((float)v[j].v[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
             if (shading) {
                 const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
                 const float inv_d2 = 1.0f / (cx * cx + cy * cy);
-                const int x = gt_reflect101(x0 - 4 + 4 * g.tg + k, w);
+                const int x = gt_reflect101(x0 - 8 + 8 * g.tg + k, w);
                 const float dx = (float)x + 0.5f - cx, dy = (float)g.y + 0.5f - cy;
                 const float r2 = (dx * dx + dy * dy) * inv_d2;
                 m *= 1.0f + k1 * r2 + k2 * r2 * r2;
             }
             f[k] = gt_clamp01(m);
         }
-        tile[g.tr][2 * g.tg] = gt_f32x2{f[0], f[1]};
-        tile[g.tr][2 * g.tg + 1] = gt_f32x2{f[2], f[3]};
+        gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&tile[g.tr][4 * g.tg]);  // 16-byte stores
+        row[0] = gt_f32x4{f[0], f[1], f[2], f[3]};
+        row[1] = gt_f32x4{f[4], f[5], f[6], f[7]};
     }
 }
 
 // The shared-memory pieces of isp_main.
 struct IspMainShared {
-    gt_f32x2 tile[SM_H][SM_P];
+    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
     gt_u32x4 stage_rgb[STAGE_RGB_N];
     gt_u32x4 stage_y[STAGE_Y_N];
     gt_u32x4 stage_uv[STAGE_UV_N];
@@ -414,7 +413,7 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
 
     int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
     const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
-    gt_u16x4 next[MAIN_LOADS];
+    gt_u16x8 next[MAIN_LOADS];
     isp_fetch(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
@@ -430,7 +429,7 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
             for (int r = 0; r < 6; ++r) {
 #pragma unroll
                 for (int p = 0; p < 3; ++p) {
-                    const gt_f32x2 t = tile[2 * qy + r][qx + 1 + p];
+                    const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
                     win[r][2 * p] = t.x;
                     win[r][2 * p + 1] = t.y;
                 }
