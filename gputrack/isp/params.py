@@ -157,17 +157,6 @@ class IspParams:
             return lut
         return tone_curve(self.tone)(np.linspace(0.0, 1.0, LUT_SIZE))
 
-    def tone_lut8(self) -> np.ndarray:
-        """uint8[TONE8_SIZE]: the 8-bit output for each 12-bit code i of the clipped linear
-        value (code = floor(4095 lin + 1/2)): the tone LUT interpolated at i / 4095, rounded.
-        The 8-bit image is one lookup per channel, as in a hardware ISP's gamma table."""
-        codes = np.arange(TONE8_SIZE, dtype=np.float64) / (TONE8_SIZE - 1)
-        lut = self.tone_lut()
-        t = codes * (lut.size - 1)
-        i = np.minimum(t.astype(np.int64), lut.size - 2)
-        v = lut[i] + (t - i) * (lut[i + 1] - lut[i])
-        return np.floor(np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
 
 def srgb_encode(x: np.ndarray) -> np.ndarray:
     """The sRGB transfer function (IEC 61966-2-1), linear [0, 1] -> encoded [0, 1]."""

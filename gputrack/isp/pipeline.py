@@ -133,7 +133,7 @@ class IspPipeline:
         return self._const(("lut", p.tone, p.lut), lambda: p.tone_lut().astype(np.float32))
 
     def _lut8(self, p: IspParams) -> Any:
-        return self._const(("lut8", p.tone, p.lut), p.tone_lut8)
+        return self._const(("lut8", p.tone, p.lut), lambda: ref.tone_lut8(p))
 
     def _tcfg(self, p: IspParams) -> Any:
         t = p.tensor

@@ -24,7 +24,13 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 
-from gputrack.isp.params import IspParams, TensorSpec, cfa_channels, pattern_offsets
+from gputrack.isp.params import (
+    TONE8_SIZE,
+    IspParams,
+    TensorSpec,
+    cfa_channels,
+    pattern_offsets,
+)
 
 # Malvar-He-Cutler 2004 filters (gain 1/8). Names say what is estimated where:
 #   G_AT_RB: green at a red or blue site; ROW: the colour whose sites are the left/right
@@ -267,6 +273,16 @@ def apply_lut(lin: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out
 
 
+def tone_lut8(params: IspParams) -> np.ndarray:
+    """uint8[TONE8_SIZE]: the 8-bit output for each 12-bit code i of the clipped linear value
+    (code = floor(4095 lin + 1/2)): the tone LUT interpolated at i / 4095 (`apply_lut`, in
+    float64), rounded. The 8-bit image is one lookup per channel, as in a hardware ISP's gamma
+    table."""
+    codes = np.arange(TONE8_SIZE, dtype=np.float64) / (TONE8_SIZE - 1)
+    v = apply_lut(codes, params.tone_lut())
+    return np.floor(np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def apply_tone8(lin: np.ndarray, lut8: np.ndarray) -> np.ndarray:
     """Clipped linear [0, 1] -> uint8 through the 8-bit tone table: lut8[floor(4095 lin + 1/2)]."""
     codes = lin * lin.dtype.type(lut8.size - 1)
@@ -352,7 +368,7 @@ def process(raw: np.ndarray, params: IspParams, dtype=np.float64) -> ReferenceRe
     cam = demosaic(m, params.pattern, params.demosaic)
     lin = apply_ccm(cam, params.ccm)
     v = apply_lut(lin, params.tone_lut())
-    rgb8 = apply_tone8(lin, params.tone_lut8())
+    rgb8 = apply_tone8(lin, tone_lut8(params))
     nv12 = to_nv12(rgb8.astype(dtype) / np.dtype(dtype).type(255.0)) if params.nv12 else None
     tensor = make_tensor(rgb8, params.tensor, dtype) if params.tensor is not None else None
     return ReferenceResult(rgb8, v, nv12, tensor, tuple(gains), stats)  # type: ignore[arg-type]
