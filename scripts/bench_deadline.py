@@ -392,7 +392,7 @@ class GraphEngine:
 def copy_bandwidth(be: Any, on_gpu: bool) -> tuple[float, float]:
     """(device-to-device GB/s, read + write counted; host-to-device pinned GB/s)."""
     s = be.stream()
-    d2d = device_copy_gbs(be, s) if on_gpu else device_copy_gbs(be, s, 1 << 20, 2)
+    d2d = device_copy_gbs(be, s)
     m = (256 << 20) if on_gpu else (1 << 20)
     host = be.pinned_empty((m,), np.uint8)
     host[...] = 1

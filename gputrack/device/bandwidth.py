@@ -12,10 +12,15 @@ from gputrack.device.base import Backend
 
 
 def device_copy_gbs(
-    backend: Backend, stream: Any = None, n_bytes: int = 1 << 30, reps: int = 12
+    backend: Backend, stream: Any = None, n_bytes: int | None = None, reps: int | None = None
 ) -> float:
     """Device-to-device copy bandwidth in GB/s, bytes read plus bytes written, the median of
-    `reps` copies after two warm-ups, timed with the backend's timer (CUDA events on cuda)."""
+    `reps` copies after two warm-ups, timed with the backend's timer (CUDA events on cuda).
+    Defaults: 1 GiB x 12 on a GPU; 1 MiB x 2 on host backends (emu, cpu), where the figure
+    only lets GPU code paths run end to end."""
+    on_gpu = backend.name in ("cuda", "pycuda")
+    n_bytes = n_bytes if n_bytes is not None else (1 << 30 if on_gpu else 1 << 20)
+    reps = reps if reps is not None else (12 if on_gpu else 2)
     stream = stream if stream is not None else backend.stream()
     src = backend.full(n_bytes, 1, np.uint8)
     dst = backend.empty(n_bytes, np.uint8)
