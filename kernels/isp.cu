@@ -706,14 +706,18 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 // exact box footprint; bilinear: half-pixel centres, edges clamped), normalise
 // (v - mean) * scale, planar NCHW. tcfg (float32[8]): mean[3], scale[3] in output channel
 // order, pad value.
-// Area: the block's footprint in the image is staged in shared memory, TEN_ROWS rows at a time,
-// with 4-byte loads along each row (reading it byte by byte per thread, as the first version
-// did, made the L1 the bottleneck: 3.4x the memory floor on an H200). Where a footprint row is
-// wider than TEN_SPAN bytes (downscaling by more than ~20) the block reads directly instead.
+// Area is separable (weight wx * wy), so it runs in two steps through shared memory:
+//   1. vertical: for each tensor row of the block, the weighted sum over its footprint rows of
+//      every byte of the block's footprint columns, a thread per 4 bytes (coalesced 4-byte
+//      loads, each image byte read once per tensor row that covers it);
+//   2. horizontal: a thread per tensor pixel sums its footprint columns of those sums.
+// The first version read its 6x6 footprint byte by byte per thread (L1-bound, 3.4x the memory
+// floor on an H200); the second staged 8 image rows at a time, which left most warps idle
+// between barriers (12x). Rows whose 4-byte words do not line up (width not a multiple of 4)
+// and footprints wider than the shared buffer read directly instead.
 #define TEN_BX 32
 #define TEN_BY 8
-#define TEN_ROWS 8
-#define TEN_SPAN 2048  // bytes of one staged footprint row
+#define TEN_VS 6144  // floats of vertical sums (24 KB)
 
 // Area average of content pixel (cx, cy) read straight from the image.
 __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
@@ -739,12 +743,41 @@ __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restri
     }
 }
 
+// Step 1 for tensor rows by0 + i0 .. by0 + i1 - 1: vs[(i - i0) * stride + b] = sum over the
+// footprint rows of tensor row i of wy * byte b of the footprint columns, counted from the
+// 4-byte word at or before byte 3 fx0 of each row (the same in every row: 3 w % 4 == 0).
+__device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
+                                                     const unsigned char* __restrict__ rgb, int w,
+                                                     int h, float sy, int fx0, int words,
+                                                     int by0, int i0, int i1, int tid) {
+    const unsigned int* rgb32 = reinterpret_cast<const unsigned int*>(rgb);
+    const long long word0 = (3ll * fx0) >> 2;
+    const int stride = 4 * words;
+    for (int item = tid; item < (i1 - i0) * words; item += TEN_BX * TEN_BY) {
+        const int i = item / words, j = item - i * words;
+        const int cy = by0 + i0 + i;
+        const float ya = cy * sy, yb = (cy + 1) * sy;
+        const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma unroll 4
+        for (int iy = iy0; iy < iy1; ++iy) {
+            const float wy = fmaxf(fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya), 0.0f);
+            const unsigned int v = rgb32[(long long)iy * (3 * w / 4) + word0 + j];
+            a0 += wy * (float)(v & 0xffu);
+            a1 += wy * (float)((v >> 8) & 0xffu);
+            a2 += wy * (float)((v >> 16) & 0xffu);
+            a3 += wy * (float)(v >> 24);
+        }
+        reinterpret_cast<gt_f32x4*>(vs + i * stride)[j] = gt_f32x4{a0, a1, a2, a3};
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
     const unsigned char* __restrict__ rgb, int w, int h, const float* __restrict__ tcfg,
     int out_w, int out_h, int cw, int ch, int pad_x, int pad_y, int method, int bgr,
     float* __restrict__ out32, unsigned short* __restrict__ out16) {
-    __shared__ unsigned int stage[TEN_ROWS][TEN_SPAN / 4 + 1];  // +1 word: the row's offset
-    __shared__ int stage_off[TEN_ROWS];
+    __shared__ gt_f32x4 vs4[TEN_VS / 4];  // 16-byte aligned
+    float* vs = reinterpret_cast<float*>(vs4);
     const int tid = threadIdx.y * TEN_BX + threadIdx.x;
     const int ox = blockIdx.x * TEN_BX + threadIdx.x;
     const int oy = blockIdx.y * TEN_BY + threadIdx.y;
@@ -755,64 +788,35 @@ extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
     float acc[3] = {0.0f, 0.0f, 0.0f};
 
     if (method == 0) {  // area
-        // The block's content columns and rows, and their footprint in the image.
+        // The block's content columns and rows, and their footprint columns in the image.
         const int bx0 = gt_imax((int)(blockIdx.x * TEN_BX) - pad_x, 0);
         const int bx1 = gt_imin((int)(blockIdx.x * TEN_BX) + TEN_BX - pad_x, cw);
         const int by0 = gt_imax((int)(blockIdx.y * TEN_BY) - pad_y, 0);
         const int by1 = gt_imin((int)(blockIdx.y * TEN_BY) + TEN_BY - pad_y, ch);
         if (bx0 < bx1 && by0 < by1) {  // uniform: the block has content
             const int fx0 = (int)floorf(bx0 * sx), fx1 = gt_imin((int)ceilf(bx1 * sx), w);
-            const int fy0 = (int)floorf(by0 * sy), fy1 = gt_imin((int)ceilf(by1 * sy), h);
-            const int span = 3 * (fx1 - fx0);
-            if (span + 3 > TEN_SPAN) {
+            const int off = (3 * fx0) & 3;  // byte 3 fx0 within its word
+            const int words = (off + 3 * (fx1 - fx0) + 3) >> 2;
+            const int rows_per_pass = TEN_VS / (4 * words);
+            if ((w & 3) != 0 || rows_per_pass == 0) {
                 if (content) tensor_area_direct(rgb, w, h, sx, sy, cx, cy, acc);
             } else {
-                const long long total = (long long)w * h * 3;
-                const float xa = cx * sx, xb = (cx + 1) * sx, ya = cy * sy, yb = (cy + 1) * sy;
+                const float xa = cx * sx, xb = (cx + 1) * sx;
                 const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
-                const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-                for (int r0 = fy0; r0 < fy1; r0 += TEN_ROWS) {
-                    const int rows = gt_imin(TEN_ROWS, fy1 - r0);
-                    // Stage rows r0..r0+rows-1, bytes 3 fx0 .. 3 fx1 of each, from the 4-byte
-                    // boundary at or before the first: word-aligned loads whatever the width.
-                    for (int r = 0; r < rows; ++r) {
-                        const long long start = ((long long)(r0 + r) * w + fx0) * 3;
-                        const long long a0 = start & ~3ll;
-                        const int words = (int)((start + span - a0 + 3) >> 2);
-                        if (tid == 0) stage_off[r] = (int)(start - a0);
-                        for (int j = tid; j < words; j += TEN_BX * TEN_BY) {
-                            const long long at = a0 + 4ll * j;
-                            unsigned int v;
-                            if (at + 4 <= total) {
-                                v = reinterpret_cast<const unsigned int*>(rgb)[at >> 2];
-                            } else {  // the frame's last bytes: no read past the buffer
-                                v = 0u;
-                                for (int k = 0; k < 4 && at + k < total; ++k)
-                                    v |= (unsigned int)rgb[at + k] << (8 * k);
-                            }
-                            stage[r][j] = v;
-                        }
-                    }
+                for (int i0 = 0; i0 < by1 - by0; i0 += rows_per_pass) {
+                    const int i1 = gt_imin(by1 - by0, i0 + rows_per_pass);
+                    tensor_area_vertical(vs, rgb, w, h, sy, fx0, words, by0, i0, i1, tid);
                     __syncthreads();
-                    if (content) {
-                        const int ya0 = gt_imax(iy0, r0), ya1 = gt_imin(iy1, r0 + rows);
-                        for (int iy = ya0; iy < ya1; ++iy) {
-                            const float wy = fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya);
-                            if (wy <= 0.0f) continue;
-                            const unsigned char* srow =
-                                reinterpret_cast<const unsigned char*>(stage[iy - r0]) +
-                                stage_off[iy - r0];
-                            float row[3] = {0.0f, 0.0f, 0.0f};
-                            for (int ix = ix0; ix < ix1; ++ix) {
-                                const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-                                if (wx <= 0.0f) continue;
-                                const unsigned char* p = srow + 3 * (ix - fx0);
-                                row[0] += wx * (float)p[0];
-                                row[1] += wx * (float)p[1];
-                                row[2] += wx * (float)p[2];
-                            }
-#pragma unroll
-                            for (int c = 0; c < 3; ++c) acc[c] += wy * row[c];
+                    const int i = cy - by0;  // this thread's tensor row within the block
+                    if (content && i >= i0 && i < i1) {
+                        const float* vrow = vs + (i - i0) * (4 * words) + off;
+                        for (int ix = ix0; ix < ix1; ++ix) {
+                            const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
+                            if (wx <= 0.0f) continue;
+                            const float* p = vrow + 3 * (ix - fx0);
+                            acc[0] += wx * p[0];
+                            acc[1] += wx * p[1];
+                            acc[2] += wx * p[2];
                         }
                     }
                     __syncthreads();
