@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--sweep", action="store_true",
                     help="GPU: also time isp_main's schedule knobs (ISP_STRIP, ISP_MIN_BLOCKS)")
+    ap.add_argument("--no-cpu", action="store_true", help="only the kernel table")
     ap.add_argument("--device", choices=("auto", "cuda", "emu"), default="auto",
                     help="backend of the kernel table (auto: cuda when there is one; emu only "
                     "checks that the table runs)")
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'cuda' if device == 'auto' else device} unavailable ({why}): table skipped")
         result["summary"]["gpu"] = f"cuda unavailable: {why}"
 
+    if args.no_cpu:
+        return finish(result, args.json)
     rows = bench_cpu(scene, raw, params, max(3, args.reps // 40), args.emu)
     result["cpu"] = rows
     print(f"\nCPU ({os.cpu_count()} cores)")
@@ -280,8 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu backend full ISP / OpenCV bilinear demosaic alone: {ratio:.1f}x")
     result["summary"]["cpu ISP -> RGB8"] = f"{rows[0]['median_ms']:.1f} ms"
     result["summary"]["OpenCV bilinear demosaic"] = f"{cv_ms:.1f} ms"
-    if args.json:
-        with atomic_path(args.json) as tmp:
+    return finish(result, args.json)
+
+
+def finish(result: dict[str, Any], json_path: str | None) -> int:
+    if json_path:
+        with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(result, indent=1, default=float))
     return 0
 

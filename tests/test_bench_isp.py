@@ -35,3 +35,30 @@ def test_kernel_table_runs_on_emu(tmp_path):
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])
         assert r["floor_ms"] > 0 and r["bytes"] > 0
     assert res["cpu"] and res["summary"]["cpu ISP -> RGB8"].endswith(" ms")
+
+
+@pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
+def test_kernel_table_alone_skips_the_cpu_part(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_isp", SCRIPT)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "isp.json"
+    argv = ["--device", "emu", "--size", "64x32", "--reps", "1", "--no-cpu", "--json", str(out)]
+    assert bench.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["gpu"]["rows"] and "cpu" not in res
+
+
+@pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
+def test_profile_driver_runs_each_kernel_on_emu(capsys):
+    """scripts/profile_isp.py, the program gpu_profile.sh hands to Nsight Compute."""
+    path = SCRIPT.with_name("profile_isp.py")
+    spec = importlib.util.spec_from_file_location("profile_isp", path)
+    assert spec and spec.loader
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)
+    assert prof.main(["--device", "emu", "--size", "128x64", "--schedule", "ISP_STRIP=2"]) == 0
+    out = capsys.readouterr().out
+    for line in ("isp_main -> RGB8:", "RGB8 + NV12:", "isp_tensor:", "sensor_from_u8: done"):
+        assert line in out

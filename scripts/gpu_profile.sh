@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Nsight Compute on the ISP kernels, in one go on a GPU machine (Firecracker machines read the
+# hardware counters; gVisor ones cannot): each kernel of scripts/profile_isp.py once, with the
+# sections that say what bounds it, the raw metrics, and isp_main's per-instruction stall
+# samples. Then the tensor tests and the kernel table on the cuda backend.
+# Prepare here:  scripts/gpu_check.sh --fetch-wheels
+# With the device tool: run(command='bash scripts/gpu_profile.sh', carry=['.whl'], timeout_s=300)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOG=${OUT:-/tmp/gputrack-prof}
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gputrack-site .whl/*.whl \
+    && export PYTHONPATH=/tmp/gputrack-site
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+echo "ncu: ${NCU:-none}"
+KERNELS='regex:^(isp_main|isp_awb_stats|isp_tensor|sensor_from_u8)$'
+SECTIONS="SpeedOfLight LaunchStats Occupancy WarpStateStats SchedulerStats ComputeWorkloadAnalysis
+ MemoryWorkloadAnalysis MemoryWorkloadAnalysis_Tables InstructionStats SourceCounters"
+METRICS=smsp__inst_executed.sum,smsp__thread_inst_executed.sum,sm__cycles_elapsed.avg.per_second
+METRICS+=,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
+METRICS+=,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+METRICS+=,smsp__sass_inst_executed_op_shared_ld.sum,smsp__sass_inst_executed_op_shared_st.sum
+if [ -n "$NCU" ]; then
+  timeout 240 "$NCU" --clock-control none -k "$KERNELS" $(printf -- '--section %s ' $SECTIONS) \
+    --metrics "$METRICS" -f -o /tmp/isp_prof python3 scripts/profile_isp.py "$@" > "$LOG/ncu_run.log" 2>&1
+  tail -5 "$LOG/ncu_run.log"
+  "$NCU" -i /tmp/isp_prof.ncu-rep --page details > "$LOG/ncu_details.txt" 2>&1
+  "$NCU" -i /tmp/isp_prof.ncu-rep --page raw --csv > "$LOG/ncu_raw.csv" 2>&1
+  "$NCU" -i /tmp/isp_prof.ncu-rep -k regex:^isp_main$ -c 1 --page source --csv --print-source sass \
+    > "$LOG/isp_main_sass.csv" 2>&1
+  "$NCU" -i /tmp/isp_prof.ncu-rep -k regex:^isp_tensor$ --page source --csv --print-source sass \
+    > "$LOG/isp_tensor_sass.csv" 2>&1
+  grep -E '^  [a-z_]+|Duration|Issue Slots Busy|Warp Cycles Per Issued|Achieved Occupancy|Memory Throughput|DRAM Throughput|Registers Per' \
+    "$LOG/ncu_details.txt" | head -80
+fi
+export GPUTRACK_DATA="$ROOT/.whl/data"
+timeout 60 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda and tensor" \
+  tests/test_isp_kernels.py 2>&1 | tail -3
+timeout 120 python3 scripts/bench_isp.py --no-cpu --sweep --reps 100 --json "$LOG/bench_isp.json" \
+  2>&1 | tee "$LOG/bench_isp.log" | tail -16
