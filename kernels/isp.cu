@@ -44,42 +44,34 @@
 #define KB 0.0722f
 #define KG (1.0f - KR - KB)
 
-// One pixel of the 6x6 window w, centre (CY, CX), colour `kind` (0 red site, 3 blue site,
-// 1 green site in a red row, 2 green site in a blue row).
-template <int CY, int CX>
-__device__ __forceinline__ void demosaic_px(const float (&w)[6][6], int kind, int method,
-                                            float& r, float& g, float& b) {
+// One pixel of the 6x6 window w, centre (CY, CX), of a colour site known at compile time
+// (KIND 0 red site, 3 blue site, 1 green site in a red row, 2 green site in a blue row).
+// Malvar-He-Cutler is bilinear interpolation plus a gain-corrected Laplacian of the site's own
+// colour, so both methods are one formula: `corr` 1 for MHC, 0 for bilinear (no branch).
+template <int CY, int CX, int KIND>
+__device__ __forceinline__ void demosaic_site(const float (&w)[6][6], float corr, float& r,
+                                              float& g, float& b) {
     const float c = w[CY][CX];
     const float n = w[CY - 1][CX], s = w[CY + 1][CX], we = w[CY][CX - 1], e = w[CY][CX + 1];
-    const float nw = w[CY - 1][CX - 1], ne = w[CY - 1][CX + 1];
-    const float sw = w[CY + 1][CX - 1], se = w[CY + 1][CX + 1];
-    const float diag4 = (nw + ne) + (sw + se);
-    float g_rb, row, col, dia;
-    if (method == DEMOSAIC_MHC) {
-        const float nn = w[CY - 2][CX], ss = w[CY + 2][CX], ww = w[CY][CX - 2], ee = w[CY][CX + 2];
-        if (kind == 0 || kind == 3) {
-            g_rb = (4.0f * c + 2.0f * ((n + s) + (we + e)) - ((nn + ss) + (ww + ee))) * 0.125f;
-            dia = (6.0f * c + 2.0f * diag4 - 1.5f * ((nn + ss) + (ww + ee))) * 0.125f;
-            row = col = 0.0f;
-        } else {
-            row = (5.0f * c + 4.0f * (we + e) - (ww + ee) - diag4 + 0.5f * (nn + ss)) * 0.125f;
-            col = (5.0f * c + 4.0f * (n + s) - (nn + ss) - diag4 + 0.5f * (ww + ee)) * 0.125f;
-            g_rb = dia = 0.0f;
-        }
+    const float nn = w[CY - 2][CX], ss = w[CY + 2][CX], ww = w[CY][CX - 2], ee = w[CY][CX + 2];
+    const float diag4 = (w[CY - 1][CX - 1] + w[CY - 1][CX + 1]) +
+                        (w[CY + 1][CX - 1] + w[CY + 1][CX + 1]);
+    if constexpr (KIND == 0 || KIND == 3) {
+        const float cross2 = (nn + ss) + (ww + ee);
+        const float g_rb = fmaf(corr, (4.0f * c - cross2) * 0.125f, ((n + s) + (we + e)) * 0.25f);
+        const float dia = fmaf(corr, (6.0f * c - 1.5f * cross2) * 0.125f, diag4 * 0.25f);
+        g = g_rb;
+        r = KIND == 0 ? c : dia;
+        b = KIND == 0 ? dia : c;
     } else {
-        g_rb = ((n + s) + (we + e)) * 0.25f;
-        dia = diag4 * 0.25f;
-        row = (we + e) * 0.5f;
-        col = (n + s) * 0.5f;
-    }
-    if (kind == 0) {
-        r = c; g = g_rb; b = dia;
-    } else if (kind == 3) {
-        r = dia; g = g_rb; b = c;
-    } else if (kind == 1) {
-        r = row; g = c; b = col;
-    } else {
-        r = col; g = c; b = row;
+        const float lap = 5.0f * c - diag4;
+        const float row =
+            fmaf(corr, (lap - (ww + ee) + 0.5f * (nn + ss)) * 0.125f, (we + e) * 0.5f);
+        const float col =
+            fmaf(corr, (lap - (nn + ss) + 0.5f * (ww + ee)) * 0.125f, (n + s) * 0.5f);
+        g = c;
+        r = KIND == 1 ? row : col;
+        b = KIND == 1 ? col : row;
     }
 }
 
@@ -190,9 +182,9 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
     const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
     const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
     constexpr float codes = (float)(TONE8_N - 1);
-    const int r8 = tone8[(int)(lr * codes + 0.5f)];
-    const int g8 = tone8[(int)(lg * codes + 0.5f)];
-    const int b8 = tone8[(int)(lb * codes + 0.5f)];
+    const int r8 = tone8[gt_rint_scaled(lr, codes)];
+    const int g8 = tone8[gt_rint_scaled(lg, codes)];
+    const int b8 = tone8[gt_rint_scaled(lb, codes)];
     unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
     o[0] = (unsigned char)r8;
     o[1] = (unsigned char)g8;
@@ -222,6 +214,13 @@ __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, i
     suv[qy * TILE_W + 2 * qx + 1] = gt_sat_u8(128.0f + 224.0f * (mr - yq) / (2.0f * (1.0f - KR)));
 }
 
+// The staging buffers of the 8-bit outputs of one tile.
+#define STAGE_RGB_N (TILE_H * (TILE_W * 3 / 16))  // 16 rows x 192 bytes
+#define STAGE_Y_N (TILE_H * (TILE_W / 16))        // 16 rows x 64 bytes
+#define STAGE_UV_N ((TILE_H / 2) * (TILE_W / 16)) // 8 rows x 64 bytes
+static_assert(STAGE_RGB_N + STAGE_Y_N <= ISP_THREADS && STAGE_UV_N <= ISP_THREADS,
+              "isp_write_tile: one 16-byte store per thread");
+
 // Write the staged bytes: 16-byte stores when the width is a multiple of 16 and the tile is
 // whole, else byte by byte.
 __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stage_rgb,
@@ -235,12 +234,15 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
     const unsigned char* suv = reinterpret_cast<const unsigned char*>(stage_uv);
     const bool fast = (w & 15) == 0 && x0 + TILE_W <= w;
     const int rows = gt_imin(TILE_H, h - y0);
+    // Whole tiles: one 16-byte store per thread at most (192 RGB, then 64 Y by other threads,
+    // 32 UV), so an `if` rather than a loop, and each address as the tile row's 64-bit base
+    // plus a 32-bit offset within the tile: the loop's hoisted 64-bit addresses were spilled.
     if (fast) {
         const int per_row = TILE_W * 3 / 16;  // 12 x 16 bytes
-        for (int i = tid; i < rows * per_row; i += ISP_THREADS) {
-            const int r = i / per_row, c = i - r * per_row;
-            gt_u32x4* dst = reinterpret_cast<gt_u32x4*>(rgb8 + ((long long)(y0 + r) * w + x0) * 3);
-            dst[c] = stage_rgb[i];
+        if (tid < rows * per_row) {
+            const int r = tid / per_row, c = tid - r * per_row;
+            unsigned char* tile_rgb = rgb8 + (long long)y0 * w * 3;
+            reinterpret_cast<gt_u32x4*>(tile_rgb + (r * w + x0) * 3)[c] = stage_rgb[tid];
         }
     } else {
         const int cols = gt_imin(TILE_W, w - x0) * 3;
@@ -253,13 +255,16 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
         unsigned char* uv = nv12 + (long long)w * h;
         if (fast) {
             const int per_row = TILE_W / 16;
-            for (int i = tid; i < rows * per_row; i += ISP_THREADS) {
-                const int r = i / per_row, c = i - r * per_row;
-                reinterpret_cast<gt_u32x4*>(nv12 + (long long)(y0 + r) * w + x0)[c] = stage_y[i];
+            const int j = tid - STAGE_RGB_N;  // Y by the threads that store no RGB
+            if (j >= 0 && j < rows * per_row) {
+                const int r = j / per_row, c = j - r * per_row;
+                unsigned char* tile_y = nv12 + (long long)y0 * w;
+                reinterpret_cast<gt_u32x4*>(tile_y + r * w + x0)[c] = stage_y[j];
             }
-            for (int i = tid; i < (rows / 2) * per_row; i += ISP_THREADS) {
-                const int r = i / per_row, c = i - r * per_row;
-                reinterpret_cast<gt_u32x4*>(uv + (long long)(y0 / 2 + r) * w + x0)[c] = stage_uv[i];
+            if (tid < (rows / 2) * per_row) {
+                const int r = tid / per_row, c = tid - r * per_row;
+                unsigned char* tile_uv = uv + (long long)(y0 / 2) * w;
+                reinterpret_cast<gt_u32x4*>(tile_uv + r * w + x0)[c] = stage_uv[tid];
             }
         } else {
             const int cols = gt_imin(TILE_W, w - x0);
@@ -275,21 +280,13 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
     }
 }
 
-#define STAGE_RGB_N (TILE_H * (TILE_W * 3 / 16))  // 16 rows x 192 bytes
-#define STAGE_Y_N (TILE_H * (TILE_W / 16))        // 16 rows x 64 bytes
-#define STAGE_UV_N ((TILE_H / 2) * (TILE_W / 16)) // 8 rows x 64 bytes
 
 // ---- isp_main: MHC or bilinear --------------------------------------------------------------
-// Schedule: a block walks down a strip of ISP_STRIP tiles. The RAW of the next tile is loaded
-// into registers while the block demosaics the current one, so memory and arithmetic overlap
-// (a lone tile per block left the memory idle while it computed). The 8-bit tone table, the
-// colour matrix and the normalisation factors (white-balance gains included, computed once per
-// block) sit in shared memory: registers are what limits the blocks per multiprocessor.
 #ifndef ISP_STRIP
 #define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
 #endif
 #ifndef ISP_MIN_BLOCKS
-#define ISP_MIN_BLOCKS 3  // blocks per multiprocessor: 80 registers, no spills
+#define ISP_MIN_BLOCKS 2  // blocks per multiprocessor: 128 registers, no spills
 #endif
 #define MAIN_GROUPS (SM_H * GROUPS_X)                       // 16-byte RAW groups per tile: 200
 #define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 1
@@ -315,6 +312,19 @@ __device__ __forceinline__ void isp_norm(gt_f32x4* __restrict__ norm, const floa
     }
 }
 
+// The shared-memory pieces of isp_main.
+struct IspMainShared {
+    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
+    gt_u32x4 stage_rgb[STAGE_RGB_N];
+    gt_u32x4 stage_y[STAGE_Y_N];
+    gt_u32x4 stage_uv[STAGE_UV_N];
+    unsigned int tone8[TONE8_N / 4];  // bytes
+    float ccm[9];
+    gt_f32x4 norm[2];
+    float shade[6];  // lens shading: k1, k2, 1 / (cx^2 + cy^2), on, 0.5 - cx, 0.5 - cy
+    int halo_x0;     // the tile's first RAW column, x0 - 8
+};
+
 // RAW group gi of the tile at row y0: tile row tr, group column tg, frame row y (mirrored).
 // Recomputed where needed rather than kept: registers are the scarce resource.
 struct IspGroup {
@@ -326,9 +336,11 @@ __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
 }
 
 // Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-8..x0+71);
-// element j of `v` is group tid + j * ISP_THREADS, 8 pixels. Mirrored (reflect-101) outside
-// the frame.
-__device__ __forceinline__ void isp_fetch(gt_u16x8 (&v)[MAIN_LOADS],
+// element j of `v` is group tid + j * ISP_THREADS, 8 pixels as four 32-bit words. Mirrored
+// (reflect-101) outside the frame. The words stay packed until isp_store_tile: unpacking them
+// here made every warp wait for its prefetch at once (measured: the first use of the load
+// right after it was the kernel's hottest stall).
+__device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[MAIN_LOADS],
                                           const unsigned short* __restrict__ raw, int w, int h,
                                           int x0, int y0, int tid) {
     const bool vec_rows = (w & 7) == 0;  // every row starts 16-byte aligned
@@ -340,10 +352,14 @@ __device__ __forceinline__ void isp_fetch(gt_u16x8 (&v)[MAIN_LOADS],
         const int gx = x0 - 8 + 8 * g.tg;
         const unsigned short* src = raw + (long long)g.y * w;
         if (vec_rows && gx >= 0 && gx + 7 < w) {
-            v[j] = *reinterpret_cast<const gt_u16x8*>(src + gx);
+            v[j] = *reinterpret_cast<const gt_u32x4*>(src + gx);
         } else {
+            unsigned int q[4];
 #pragma unroll
-            for (int k = 0; k < 8; ++k) v[j].v[k] = src[gt_reflect101(gx + k, w)];
+            for (int k = 0; k < 4; ++k)
+                q[k] = (unsigned int)src[gt_reflect101(gx + 2 * k, w)] |
+                       ((unsigned int)src[gt_reflect101(gx + 2 * k + 1, w)] << 16);
+            v[j] = gt_u32x4{q[0], q[1], q[2], q[3]};
         }
     }
 }
@@ -351,108 +367,162 @@ __device__ __forceinline__ void isp_fetch(gt_u16x8 (&v)[MAIN_LOADS],
 // Normalise the fetched groups into the float tile: black level, range, white balance, lens
 // shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
 // its row and the position within the group.
-__device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P],
-                                               const gt_u16x8 (&v)[MAIN_LOADS],
-                                               const gt_f32x4* norm, const float* __restrict__ cfg,
-                                               int w, int h, int x0, int y0, int tid) {
-    const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
-    const bool shading = (k1 != 0.0f) || (k2 != 0.0f);
+__device__ __forceinline__ void isp_store_tile(IspMainShared& sm, const gt_u32x4 (&v)[MAIN_LOADS],
+                                               int w, int h, int y0, int tid) {
+    const float* shade = sm.shade;
 #pragma unroll
     for (int j = 0; j < MAIN_LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
         if (gi >= MAIN_GROUPS) break;
         const IspGroup g = isp_group(gi, y0, h);
-        const gt_f32x4 nr = norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
+        const gt_f32x4 nr = sm.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
+        const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         float f[8];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            float m = fmaf((float)v[j].v[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
-            if (shading) {
-                const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
-                const float inv_d2 = 1.0f / (cx * cx + cy * cy);
-                const int x = gt_reflect101(x0 - 8 + 8 * g.tg + k, w);
-                const float dx = (float)x + 0.5f - cx, dy = (float)g.y + 0.5f - cy;
-                const float r2 = (dx * dx + dy * dy) * inv_d2;
-                m *= 1.0f + k1 * r2 + k2 * r2 * r2;
-            }
-            f[k] = gt_clamp01(m);
+        for (int k = 0; k < 4; ++k) {
+            f[2 * k] = fmaf(gt_u2f(words[k] & 0xffffu), nr.x, nr.z);
+            f[2 * k + 1] = fmaf(gt_u2f(words[k] >> 16), nr.y, nr.w);
         }
-        gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&tile[g.tr][4 * g.tg]);  // 16-byte stores
+        // Lens shading (rare) reads its constants and the tile's column origin from shared
+        // memory where it runs: computed once for the strip, the columns' distances stayed in
+        // registers across the tile loop (spilled, at the occupancy the kernel runs at).
+        if (shade[3] != 0.0f) {
+            const float k1 = shade[0], k2 = shade[1], inv_d2 = shade[2];
+            const float dy = (float)g.y + shade[5];
+            const int gx = sm.halo_x0 + 8 * g.tg;
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                const int x = gt_reflect101(gx + k, w);
+                const float dx = (float)x + shade[4];
+                const float r2 = (dx * dx + dy * dy) * inv_d2;
+                f[k] *= 1.0f + k1 * r2 + k2 * r2 * r2;
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 8; ++k) f[k] = gt_clamp01(f[k]);
+        gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&sm.tile[g.tr][4 * g.tg]);  // 16-byte stores
         row[0] = gt_f32x4{f[0], f[1], f[2], f[3]};
         row[1] = gt_f32x4{f[4], f[5], f[6], f[7]};
     }
 }
 
-// The shared-memory pieces of isp_main.
-struct IspMainShared {
-    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
-    gt_u32x4 stage_rgb[STAGE_RGB_N];
-    gt_u32x4 stage_y[STAGE_Y_N];
-    gt_u32x4 stage_uv[STAGE_UV_N];
-    unsigned int tone8[TONE8_N / 4];  // bytes
-    float ccm[9];
-    gt_f32x4 norm[2];
-};
 
+// Colour matrix, clip and 8-bit tone of one pixel of a cell; the float output too when
+// FLOAT_OUT (interpolated LUT). The matrix is read from shared memory where it is used: nine
+// more live registers cost more than the loads.
+template <bool FLOAT_OUT>
+__device__ __forceinline__ void isp_tone_px(float r, float g, float b, const float* ccm,
+                                            const unsigned char* tone8,
+                                            const float* __restrict__ lut, int lut_n,
+                                            float* __restrict__ of, unsigned int (&v8)[3]) {
+    const float lin[3] = {gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b),
+                          gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b),
+                          gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b)};
+    constexpr float codes = (float)(TONE8_N - 1);
+#pragma unroll
+    for (int c = 0; c < 3; ++c) v8[c] = tone8[gt_rint_scaled(lin[c], codes)];
+    if constexpr (FLOAT_OUT) {
+#pragma unroll
+        for (int c = 0; c < 3; ++c) of[c] = tone_lut(lut, lut_n, lin[c]);
+    }
+}
+
+// NV12 luma of one 8-bit pixel, and its contribution to the cell's chroma sums.
+__device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3], float (&sum)[3]) {
+    const float vr = gt_u2f(v8[0]) * (1.0f / 255.0f), vg = gt_u2f(v8[1]) * (1.0f / 255.0f);
+    const float vb = gt_u2f(v8[2]) * (1.0f / 255.0f);
+    sum[0] += vr;
+    sum[1] += vg;
+    sum[2] += vb;
+    return gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
+}
+
+// One row (dy) of a cell: its two pixels demosaicked, toned and staged as three 2-byte stores
+// (6 bytes at an even offset), with their NV12 luma as one 2-byte store when asked.
+template <int DY, int KA, int KB_, bool FLOAT_OUT>
+__device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float corr,
+                                             const float* ccm, const unsigned char* tone8,
+                                             const float* __restrict__ lut, int lut_n, int qx,
+                                             int qy, int X, int Y, int w, IspMainShared& sm,
+                                             float* __restrict__ rgbf, bool nv12,
+                                             float (&sum)[3]) {
+    // The window rows this cell row reads (Y+DY-2 .. Y+DY+2), loaded here rather than for
+    // the whole cell: a 6x6 window live across both rows cost the kernel its occupancy.
+    float win[6][6];
+#pragma unroll
+    for (int r = DY; r < DY + 5; ++r) {
+#pragma unroll
+        for (int p = 0; p < 3; ++p) {
+            if ((r == DY || r == DY + 4) && p != 1) continue;  // only columns X, X+1 there
+            const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
+            win[r][2 * p] = t.x;
+            win[r][2 * p + 1] = t.y;
+        }
+    }
+    float r, g, b;
+    unsigned int a8[3], b8[3];
+    float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
+    demosaic_site<2 + DY, 2, KA>(win, corr, r, g, b);
+    isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
+    demosaic_site<2 + DY, 3, KB_>(win, corr, r, g, b);
+    isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
+    unsigned short* o = reinterpret_cast<unsigned short*>(
+        reinterpret_cast<unsigned char*>(sm.stage_rgb) + (2 * qy + DY) * (TILE_W * 3) + 6 * qx);
+    o[0] = (unsigned short)(a8[0] | (a8[1] << 8));
+    o[1] = (unsigned short)(a8[2] | (b8[0] << 8));
+    o[2] = (unsigned short)(b8[1] | (b8[2] << 8));
+    if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
+        const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
+        reinterpret_cast<unsigned short*>(reinterpret_cast<unsigned char*>(sm.stage_y) +
+                                          (2 * qy + DY) * TILE_W + 2 * qx)[0] =
+            (unsigned short)(ya | (yb << 8));
+    }
+}
+
+// Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles. The RAW of the next tile is loaded
+// into registers while the block demosaics the current one, so memory and arithmetic overlap
+// (a lone tile per block left the memory idle while it computed). The 8-bit tone table, the
+// colour matrix and the normalisation factors (white-balance gains included, computed once per
+// block) sit in shared memory: registers are what limits the blocks per multiprocessor.
+// The Bayer phase (RX, RY) is a template parameter: each of the four pixels of a cell is then a
+// site known at compile time (a run-time colour per pixel cost a branch tree per pixel).
+template <int RX, int RY, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
                                                const unsigned short* __restrict__ raw, int w,
-                                               int h, int rx, int ry, int method,
-                                               const float* __restrict__ cfg,
+                                               int h, float corr,
                                                const float* __restrict__ lut, int lut_n,
                                                unsigned char* __restrict__ rgb8,
                                                float* __restrict__ rgbf,
                                                unsigned char* __restrict__ nv12) {
+    constexpr int K00 = (RY << 1) | RX, K01 = (RY << 1) | (1 ^ RX);
+    constexpr int K10 = ((1 ^ RY) << 1) | RX, K11 = ((1 ^ RY) << 1) | (1 ^ RX);
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int x0 = blockIdx.x * TILE_W;
-    const float* ccm = sm.ccm;
     const unsigned char* tone8 = reinterpret_cast<const unsigned char*>(sm.tone8);
     gt_f32x2(*tile)[SM_P] = sm.tile;
-    unsigned char* srgb = reinterpret_cast<unsigned char*>(sm.stage_rgb);
-    unsigned char* sy = reinterpret_cast<unsigned char*>(sm.stage_y);
 
     int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
     const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
-    gt_u16x8 next[MAIN_LOADS];
+    gt_u32x4 next[MAIN_LOADS];
     isp_fetch(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
-        isp_store_tile(tile, next, sm.norm, cfg, w, h, x0, y0, tid);
+        isp_store_tile(sm, next, w, h, y0, tid);
         __syncthreads();
         if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, tid);
 
         // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
         if (X < w && Y < h) {
-            float win[6][6];  // pixels X-2..X+3, Y-2..Y+3
-#pragma unroll
-            for (int r = 0; r < 6; ++r) {
-#pragma unroll
-                for (int p = 0; p < 3; ++p) {
-                    const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
-                    win[r][2 * p] = t.x;
-                    win[r][2 * p + 1] = t.y;
-                }
-            }
-            float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
-            float r, g, b;
-            const int k00 = (ry << 1) | rx, k01 = (ry << 1) | (1 ^ rx);
-            const int k10 = ((1 ^ ry) << 1) | rx, k11 = ((1 ^ ry) << 1) | (1 ^ rx);
-            demosaic_px<2, 2>(win, k00, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx, 2 * qy, X, Y, w, srgb, sy, rgbf,
-                          nv12 != nullptr, sum_r, sum_g, sum_b);
-            demosaic_px<2, 3>(win, k01, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + 1, 2 * qy, X + 1, Y, w, srgb, sy,
-                          rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
-            demosaic_px<3, 2>(win, k10, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx, 2 * qy + 1, X, Y + 1, w, srgb, sy,
-                          rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
-            demosaic_px<3, 3>(win, k11, method, r, g, b);
-            isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + 1, 2 * qy + 1, X + 1, Y + 1, w, srgb,
-                          sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
+            float sum[3] = {0.0f, 0.0f, 0.0f};
+            isp_cell_row<0, K00, K01, FLOAT_OUT>(tile, corr, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+                                                 Y, w, sm, rgbf, nv12 != nullptr, sum);
+            isp_cell_row<1, K10, K11, FLOAT_OUT>(tile, corr, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+                                                 Y, w, sm, rgbf, nv12 != nullptr, sum);
             if (nv12 != nullptr)
-                isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum_r,
-                              sum_g, sum_b);
+                isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum[0],
+                              sum[1], sum[2]);
         }
         __syncthreads();
 
@@ -461,18 +531,69 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ISP_THREADS, ISP_MIN_BLOCKS) isp_main(
-    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
-    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
-    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
-    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+// The block's setup, then its strip with the Bayer phase as a template argument.
+template <bool FLOAT_OUT>
+__device__ __forceinline__ void isp_main_block(const unsigned short* __restrict__ raw, int w,
+                                               int h, int rx, int ry, int method,
+                                               const float* __restrict__ cfg,
+                                               const unsigned long long* __restrict__ awb,
+                                               const float* __restrict__ lut, int lut_n,
+                                               const unsigned char* __restrict__ lut8,
+                                               unsigned char* __restrict__ rgb8,
+                                               float* __restrict__ rgbf,
+                                               unsigned char* __restrict__ nv12) {
     __shared__ IspMainShared sm;
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     isp_stage_tone8(reinterpret_cast<unsigned char*>(sm.tone8), lut8, tid);
     if (tid < 9) sm.ccm[tid] = cfg[CFG_CCM + tid];
-    if (tid == 0) isp_norm(sm.norm, cfg, awb, rx & 1, ry & 1);
+    if (tid == 0) {
+        isp_norm(sm.norm, cfg, awb, rx & 1, ry & 1);
+        const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
+        const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
+        sm.shade[0] = k1;
+        sm.shade[1] = k2;
+        sm.shade[2] = 1.0f / (cx * cx + cy * cy);
+        sm.shade[3] = (k1 != 0.0f || k2 != 0.0f) ? 1.0f : 0.0f;
+        sm.shade[4] = 0.5f - cx;
+        sm.shade[5] = 0.5f - cy;
+        sm.halo_x0 = (int)blockIdx.x * TILE_W - 8;
+    }
     __syncthreads();  // the first tile's normalisation reads sm.norm
-    isp_main_strip(sm, raw, w, h, rx & 1, ry & 1, method, cfg, lut, lut_n, rgb8, rgbf, nv12);
+    const float corr = method == DEMOSAIC_MHC ? 1.0f : 0.0f;
+    switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
+        case 0:
+            isp_main_strip<0, 0, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            break;
+        case 1:
+            isp_main_strip<1, 0, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            break;
+        case 2:
+            isp_main_strip<0, 1, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            break;
+        default:
+            isp_main_strip<1, 1, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            break;
+    }
+}
+
+// RAW -> RGB8 [+ NV12].
+extern "C" __global__ void __launch_bounds__(ISP_THREADS, ISP_MIN_BLOCKS) isp_main(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
+    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
+    const unsigned char* __restrict__ lut8, unsigned char* __restrict__ rgb8,
+    unsigned char* __restrict__ nv12) {
+    isp_main_block<false>(raw, w, h, rx, ry, method, cfg, awb, nullptr, 0, lut8, rgb8, nullptr,
+                          nv12);
+}
+
+// The same, with the float image as well (the tone LUT interpolated; `.npy` output): its own
+// kernel, because the float path needs more registers than isp_main's occupancy leaves.
+extern "C" __global__ void __launch_bounds__(ISP_THREADS, 2) isp_main_float(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int method,
+    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
+    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
+    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    isp_main_block<true>(raw, w, h, rx, ry, method, cfg, awb, lut, lut_n, lut8, rgb8, rgbf, nv12);
 }
 
 // ---- isp_main_dir: directional demosaicing --------------------------------------------------
@@ -718,6 +839,7 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 #define TEN_BX 32
 #define TEN_BY 8
 #define TEN_VS 6144  // floats of vertical sums (24 KB)
+#define TEN_BATCH 8  // footprint rows loaded at once
 
 // Area average of content pixel (cx, cy) read straight from the image.
 __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
@@ -759,14 +881,23 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
         float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma unroll 4
-        for (int iy = iy0; iy < iy1; ++iy) {
-            const float wy = fmaxf(fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya), 0.0f);
-            const unsigned int v = rgb32[(long long)iy * (3 * w / 4) + word0 + j];
-            a0 += wy * (float)(v & 0xffu);
-            a1 += wy * (float)((v >> 8) & 0xffu);
-            a2 += wy * (float)((v >> 16) & 0xffu);
-            a3 += wy * (float)(v >> 24);
+        const unsigned int* col = rgb32 + word0 + j;
+        // TEN_BATCH rows' loads issued before the first is used (one batch for a downscale up
+        // to 7x): the first version's use right after each load left it waiting on memory.
+        for (int y = iy0; y < iy1; y += TEN_BATCH) {
+            unsigned int v[TEN_BATCH];
+#pragma unroll
+            for (int t = 0; t < TEN_BATCH; ++t)
+                v[t] = y + t < iy1 ? col[(long long)(y + t) * (3 * w / 4)] : 0u;
+#pragma unroll
+            for (int t = 0; t < TEN_BATCH; ++t) {
+                const float iy = (float)(y + t);
+                const float wy = fmaxf(fminf(iy + 1.0f, yb) - fmaxf(iy, ya), 0.0f);
+                a0 = fmaf(wy, gt_u2f(v[t] & 0xffu), a0);
+                a1 = fmaf(wy, gt_u2f((v[t] >> 8) & 0xffu), a1);
+                a2 = fmaf(wy, gt_u2f((v[t] >> 16) & 0xffu), a2);
+                a3 = fmaf(wy, gt_u2f(v[t] >> 24), a3);
+            }
         }
         reinterpret_cast<gt_f32x4*>(vs + i * stride)[j] = gt_f32x4{a0, a1, a2, a3};
     }

@@ -231,8 +231,12 @@ class IspPipeline:
         head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
         if p.demosaic == "directional":
             mod.kernel(DIRECTIONAL_KERNEL)(grid, MAIN_BLOCK, head + tail, stream=stream)
-        else:
+        elif rgbf is not None:  # the float image too: its own kernel (more registers)
             args = head + (i32(DEMOSAIC_CODES[p.demosaic]),) + tail
+            mod.kernel("isp_main_float")(grid, MAIN_BLOCK, args, stream=stream)
+        else:
+            cfg, stats, _, _, lut8, rgb8, _, nv12 = tail
+            args = head + (i32(DEMOSAIC_CODES[p.demosaic]), cfg, stats, lut8, rgb8, nv12)
             mod.kernel("isp_main")(grid, MAIN_BLOCK, args, stream=stream)
 
         tensor = None

@@ -9,7 +9,7 @@ The chain, per pixel of a RAW frame:
     cam = demosaic(m)                       # MHC, bilinear or directional; borders mirrored
                                             # (reflect-101)
     lin = clip(ccm @ cam, 0, 1)
-    rgb8 = lut8[floor(4095 lin + 1/2)]      # 8-bit tone table of the 12-bit code (tone_lut8)
+    rgb8 = lut8[rint(4095 lin)]             # 8-bit tone table of the 12-bit code (tone_lut8)
     v   = interp(lut, lin)                  # float output: the tone LUT of LUT_SIZE samples on
                                             # [0, 1], interpolated (lut8 is v at the codes)
     nv12 = BT.709 limited range from rgb8 / 255; chroma from the mean of each 2x2 cell
@@ -275,7 +275,7 @@ def apply_lut(lin: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 def tone_lut8(params: IspParams) -> np.ndarray:
     """uint8[TONE8_SIZE]: the 8-bit output for each 12-bit code i of the clipped linear value
-    (code = floor(4095 lin + 1/2)): the tone LUT interpolated at i / 4095 (`apply_lut`, in
+    (code = 4095 lin rounded to the nearest integer): the tone LUT interpolated at i / 4095 (`apply_lut`, in
     float64), rounded. The 8-bit image is one lookup per channel, as in a hardware ISP's gamma
     table."""
     codes = np.arange(TONE8_SIZE, dtype=np.float64) / (TONE8_SIZE - 1)
@@ -284,10 +284,10 @@ def tone_lut8(params: IspParams) -> np.ndarray:
 
 
 def apply_tone8(lin: np.ndarray, lut8: np.ndarray) -> np.ndarray:
-    """Clipped linear [0, 1] -> uint8 through the 8-bit tone table: lut8[floor(4095 lin + 1/2)]."""
-    codes = lin * lin.dtype.type(lut8.size - 1)
-    codes += lin.dtype.type(0.5)
-    return lut8[codes.astype(np.int32)]  # truncation is floor for these non-negative values
+    """Clipped linear [0, 1] -> uint8 through the 8-bit tone table: lut8[rint(4095 lin)] (ties
+    to even, as the kernels' rounding through the float mantissa does)."""
+    codes = np.rint(lin * lin.dtype.type(lut8.size - 1))
+    return lut8[codes.astype(np.int32)]
 
 
 def to_nv12(v: np.ndarray) -> np.ndarray:
