@@ -275,9 +275,9 @@ def apply_lut(lin: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 def tone_lut8(params: IspParams) -> np.ndarray:
     """uint8[TONE8_SIZE]: the 8-bit output for each 12-bit code i of the clipped linear value
-    (code = 4095 lin rounded to the nearest integer): the tone LUT interpolated at i / 4095 (`apply_lut`, in
-    float64), rounded. The 8-bit image is one lookup per channel, as in a hardware ISP's gamma
-    table."""
+    (code = 4095 lin rounded to the nearest integer): the tone LUT interpolated at i / 4095
+    (`apply_lut`, in float64), rounded. The 8-bit image is one lookup per channel, as in a
+    hardware ISP's gamma table."""
     codes = np.arange(TONE8_SIZE, dtype=np.float64) / (TONE8_SIZE - 1)
     v = apply_lut(codes, params.tone_lut())
     return np.floor(np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
