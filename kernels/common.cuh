@@ -44,9 +44,10 @@ __device__ __forceinline__ int gt_reflect101(int i, int n) {
 __device__ __forceinline__ float gt_u2f(unsigned int v) {
     return __uint_as_float(0x4B000000u | v) - 8388608.0f;
 }
-// x * s rounded to the nearest integer (ties to even), for 0 <= x * s < 2^22.
+// x * s rounded to the nearest integer (ties to even), for 0 <= x * s < 2^22: the low 22 bits
+// of 1.5 * 2^23 + x * s (a mask, which the compiler folds better into an address than a sub).
 __device__ __forceinline__ unsigned int gt_rint_scaled(float x, float s) {
-    return __float_as_uint(fmaf(x, s, 12582912.0f)) - 0x4B400000u;
+    return __float_as_uint(fmaf(x, s, 12582912.0f)) & 0x3FFFFFu;
 }
 
 // [0, 1] -> uint8, rounding half up (the reference's floor(255 v + 0.5)).
@@ -89,8 +90,10 @@ __device__ __forceinline__ unsigned short gt_float_to_half(float f) {
     return (unsigned short)(sign | h);
 }
 
-// Counter-based random numbers: splitmix64's finaliser as a hash of (seed, frame, index).
-// The NumPy reference (gputrack/sensor/model.py) computes the same bits.
+// Counter-based random numbers: splitmix64's finaliser as a hash of (frame key, pixel index).
+// The frame key, splitmix64(splitmix64(seed) ^ frame), is computed once per frame on the host
+// (gputrack/sensor/model.py `frame_key`; it was two of the three 64-bit hashes per pixel). The
+// NumPy reference computes the same bits.
 __device__ __forceinline__ unsigned long long gt_splitmix64(unsigned long long z) {
     z += 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -98,16 +101,19 @@ __device__ __forceinline__ unsigned long long gt_splitmix64(unsigned long long z
     return z ^ (z >> 31);
 }
 
-__device__ __forceinline__ unsigned long long gt_pixel_hash(unsigned long long seed, int frame,
+__device__ __forceinline__ unsigned long long gt_pixel_hash(unsigned long long key,
                                                             unsigned long long index) {
-    const unsigned long long s = gt_splitmix64(seed);
-    const unsigned long long f = gt_splitmix64(s ^ (unsigned long long)(long long)frame);
-    return gt_splitmix64(f ^ index);
+    return gt_splitmix64(key ^ index);
 }
 
-// Standard normal by Box-Muller from two 24-bit uniforms: u1 in (0, 1], u2 in [0, 1).
+// Standard normal by Box-Muller from two 24-bit uniforms of the hash: u1 = (bits 40..63 + 1)
+// / 2^24 in (0, 1], u2 = bits 16..39 / 2^24 in [0, 1), each exact in a float. log and cos are
+// the hardware's approximations (errors near 2^-21, far below the DN rounding they feed; the
+// accurate library calls were a third of the sensor kernel's instructions).
 __device__ __forceinline__ float gt_gaussian(unsigned long long h) {
-    const float u1 = (float)((h >> 40) + 1ull) * (1.0f / 16777216.0f);
-    const float u2 = (float)((h >> 16) & 0xFFFFFFull) * (1.0f / 16777216.0f);
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2);
+    const unsigned int hi = (unsigned int)(h >> 32), lo = (unsigned int)h;
+    const float u1 = (float)((hi >> 8) + 1u) * (1.0f / 16777216.0f);
+    const float u2 = (float)((lo >> 16) | ((hi & 0xFFu) << 16)) * (1.0f / 16777216.0f);
+    // cos(2 pi u2) = -cos(2 pi (u2 - 1/2)): __cosf's error bound holds on [-pi, pi].
+    return -sqrtf(-2.0f * __logf(u1)) * __cosf(6.283185307179586f * (u2 - 0.5f));
 }

@@ -1,7 +1,8 @@
 // The sensor model: an RGB scene -> the RAW Bayer mosaic the sensor would read out.
 // The algorithm is stated in NumPy in gputrack/sensor/model.py (`reference`); this is its
 // schedule: one thread per horizontal pixel pair (one 4-byte store), no shared memory.
-// The 64-bit noise seed comes as two 32-bit halves (seed_lo, seed_hi).
+// The noise's 64-bit frame key (model.frame_key: seed and frame hashed) comes as two 32-bit
+// halves (key_lo, key_hi).
 #include "common.cuh"
 
 // cfg (float32[16]), written by gputrack/sensor/model.py:
@@ -21,8 +22,7 @@
 __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float l2, int x, int y,
                                                       int w, int h, int rx, int ry,
                                                       const float* __restrict__ cfg,
-                                                      unsigned long long seed, int frame,
-                                                      int noise) {
+                                                      unsigned long long key, int noise) {
     const int kind = (((y ^ ry) & 1) << 1) | ((x ^ rx) & 1);  // 0 red, 3 blue, else green
     const int c = kind == 0 ? 0 : (kind == 3 ? 2 : 1);
     const float* m = cfg + SCFG_M + 3 * c;
@@ -37,7 +37,7 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
     float e = v * cfg[SCFG_RANGE];
     if (noise) {
         const unsigned long long idx = (unsigned long long)y * (unsigned long long)w + (unsigned long long)x;
-        const float z = gt_gaussian(gt_pixel_hash(seed, frame, idx));
+        const float z = gt_gaussian(gt_pixel_hash(key, idx));
         e += sqrtf(cfg[SCFG_K] * fmaxf(e, 0.0f) + cfg[SCFG_READ]) * z;
     }
     const float dn = fminf(fmaxf(floorf(e + cfg[SCFG_BLACK] + 0.5f), 0.0f), cfg[SCFG_WHITE]);
@@ -48,32 +48,31 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
 extern "C" __global__ void sensor_from_u8(const unsigned char* __restrict__ rgb,
                                           const float* __restrict__ table, int w, int h, int rx,
                                           int ry, const float* __restrict__ cfg,
-                                          unsigned int seed_lo, unsigned int seed_hi, int frame,
-                                          int noise, unsigned short* __restrict__ raw) {
-    const unsigned long long seed = ((unsigned long long)seed_hi << 32) | seed_lo;
+                                          unsigned int key_lo, unsigned int key_hi, int noise,
+                                          unsigned short* __restrict__ raw) {
+    const unsigned long long key = ((unsigned long long)key_hi << 32) | key_lo;
     const int x = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
     const unsigned char* p = rgb + ((long long)y * w + x) * 3;
     const unsigned short a = sensor_site(table[p[0]], table[p[1]], table[p[2]], x, y, w, h, rx, ry,
-                                         cfg, seed, frame, noise);
+                                         cfg, key, noise);
     const unsigned short b = sensor_site(table[p[3]], table[p[4]], table[p[5]], x + 1, y, w, h, rx,
-                                         ry, cfg, seed, frame, noise);
+                                         ry, cfg, key, noise);
     *reinterpret_cast<gt_u16x2*>(raw + (long long)y * w + x) = gt_u16x2{a, b};
 }
 
 // float32 linear RGB (H, W, 3).
 extern "C" __global__ void sensor_from_f32(const float* __restrict__ rgb, int w, int h, int rx,
                                            int ry, const float* __restrict__ cfg,
-                                           unsigned int seed_lo, unsigned int seed_hi, int frame,
-                                           int noise, unsigned short* __restrict__ raw) {
-    const unsigned long long seed = ((unsigned long long)seed_hi << 32) | seed_lo;
+                                           unsigned int key_lo, unsigned int key_hi, int noise,
+                                           unsigned short* __restrict__ raw) {
+    const unsigned long long key = ((unsigned long long)key_hi << 32) | key_lo;
     const int x = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
     const float* p = rgb + ((long long)y * w + x) * 3;
-    const unsigned short a = sensor_site(p[0], p[1], p[2], x, y, w, h, rx, ry, cfg, seed, frame, noise);
-    const unsigned short b =
-        sensor_site(p[3], p[4], p[5], x + 1, y, w, h, rx, ry, cfg, seed, frame, noise);
+    const unsigned short a = sensor_site(p[0], p[1], p[2], x, y, w, h, rx, ry, cfg, key, noise);
+    const unsigned short b = sensor_site(p[3], p[4], p[5], x + 1, y, w, h, rx, ry, cfg, key, noise);
     *reinterpret_cast<gt_u16x2*>(raw + (long long)y * w + x) = gt_u16x2{a, b};
 }

@@ -90,12 +90,18 @@ def splitmix64(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> _U64(31))
 
 
+def frame_key(seed: int, frame: int) -> int:
+    """The noise key of one frame: splitmix64(splitmix64(seed) ^ frame), computed once per
+    frame (the kernels take it as an argument and hash only the pixel index with it)."""
+    with np.errstate(over="ignore"):
+        s = splitmix64(np.array([seed & _MASK64], dtype=_U64))
+        return int(splitmix64(s ^ np.array([frame & _MASK64], dtype=_U64))[0])
+
+
 def pixel_hash(seed: int, frame: int, index: np.ndarray) -> np.ndarray:
     """uint64 hash of (seed, frame, pixel index); the kernel computes the same."""
     with np.errstate(over="ignore"):
-        s = splitmix64(np.array([seed & _MASK64], dtype=_U64))
-        f = splitmix64(s ^ np.array([frame & _MASK64], dtype=_U64))
-        return splitmix64(f ^ index.astype(_U64))
+        return splitmix64(_U64(frame_key(seed, frame)) ^ index.astype(_U64))
 
 
 def gaussian(seed: int, frame: int, index: np.ndarray) -> np.ndarray:
@@ -228,15 +234,15 @@ class SensorModel:
         )
         out = self._buffer("raw", (h, w), np.uint16)
         grid = (-(-(w // 2) // self.BLOCK[0]), -(-h // self.BLOCK[1]))
+        key = frame_key(p.seed, frame)
         common = (
             np.int32(w),
             np.int32(h),
             np.int32(rx),
             np.int32(ry),
             self._config(),
-            np.uint32(p.seed & 0xFFFFFFFF),
-            np.uint32((p.seed >> 32) & 0xFFFFFFFF),
-            np.int32(frame),
+            np.uint32(key & 0xFFFFFFFF),
+            np.uint32(key >> 32),
             np.int32(int(p.noise)),
             out,
         )
