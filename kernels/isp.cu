@@ -286,7 +286,7 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
 #endif
 #ifndef ISP_MIN_BLOCKS
-#define ISP_MIN_BLOCKS 2  // blocks per multiprocessor: 128 registers, no spills
+#define ISP_MIN_BLOCKS 4  // blocks per multiprocessor: 64 registers, no spills
 #endif
 #define MAIN_GROUPS (SM_H * GROUPS_X)                       // 16-byte RAW groups per tile: 200
 #define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 1
@@ -507,10 +507,11 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     gt_u32x4 next[MAIN_LOADS];
     isp_fetch(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
+        const int t = gt_opaque(tid);  // the per-thread indices: recomputed, not held (spilled)
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
-        isp_store_tile(sm, next, w, h, y0, tid);
+        isp_store_tile(sm, next, w, h, y0, t);
         __syncthreads();
-        if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, tid);
+        if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, t);
 
         // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
@@ -527,7 +528,7 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
         __syncthreads();
 
         // ---- 3. write the staged bytes (the next tile's step 1 does not touch them) -------
-        isp_write_tile(sm.stage_rgb, sm.stage_y, sm.stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+        isp_write_tile(sm.stage_rgb, sm.stage_y, sm.stage_uv, w, h, x0, y0, t, rgb8, nv12);
     }
 }
 

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = probe("cuda")
     device = "cuda" if args.device == "auto" and cuda.available else args.device
     if device != "auto" and probe(device).available:
-        sweep = [(2, 2), (8, 2), (16, 2), (4, 3), (8, 3)] if args.sweep else []
+        sweep = [(2, 4), (8, 4), (16, 4), (4, 3), (4, 2)] if args.sweep else []
         g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g
         print(f"\n{device}: {g['gpu']}; device-to-device copy "
