@@ -24,14 +24,6 @@ struct alignas(16) gt_f32x4 {
     float x, y, z, w;
 };
 
-// An optimisation barrier: the compiler must assume `v` changes here, so values derived from it
-// inside a loop are recomputed there instead of being hoisted out and held in registers for the
-// whole loop (which, at a tight register budget, it spills).
-__device__ __forceinline__ int gt_opaque(int v) {
-    asm volatile("" : "+r"(v));
-    return v;
-}
-
 __device__ __forceinline__ int gt_imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int gt_imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ float gt_clamp01(float v) { return fminf(fmaxf(v, 0.0f), 1.0f); }

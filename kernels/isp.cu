@@ -323,6 +323,7 @@ struct IspMainShared {
     gt_f32x4 norm[2];
     float shade[6];  // lens shading: k1, k2, 1 / (cx^2 + cy^2), on, 0.5 - cx, 0.5 - cy
     int halo_x0;     // the tile's first RAW column, x0 - 8
+    int zero;        // 0, read in the tile loop (isp_main_strip)
 };
 
 // RAW group gi of the tile at row y0: tile row tr, group column tg, frame row y (mirrored).
@@ -507,7 +508,11 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     gt_u32x4 next[MAIN_LOADS];
     isp_fetch(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
-        const int t = gt_opaque(tid);  // the per-thread indices: recomputed, not held (spilled)
+        // The thread index as the compiler cannot know it across tile steps (plus a zero read
+        // from shared memory after a barrier): every index derived from it is recomputed per
+        // step instead of hoisted out of the loop and held, which took isp_main from 64 to
+        // over 128 registers (spilling at 80). Inline asm would do it, but not on emu.
+        const int t = tid + sm.zero;
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
         isp_store_tile(sm, next, w, h, y0, t);
         __syncthreads();
@@ -558,6 +563,7 @@ __device__ __forceinline__ void isp_main_block(const unsigned short* __restrict_
         sm.shade[4] = 0.5f - cx;
         sm.shade[5] = 0.5f - cy;
         sm.halo_x0 = (int)blockIdx.x * TILE_W - 8;
+        sm.zero = 0;
     }
     __syncthreads();  // the first tile's normalisation reads sm.norm
     const float corr = method == DEMOSAIC_MHC ? 1.0f : 0.0f;
