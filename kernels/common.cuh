@@ -45,9 +45,18 @@ __device__ __forceinline__ float gt_u2f(unsigned int v) {
     return __uint_as_float(0x4B000000u | v) - 8388608.0f;
 }
 // x * s rounded to the nearest integer (ties to even), for 0 <= x * s < 2^22: the low 22 bits
-// of 1.5 * 2^23 + x * s (a mask, which the compiler folds better into an address than a sub).
+// of 1.5 * 2^23 + x * s.
+#define GT_RINT_MAGIC 12582912.0f  // 1.5 * 2^23, bits 0x4B400000
 __device__ __forceinline__ unsigned int gt_rint_scaled(float x, float s) {
-    return __float_as_uint(fmaf(x, s, 12582912.0f)) & 0x3FFFFFu;
+    return __float_as_uint(fmaf(x, s, GT_RINT_MAGIC)) & 0x3FFFFFu;
+}
+// table[rint(x * s)] for the same range: the magic's bits are subtracted in 64-bit index
+// arithmetic, which the compiler folds into the table's base (one add per lookup, not a mask
+// and an add).
+template <typename T>
+__device__ __forceinline__ T gt_lookup_rint(const T* table, float x, float s) {
+    const long long bits = (long long)__float_as_uint(fmaf(x, s, GT_RINT_MAGIC));
+    return table[bits - 0x4B400000ll];
 }
 
 // [0, 1] -> uint8, rounding half up (the reference's floor(255 v + 0.5)).

@@ -47,9 +47,10 @@
 // One pixel of the 6x6 window w, centre (CY, CX), of a colour site known at compile time
 // (KIND 0 red site, 3 blue site, 1 green site in a red row, 2 green site in a blue row).
 // Malvar-He-Cutler is bilinear interpolation plus a gain-corrected Laplacian of the site's own
-// colour, so both methods are one formula: `corr` 1 for MHC, 0 for bilinear (no branch).
+// colour, so both methods are one formula: `corr8` is the correction's weight with MHC's 1/8
+// folded in, 1/8 for MHC, 0 for bilinear (no branch).
 template <int CY, int CX, int KIND>
-__device__ __forceinline__ void demosaic_site(const float (&w)[6][6], float corr, float& r,
+__device__ __forceinline__ void demosaic_site(const float (&w)[6][6], float corr8, float& r,
                                               float& g, float& b) {
     const float c = w[CY][CX];
     const float n = w[CY - 1][CX], s = w[CY + 1][CX], we = w[CY][CX - 1], e = w[CY][CX + 1];
@@ -58,17 +59,15 @@ __device__ __forceinline__ void demosaic_site(const float (&w)[6][6], float corr
                         (w[CY + 1][CX - 1] + w[CY + 1][CX + 1]);
     if constexpr (KIND == 0 || KIND == 3) {
         const float cross2 = (nn + ss) + (ww + ee);
-        const float g_rb = fmaf(corr, (4.0f * c - cross2) * 0.125f, ((n + s) + (we + e)) * 0.25f);
-        const float dia = fmaf(corr, (6.0f * c - 1.5f * cross2) * 0.125f, diag4 * 0.25f);
+        const float g_rb = fmaf(corr8, 4.0f * c - cross2, ((n + s) + (we + e)) * 0.25f);
+        const float dia = fmaf(corr8, 6.0f * c - 1.5f * cross2, diag4 * 0.25f);
         g = g_rb;
         r = KIND == 0 ? c : dia;
         b = KIND == 0 ? dia : c;
     } else {
         const float lap = 5.0f * c - diag4;
-        const float row =
-            fmaf(corr, (lap - (ww + ee) + 0.5f * (nn + ss)) * 0.125f, (we + e) * 0.5f);
-        const float col =
-            fmaf(corr, (lap - (nn + ss) + 0.5f * (ww + ee)) * 0.125f, (n + s) * 0.5f);
+        const float row = fmaf(corr8, lap - (ww + ee) + 0.5f * (nn + ss), (we + e) * 0.5f);
+        const float col = fmaf(corr8, lap - (nn + ss) + 0.5f * (ww + ee), (n + s) * 0.5f);
         g = c;
         r = KIND == 1 ? row : col;
         b = KIND == 1 ? col : row;
@@ -421,7 +420,7 @@ __device__ __forceinline__ void isp_tone_px(float r, float g, float b, const flo
                           gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b)};
     constexpr float codes = (float)(TONE8_N - 1);
 #pragma unroll
-    for (int c = 0; c < 3; ++c) v8[c] = tone8[gt_rint_scaled(lin[c], codes)];
+    for (int c = 0; c < 3; ++c) v8[c] = gt_lookup_rint(tone8, lin[c], codes);
     if constexpr (FLOAT_OUT) {
 #pragma unroll
         for (int c = 0; c < 3; ++c) of[c] = tone_lut(lut, lut_n, lin[c]);
@@ -441,7 +440,7 @@ __device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3], fl
 // One row (dy) of a cell: its two pixels demosaicked, toned and staged as three 2-byte stores
 // (6 bytes at an even offset), with their NV12 luma as one 2-byte store when asked.
 template <int DY, int KA, int KB_, bool FLOAT_OUT>
-__device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float corr,
+__device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float corr8,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
                                              int qy, int X, int Y, int w, IspMainShared& sm,
@@ -463,9 +462,9 @@ __device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float
     float r, g, b;
     unsigned int a8[3], b8[3];
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
-    demosaic_site<2 + DY, 2, KA>(win, corr, r, g, b);
+    demosaic_site<2 + DY, 2, KA>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
-    demosaic_site<2 + DY, 3, KB_>(win, corr, r, g, b);
+    demosaic_site<2 + DY, 3, KB_>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
     unsigned short* o = reinterpret_cast<unsigned short*>(
         reinterpret_cast<unsigned char*>(sm.stage_rgb) + (2 * qy + DY) * (TILE_W * 3) + 6 * qx);
@@ -490,7 +489,7 @@ __device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float
 template <int RX, int RY, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
                                                const unsigned short* __restrict__ raw, int w,
-                                               int h, float corr,
+                                               int h, float corr8,
                                                const float* __restrict__ lut, int lut_n,
                                                unsigned char* __restrict__ rgb8,
                                                float* __restrict__ rgbf,
@@ -522,9 +521,9 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
         if (X < w && Y < h) {
             float sum[3] = {0.0f, 0.0f, 0.0f};
-            isp_cell_row<0, K00, K01, FLOAT_OUT>(tile, corr, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+            isp_cell_row<0, K00, K01, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
                                                  Y, w, sm, rgbf, nv12 != nullptr, sum);
-            isp_cell_row<1, K10, K11, FLOAT_OUT>(tile, corr, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+            isp_cell_row<1, K10, K11, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
                                                  Y, w, sm, rgbf, nv12 != nullptr, sum);
             if (nv12 != nullptr)
                 isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum[0],
@@ -566,19 +565,19 @@ __device__ __forceinline__ void isp_main_block(const unsigned short* __restrict_
         sm.zero = 0;
     }
     __syncthreads();  // the first tile's normalisation reads sm.norm
-    const float corr = method == DEMOSAIC_MHC ? 1.0f : 0.0f;
+    const float corr8 = method == DEMOSAIC_MHC ? 0.125f : 0.0f;
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
         case 0:
-            isp_main_strip<0, 0, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<0, 0, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
             break;
         case 1:
-            isp_main_strip<1, 0, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<1, 0, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
             break;
         case 2:
-            isp_main_strip<0, 1, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<0, 1, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
             break;
         default:
-            isp_main_strip<1, 1, FLOAT_OUT>(sm, raw, w, h, corr, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<1, 1, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
             break;
     }
 }
