@@ -6,7 +6,10 @@
 #   3. the kernel tests against the `cuda` backend (the same tests as on the CPU, parametrised),
 #   4. the main job (`gputrack run --backend cuda`) on the synthetic 4K world and the video,
 #   5. the benchmarks (bench_isp with its isp_main schedule sweep, bench_deadline),
-#   6. a short table last.
+#   6. Nsight Compute on each ISP kernel (scripts/gpu_profile.sh --ncu-only), where ncu works,
+#   7. a short table last.
+# The device tool brings back 8 files at most: $OUT gets the JSON results, the run log and
+# every log in one gpu_logs.tar.gz.
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
 # With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
@@ -29,8 +32,8 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
   du -sh .whl; exit 0
 fi
 
-LOG=${OUT:-/tmp/gputrack-gpu}
-mkdir -p "$LOG"
+LOG=/tmp/gputrack-gpu
+rm -rf "$LOG"; mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gputrack-site .whl/*.whl \
@@ -42,8 +45,6 @@ PY=python3
 
 step() { printf '\n=== %s\n' "$*"; }
 status=()
-# At most 8 files come back from the device tool: check.json, env.log, pytest_cuda.log,
-# run.log and each benchmark's .json and .log.
 {
   nvidia-smi 2>&1 | head -15
   $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
@@ -89,6 +90,21 @@ for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
     status+=("$name|FAILED (see $name.log)")
   fi
 done
+
+step "Nsight Compute on the ISP kernels"
+if PROFILE_LOG="$LOG/ncu" timeout 200 bash scripts/gpu_profile.sh --ncu-only; then
+  files=$(ls "$LOG/ncu" 2>/dev/null | grep -v ncu_run.log | tr '\n' ' ')
+  status+=("ncu profile|${files:-none (no ncu here)}")
+else
+  status+=("ncu profile|FAILED (see ncu/ncu_run.log)")
+fi
+
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/gpu_logs.tar.gz" -C "$LOG" . 2>/dev/null
+  for f in check.json run.log bench_isp.json bench_deadline.json; do
+    [ -f "$LOG/$f" ] && cp "$LOG/$f" "$OUT/"
+  done
+fi
 
 step "summary"
 $PY - "$LOG" "${status[@]}" <<'PY'

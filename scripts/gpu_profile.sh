@@ -5,10 +5,13 @@
 # samples. Then the tensor tests and the kernel table on the cuda backend.
 # Prepare here:  scripts/gpu_check.sh --fetch-wheels
 # With the device tool: run(command='bash scripts/gpu_profile.sh', carry=['.whl'], timeout_s=300)
+# `--ncu-only` (what gpu_check.sh calls): the profile alone, into $PROFILE_LOG.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-LOG=${OUT:-/tmp/gputrack-prof}
+NCU_ONLY=0
+[ "${1:-}" = "--ncu-only" ] && { NCU_ONLY=1; shift; }
+LOG=${PROFILE_LOG:-${OUT:-/tmp/gputrack-prof}}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -38,6 +41,7 @@ if [ -n "$NCU" ]; then
   grep -E '^  [a-z_]+|Duration|Issue Slots Busy|Warp Cycles Per Issued|Achieved Occupancy|Memory Throughput|DRAM Throughput|Registers Per' \
     "$LOG/ncu_details.txt" | head -80
 fi
+[ "$NCU_ONLY" = 1 ] && exit 0
 export GPUTRACK_DATA="$ROOT/.whl/data"
 timeout 60 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda and tensor" \
   tests/test_isp_kernels.py 2>&1 | tail -3
