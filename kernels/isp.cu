@@ -165,6 +165,19 @@ __device__ __forceinline__ void isp_stage_tone8(unsigned char* __restrict__ s8,
         reinterpret_cast<unsigned int*>(s8)[i] = reinterpret_cast<const unsigned int*>(lut8)[i];
 }
 
+// NV12 (BT.709, limited range) from 8-bit RGB, as an encoder fed RGB8 would have it: luma
+// 16 + 219 (KR r + KG g + KB b) / 255 with the 1/255 folded into the coefficients, rounded to
+// nearest through the float mantissa (it lies in [16, 235]: no clamp); the low 8 bits of the
+// result are the byte.
+#define Y8R (219.0f / 255.0f * KR)
+#define Y8G (219.0f / 255.0f * KG)
+#define Y8B (219.0f / 255.0f * KB)
+__device__ __forceinline__ unsigned int isp_luma8(unsigned int r8, unsigned int g8,
+                                                  unsigned int b8) {
+    const float y = fmaf(Y8R, gt_u2f(r8), fmaf(Y8G, gt_u2f(g8), fmaf(Y8B, gt_u2f(b8), 16.0f)));
+    return gt_rint_scaled(y, 1.0f);
+}
+
 // Colour matrix, clip, tone curve for one demosaicked pixel (sx, srow) of the tile at (X, Y)
 // of the frame. 8-bit: one lookup of the linear value's code in the 8-bit tone table (the
 // reference's tone8); the float output (only when asked) interpolates the float LUT instead.
@@ -176,7 +189,8 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
                                               unsigned char* __restrict__ srgb,
                                               unsigned char* __restrict__ sy,
                                               float* __restrict__ rgbf, bool nv12,
-                                              float& sum_r, float& sum_g, float& sum_b) {
+                                              unsigned int& sum_r, unsigned int& sum_g,
+                                              unsigned int& sum_b) {
     const float lr = gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b);
     const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
     const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
@@ -195,19 +209,19 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
         of[2] = tone_lut(lut, lut_n, lb);
     }
     if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
-        const float vr = (float)r8 * (1.0f / 255.0f), vg = (float)g8 * (1.0f / 255.0f);
-        const float vb = (float)b8 * (1.0f / 255.0f);
-        sy[srow * TILE_W + sx] = gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
-        sum_r += vr;
-        sum_g += vg;
-        sum_b += vb;
+        sy[srow * TILE_W + sx] = (unsigned char)isp_luma8(r8, g8, b8);
+        sum_r += r8;
+        sum_g += g8;
+        sum_b += b8;
     }
 }
 
-// NV12 chroma of cell (qx, qy) from the sums of its four 8-bit pixels (as [0, 1]).
+// NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels.
 __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
-                                              float sum_r, float sum_g, float sum_b) {
-    const float mr = 0.25f * sum_r, mg = 0.25f * sum_g, mb = 0.25f * sum_b;
+                                              unsigned int sum_r, unsigned int sum_g,
+                                              unsigned int sum_b) {
+    constexpr float mean = 1.0f / (4.0f * 255.0f);  // of the four 8-bit values, as [0, 1]
+    const float mr = gt_u2f(sum_r) * mean, mg = gt_u2f(sum_g) * mean, mb = gt_u2f(sum_b) * mean;
     const float yq = KR * mr + KG * mg + KB * mb;
     suv[qy * TILE_W + 2 * qx] = gt_sat_u8(128.0f + 224.0f * (mb - yq) / (2.0f * (1.0f - KB)));
     suv[qy * TILE_W + 2 * qx + 1] = gt_sat_u8(128.0f + 224.0f * (mr - yq) / (2.0f * (1.0f - KR)));
@@ -427,14 +441,13 @@ __device__ __forceinline__ void isp_tone_px(float r, float g, float b, const flo
     }
 }
 
-// NV12 luma of one 8-bit pixel, and its contribution to the cell's chroma sums.
-__device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3], float (&sum)[3]) {
-    const float vr = gt_u2f(v8[0]) * (1.0f / 255.0f), vg = gt_u2f(v8[1]) * (1.0f / 255.0f);
-    const float vb = gt_u2f(v8[2]) * (1.0f / 255.0f);
-    sum[0] += vr;
-    sum[1] += vg;
-    sum[2] += vb;
-    return gt_sat_u8(16.0f + 219.0f * (KR * vr + KG * vg + KB * vb));
+// NV12 luma of one 8-bit pixel (low 8 bits), and its share of the cell's chroma sums.
+__device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3],
+                                                 unsigned int (&sum)[3]) {
+    sum[0] += v8[0];
+    sum[1] += v8[1];
+    sum[2] += v8[2];
+    return isp_luma8(v8[0], v8[1], v8[2]);
 }
 
 // One row (dy) of a cell: its two pixels demosaicked, toned and staged as three 2-byte stores
@@ -445,7 +458,7 @@ __device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float
                                              const float* __restrict__ lut, int lut_n, int qx,
                                              int qy, int X, int Y, int w, IspMainShared& sm,
                                              float* __restrict__ rgbf, bool nv12,
-                                             float (&sum)[3]) {
+                                             unsigned int (&sum)[3]) {
     // The window rows this cell row reads (Y+DY-2 .. Y+DY+2), loaded here rather than for
     // the whole cell: a 6x6 window live across both rows cost the kernel its occupancy.
     float win[6][6];
@@ -475,7 +488,7 @@ __device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float
         const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
         reinterpret_cast<unsigned short*>(reinterpret_cast<unsigned char*>(sm.stage_y) +
                                           (2 * qy + DY) * TILE_W + 2 * qx)[0] =
-            (unsigned short)(ya | (yb << 8));
+            (unsigned short)((ya & 0xffu) | (yb << 8));
     }
 }
 
@@ -520,7 +533,7 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
         // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
         if (X < w && Y < h) {
-            float sum[3] = {0.0f, 0.0f, 0.0f};
+            unsigned int sum[3] = {0u, 0u, 0u};
             isp_cell_row<0, K00, K01, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
                                                  Y, w, sm, rgbf, nv12 != nullptr, sum);
             isp_cell_row<1, K10, K11, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
@@ -726,7 +739,7 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
         float ccm[9];
 #pragma unroll
         for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
-        float sum_r = 0.0f, sum_g = 0.0f, sum_b = 0.0f;
+        unsigned int sum_r = 0u, sum_g = 0u, sum_b = 0u;
         unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
         unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
 #pragma unroll
