@@ -73,8 +73,9 @@ def run_and_compare(backend, raw: np.ndarray | RawFrame, params: IspParams, what
             assert_u8_close(out8.nv12, want.nv12, f"{what} nv12 (isp_main)")
 
 
-# (70, 150): three strips of isp_main (4, 4 and 2 tiles, the last one partial)
-@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (70, 150)])
+# (70, 150): three strips of isp_main (4, 4 and 2 tiles, the last one partial); (128, 40):
+# 16-byte stores with a last tile of 8 rows; (192, 22): a strip of one whole and one 6-row tile
+@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (70, 150), (128, 40), (192, 22)])
 def test_random_raw_matches_reference(kernel_backend, rng, size):
     w, h = size
     for pattern in BAYER_PATTERNS:
