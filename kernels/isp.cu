@@ -453,25 +453,12 @@ __device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3],
 // One row (dy) of a cell: its two pixels demosaicked, toned and staged as three 2-byte stores
 // (6 bytes at an even offset), with their NV12 luma as one 2-byte store when asked.
 template <int DY, int KA, int KB_, bool FLOAT_OUT>
-__device__ __forceinline__ void isp_cell_row(const gt_f32x2 (*tile)[SM_P], float corr8,
+__device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float corr8,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
                                              int qy, int X, int Y, int w, IspMainShared& sm,
                                              float* __restrict__ rgbf, bool nv12,
                                              unsigned int (&sum)[3]) {
-    // The window rows this cell row reads (Y+DY-2 .. Y+DY+2), loaded here rather than for
-    // the whole cell: a 6x6 window live across both rows cost the kernel its occupancy.
-    float win[6][6];
-#pragma unroll
-    for (int r = DY; r < DY + 5; ++r) {
-#pragma unroll
-        for (int p = 0; p < 3; ++p) {
-            if ((r == DY || r == DY + 4) && p != 1) continue;  // only columns X, X+1 there
-            const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
-            win[r][2 * p] = t.x;
-            win[r][2 * p + 1] = t.y;
-        }
-    }
     float r, g, b;
     unsigned int a8[3], b8[3];
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
@@ -533,10 +520,23 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
         // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
         if (X < w && Y < h) {
+            // The cell's window, pixels X-2..X+3 of rows Y-2..Y+3, once for both rows (the
+            // outer rows only at X, X+1: the only columns read there).
+            float win[6][6];
+#pragma unroll
+            for (int r = 0; r < 6; ++r) {
+#pragma unroll
+                for (int p = 0; p < 3; ++p) {
+                    if ((r == 0 || r == 5) && p != 1) continue;
+                    const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
+                    win[r][2 * p] = t.x;
+                    win[r][2 * p + 1] = t.y;
+                }
+            }
             unsigned int sum[3] = {0u, 0u, 0u};
-            isp_cell_row<0, K00, K01, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+            isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
                                                  Y, w, sm, rgbf, nv12 != nullptr, sum);
-            isp_cell_row<1, K10, K11, FLOAT_OUT>(tile, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
+            isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
                                                  Y, w, sm, rgbf, nv12 != nullptr, sum);
             if (nv12 != nullptr)
                 isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum[0],
