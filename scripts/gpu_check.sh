@@ -34,13 +34,7 @@ fi
 
 LOG=/tmp/gputrack-gpu
 rm -rf "$LOG"; mkdir -p "$LOG"
-export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gputrack-site .whl/*.whl \
-    && export PYTHONPATH=/tmp/gputrack-site
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-[ -d .whl/data ] && export GPUTRACK_DATA="$ROOT/.whl/data"
+source scripts/gpu_env.sh
 PY=python3
 
 step() { printf '\n=== %s\n' "$*"; }

@@ -8,17 +8,11 @@
 # `--ncu-only` (what gpu_check.sh calls): the profile alone, into $PROFILE_LOG.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 NCU_ONLY=0
 [ "${1:-}" = "--ncu-only" ] && { NCU_ONLY=1; shift; }
 LOG=${PROFILE_LOG:-${OUT:-/tmp/gputrack-prof}}
 mkdir -p "$LOG"
-export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gputrack-site .whl/*.whl \
-    && export PYTHONPATH=/tmp/gputrack-site
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+source scripts/gpu_env.sh
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 echo "ncu: ${NCU:-none}"
 KERNELS='regex:^(isp_main|isp_awb_stats|isp_tensor|sensor_from_u8)$'
@@ -42,7 +36,6 @@ if [ -n "$NCU" ]; then
     "$LOG/ncu_details.txt" | head -80
 fi
 [ "$NCU_ONLY" = 1 ] && exit 0
-export GPUTRACK_DATA="$ROOT/.whl/data"
 timeout 60 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda and tensor" \
   tests/test_isp_kernels.py 2>&1 | tail -3
 timeout 120 python3 scripts/bench_isp.py --no-cpu --sweep --reps 100 --json "$LOG/bench_isp.json" \

@@ -13,14 +13,21 @@ import pytest
 from gputrack.device import probe
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_isp.py"
+needs_emu = pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
 
 
-@pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
-def test_kernel_table_runs_on_emu(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_isp", SCRIPT)
+def load_script(name: str):
+    """A script of scripts/ as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_emu
+def test_kernel_table_runs_on_emu(tmp_path):
+    bench = load_script("bench_isp")
     out = tmp_path / "isp.json"
     argv = ["--device", "emu", "--size", "128x64", "--reps", "2", "--sweep", "--json", str(out)]
     assert bench.main(argv) == 0
@@ -37,12 +44,9 @@ def test_kernel_table_runs_on_emu(tmp_path):
     assert res["cpu"] and res["summary"]["cpu ISP -> RGB8"].endswith(" ms")
 
 
-@pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
+@needs_emu
 def test_kernel_table_alone_skips_the_cpu_part(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_isp", SCRIPT)
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_isp")
     out = tmp_path / "isp.json"
     argv = ["--device", "emu", "--size", "64x32", "--reps", "1", "--no-cpu", "--json", str(out)]
     assert bench.main(argv) == 0
@@ -50,14 +54,10 @@ def test_kernel_table_alone_skips_the_cpu_part(tmp_path):
     assert res["gpu"]["rows"] and "cpu" not in res
 
 
-@pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
+@needs_emu
 def test_profile_driver_runs_each_kernel_on_emu(capsys):
     """scripts/profile_isp.py, the program gpu_profile.sh hands to Nsight Compute."""
-    path = SCRIPT.with_name("profile_isp.py")
-    spec = importlib.util.spec_from_file_location("profile_isp", path)
-    assert spec and spec.loader
-    prof = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prof)
+    prof = load_script("profile_isp")
     assert prof.main(["--device", "emu", "--size", "128x64", "--schedule", "ISP_STRIP=2"]) == 0
     out = capsys.readouterr().out
     for line in ("isp_main -> RGB8:", "RGB8 + NV12:", "isp_tensor:", "sensor_from_u8: done"):
