@@ -118,7 +118,7 @@ __device__ __forceinline__ unsigned long long gt_pixel_hash(unsigned long long k
 // Standard normal by Box-Muller from two 24-bit uniforms of the hash: u1 = (bits 40..63 + 1)
 // / 2^24 in (0, 1], u2 = bits 16..39 / 2^24 in [0, 1), each exact in a float. log and cos are
 // the hardware's approximations (errors near 2^-21, far below the DN rounding they feed; the
-// accurate library calls were a third of the sensor kernel's instructions).
+// accurate library calls take dozens of instructions each, in a kernel measured issue-bound).
 __device__ __forceinline__ float gt_gaussian(unsigned long long h) {
     const unsigned int hi = (unsigned int)(h >> 32), lo = (unsigned int)h;
     const float u1 = (float)((hi >> 8) + 1u) * (1.0f / 16777216.0f);
