@@ -195,9 +195,9 @@ __device__ __forceinline__ void isp_finish_px(float r, float g, float b, const f
     const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
     const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
     constexpr float codes = (float)(TONE8_N - 1);
-    const int r8 = tone8[gt_rint_scaled(lr, codes)];
-    const int g8 = tone8[gt_rint_scaled(lg, codes)];
-    const int b8 = tone8[gt_rint_scaled(lb, codes)];
+    const int r8 = gt_lookup_rint(tone8, lr, codes);
+    const int g8 = gt_lookup_rint(tone8, lg, codes);
+    const int b8 = gt_lookup_rint(tone8, lb, codes);
     unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
     o[0] = (unsigned char)r8;
     o[1] = (unsigned char)g8;
