@@ -481,9 +481,10 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
 
 // Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles. The RAW of the next
 // tile is loaded into registers while the block demosaics the current one, so memory and
-// arithmetic overlap (a lone tile per block left the memory idle while it computed). The 8-bit tone table, the
-// colour matrix and the normalisation factors (white-balance gains included, computed once per
-// block) sit in shared memory: registers are what limits the blocks per multiprocessor.
+// arithmetic overlap (a lone tile per block left the memory idle while it computed). The
+// 8-bit tone table, the colour matrix and the normalisation factors (white-balance gains
+// included, computed once per block) sit in shared memory: registers are what limits the
+// blocks per multiprocessor.
 // The Bayer phase (RX, RY) is a template parameter: each of the four pixels of a cell is then a
 // site known at compile time (a run-time colour per pixel cost a branch tree per pixel).
 template <int RX, int RY, bool FLOAT_OUT>

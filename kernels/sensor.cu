@@ -36,7 +36,8 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
     }
     float e = v * cfg[SCFG_RANGE];
     if (noise) {
-        const unsigned long long idx = (unsigned long long)y * (unsigned long long)w + (unsigned long long)x;
+        const unsigned long long idx =
+            (unsigned long long)y * (unsigned long long)w + (unsigned long long)x;
         const float z = gt_gaussian(gt_pixel_hash(key, idx));
         e += sqrtf(cfg[SCFG_K] * fmaxf(e, 0.0f) + cfg[SCFG_READ]) * z;
     }
