@@ -178,44 +178,6 @@ __device__ __forceinline__ unsigned int isp_luma8(unsigned int r8, unsigned int 
     return gt_rint_scaled(y, 1.0f);
 }
 
-// Colour matrix, clip, tone curve for one demosaicked pixel (sx, srow) of the tile at (X, Y)
-// of the frame. 8-bit: one lookup of the linear value's code in the 8-bit tone table (the
-// reference's tone8); the float output (only when asked) interpolates the float LUT instead.
-// The 8-bit values go to the staging buffers, the float ones straight out.
-__device__ __forceinline__ void isp_finish_px(float r, float g, float b, const float* ccm,
-                                              const unsigned char* tone8,
-                                              const float* __restrict__ lut, int lut_n, int sx,
-                                              int srow, int X, int Y, int w,
-                                              unsigned char* __restrict__ srgb,
-                                              unsigned char* __restrict__ sy,
-                                              float* __restrict__ rgbf, bool nv12,
-                                              unsigned int& sum_r, unsigned int& sum_g,
-                                              unsigned int& sum_b) {
-    const float lr = gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b);
-    const float lg = gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b);
-    const float lb = gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b);
-    constexpr float codes = (float)(TONE8_N - 1);
-    const int r8 = gt_lookup_rint(tone8, lr, codes);
-    const int g8 = gt_lookup_rint(tone8, lg, codes);
-    const int b8 = gt_lookup_rint(tone8, lb, codes);
-    unsigned char* o = srgb + srow * (TILE_W * 3) + sx * 3;
-    o[0] = (unsigned char)r8;
-    o[1] = (unsigned char)g8;
-    o[2] = (unsigned char)b8;
-    if (rgbf != nullptr) {
-        float* of = rgbf + ((long long)Y * w + X) * 3;
-        of[0] = tone_lut(lut, lut_n, lr);
-        of[1] = tone_lut(lut, lut_n, lg);
-        of[2] = tone_lut(lut, lut_n, lb);
-    }
-    if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
-        sy[srow * TILE_W + sx] = (unsigned char)isp_luma8(r8, g8, b8);
-        sum_r += r8;
-        sum_g += g8;
-        sum_b += b8;
-    }
-}
-
 // NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels.
 __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
                                               unsigned int sum_r, unsigned int sum_g,
@@ -450,8 +412,26 @@ __device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3],
     return isp_luma8(v8[0], v8[1], v8[2]);
 }
 
-// One row (dy) of a cell: its two pixels demosaicked, toned and staged as three 2-byte stores
-// (6 bytes at an even offset), with their NV12 luma as one 2-byte store when asked.
+// Stage one row of a cell: its two 8-bit pixels as three 2-byte stores (6 bytes at an even
+// offset of the RGB staging row), with their NV12 luma as one 2-byte store and their share of
+// the cell's chroma sums when asked.
+__device__ __forceinline__ void isp_stage_pair(const unsigned int (&a8)[3],
+                                               const unsigned int (&b8)[3],
+                                               unsigned char* __restrict__ srgb,
+                                               unsigned char* __restrict__ sy, int qx, int row,
+                                               bool nv12, unsigned int (&sum)[3]) {
+    unsigned short* o = reinterpret_cast<unsigned short*>(srgb + row * (TILE_W * 3) + 6 * qx);
+    o[0] = (unsigned short)(a8[0] | (a8[1] << 8));
+    o[1] = (unsigned short)(a8[2] | (b8[0] << 8));
+    o[2] = (unsigned short)(b8[1] | (b8[2] << 8));
+    if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
+        const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
+        reinterpret_cast<unsigned short*>(sy + row * TILE_W + 2 * qx)[0] =
+            (unsigned short)((ya & 0xffu) | (yb << 8));
+    }
+}
+
+// One row (dy) of a cell: its two pixels demosaicked, toned and staged.
 template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float corr8,
                                              const float* ccm, const unsigned char* tone8,
@@ -466,17 +446,8 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     demosaic_site<2 + DY, 3, KB_>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    unsigned short* o = reinterpret_cast<unsigned short*>(
-        reinterpret_cast<unsigned char*>(sm.stage_rgb) + (2 * qy + DY) * (TILE_W * 3) + 6 * qx);
-    o[0] = (unsigned short)(a8[0] | (a8[1] << 8));
-    o[1] = (unsigned short)(a8[2] | (b8[0] << 8));
-    o[2] = (unsigned short)(b8[1] | (b8[2] << 8));
-    if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
-        const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
-        reinterpret_cast<unsigned short*>(reinterpret_cast<unsigned char*>(sm.stage_y) +
-                                          (2 * qy + DY) * TILE_W + 2 * qx)[0] =
-            (unsigned short)((ya & 0xffu) | (yb << 8));
-    }
+    isp_stage_pair(a8, b8, reinterpret_cast<unsigned char*>(sm.stage_rgb),
+                   reinterpret_cast<unsigned char*>(sm.stage_y), qx, 2 * qy + DY, nv12, sum);
 }
 
 // Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles. The RAW of the next
@@ -646,48 +617,78 @@ __device__ __forceinline__ float dir_cd(float m2, float m1, float c, float p1, f
     return green ? est - c : c - est;
 }
 
-// One pixel of cell window k (K at rows Y-1..Y+2, cols X-1..X+2; centre (CY, CX)).
-template <int CY, int CX>
-__device__ __forceinline__ void dir_px(const float (&k)[4][4], float c, int kind, float& r,
-                                       float& g, float& b) {
-    const float diag =
-        0.25f * (((k[CY - 1][CX - 1] + k[CY - 1][CX + 1]) + k[CY + 1][CX - 1]) + k[CY + 1][CX + 1]);
-    const float row = 0.5f * (k[CY][CX - 1] + k[CY][CX + 1]);
-    const float col = 0.5f * (k[CY - 1][CX] + k[CY + 1][CX]);
-    if (kind == 0) {
-        g = c - k[CY][CX]; r = c; b = g + diag;
-    } else if (kind == 3) {
-        g = c - k[CY][CX]; b = c; r = g + diag;
-    } else if (kind == 1) {
-        g = c; r = c + row; b = c + col;
+// One pixel of cell window k (K at rows Y-1..Y+2, cols X-1..X+2; centre (CY, CX)) of a site
+// known at compile time (KIND as in demosaic_site); c is its RAW value.
+template <int CY, int CX, int KIND>
+__device__ __forceinline__ void dir_site(const float (&k)[4][4], float c, float& r, float& g,
+                                         float& b) {
+    if constexpr (KIND == 0 || KIND == 3) {
+        const float diag = 0.25f * (((k[CY - 1][CX - 1] + k[CY - 1][CX + 1]) + k[CY + 1][CX - 1]) +
+                                    k[CY + 1][CX + 1]);
+        g = c - k[CY][CX];
+        r = KIND == 0 ? c : g + diag;
+        b = KIND == 0 ? g + diag : c;
     } else {
-        g = c; b = c + row; r = c + col;
+        const float row = 0.5f * (k[CY][CX - 1] + k[CY][CX + 1]);
+        const float col = 0.5f * (k[CY - 1][CX] + k[CY + 1][CX]);
+        g = c;
+        r = c + (KIND == 1 ? row : col);
+        b = c + (KIND == 1 ? col : row);
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
-    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
-    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
-    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
-    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
-    __shared__ gt_f32x2 tile[DIR_RH * DIR_RW / 2];
-    __shared__ unsigned int stone8[TONE8_N / 4];
-    __shared__ float kd[DIR_KH * DIR_KW];
-    __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
-    static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
-                  "the staging buffers fit in the C_H/C_V space");
-    float* chp = reinterpret_cast<float*>(pool);
+// Stage D for one row (DY) of a cell: its two pixels from K and their RAW values, toned and
+// staged as in isp_main.
+template <int DY, int KA, int KB_, bool FLOAT_OUT>
+__device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float* a,
+                                             const float* ccm, const unsigned char* tone8,
+                                             const float* __restrict__ lut, int lut_n, int qx,
+                                             int qy, int X, int Y, int w, unsigned char* srgb,
+                                             unsigned char* sy, float* __restrict__ rgbf,
+                                             bool nv12, unsigned int (&sum)[3]) {
+    const float* raw_row = a + (2 * qy + DY + DIR_HY) * DIR_RW + 2 * qx + DIR_HX;
+    float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
+    float r, g, b;
+    unsigned int a8[3], b8[3];
+    dir_site<1 + DY, 1, KA>(k, raw_row[0], r, g, b);
+    isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
+    dir_site<1 + DY, 2, KB_>(k, raw_row[1], r, g, b);
+    isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
+    isp_stage_pair(a8, b8, srgb, sy, qx, 2 * qy + DY, nv12, sum);
+}
+
+// The shared memory of isp_main_dir, declared once in the kernel (a template body declaring
+// its own would have one copy per instantiation).
+struct DirShared {
+    gt_f32x2* tile;        // the normalised RAW, DIR_RH x DIR_RW
+    unsigned char* tone8;  // the 8-bit tone table
+    float* kd;             // K, DIR_KH x DIR_KW
+    gt_u32x4* pool;        // C_H and C_V, then the staging buffers
+};
+
+// Stages A-D for a Bayer phase (RX, RY) known at compile time.
+template <int RX, int RY, bool FLOAT_OUT>
+__device__ __forceinline__ void isp_dir_body(const DirShared& sh,
+                                             const unsigned short* __restrict__ raw, int w, int h,
+                                             const float* __restrict__ cfg,
+                                             const unsigned long long* __restrict__ awb,
+                                             const float* __restrict__ lut, int lut_n,
+                                             unsigned char* __restrict__ rgb8,
+                                             float* __restrict__ rgbf,
+                                             unsigned char* __restrict__ nv12) {
+    constexpr int K00 = (RY << 1) | RX, K01 = (RY << 1) | (1 ^ RX);
+    constexpr int K10 = ((1 ^ RY) << 1) | RX, K11 = ((1 ^ RY) << 1) | (1 ^ RX);
+    float* chp = reinterpret_cast<float*>(sh.pool);
     float* cvp = chp + DIR_KH * DIR_CHW;
-    const float* a = reinterpret_cast<const float*>(tile);  // raw pixel (y0-5+i, x0-8+j)
+    float* kd = sh.kd;
+    const float* a = reinterpret_cast<const float*>(sh.tile);  // raw pixel (y0-5+i, x0-8+j)
 
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int x0 = blockIdx.x * TILE_W;
     const int y0 = blockIdx.y * TILE_H;
 
     // ---- A. load + normalise --------------------------------------------------------------
-    unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
-    isp_stage_tone8(tone8, lut8, tid);
-    isp_load_tile<DIR_HY, DIR_HX>(tile, raw, w, h, rx, ry, x0, y0, cfg, awb, tid);
+    isp_load_tile<DIR_HY, DIR_HX>(sh.tile, raw, w, h, RX, RY, x0, y0, cfg, awb, tid);
     __syncthreads();
 
     // ---- B. directional colour differences ------------------------------------------------
@@ -695,14 +696,14 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
         const int py = i / DIR_CHW, px = i - py * DIR_CHW;
         const int y = y0 - 1 + py, x = x0 - 3 + px;
         const float* p = a + (py + 4) * DIR_RW + (px + 5);
-        chp[i] = dir_cd(p[-2], p[-1], p[0], p[1], p[2], ((x ^ rx ^ y ^ ry) & 1) != 0);
+        chp[i] = dir_cd(p[-2], p[-1], p[0], p[1], p[2], ((x ^ RX ^ y ^ RY) & 1) != 0);
     }
     for (int i = tid; i < DIR_CVH * DIR_KW; i += ISP_THREADS) {
         const int py = i / DIR_KW, px = i - py * DIR_KW;
         const int y = y0 - 3 + py, x = x0 - 1 + px;
         const float* p = a + (py + 2) * DIR_RW + (px + 7);
         cvp[i] = dir_cd(p[-2 * DIR_RW], p[-DIR_RW], p[0], p[DIR_RW], p[2 * DIR_RW],
-                        ((x ^ rx ^ y ^ ry) & 1) != 0);
+                        ((x ^ RX ^ y ^ RY) & 1) != 0);
     }
     __syncthreads();
 
@@ -710,7 +711,7 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     for (int i = tid; i < DIR_KH * (DIR_KW / 2); i += ISP_THREADS) {
         const int ky = i / (DIR_KW / 2), j = i - ky * (DIR_KW / 2);
         const int y = y0 - 1 + ky;
-        const int kx = 2 * j + 1 - ((rx ^ ry ^ y) & 1);  // the red/blue column of this row
+        const int kx = 2 * j + 1 - ((RX ^ RY ^ y) & 1);  // the red/blue column of this row
         const float* hp = chp + ky * DIR_CHW + kx;     // C_H at x-2 .. x+2
         const float* vp = cvp + ky * DIR_KW + kx;      // C_V at y-2 .. y+2
         const float h0 = hp[0], h1 = hp[1], h2 = hp[2], h3 = hp[3], h4 = hp[4];
@@ -720,12 +721,14 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
         const float dv = ((fabsf(v1 - v0) + fabsf(v2 - v1)) + fabsf(v3 - v2)) + fabsf(v4 - v3);
         const float wh = (dv + DIR_EPS) * (dv + DIR_EPS);
         const float wv = (dh + DIR_EPS) * (dh + DIR_EPS);
-        kd[ky * DIR_KW + kx] = (wh * h2 + wv * v2) / (wh + wv);
+        // The fast division: the weights are positive and far from overflow, and its ~2 ulp
+        // are far below what the 8-bit output resolves.
+        kd[ky * DIR_KW + kx] = __fdividef(wh * h2 + wv * v2, wh + wv);
     }
     __syncthreads();
 
     // ---- D. red and blue, colour, tone: one 2x2 cell per thread ---------------------------
-    gt_u32x4* stage_rgb = pool;  // C_H/C_V are dead now
+    gt_u32x4* stage_rgb = sh.pool;  // C_H/C_V are dead now
     gt_u32x4* stage_y = stage_rgb + STAGE_RGB_N;
     gt_u32x4* stage_uv = stage_y + STAGE_Y_N;
     const int qx = threadIdx.x, qy = threadIdx.y;
@@ -740,29 +743,58 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
         float ccm[9];
 #pragma unroll
         for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
-        unsigned int sum_r = 0u, sum_g = 0u, sum_b = 0u;
+        unsigned int sum[3] = {0u, 0u, 0u};
         unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
         unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
-#pragma unroll
-        for (int dy = 0; dy < 2; ++dy) {
-#pragma unroll
-            for (int dx = 0; dx < 2; ++dx) {
-                const int kind = (((dy ^ ry) & 1) << 1) | ((dx ^ rx) & 1);
-                const float c = a[(2 * qy + dy + DIR_HY) * DIR_RW + 2 * qx + dx + DIR_HX];
-                float r, g, b;
-                if (dy == 0 && dx == 0) dir_px<1, 1>(k, c, kind, r, g, b);
-                else if (dy == 0) dir_px<1, 2>(k, c, kind, r, g, b);
-                else if (dx == 0) dir_px<2, 1>(k, c, kind, r, g, b);
-                else dir_px<2, 2>(k, c, kind, r, g, b);
-                isp_finish_px(r, g, b, ccm, tone8, lut, lut_n, 2 * qx + dx, 2 * qy + dy, X + dx,
-                              Y + dy, w, srgb, sy, rgbf, nv12 != nullptr, sum_r, sum_g, sum_b);
-            }
-        }
+        dir_cell_row<0, K00, K01, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
+                                             srgb, sy, rgbf, nv12 != nullptr, sum);
+        dir_cell_row<1, K10, K11, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
+                                             srgb, sy, rgbf, nv12 != nullptr, sum);
         if (nv12 != nullptr)
-            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum_r, sum_g, sum_b);
+            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum[0], sum[1],
+                          sum[2]);
     }
     __syncthreads();
     isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+}
+
+// The body for the float output or without it (one branch, uniform).
+template <int RX, int RY>
+__device__ __forceinline__ void isp_dir_phase(const DirShared& sh,
+                                              const unsigned short* __restrict__ raw, int w,
+                                              int h, const float* __restrict__ cfg,
+                                              const unsigned long long* __restrict__ awb,
+                                              const float* __restrict__ lut, int lut_n,
+                                              unsigned char* __restrict__ rgb8,
+                                              float* __restrict__ rgbf,
+                                              unsigned char* __restrict__ nv12) {
+    if (rgbf != nullptr)
+        isp_dir_body<RX, RY, true>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+    else
+        isp_dir_body<RX, RY, false>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+}
+
+extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
+    const unsigned short* __restrict__ raw, int w, int h, int rx, int ry,
+    const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
+    const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
+    unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
+    __shared__ gt_f32x2 tile[DIR_RH * DIR_RW / 2];
+    __shared__ unsigned int stone8[TONE8_N / 4];
+    __shared__ float kd[DIR_KH * DIR_KW];
+    __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
+    static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
+                  "the staging buffers fit in the C_H/C_V space");
+    const int tid = threadIdx.y * ISP_BX + threadIdx.x;
+    unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
+    isp_stage_tone8(tone8, lut8, tid);  // read after stage A's barrier
+    const DirShared sh{tile, tone8, kd, pool};
+    switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
+        case 0: isp_dir_phase<0, 0>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 1: isp_dir_phase<1, 0>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 2: isp_dir_phase<0, 1>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
+        default: isp_dir_phase<1, 1>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+    }
 }
 
 // ---- grey-world statistics ----------------------------------------------------------------
