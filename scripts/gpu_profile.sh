@@ -15,7 +15,7 @@ mkdir -p "$LOG"
 source scripts/gpu_env.sh
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 echo "ncu: ${NCU:-none}"
-KERNELS='regex:^(isp_main|isp_awb_stats|isp_tensor|sensor_from_u8)$'
+KERNELS='regex:^(isp_main|isp_main_dir|isp_awb_stats|isp_tensor|sensor_from_u8)$'
 SECTIONS="SpeedOfLight LaunchStats Occupancy WarpStateStats SchedulerStats ComputeWorkloadAnalysis
  MemoryWorkloadAnalysis MemoryWorkloadAnalysis_Tables InstructionStats SourceCounters"
 METRICS=smsp__inst_executed.sum,smsp__thread_inst_executed.sum,sm__cycles_elapsed.avg.per_second
@@ -30,8 +30,10 @@ if [ -n "$NCU" ]; then
   "$NCU" -i /tmp/isp_prof.ncu-rep --page raw --csv > "$LOG/ncu_raw.csv" 2>&1
   "$NCU" -i /tmp/isp_prof.ncu-rep -k regex:^isp_main$ -c 1 --page source --csv --print-source sass \
     > "$LOG/isp_main_sass.csv" 2>&1
-  "$NCU" -i /tmp/isp_prof.ncu-rep -k regex:^isp_tensor$ --page source --csv --print-source sass \
-    > "$LOG/isp_tensor_sass.csv" 2>&1
+  for k in isp_tensor isp_main_dir sensor_from_u8; do
+    "$NCU" -i /tmp/isp_prof.ncu-rep -k "regex:^$k\$" --page source --csv --print-source sass \
+      > "$LOG/${k}_sass.csv" 2>&1
+  done
   grep -E '^  [a-z_]+|Duration|Issue Slots Busy|Warp Cycles Per Issued|Achieved Occupancy|Memory Throughput|DRAM Throughput|Registers Per' \
     "$LOG/ncu_details.txt" | head -80
 fi

@@ -2,7 +2,7 @@
 
 Nsight Compute profiles every launch it is given, so this runs each kernel of kernels/isp.cu
 and kernels/sensor.cu exactly once, in the order isp_main (RGB8), isp_main (RGB8 + NV12),
-AWB, isp_tensor, sensor_from_u8. scripts/gpu_profile.sh runs it under `ncu`.
+AWB, isp_main, isp_tensor, isp_main_dir, sensor_from_u8. scripts/gpu_profile.sh runs it under `ncu`.
 
     python3 scripts/profile_isp.py [--size 3840x2160] [--device cuda|emu] [--schedule K=V ...]
 """
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         ("isp_main -> RGB8 + NV12", IspPipeline(params.with_(nv12=True), be, schedule=knobs)),
         ("AWB + isp_main + isp_tensor",
          IspPipeline(params.with_(wb="auto", tensor=TENSOR), be, schedule=knobs)),
+        ("isp_main_dir -> RGB8", IspPipeline(params.with_(demosaic="directional"), be)),
     ]  # fmt: skip
     sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), be)
     for name, pipe in runs:

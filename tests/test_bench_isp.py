@@ -60,5 +60,6 @@ def test_profile_driver_runs_each_kernel_on_emu(capsys):
     prof = load_script("profile_isp")
     assert prof.main(["--device", "emu", "--size", "128x64", "--schedule", "ISP_STRIP=2"]) == 0
     out = capsys.readouterr().out
-    for line in ("isp_main -> RGB8:", "RGB8 + NV12:", "isp_tensor:", "sensor_from_u8: done"):
+    for line in ("isp_main -> RGB8:", "RGB8 + NV12:", "isp_tensor:", "isp_main_dir -> RGB8:",
+                 "sensor_from_u8: done"):
         assert line in out
