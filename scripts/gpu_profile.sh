@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 NCU_ONLY=0
 [ "${1:-}" = "--ncu-only" ] && { NCU_ONLY=1; shift; }
-LOG=${PROFILE_LOG:-${OUT:-/tmp/gputrack-prof}}
+LOG=${PROFILE_LOG:-/tmp/gputrack-prof}
 mkdir -p "$LOG"
 source scripts/gpu_env.sh
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
@@ -42,3 +42,8 @@ timeout 60 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda and
   tests/test_isp_kernels.py 2>&1 | tail -3
 timeout 120 python3 scripts/bench_isp.py --no-cpu --sweep --reps 100 --json "$LOG/bench_isp.json" \
   2>&1 | tee "$LOG/bench_isp.log" | tail -16
+# The device tool brings back 8 files at most: the logs as one tarball, the kernel table.
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/profile_logs.tar.gz" -C "$LOG" . 2>/dev/null
+  cp "$LOG/bench_isp.json" "$OUT/" 2>/dev/null
+fi
