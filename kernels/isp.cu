@@ -936,42 +936,102 @@ __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restri
     }
 }
 
-// Step 1 for tensor rows by0 + i0 .. by0 + i1 - 1: vs[(i - i0) * stride + b] = sum over the
+// The unit of the vertical step: U 32-bit words (4 U bytes) of a footprint row, loaded at once.
+template <int U>
+struct alignas(4 * U) TenUnit {
+    unsigned int w[U];
+};
+
+// Step 1 for tensor rows by0 + i0 .. by0 + i1 - 1: vs[(i - i0) * 4 U units + b] = sum over the
 // footprint rows of tensor row i of wy * byte b of the footprint columns, counted from the
-// 4-byte word at or before byte 3 fx0 of each row (the same in every row: 3 w % 4 == 0).
+// unit at or before byte 3 fx0 of each row (the same in every row: 3 w % (4 U) == 0). A thread
+// per unit and tensor row; 8-byte units (U = 2) halve the weight and address arithmetic per
+// byte, which bounds this step once its loads are in flight.
+template <int U>
 __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                                                      const unsigned char* __restrict__ rgb, int w,
-                                                     int h, float sy, int fx0, int words,
+                                                     int h, float sy, int fx0, int units,
                                                      int by0, int i0, int i1, int tid) {
-    const unsigned int* rgb32 = reinterpret_cast<const unsigned int*>(rgb);
-    const long long word0 = (3ll * fx0) >> 2;
-    const int stride = 4 * words;
-    for (int item = tid; item < (i1 - i0) * words; item += TEN_BX * TEN_BY) {
-        const int i = item / words, j = item - i * words;
+    const TenUnit<U>* base = reinterpret_cast<const TenUnit<U>*>(rgb) + (3ll * fx0) / (4 * U);
+    const long long row_units = 3ll * w / (4 * U);
+    const int stride = 4 * U * units;
+    for (int item = tid; item < (i1 - i0) * units; item += TEN_BX * TEN_BY) {
+        const int i = item / units, j = item - i * units;
         const int cy = by0 + i0 + i;
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-        const unsigned int* col = rgb32 + word0 + j;
+        float acc[4 * U];
+#pragma unroll
+        for (int k = 0; k < 4 * U; ++k) acc[k] = 0.0f;
+        const TenUnit<U>* col = base + j;
         // TEN_BATCH rows' loads issued before the first is used (one batch for a downscale up
         // to 7x): the first version's use right after each load left it waiting on memory.
         for (int y = iy0; y < iy1; y += TEN_BATCH) {
-            unsigned int v[TEN_BATCH];
+            TenUnit<U> v[TEN_BATCH];
 #pragma unroll
-            for (int t = 0; t < TEN_BATCH; ++t)
-                v[t] = y + t < iy1 ? col[(long long)(y + t) * (3 * w / 4)] : 0u;
+            for (int t = 0; t < TEN_BATCH; ++t) {
+                if (y + t < iy1) {
+                    v[t] = col[(long long)(y + t) * row_units];
+                } else {
+#pragma unroll
+                    for (int q = 0; q < U; ++q) v[t].w[q] = 0u;
+                }
+            }
 #pragma unroll
             for (int t = 0; t < TEN_BATCH; ++t) {
                 const float iy = (float)(y + t);
                 const float wy = fmaxf(fminf(iy + 1.0f, yb) - fmaxf(iy, ya), 0.0f);
-                a0 = fmaf(wy, gt_u2f(v[t] & 0xffu), a0);
-                a1 = fmaf(wy, gt_u2f((v[t] >> 8) & 0xffu), a1);
-                a2 = fmaf(wy, gt_u2f((v[t] >> 16) & 0xffu), a2);
-                a3 = fmaf(wy, gt_u2f(v[t] >> 24), a3);
+#pragma unroll
+                for (int q = 0; q < U; ++q) {
+                    const unsigned int x = v[t].w[q];
+                    acc[4 * q + 0] = fmaf(wy, gt_u2f(x & 0xffu), acc[4 * q + 0]);
+                    acc[4 * q + 1] = fmaf(wy, gt_u2f((x >> 8) & 0xffu), acc[4 * q + 1]);
+                    acc[4 * q + 2] = fmaf(wy, gt_u2f((x >> 16) & 0xffu), acc[4 * q + 2]);
+                    acc[4 * q + 3] = fmaf(wy, gt_u2f(x >> 24), acc[4 * q + 3]);
+                }
             }
         }
-        reinterpret_cast<gt_f32x4*>(vs + i * stride)[j] = gt_f32x4{a0, a1, a2, a3};
+        gt_f32x4* out = reinterpret_cast<gt_f32x4*>(vs + i * stride) + U * j;
+#pragma unroll
+        for (int q = 0; q < U; ++q)
+            out[q] = gt_f32x4{acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]};
     }
+}
+
+// Area average of content pixel (cx, cy) through shared memory in U-word units (steps 1 and
+// 2), passes of as many of the block's tensor rows as TEN_VS holds. False (nothing done) when
+// one tensor row's footprint does not fit: the caller reads directly then.
+template <int U>
+__device__ __forceinline__ bool tensor_area_staged(float* __restrict__ vs,
+                                                   const unsigned char* __restrict__ rgb, int w,
+                                                   int h, float sx, float sy, int fx0, int fx1,
+                                                   int by0, int by1, int cx, int cy,
+                                                   bool content, int tid, float (&acc)[3]) {
+    const int off = (3 * fx0) % (4 * U);  // byte 3 fx0 within its unit
+    const int units = (off + 3 * (fx1 - fx0) + 4 * U - 1) / (4 * U);
+    const int rows_per_pass = TEN_VS / (4 * U * units);
+    if (rows_per_pass == 0) return false;
+    const float xa = cx * sx, xb = (cx + 1) * sx;
+    const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
+    for (int i0 = 0; i0 < by1 - by0; i0 += rows_per_pass) {
+        const int i1 = gt_imin(by1 - by0, i0 + rows_per_pass);
+        tensor_area_vertical<U>(vs, rgb, w, h, sy, fx0, units, by0, i0, i1, tid);
+        __syncthreads();
+        const int i = cy - by0;  // this thread's tensor row within the block
+        if (content && i >= i0 && i < i1) {
+            const float* vrow = vs + (i - i0) * (4 * U * units) + off;
+            for (int ix = ix0; ix < ix1; ++ix) {
+                const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
+                if (wx <= 0.0f) continue;
+                const float* p = vrow + 3 * (ix - fx0);
+                acc[0] += wx * p[0];
+                acc[1] += wx * p[1];
+                acc[2] += wx * p[2];
+            }
+        }
+        __syncthreads();
+    }
+    return true;
 }
 
 extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
@@ -997,33 +1057,16 @@ extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
         const int by1 = gt_imin((int)(blockIdx.y * TEN_BY) + TEN_BY - pad_y, ch);
         if (bx0 < bx1 && by0 < by1) {  // uniform: the block has content
             const int fx0 = (int)floorf(bx0 * sx), fx1 = gt_imin((int)ceilf(bx1 * sx), w);
-            const int off = (3 * fx0) & 3;  // byte 3 fx0 within its word
-            const int words = (off + 3 * (fx1 - fx0) + 3) >> 2;
-            const int rows_per_pass = TEN_VS / (4 * words);
-            if ((w & 3) != 0 || rows_per_pass == 0) {
-                if (content) tensor_area_direct(rgb, w, h, sx, sy, cx, cy, acc);
-            } else {
-                const float xa = cx * sx, xb = (cx + 1) * sx;
-                const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
-                for (int i0 = 0; i0 < by1 - by0; i0 += rows_per_pass) {
-                    const int i1 = gt_imin(by1 - by0, i0 + rows_per_pass);
-                    tensor_area_vertical(vs, rgb, w, h, sy, fx0, words, by0, i0, i1, tid);
-                    __syncthreads();
-                    const int i = cy - by0;  // this thread's tensor row within the block
-                    if (content && i >= i0 && i < i1) {
-                        const float* vrow = vs + (i - i0) * (4 * words) + off;
-                        for (int ix = ix0; ix < ix1; ++ix) {
-                            const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-                            if (wx <= 0.0f) continue;
-                            const float* p = vrow + 3 * (ix - fx0);
-                            acc[0] += wx * p[0];
-                            acc[1] += wx * p[1];
-                            acc[2] += wx * p[2];
-                        }
-                    }
-                    __syncthreads();
-                }
-            }
+            // 8-byte units where every row starts 8-byte aligned, else 4-byte ones, else (or
+            // when a footprint row is wider than TEN_VS) direct reads. Uniform per block.
+            bool staged = false;
+            if ((w & 7) == 0)
+                staged = tensor_area_staged<2>(vs, rgb, w, h, sx, sy, fx0, fx1, by0, by1, cx, cy,
+                                               content, tid, acc);
+            else if ((w & 3) == 0)
+                staged = tensor_area_staged<1>(vs, rgb, w, h, sx, sy, fx0, fx1, by0, by1, cx, cy,
+                                               content, tid, acc);
+            if (!staged && content) tensor_area_direct(rgb, w, h, sx, sy, cx, cy, acc);
         }
         if (content) {
             const float norm = 1.0f / (sx * sy);

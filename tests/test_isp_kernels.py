@@ -307,6 +307,7 @@ def test_custom_tone_lut_size_is_checked(size):
     [
         ((384, 216), TensorSpec(64, 64)),  # scale 6 as 4K -> 640: one pass, letterbox rows
         ((400, 160), TensorSpec(40, 16)),  # scale 10: 6 of a block's 8 rows per pass
+        ((404, 162), TensorSpec(40, 16)),  # width a multiple of 4, not 8: 4-byte units
         ((1400, 120), TensorSpec(32, 16)),  # scale 43.75: one row per pass, fractional weights
         ((2112, 264), TensorSpec(16, 16)),  # footprint over isp.cu's TEN_VS: direct reads
         ((198, 150), TensorSpec(40, 36, resize="area")),  # width not a multiple of 4: direct
