@@ -100,62 +100,6 @@ __device__ __forceinline__ void isp_gains(const float* __restrict__ cfg,
     }
 }
 
-// Load rows y0-HY .. y0+TILE_H+HY-1 and columns x0-HX .. x0+TILE_W+HX-1 (HX a multiple of 4:
-// every row is read in aligned 8-byte groups) into `tile` as normalised float: black level,
-// range, lens shading, white balance, clip. Mirrored (reflect-101) outside the frame.
-template <int HY, int HX>
-__device__ __forceinline__ void isp_load_tile(gt_f32x2* __restrict__ tile,
-                                              const unsigned short* __restrict__ raw, int w,
-                                              int h, int rx, int ry, int x0, int y0,
-                                              const float* __restrict__ cfg,
-                                              const unsigned long long* __restrict__ awb,
-                                              int tid) {
-    constexpr int rows = TILE_H + 2 * HY, groups = (TILE_W + 2 * HX) / 4;
-    float gain_r, gain_g, gain_b;
-    isp_gains(cfg, awb, gain_r, gain_g, gain_b);
-    const float black = cfg[CFG_BLACK], scale = cfg[CFG_SCALE];
-    const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
-    const bool shading = (k1 != 0.0f) || (k2 != 0.0f);
-    const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
-    const float inv_d2 = 1.0f / (cx * cx + cy * cy);
-    const bool vec_rows = (w & 3) == 0;  // every row starts 8-byte aligned
-    for (int gi = tid; gi < rows * groups; gi += ISP_THREADS) {
-        const int tr = gi / groups, tg = gi - tr * groups;
-        const int y = gt_reflect101(y0 - HY + tr, h);
-        const int gx = x0 - HX + 4 * tg;
-        const unsigned short* src = raw + (long long)y * w;
-        unsigned short v[4];
-        int xs[4];
-        if (vec_rows && gx >= 0 && gx + 3 < w) {
-            const gt_u16x4 q = *reinterpret_cast<const gt_u16x4*>(src + gx);
-            v[0] = q.a; v[1] = q.b; v[2] = q.c; v[3] = q.d;
-#pragma unroll
-            for (int k = 0; k < 4; ++k) xs[k] = gx + k;
-        } else {
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                xs[k] = gt_reflect101(gx + k, w);
-                v[k] = src[xs[k]];
-            }
-        }
-        float f[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const int kind = (((y ^ ry) & 1) << 1) | ((xs[k] ^ rx) & 1);
-            const float gain = kind == 0 ? gain_r : (kind == 3 ? gain_b : gain_g);
-            float m = ((float)v[k] - black) * scale * gain;
-            if (shading) {
-                const float dx = (float)xs[k] + 0.5f - cx, dy = (float)y + 0.5f - cy;
-                const float r2 = (dx * dx + dy * dy) * inv_d2;
-                m *= 1.0f + k1 * r2 + k2 * r2 * r2;
-            }
-            f[k] = gt_clamp01(m);
-        }
-        tile[tr * (2 * groups) + 2 * tg] = gt_f32x2{f[0], f[1]};
-        tile[tr * (2 * groups) + 2 * tg + 1] = gt_f32x2{f[2], f[3]};
-    }
-}
-
 // The 8-bit tone table: TONE8_N codes of the clipped linear value (params.TONE8_SIZE), staged
 // in shared memory with 4-byte loads by every block (the table is 4 KB).
 #define TONE8_N 4096
@@ -263,15 +207,33 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #ifndef ISP_MIN_BLOCKS
 #define ISP_MIN_BLOCKS 4  // blocks per multiprocessor: 64 registers, no spills
 #endif
-#define MAIN_GROUPS (SM_H * GROUPS_X)                       // 16-byte RAW groups per tile: 200
-#define MAIN_LOADS ((MAIN_GROUPS + ISP_THREADS - 1) / ISP_THREADS)  // per thread: 1
 
-// Normalisation m = clip(v * a + b) with a = scale * gain, b = -black * a, for the two colours
-// of a row: norm[row parity] = {a even column, a odd column, b even column, b odd column}.
-// Thread 0 of a block writes it (the grey-world gains take double divisions: once per block).
-__device__ __forceinline__ void isp_norm(gt_f32x4* __restrict__ norm, const float* __restrict__ cfg,
-                                         const unsigned long long* __restrict__ awb, int rx,
-                                         int ry) {
+// ---- the RAW tile, fetched and normalised (isp_main and isp_main_dir) -----------------------
+// A tile of TILE_H rows with HY halo rows above and below and 8 columns either side (columns
+// x0-8 .. x0+71: whole 16-byte groups of 8 pixels, SM_W floats a row), as float in shared
+// memory, gt_f32x2[TILE_H + 2 HY][SM_P]. isp_main: HY = 2; isp_main_dir: HY = 5.
+template <int HY>
+struct RawTile {
+    static constexpr int ROWS = TILE_H + 2 * HY;
+    static constexpr int GROUPS = ROWS * GROUPS_X;                          // 16-byte groups
+    static constexpr int LOADS = (GROUPS + ISP_THREADS - 1) / ISP_THREADS;  // per thread
+};
+
+// What normalising a tile reads, in shared memory, written by thread 0 (isp_norm_setup):
+// m = clip(v * a + b) with a = scale * gain, b = -black * a, for the two colours of a row,
+// norm[row parity] = {a even column, a odd column, b even column, b odd column}; the lens
+// shading constants; the tile's first RAW column.
+struct IspNorm {
+    gt_f32x4 norm[2];
+    float shade[6];  // lens shading: k1, k2, 1 / (cx^2 + cy^2), on, 0.5 - cx, 0.5 - cy
+    int halo_x0;     // x0 - 8
+    int zero;        // 0, read in isp_main's tile loop (isp_main_strip)
+};
+
+// Thread 0 of a block (the grey-world gains take double divisions: once per block).
+__device__ __forceinline__ void isp_norm_setup(IspNorm& n, const float* __restrict__ cfg,
+                                               const unsigned long long* __restrict__ awb,
+                                               int rx, int ry, int w, int h) {
     float gain_r, gain_g, gain_b;
     isp_gains(cfg, awb, gain_r, gain_g, gain_b);
     const float black = cfg[CFG_BLACK], scale = cfg[CFG_SCALE];
@@ -283,48 +245,46 @@ __device__ __forceinline__ void isp_norm(gt_f32x4* __restrict__ norm, const floa
             const int kind = (((py ^ ry) & 1) << 1) | ((px ^ rx) & 1);
             a[px] = scale * (kind == 0 ? gain_r : (kind == 3 ? gain_b : gain_g));
         }
-        norm[py] = gt_f32x4{a[0], a[1], -black * a[0], -black * a[1]};
+        n.norm[py] = gt_f32x4{a[0], a[1], -black * a[0], -black * a[1]};
     }
+    const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
+    const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
+    n.shade[0] = k1;
+    n.shade[1] = k2;
+    n.shade[2] = 1.0f / (cx * cx + cy * cy);
+    n.shade[3] = (k1 != 0.0f || k2 != 0.0f) ? 1.0f : 0.0f;
+    n.shade[4] = 0.5f - cx;
+    n.shade[5] = 0.5f - cy;
+    n.halo_x0 = (int)blockIdx.x * TILE_W - 8;
+    n.zero = 0;
 }
-
-// The shared-memory pieces of isp_main.
-struct IspMainShared {
-    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
-    gt_u32x4 stage_rgb[STAGE_RGB_N];
-    gt_u32x4 stage_y[STAGE_Y_N];
-    gt_u32x4 stage_uv[STAGE_UV_N];
-    unsigned int tone8[TONE8_N / 4];  // bytes
-    float ccm[9];
-    gt_f32x4 norm[2];
-    float shade[6];  // lens shading: k1, k2, 1 / (cx^2 + cy^2), on, 0.5 - cx, 0.5 - cy
-    int halo_x0;     // the tile's first RAW column, x0 - 8
-    int zero;        // 0, read in the tile loop (isp_main_strip)
-};
 
 // RAW group gi of the tile at row y0: tile row tr, group column tg, frame row y (mirrored).
 // Recomputed where needed rather than kept: registers are the scarce resource.
 struct IspGroup {
     int tr, tg, y;
 };
+template <int HY>
 __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
     const int tr = gi / GROUPS_X;
-    return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - 2 + tr, h)};
+    return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - HY + tr, h)};
 }
 
-// Issue the loads of tile (x0, y0) with its halo (rows y0-2..y0+17, columns x0-8..x0+71);
-// element j of `v` is group tid + j * ISP_THREADS, 8 pixels as four 32-bit words. Mirrored
-// (reflect-101) outside the frame. The words stay packed until isp_store_tile: unpacking them
-// here made every warp wait for its prefetch at once (measured: the first use of the load
-// right after it was the kernel's hottest stall).
-__device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[MAIN_LOADS],
+// Issue the loads of tile (x0, y0) with its halo; element j of `v` is group tid + j *
+// ISP_THREADS, 8 pixels as four 32-bit words. Mirrored (reflect-101) outside the frame. The
+// words stay packed until isp_store_tile: unpacking them here made every warp wait for its
+// prefetch at once (measured: the first use of the load right after it was isp_main's hottest
+// stall).
+template <int HY>
+__device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
                                           const unsigned short* __restrict__ raw, int w, int h,
                                           int x0, int y0, int tid) {
     const bool vec_rows = (w & 7) == 0;  // every row starts 16-byte aligned
 #pragma unroll
-    for (int j = 0; j < MAIN_LOADS; ++j) {
+    for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
-        if (gi >= MAIN_GROUPS) break;
-        const IspGroup g = isp_group(gi, y0, h);
+        if (gi >= RawTile<HY>::GROUPS) break;
+        const IspGroup g = isp_group<HY>(gi, y0, h);
         const int gx = x0 - 8 + 8 * g.tg;
         const unsigned short* src = raw + (long long)g.y * w;
         if (vec_rows && gx >= 0 && gx + 7 < w) {
@@ -343,15 +303,17 @@ __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[MAIN_LOADS],
 // Normalise the fetched groups into the float tile: black level, range, white balance, lens
 // shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
 // its row and the position within the group.
-__device__ __forceinline__ void isp_store_tile(IspMainShared& sm, const gt_u32x4 (&v)[MAIN_LOADS],
-                                               int w, int h, int y0, int tid) {
-    const float* shade = sm.shade;
+template <int HY>
+__device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const IspNorm& n,
+                                               const gt_u32x4 (&v)[RawTile<HY>::LOADS], int w,
+                                               int h, int y0, int tid) {
+    const float* shade = n.shade;
 #pragma unroll
-    for (int j = 0; j < MAIN_LOADS; ++j) {
+    for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
         const int gi = tid + j * ISP_THREADS;
-        if (gi >= MAIN_GROUPS) break;
-        const IspGroup g = isp_group(gi, y0, h);
-        const gt_f32x4 nr = sm.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
+        if (gi >= RawTile<HY>::GROUPS) break;
+        const IspGroup g = isp_group<HY>(gi, y0, h);
+        const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         float f[8];
 #pragma unroll
@@ -361,11 +323,11 @@ __device__ __forceinline__ void isp_store_tile(IspMainShared& sm, const gt_u32x4
         }
         // Lens shading (rare) reads its constants and the tile's column origin from shared
         // memory where it runs: computed once for the strip, the columns' distances stayed in
-        // registers across the tile loop (spilled, at the occupancy the kernel runs at).
+        // registers across isp_main's tile loop (spilled, at the occupancy it runs at).
         if (shade[3] != 0.0f) {
             const float k1 = shade[0], k2 = shade[1], inv_d2 = shade[2];
             const float dy = (float)g.y + shade[5];
-            const int gx = sm.halo_x0 + 8 * g.tg;
+            const int gx = n.halo_x0 + 8 * g.tg;
 #pragma unroll
             for (int k = 0; k < 8; ++k) {
                 const int x = gt_reflect101(gx + k, w);
@@ -376,12 +338,24 @@ __device__ __forceinline__ void isp_store_tile(IspMainShared& sm, const gt_u32x4
         }
 #pragma unroll
         for (int k = 0; k < 8; ++k) f[k] = gt_clamp01(f[k]);
-        gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&sm.tile[g.tr][4 * g.tg]);  // 16-byte stores
+        gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&tile[g.tr][4 * g.tg]);  // 16-byte stores
         row[0] = gt_f32x4{f[0], f[1], f[2], f[3]};
         row[1] = gt_f32x4{f[4], f[5], f[6], f[7]};
     }
 }
 
+// The shared-memory pieces of isp_main.
+#define MAIN_HY 2  // halo rows of isp_main's tile: y0-2 .. y0+17
+static_assert(RawTile<MAIN_HY>::ROWS == SM_H, "isp_main's tile is SM_H rows");
+struct IspMainShared {
+    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
+    gt_u32x4 stage_rgb[STAGE_RGB_N];
+    gt_u32x4 stage_y[STAGE_Y_N];
+    gt_u32x4 stage_uv[STAGE_UV_N];
+    unsigned int tone8[TONE8_N / 4];  // bytes
+    float ccm[9];
+    IspNorm n;
+};
 
 // Colour matrix, clip and 8-bit tone of one pixel of a cell; the float output too when
 // FLOAT_OUT (interpolated LUT). The matrix is read from shared memory where it is used: nine
@@ -476,18 +450,18 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
 
     int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
     const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
-    gt_u32x4 next[MAIN_LOADS];
-    isp_fetch(next, raw, w, h, x0, y0, tid);
+    gt_u32x4 next[RawTile<MAIN_HY>::LOADS];
+    isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0, tid);
     for (; y0 < y_end; y0 += TILE_H) {
         // The thread index as the compiler cannot know it across tile steps (plus a zero read
         // from shared memory after a barrier): every index derived from it is recomputed per
         // step instead of hoisted out of the loop and held, which took isp_main from 64 to
         // over 128 registers (spilling at 80). Inline asm would do it, but not on emu.
-        const int t = tid + sm.zero;
+        const int t = tid + sm.n.zero;
         // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
-        isp_store_tile(sm, next, w, h, y0, t);
+        isp_store_tile<MAIN_HY>(sm.tile, sm.n, next, w, h, y0, t);
         __syncthreads();
-        if (y0 + TILE_H < y_end) isp_fetch(next, raw, w, h, x0, y0 + TILE_H, t);
+        if (y0 + TILE_H < y_end) isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0 + TILE_H, t);
 
         // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
@@ -536,20 +510,8 @@ __device__ __forceinline__ void isp_main_block(const unsigned short* __restrict_
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     isp_stage_tone8(reinterpret_cast<unsigned char*>(sm.tone8), lut8, tid);
     if (tid < 9) sm.ccm[tid] = cfg[CFG_CCM + tid];
-    if (tid == 0) {
-        isp_norm(sm.norm, cfg, awb, rx & 1, ry & 1);
-        const float k1 = cfg[CFG_K1], k2 = cfg[CFG_K2];
-        const float cx = 0.5f * (float)w, cy = 0.5f * (float)h;
-        sm.shade[0] = k1;
-        sm.shade[1] = k2;
-        sm.shade[2] = 1.0f / (cx * cx + cy * cy);
-        sm.shade[3] = (k1 != 0.0f || k2 != 0.0f) ? 1.0f : 0.0f;
-        sm.shade[4] = 0.5f - cx;
-        sm.shade[5] = 0.5f - cy;
-        sm.halo_x0 = (int)blockIdx.x * TILE_W - 8;
-        sm.zero = 0;
-    }
-    __syncthreads();  // the first tile's normalisation reads sm.norm
+    if (tid == 0) isp_norm_setup(sm.n, cfg, awb, rx & 1, ry & 1, w, h);
+    __syncthreads();  // the first tile's normalisation reads sm.n
     const float corr8 = method == DEMOSAIC_MHC ? 0.125f : 0.0f;
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
         case 0:
@@ -660,18 +622,20 @@ __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float
 // The shared memory of isp_main_dir, declared once in the kernel (a template body declaring
 // its own would have one copy per instantiation).
 struct DirShared {
-    gt_f32x2* tile;        // the normalised RAW, DIR_RH x DIR_RW
-    unsigned char* tone8;  // the 8-bit tone table
-    float* kd;             // K, DIR_KH x DIR_KW
-    gt_u32x4* pool;        // C_H and C_V, then the staging buffers
+    gt_f32x2 (*tile)[SM_P];  // the normalised RAW, DIR_RH rows (RawTile<DIR_HY>)
+    const IspNorm* n;        // what normalising it reads
+    unsigned char* tone8;    // the 8-bit tone table
+    float* kd;               // K, DIR_KH x DIR_KW
+    gt_u32x4* pool;          // C_H and C_V, then the staging buffers
 };
+static_assert(DIR_RW == SM_W && DIR_HX == 8 && RawTile<DIR_HY>::ROWS == DIR_RH,
+              "isp_main_dir's RAW tile is a RawTile<DIR_HY>");
 
 // Stages A-D for a Bayer phase (RX, RY) known at compile time.
 template <int RX, int RY, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
                                              const unsigned short* __restrict__ raw, int w, int h,
                                              const float* __restrict__ cfg,
-                                             const unsigned long long* __restrict__ awb,
                                              const float* __restrict__ lut, int lut_n,
                                              unsigned char* __restrict__ rgb8,
                                              float* __restrict__ rgbf,
@@ -681,14 +645,18 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
     float* chp = reinterpret_cast<float*>(sh.pool);
     float* cvp = chp + DIR_KH * DIR_CHW;
     float* kd = sh.kd;
-    const float* a = reinterpret_cast<const float*>(sh.tile);  // raw pixel (y0-5+i, x0-8+j)
+    const float* a = &sh.tile[0][0].x;  // raw pixel (y0-5+i, x0-8+j)
 
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int x0 = blockIdx.x * TILE_W;
     const int y0 = blockIdx.y * TILE_H;
 
-    // ---- A. load + normalise --------------------------------------------------------------
-    isp_load_tile<DIR_HY, DIR_HX>(sh.tile, raw, w, h, RX, RY, x0, y0, cfg, awb, tid);
+    // ---- A. load + normalise (as isp_main) ------------------------------------------------
+    {
+        gt_u32x4 v[RawTile<DIR_HY>::LOADS];
+        isp_fetch<DIR_HY>(v, raw, w, h, x0, y0, tid);
+        isp_store_tile<DIR_HY>(sh.tile, *sh.n, v, w, h, y0, tid);
+    }
     __syncthreads();
 
     // ---- B. directional colour differences ------------------------------------------------
@@ -763,15 +731,14 @@ template <int RX, int RY>
 __device__ __forceinline__ void isp_dir_phase(const DirShared& sh,
                                               const unsigned short* __restrict__ raw, int w,
                                               int h, const float* __restrict__ cfg,
-                                              const unsigned long long* __restrict__ awb,
                                               const float* __restrict__ lut, int lut_n,
                                               unsigned char* __restrict__ rgb8,
                                               float* __restrict__ rgbf,
                                               unsigned char* __restrict__ nv12) {
     if (rgbf != nullptr)
-        isp_dir_body<RX, RY, true>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+        isp_dir_body<RX, RY, true>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
     else
-        isp_dir_body<RX, RY, false>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+        isp_dir_body<RX, RY, false>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
 }
 
 extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
@@ -779,7 +746,8 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     const float* __restrict__ cfg, const unsigned long long* __restrict__ awb,
     const float* __restrict__ lut, int lut_n, const unsigned char* __restrict__ lut8,
     unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
-    __shared__ gt_f32x2 tile[DIR_RH * DIR_RW / 2];
+    __shared__ gt_f32x2 tile[DIR_RH][SM_P];
+    __shared__ IspNorm n;
     __shared__ unsigned int stone8[TONE8_N / 4];
     __shared__ float kd[DIR_KH * DIR_KW];
     __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
@@ -787,13 +755,15 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
                   "the staging buffers fit in the C_H/C_V space");
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
-    isp_stage_tone8(tone8, lut8, tid);  // read after stage A's barrier
-    const DirShared sh{tile, tone8, kd, pool};
+    isp_stage_tone8(tone8, lut8, tid);  // read in stage D
+    if (tid == 0) isp_norm_setup(n, cfg, awb, rx & 1, ry & 1, w, h);
+    __syncthreads();  // stage A reads n
+    const DirShared sh{tile, &n, tone8, kd, pool};
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
-        case 0: isp_dir_phase<0, 0>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
-        case 1: isp_dir_phase<1, 0>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
-        case 2: isp_dir_phase<0, 1>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12); break;
-        default: isp_dir_phase<1, 1>(sh, raw, w, h, cfg, awb, lut, lut_n, rgb8, rgbf, nv12);
+        case 0: isp_dir_phase<0, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 1: isp_dir_phase<1, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 2: isp_dir_phase<0, 1>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
+        default: isp_dir_phase<1, 1>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
     }
 }
 
