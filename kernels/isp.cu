@@ -140,18 +140,6 @@ __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, i
 static_assert(STAGE_RGB_N + STAGE_Y_N <= ISP_THREADS && STAGE_UV_N <= ISP_THREADS,
               "isp_write_tile: one 16-byte store per thread");
 
-// Rows of staged bytes (`pitch` apart) out byte by byte, the first `cols` of each, to `dst`
-// (`dst_pitch` apart): partial tiles and widths not a multiple of 16. Out of line, so that the
-// common path's code stays compact (instruction fetch was 12 % of isp_main's stall samples).
-__device__ __noinline__ void isp_write_bytes(const unsigned char* __restrict__ src, int pitch,
-                                             int cols, int rows, unsigned char* __restrict__ dst,
-                                             long long dst_pitch, int tid) {
-    for (int i = tid; i < rows * pitch; i += ISP_THREADS) {
-        const int r = i / pitch, c = i - r * pitch;
-        if (c < cols) dst[r * dst_pitch + c] = src[i];
-    }
-}
-
 // Write the staged bytes: 16-byte stores when the width is a multiple of 16 and the tile is
 // whole, else byte by byte.
 __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stage_rgb,
@@ -176,8 +164,11 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
             reinterpret_cast<gt_u32x4*>(tile_rgb + (r * w + x0) * 3)[c] = stage_rgb[tid];
         }
     } else {
-        isp_write_bytes(srgb, TILE_W * 3, gt_imin(TILE_W, w - x0) * 3, rows,
-                        rgb8 + ((long long)y0 * w + x0) * 3, 3ll * w, tid);
+        const int cols = gt_imin(TILE_W, w - x0) * 3;
+        for (int i = tid; i < rows * TILE_W * 3; i += ISP_THREADS) {
+            const int r = i / (TILE_W * 3), c = i - r * (TILE_W * 3);
+            if (c < cols) rgb8[((long long)(y0 + r) * w + x0) * 3 + c] = srgb[i];
+        }
     }
     if (nv12 != nullptr) {
         unsigned char* uv = nv12 + (long long)w * h;
@@ -196,9 +187,14 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
             }
         } else {
             const int cols = gt_imin(TILE_W, w - x0);
-            isp_write_bytes(sy, TILE_W, cols, rows, nv12 + (long long)y0 * w + x0, w, tid);
-            isp_write_bytes(suv, TILE_W, cols, rows / 2, uv + (long long)(y0 / 2) * w + x0, w,
-                            tid);
+            for (int i = tid; i < rows * TILE_W; i += ISP_THREADS) {
+                const int r = i / TILE_W, c = i - r * TILE_W;
+                if (c < cols) nv12[(long long)(y0 + r) * w + x0 + c] = sy[i];
+            }
+            for (int i = tid; i < (rows / 2) * TILE_W; i += ISP_THREADS) {
+                const int r = i / TILE_W, c = i - r * TILE_W;
+                if (c < cols) uv[(long long)(y0 / 2 + r) * w + x0 + c] = suv[i];
+            }
         }
     }
 }
@@ -274,19 +270,6 @@ __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
     return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - HY + tr, h)};
 }
 
-// A group at the frame's edge (or in a row that is not 16-byte aligned), pixel by pixel,
-// mirrored: out of line, so that the common path's code stays compact (instruction fetch
-// was 12 % of isp_main's stall samples).
-__device__ __noinline__ gt_u32x4 isp_fetch_edge(const unsigned short* __restrict__ src, int gx,
-                                                int w) {
-    unsigned int q[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-        q[k] = (unsigned int)src[gt_reflect101(gx + 2 * k, w)] |
-               ((unsigned int)src[gt_reflect101(gx + 2 * k + 1, w)] << 16);
-    return gt_u32x4{q[0], q[1], q[2], q[3]};
-}
-
 // Issue the loads of tile (x0, y0) with its halo; element j of `v` is group tid + j *
 // ISP_THREADS, 8 pixels as four 32-bit words. Mirrored (reflect-101) outside the frame. The
 // words stay packed until isp_store_tile: unpacking them here made every warp wait for its
@@ -307,7 +290,12 @@ __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
         if (vec_rows && gx >= 0 && gx + 7 < w) {
             v[j] = *reinterpret_cast<const gt_u32x4*>(src + gx);
         } else {
-            v[j] = isp_fetch_edge(src, gx, w);
+            unsigned int q[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                q[k] = (unsigned int)src[gt_reflect101(gx + 2 * k, w)] |
+                       ((unsigned int)src[gt_reflect101(gx + 2 * k + 1, w)] << 16);
+            v[j] = gt_u32x4{q[0], q[1], q[2], q[3]};
         }
     }
 }
