@@ -912,6 +912,24 @@ struct alignas(4 * U) TenUnit {
     unsigned int w[U];
 };
 
+// Footprint rows y .. y + TEN_BATCH - 1 of one unit column, all loads issued before the first
+// is used (one batch for a downscale up to 7x: the first version's use right after each load
+// left it waiting on memory); rows at or past iy1 read as zero.
+template <int U>
+__device__ __forceinline__ void tensor_load_rows(TenUnit<U> (&v)[TEN_BATCH],
+                                                 const TenUnit<U>* __restrict__ col, int y,
+                                                 int iy1, long long row_units) {
+#pragma unroll
+    for (int t = 0; t < TEN_BATCH; ++t) {
+        if (y + t < iy1) {
+            v[t] = col[(long long)(y + t) * row_units];
+        } else {
+#pragma unroll
+            for (int q = 0; q < U; ++q) v[t].w[q] = 0u;
+        }
+    }
+}
+
 // Step 1 for tensor rows by0 + i0 .. by0 + i1 - 1: vs[(i - i0) * 4 U units + b] = sum over the
 // footprint rows of tensor row i of wy * byte b of the footprint columns, counted from the
 // unit at or before byte 3 fx0 of each row (the same in every row: 3 w % (4 U) == 0). A thread
@@ -944,15 +962,7 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
             for (int q = 0; q < U; ++q) even[q] = odd[q] = 0u;
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-#pragma unroll
-                for (int t = 0; t < TEN_BATCH; ++t) {
-                    if (y + t < iy1) {
-                        v[t] = col[(long long)(y + t) * row_units];
-                    } else {
-#pragma unroll
-                        for (int q = 0; q < U; ++q) v[t].w[q] = 0u;
-                    }
-                }
+                tensor_load_rows(v, col, y, iy1, row_units);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
 #pragma unroll
@@ -970,20 +980,9 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                 acc[4 * q + 3] = gt_u2f(odd[q] >> 16);
             }
         } else {
-            // TEN_BATCH rows' loads issued before the first is used (one batch for a downscale
-            // up to 7x): the first version's use right after each load left it waiting on
-            // memory.
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-#pragma unroll
-                for (int t = 0; t < TEN_BATCH; ++t) {
-                    if (y + t < iy1) {
-                        v[t] = col[(long long)(y + t) * row_units];
-                    } else {
-#pragma unroll
-                        for (int q = 0; q < U; ++q) v[t].w[q] = 0u;
-                    }
-                }
+                tensor_load_rows(v, col, y, iy1, row_units);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
                     const float iy = (float)(y + t);
