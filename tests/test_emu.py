@@ -352,6 +352,34 @@ def test_comments_do_not_count_as_features(emu, tmp_path):
     np.testing.assert_array_equal(out, 2.5)
 
 
+DEVICE_ONLY = """
+__device__ float twice(float v) {{
+#ifdef __CUDA_ARCH__
+    float d;
+    asm("add.f32 %0, %1, %1;" : "=f"(d) : "f"(v));
+    return d;
+{other}
+#endif
+}}
+"""
+
+
+def test_device_only_asm_with_a_portable_twin_runs_the_twin(emu, tmp_path):
+    twin = "#else\n    return v + v;"
+    path = write_kernel(
+        tmp_path, "twin.cu", header=DEVICE_ONLY.format(other=twin), body="(void)twice(1.0f);"
+    )
+    out = np.full(5, np.nan, np.float32)
+    emu.load(path, defines={"VALUE": "twice(1.25f)"}).kernel("tiny")(1, 32, (out, np.int32(5)))
+    np.testing.assert_array_equal(out, 2.5)
+
+
+def test_device_only_asm_without_a_twin_is_refused(emu, tmp_path):
+    path = write_kernel(tmp_path, "no_twin.cu", header=DEVICE_ONLY.format(other=""))
+    with pytest.raises(KernelError, match=r"no_twin\.cu:5: uses inline asm"):
+        emu.load(path, defines={"VALUE": 1})
+
+
 def test_compile_error_names_file_and_line(emu, tmp_path):
     path = write_kernel(tmp_path, "broken.cu", body="int y = undeclared_thing + 1;")
     with pytest.raises(KernelError, match=r"broken\.cu:4:\d+: error: .*undeclared_thing"):

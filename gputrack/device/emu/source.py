@@ -16,7 +16,10 @@ from gputrack.device.kernel_source import KernelSignature, read_source
 from gputrack.errors import KernelError
 
 # Checked on the source with comments and string literals blanked out. Inactive `#if` branches
-# are checked too: a false alarm is loud, a silent wrong answer is not.
+# are checked too: a false alarm is loud, a silent wrong answer is not. The one exception is a
+# device-only branch with a portable twin, `#ifdef __CUDA_ARCH__ ... #else ... #endif` (for an
+# instruction C++ cannot ask for, such as PTX's fma.sat): the emu compiles the `#else` side
+# (it never defines __CUDA_ARCH__), so only that side is checked.
 UNSUPPORTED: tuple[tuple[str, str], ...] = (
     (r"\bcooperative_groups\b|\bthis_grid\s*\(|\bgrid_group\b", "cooperative groups"),
     (
@@ -116,6 +119,26 @@ def local_sources(path: Path, include_dirs: list[Path]) -> list[Path]:
     return found
 
 
+# `#ifdef __CUDA_ARCH__` (or `#if defined(__CUDA_ARCH__)`) up to its `#else`, with no other
+# conditional in between (a nested one is not skipped: checked, so refused if it needs to be).
+_DEVICE_ONLY = re.compile(
+    r"^[ \t]*#[ \t]*(?:ifdef[ \t]+__CUDA_ARCH__"
+    r"|if[ \t]+defined[ \t]*\(?[ \t]*__CUDA_ARCH__[ \t]*\)?)[ \t]*$"
+    r"(?:(?!^[ \t]*#[ \t]*(?:if|else|elif|endif)).)*?"
+    r"^[ \t]*#[ \t]*else\b",
+    re.M | re.S,
+)
+
+
+def blank_device_only(text: str) -> str:
+    """The text with the device side of each `#ifdef __CUDA_ARCH__ ... #else` blanked."""
+
+    def blank(match: re.Match[str]) -> str:
+        return "".join(c if c == "\n" else " " for c in match.group(0))
+
+    return _DEVICE_ONLY.sub(blank, text)
+
+
 def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
@@ -123,7 +146,7 @@ def _line_of(text: str, offset: int) -> int:
 def check_supported(files: list[Path], main: Path) -> None:
     """A `KernelError` naming the first unsupported feature, with its file and line."""
     for file in files:
-        text = blank_comments_and_strings(read_source(file))
+        text = blank_device_only(blank_comments_and_strings(read_source(file)))
         for pattern, feature in UNSUPPORTED:
             match = re.search(pattern, text)
             if match:
