@@ -65,6 +65,12 @@ def cuda_include_dirs() -> list[str]:
     return []
 
 
+# Flush denormals to zero, as CuPy compiles every RawModule (it appends -ftz=true itself), so
+# the cuda backend runs FTZ code. The compile report and the pycuda backend ask for the same:
+# one build is checked, run and measured (FTZ changes code generation: FFMA.SAT, for one).
+FTZ_FLAG = "-ftz=true"
+
+
 def include_flags(path: Path) -> list[str]:
     dirs = [str(kernel_source.kernels_dir()), str(path.parent), *cuda_include_dirs()]
     seen: list[str] = []
@@ -115,7 +121,7 @@ def compile_nvrtc(
     from cupy_backends.cuda.libs import nvrtc
 
     compiler = f"nvrtc {version}"
-    options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", *include_flags(path)]
+    options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", FTZ_FLAG, *include_flags(path)]
     options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
     program = nvrtc.createProgram(kernel_source.read_source(path), path.name, [], [])
     try:
@@ -139,6 +145,7 @@ def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
         cmd = [
             nvcc,
             "-std=c++17",
+            FTZ_FLAG,
             f"-arch={arch}",
             "-cubin",
             "-Xptxas",

@@ -111,6 +111,7 @@ class CudaBackend(Backend):
 
     # --- kernels -------------------------------------------------------------------------
     def compile(self, path: Path, defines: dict[str, str]) -> Any:
+        # CuPy appends -ftz=true (compile_report.FTZ_FLAG) to these itself.
         options = ("-std=c++17", *include_flags(path), *(f"-D{k}={v}" for k, v in defines.items()))
         module = self.cp.RawModule(
             code=kernel_source.read_source(path), options=options, backend="nvrtc"

@@ -11,7 +11,7 @@ import numpy as np
 
 from gputrack.device import kernel_source
 from gputrack.device.base import Backend, Event, Kernel, Module
-from gputrack.device.compile_report import include_flags
+from gputrack.device.compile_report import FTZ_FLAG, include_flags
 from gputrack.errors import KernelError
 
 _context = None
@@ -62,7 +62,7 @@ class PycudaBackend(Backend):
     def compile(self, path: Path, defines: dict[str, str]) -> Any:
         from pycuda.compiler import SourceModule
 
-        options = ["-std=c++17", *(f"-D{k}={v}" for k, v in defines.items())]
+        options = ["-std=c++17", FTZ_FLAG, *(f"-D{k}={v}" for k, v in defines.items())]
         dirs = [flag[2:] for flag in include_flags(path)]
         try:
             return SourceModule(
