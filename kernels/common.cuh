@@ -28,6 +28,20 @@ __device__ __forceinline__ int gt_imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int gt_imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ float gt_clamp01(float v) { return fminf(fmaxf(v, 0.0f), 1.0f); }
 
+// clamp01(a * b + c) as one instruction. NVVM turns both gt_clamp01 and __saturatef into a
+// saturating conversion after the FMA, which ptxas keeps as a second instruction (FADD.SAT);
+// PTX's fma.sat is one FFMA.SAT. The emu build (no __CUDA_ARCH__) computes the same value:
+// one rounding, then the clamp (NaN -> 0 in both).
+__device__ __forceinline__ float gt_fma_sat(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+    float d;
+    asm("fma.rn.sat.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+#else
+    return __saturatef(fmaf(a, b, c));
+#endif
+}
+
 // Mirror an index into [0, n) without repeating the edge (reflect-101: -1 -> 1, n -> n - 2).
 // It keeps the Bayer phase. Indices further out than one reflection are clamped: they only
 // feed pixels outside the image, which are never stored.

@@ -101,12 +101,13 @@ __device__ __forceinline__ void isp_gains(const float* __restrict__ cfg,
 }
 
 // The 8-bit tone table: TONE8_N codes of the clipped linear value (params.TONE8_SIZE), staged
-// in shared memory with 4-byte loads by every block (the table is 4 KB).
+// in shared memory by every block (the table is 4 KB: one 16-byte load per thread; `lut8` is a
+// device allocation of its own, so aligned).
 #define TONE8_N 4096
+static_assert(TONE8_N == 16 * ISP_THREADS, "isp_stage_tone8: one 16-byte load per thread");
 __device__ __forceinline__ void isp_stage_tone8(unsigned char* __restrict__ s8,
                                                 const unsigned char* __restrict__ lut8, int tid) {
-    for (int i = tid; i < TONE8_N / 4; i += ISP_THREADS)
-        reinterpret_cast<unsigned int*>(s8)[i] = reinterpret_cast<const unsigned int*>(lut8)[i];
+    reinterpret_cast<gt_u32x4*>(s8)[tid] = reinterpret_cast<const gt_u32x4*>(lut8)[tid];
 }
 
 // NV12 (BT.709, limited range) from 8-bit RGB, as an encoder fed RGB8 would have it: luma
@@ -315,16 +316,27 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
         const IspGroup g = isp_group<HY>(gi, y0, h);
         const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
-        float f[8];
+        // The RAW values as float: the even pixels (low halves) through the conversion unit,
+        // one I2F.U16 each; the odd ones through the float mantissa (gt_u2f: a shift-or and
+        // an add). Half the conversions each way keeps the quarter-rate conversion unit from
+        // becoming the limit in this phase.
+        float v[8];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            f[2 * k] = fmaf(gt_u2f(words[k] & 0xffffu), nr.x, nr.z);
-            f[2 * k + 1] = fmaf(gt_u2f(words[k] >> 16), nr.y, nr.w);
+            v[2 * k] = (float)(words[k] & 0xffffu);
+            v[2 * k + 1] = gt_u2f(words[k] >> 16);
         }
-        // Lens shading (rare) reads its constants and the tile's column origin from shared
-        // memory where it runs: computed once for the strip, the columns' distances stayed in
-        // registers across isp_main's tile loop (spilled, at the occupancy it runs at).
-        if (shade[3] != 0.0f) {
+        float f[8];
+        if (shade[3] == 0.0f) {  // the common case: the clip folded into the FMA
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                f[2 * k] = gt_fma_sat(v[2 * k], nr.x, nr.z);
+                f[2 * k + 1] = gt_fma_sat(v[2 * k + 1], nr.y, nr.w);
+            }
+        } else {
+            // Lens shading reads its constants and the tile's column origin from shared
+            // memory where it runs: computed once for the strip, the columns' distances stayed
+            // in registers across isp_main's tile loop (spilled, at the occupancy it runs at).
             const float k1 = shade[0], k2 = shade[1], inv_d2 = shade[2];
             const float dy = (float)g.y + shade[5];
             const int gx = n.halo_x0 + 8 * g.tg;
@@ -333,11 +345,10 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
                 const int x = gt_reflect101(gx + k, w);
                 const float dx = (float)x + shade[4];
                 const float r2 = (dx * dx + dy * dy) * inv_d2;
-                f[k] *= 1.0f + k1 * r2 + k2 * r2 * r2;
+                const float m = fmaf(v[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
+                f[k] = gt_clamp01(m * (1.0f + k1 * r2 + k2 * r2 * r2));
             }
         }
-#pragma unroll
-        for (int k = 0; k < 8; ++k) f[k] = gt_clamp01(f[k]);
         gt_f32x4* row = reinterpret_cast<gt_f32x4*>(&tile[g.tr][4 * g.tg]);  // 16-byte stores
         row[0] = gt_f32x4{f[0], f[1], f[2], f[3]};
         row[1] = gt_f32x4{f[4], f[5], f[6], f[7]};
@@ -352,7 +363,7 @@ struct IspMainShared {
     gt_u32x4 stage_rgb[STAGE_RGB_N];
     gt_u32x4 stage_y[STAGE_Y_N];
     gt_u32x4 stage_uv[STAGE_UV_N];
-    unsigned int tone8[TONE8_N / 4];  // bytes
+    gt_u32x4 tone8[TONE8_N / 16];  // bytes
     float ccm[9];
     IspNorm n;
 };
@@ -365,9 +376,10 @@ __device__ __forceinline__ void isp_tone_px(float r, float g, float b, const flo
                                             const unsigned char* tone8,
                                             const float* __restrict__ lut, int lut_n,
                                             float* __restrict__ of, unsigned int (&v8)[3]) {
-    const float lin[3] = {gt_clamp01(ccm[0] * r + ccm[1] * g + ccm[2] * b),
-                          gt_clamp01(ccm[3] * r + ccm[4] * g + ccm[5] * b),
-                          gt_clamp01(ccm[6] * r + ccm[7] * g + ccm[8] * b)};
+    float lin[3];  // the clip folded into the last FMA
+#pragma unroll
+    for (int c = 0; c < 3; ++c)
+        lin[c] = gt_fma_sat(ccm[3 * c + 2], b, fmaf(ccm[3 * c + 1], g, ccm[3 * c] * r));
     constexpr float codes = (float)(TONE8_N - 1);
 #pragma unroll
     for (int c = 0; c < 3; ++c) v8[c] = gt_lookup_rint(tone8, lin[c], codes);
@@ -748,7 +760,7 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     unsigned char* __restrict__ rgb8, float* __restrict__ rgbf, unsigned char* __restrict__ nv12) {
     __shared__ gt_f32x2 tile[DIR_RH][SM_P];
     __shared__ IspNorm n;
-    __shared__ unsigned int stone8[TONE8_N / 4];
+    __shared__ gt_u32x4 stone8[TONE8_N / 16];
     __shared__ float kd[DIR_KH * DIR_KW];
     __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
     static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
