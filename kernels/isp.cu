@@ -39,10 +39,10 @@
 #define DEMOSAIC_MHC 0
 #define DEMOSAIC_BILINEAR 1
 
-// BT.709 luma weights
-#define KR 0.2126f
-#define KB 0.0722f
-#define KG (1.0f - KR - KB)
+// BT.709 luma weights (reference.KR, KB), for NV12
+#define KR 0.2126
+#define KB 0.0722
+#define KG (1.0 - KR - KB)
 
 // One pixel of the 6x6 window w, centre (CY, CX), of a colour site known at compile time
 // (KIND 0 red site, 3 blue site, 1 green site in a red row, 2 green site in a blue row).
@@ -111,27 +111,38 @@ __device__ __forceinline__ void isp_stage_tone8(unsigned char* __restrict__ s8,
 }
 
 // NV12 (BT.709, limited range) from 8-bit RGB, as an encoder fed RGB8 would have it: luma
-// 16 + 219 (KR r + KG g + KB b) / 255 with the 1/255 folded into the coefficients, rounded to
-// nearest through the float mantissa (it lies in [16, 235]: no clamp); the low 8 bits of the
-// result are the byte.
-#define Y8R (219.0f / 255.0f * KR)
-#define Y8G (219.0f / 255.0f * KG)
-#define Y8B (219.0f / 255.0f * KB)
+// 16 + 219 (KR r + KG g + KB b) / 255, and chroma from the mean of each 2x2 cell, both rounded
+// half up (reference.to_nv12). Each is affine in the 8-bit values (chroma in the cell's sums),
+// so it is computed in fixed point: three integer multiply-adds with the coefficients scaled
+// by 2^24 and rounded, and a shift (the float form took twice the instructions). The error,
+// below 3 * 1020 * 2^-25 < 1e-4 of a code, is of the float form's size. The arithmetic is
+// unsigned and wraps: negative coefficients are their two's complement, and the true result
+// lies in [0, 256) * 2^24, so the wrapped sum is exact.
+#define NV12_FIX(c) ((unsigned int)(long long)((c) * 16777216.0 + ((c) < 0.0 ? -0.5 : 0.5)))
+#define NV12_HALF 8388608u  // 0.5 in 2^24 units: round half up
 __device__ __forceinline__ unsigned int isp_luma8(unsigned int r8, unsigned int g8,
                                                   unsigned int b8) {
-    const float y = fmaf(Y8R, gt_u2f(r8), fmaf(Y8G, gt_u2f(g8), fmaf(Y8B, gt_u2f(b8), 16.0f)));
-    return gt_rint_scaled(y, 1.0f);
+    constexpr double s = 219.0 / 255.0;
+    constexpr unsigned int cr = NV12_FIX(s * KR), cg = NV12_FIX(s * KG),
+                           cb = NV12_FIX(s * KB), c0 = (16u << 24) + NV12_HALF;
+    return (r8 * cr + g8 * cg + b8 * cb + c0) >> 24;
 }
 
-// NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels.
+// NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels (each sum up to
+// 1020): Cb = 128 + 224 (mb - yq) / (2 (1 - KB)), Cr = 128 + 224 (mr - yq) / (2 (1 - KR)),
+// m = sum / 1020, yq = KR mr + KG mg + KB mb; in [16, 240], so no clamp.
 __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
                                               unsigned int sum_r, unsigned int sum_g,
                                               unsigned int sum_b) {
-    constexpr float mean = 1.0f / (4.0f * 255.0f);  // of the four 8-bit values, as [0, 1]
-    const float mr = gt_u2f(sum_r) * mean, mg = gt_u2f(sum_g) * mean, mb = gt_u2f(sum_b) * mean;
-    const float yq = KR * mr + KG * mg + KB * mb;
-    suv[qy * TILE_W + 2 * qx] = gt_sat_u8(128.0f + 224.0f * (mb - yq) / (2.0f * (1.0f - KB)));
-    suv[qy * TILE_W + 2 * qx + 1] = gt_sat_u8(128.0f + 224.0f * (mr - yq) / (2.0f * (1.0f - KR)));
+    constexpr double ab = 224.0 / (2.0 * (1.0 - KB)) / 1020.0;
+    constexpr double ar = 224.0 / (2.0 * (1.0 - KR)) / 1020.0;
+    constexpr unsigned int c0 = (128u << 24) + NV12_HALF;
+    const unsigned int cb = sum_r * NV12_FIX(-ab * KR) + sum_g * NV12_FIX(-ab * KG) +
+                            sum_b * NV12_FIX(ab * (1.0 - KB)) + c0;
+    const unsigned int cr = sum_r * NV12_FIX(ar * (1.0 - KR)) +
+                            sum_g * NV12_FIX(-ar * KG) + sum_b * NV12_FIX(-ar * KB) + c0;
+    reinterpret_cast<unsigned short*>(suv + qy * TILE_W + 2 * qx)[0] =
+        (unsigned short)((cb >> 24) | ((cr >> 24) << 8));
 }
 
 // The staging buffers of the 8-bit outputs of one tile.
@@ -413,7 +424,7 @@ __device__ __forceinline__ void isp_stage_pair(const unsigned int (&a8)[3],
     if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
         const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
         reinterpret_cast<unsigned short*>(sy + row * TILE_W + 2 * qx)[0] =
-            (unsigned short)((ya & 0xffu) | (yb << 8));
+            (unsigned short)(ya | (yb << 8));
     }
 }
 
