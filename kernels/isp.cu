@@ -125,7 +125,7 @@ __device__ __forceinline__ unsigned int isp_luma8(unsigned int r8, unsigned int 
     constexpr double s = 219.0 / 255.0;
     constexpr unsigned int cr = NV12_FIX(s * KR), cg = NV12_FIX(s * KG),
                            cb = NV12_FIX(s * KB), c0 = (16u << 24) + NV12_HALF;
-    return (r8 * cr + g8 * cg + b8 * cb + c0) >> 24;
+    return ((r8 * cr + g8 * cg + b8 * cb) + c0) >> 24;
 }
 
 // NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels (each sum up to
@@ -278,7 +278,7 @@ struct IspGroup {
 };
 template <int HY>
 __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
-    const int tr = gi / GROUPS_X;
+    const int tr = (int)((unsigned int)gi / GROUPS_X);  // unsigned: one instruction fewer
     return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - HY + tr, h)};
 }
 
@@ -648,6 +648,7 @@ struct DirShared {
     gt_f32x2 (*tile)[SM_P];  // the normalised RAW, DIR_RH rows (RawTile<DIR_HY>)
     const IspNorm* n;        // what normalising it reads
     unsigned char* tone8;    // the 8-bit tone table
+    float* ccm;              // the colour matrix (read where used, as in isp_main)
     float* kd;               // K, DIR_KH x DIR_KW
     gt_u32x4* pool;          // C_H and C_V, then the staging buffers
 };
@@ -731,9 +732,7 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
 #pragma unroll
             for (int c = 0; c < 4; ++c) k[r][c] = kd[(2 * qy + r) * DIR_KW + 2 * qx + c];
         }
-        float ccm[9];
-#pragma unroll
-        for (int i = 0; i < 9; ++i) ccm[i] = cfg[CFG_CCM + i];
+        const float* ccm = sh.ccm;
         unsigned int sum[3] = {0u, 0u, 0u};
         unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
         unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
@@ -772,6 +771,7 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     __shared__ gt_f32x2 tile[DIR_RH][SM_P];
     __shared__ IspNorm n;
     __shared__ gt_u32x4 stone8[TONE8_N / 16];
+    __shared__ float sccm[9];
     __shared__ float kd[DIR_KH * DIR_KW];
     __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
     static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
@@ -779,9 +779,10 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);
     isp_stage_tone8(tone8, lut8, tid);  // read in stage D
+    if (tid < 9) sccm[tid] = cfg[CFG_CCM + tid];
     if (tid == 0) isp_norm_setup(n, cfg, awb, rx & 1, ry & 1, w, h);
     __syncthreads();  // stage A reads n
-    const DirShared sh{tile, &n, tone8, kd, pool};
+    const DirShared sh{tile, &n, tone8, sccm, kd, pool};
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
         case 0: isp_dir_phase<0, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
         case 1: isp_dir_phase<1, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
