@@ -111,29 +111,59 @@ def nvrtc_version() -> tuple[str | None, str]:
     return f"{major}.{minor}", ""
 
 
+def _nvrtc_options(path: Path, arch: str, defines: dict[str, str] | None) -> list[str]:
+    options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", FTZ_FLAG, *include_flags(path)]
+    return options + [f"-D{k}={v}" for k, v in (defines or {}).items()]
+
+
+def _whole_cubin(program: int, version: str) -> bytes:
+    """The program's cubin through NVRTC's C API: CuPy's getCUBIN drops the last byte (it
+    takes the size for a C string's), which leaves an ELF that cuobjdump refuses."""
+    import ctypes
+
+    lib = ctypes.CDLL(f"libnvrtc.so.{version.split('.')[0]}")  # the one CuPy loaded
+    size = ctypes.c_size_t()
+    handle = ctypes.c_void_p(program)
+    if lib.nvrtcGetCUBINSize(handle, ctypes.byref(size)) != 0:
+        raise RuntimeError("nvrtcGetCUBINSize failed")
+    buf = ctypes.create_string_buffer(size.value)
+    if lib.nvrtcGetCUBIN(handle, buf) != 0:
+        raise RuntimeError("nvrtcGetCUBIN failed")
+    return buf.raw
+
+
 def compile_nvrtc(
     path: Path, arch: str = DEFAULT_ARCH, defines: dict[str, str] | None = None
 ) -> FileReport:
     """Compile one file to a cubin with NVRTC and report each kernel's resources."""
+    report, _ = compile_cubin(path, arch, defines)
+    return report
+
+
+def compile_cubin(
+    path: Path, arch: str = DEFAULT_ARCH, defines: dict[str, str] | None = None
+) -> tuple[FileReport, bytes | None]:
+    """The report of compile_nvrtc and the cubin itself (None where it failed): the code the
+    cuda backend runs, for reading its SASS (scripts/sass_report.py)."""
     version, why = nvrtc_version()
     if version is None:
-        return FileReport(path.name, False, "nvrtc", error=why)
+        return FileReport(path.name, False, "nvrtc", error=why), None
     from cupy_backends.cuda.libs import nvrtc
 
     compiler = f"nvrtc {version}"
-    options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", FTZ_FLAG, *include_flags(path)]
-    options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
     program = nvrtc.createProgram(kernel_source.read_source(path), path.name, [], [])
     try:
         try:
-            nvrtc.compileProgram(program, options)
+            nvrtc.compileProgram(program, _nvrtc_options(path, arch, defines))
         except nvrtc.NVRTCError:
             log = nvrtc.getProgramLog(program)
-            return FileReport(path.name, False, compiler, error=_first_error(log), log=log)
+            return FileReport(path.name, False, compiler, error=_first_error(log), log=log), None
         log = nvrtc.getProgramLog(program)
+        cubin = _whole_cubin(program, version)
     finally:
         nvrtc.destroyProgram(program)
-    return FileReport(path.name, True, compiler, parse_ptxas_log(log, path.name, compiler), log=log)
+    kernels = parse_ptxas_log(log, path.name, compiler)
+    return FileReport(path.name, True, compiler, kernels, log=log), cubin
 
 
 def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:

@@ -1,0 +1,154 @@
+"""The SASS of a kernel file as the cuda backend builds it, counted: a measure for sessions
+without a GPU.
+
+    python scripts/sass_report.py kernels/isp.cu isp_main isp_main_dir --segments 6
+
+For each kernel: registers, spills, static SASS instructions, the commonest opcodes, and the
+instructions between consecutive barriers (`BAR.SYNC`), which for a staged kernel are its
+stages in order (a kernel with several template bodies repeats the pattern per body).
+
+Static counts are not run time: an instruction in a loop or in every warp counts once, an
+edge path as much as the hot one. Compare two builds of the same kernel, and weight the parts
+by how often they run (an Nsight Compute source profile from a GPU session says that). The
+cubin comes from NVRTC with the cuda backend's options (compile_report.compile_cubin); the
+disassembler is `cuobjdump` (with the `nvdisasm` it runs) from a CUDA toolkit or NVIDIA's
+wheels `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` (the dev extra installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gputrack.device.compile_report import DEFAULT_ARCH, compile_cubin  # noqa: E402
+
+_FUNCTION = re.compile(r"^\s*Function\s*:\s*(\S+)")
+_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(.*?)\s*;")
+
+
+def find_tool(name: str) -> str | None:
+    """A CUDA binary tool on the PATH, or the one of NVIDIA's PyPI wheel (nvidia/<cu>/bin)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for entry in sys.path:
+        for candidate in sorted(Path(entry).glob(f"nvidia/*/bin/{name}")):
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
+def find_cuobjdump() -> str | None:
+    """cuobjdump, where nvdisasm (which it runs for -sass) is found too."""
+    return find_tool("cuobjdump") if find_tool("nvdisasm") else None
+
+
+def parse_sass(text: str) -> dict[str, list[str]]:
+    """`cuobjdump -sass` output -> {kernel: [instruction text, ...]} in address order."""
+    functions: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        head = _FUNCTION.match(line)
+        if head:
+            current = functions.setdefault(head.group(1), [])
+            continue
+        inst = _INSTRUCTION.match(line)
+        if inst and current is not None:
+            current.append(inst.group(1))
+    return functions
+
+
+def opcode(instruction: str) -> str:
+    """'@!P0 FFMA.SAT R1, R2, R3, R4' -> 'FFMA' (predicate and modifiers dropped)."""
+    words = instruction.split()
+    if words and words[0].startswith("@"):
+        words = words[1:]
+    return words[0].split(".")[0] if words else ""
+
+
+def barrier_segments(instructions: list[str]) -> list[int]:
+    """Instructions before the first barrier, between consecutive ones, and after the last."""
+    sizes, count = [], 0
+    for inst in instructions:
+        if opcode(inst) == "BAR":
+            sizes.append(count)
+            count = 0
+        count += 1
+    sizes.append(count)
+    return sizes
+
+
+def disassemble(cubin: bytes, cuobjdump: str) -> dict[str, list[str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "k.cubin")
+        path.write_bytes(cubin)
+        nvdisasm = find_tool("nvdisasm")
+        env = dict(os.environ)
+        if nvdisasm:  # cuobjdump looks for it on the PATH
+            env["PATH"] = f"{Path(nvdisasm).parent}{os.pathsep}{env.get('PATH', '')}"
+        done = subprocess.run(
+            [cuobjdump, "-sass", str(path)], capture_output=True, text=True, timeout=300, env=env
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"cuobjdump failed: {done.stderr.strip()[:300]}")
+    return parse_sass(done.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", type=Path, help="a kernel file, e.g. kernels/isp.cu")
+    ap.add_argument("kernels", nargs="*", help="kernels to report (default: every one)")
+    ap.add_argument("--arch", default=DEFAULT_ARCH)
+    ap.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--segments", type=int, default=8, help="barrier segments to print")
+    ap.add_argument("--top", type=int, default=8, help="commonest opcodes to print")
+    args = ap.parse_args(argv)
+
+    cuobjdump = find_cuobjdump()
+    if cuobjdump is None:
+        print(
+            "cuobjdump and nvdisasm not found: pip install nvidia-cuda-cuobjdump "
+            "nvidia-cuda-nvdisasm (the dev extra has them)",
+            file=sys.stderr,
+        )
+        return 2
+    defines = dict(d.split("=", 1) for d in args.defines)
+    report, cubin = compile_cubin(args.file, args.arch, defines)
+    if cubin is None:
+        print(f"{args.file}: {report.error or 'did not compile'}", file=sys.stderr)
+        return 1
+    sass = disassemble(cubin, cuobjdump)
+    resources = {k.name: k for k in report.kernels}
+    names = args.kernels or sorted(sass)
+    missing = [n for n in names if n not in sass]
+    if missing:
+        print(f"not in {args.file.name}: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print(f"{args.file.name} for {args.arch} ({report.compiler}, as the cuda backend builds it)")
+    for name in names:
+        instructions = sass[name]
+        res = resources.get(name)
+        regs = f"{res.registers} regs, {res.spills} B spills" if res else "resources unknown"
+        print(f"\n{name}: {len(instructions)} SASS instructions, {regs}")
+        counts = collections.Counter(opcode(i) for i in instructions)
+        top = ", ".join(f"{op} {n}" for op, n in counts.most_common(args.top))
+        print(f"  opcodes: {top}")
+        segments = barrier_segments(instructions)
+        shown = " | ".join(str(n) for n in segments[: args.segments])
+        more = f" | ... ({len(segments)} in all)" if len(segments) > args.segments else ""
+        print(f"  between barriers: {shown}{more}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""scripts/sass_report.py: the SASS parsing on a fixed listing, and the whole report on a real
+kernel built by NVRTC (the dev extra installs cuobjdump)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gputrack.device.compile_report import nvrtc_version
+from tests.test_bench_isp import load_script
+
+REPO = Path(__file__).resolve().parent.parent
+
+LISTING = """
+	code for sm_90
+		Function : first
+	.headerflags	@"EF_CUDA_TEXMODE_UNIFIED EF_CUDA_64BIT_ADDRESS EF_CUDA_SM90"
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/               @P0 FFMA.SAT R2, R3, R4, R5 ;
+        /*0020*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0030*/              @!P1 BRA 0x60 ;
+        /*0040*/                   STS.128 [R0], R4 ;
+        /*0050*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*10000*/                  EXIT ;
+		..........
+		Function : second
+        /*0000*/                   EXIT ;
+"""
+
+
+def test_parse_counts_instructions_per_kernel_and_between_barriers():
+    sass = load_script("sass_report")
+    functions = sass.parse_sass(LISTING)
+    assert set(functions) == {"first", "second"}
+    first = functions["first"]
+    assert len(first) == 7 and first[1] == "@P0 FFMA.SAT R2, R3, R4, R5"  # 5-digit address too
+    assert [sass.opcode(i) for i in first[:4]] == ["LDC", "FFMA", "BAR", "BRA"]
+    # 2 before the first barrier; the barrier and 2 more; the second barrier and EXIT
+    assert sass.barrier_segments(first) == [2, 3, 2]
+    assert sass.barrier_segments(functions["second"]) == [1]
+
+
+needs_tools = pytest.mark.skipif(
+    nvrtc_version()[0] is None or load_script("sass_report").find_cuobjdump() is None,
+    reason="NVRTC or cuobjdump absent (pip install -e '.[dev]')",
+)
+
+
+@needs_tools
+def test_report_on_a_real_kernel(capsys):
+    sass = load_script("sass_report")
+    assert sass.main([str(REPO / "kernels" / "isp.cu"), "isp_main", "--segments", "3"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("isp_main:"))
+    assert int(line.split()[1]) > 1000 and "0 B spills" in line
+    assert "between barriers:" in out
+
+
+@needs_tools
+def test_unknown_kernel_is_an_error(capsys):
+    sass = load_script("sass_report")
+    assert sass.main([str(REPO / "kernels" / "sensor.cu"), "no_such_kernel"]) == 1
+    assert "no_such_kernel" in capsys.readouterr().err
