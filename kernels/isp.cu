@@ -842,13 +842,15 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
 }
 
 // ---- grey-world statistics ----------------------------------------------------------------
-// stats[0..3] = sums of (raw - black)+ for R, G (both sites), B over 2x2 cells with no pixel at
-// or above `sat`, and the number of such cells. Integer sums: any order gives the same bits.
-
-extern "C" __global__ void isp_awb_clear(unsigned long long* __restrict__ stats) {
-    if (threadIdx.x < 4) stats[threadIdx.x] = 0ull;
-}
-
+// stats[AWB_SUM + 0..3] = sums of (raw - black)+ for R, G (both sites), B over 2x2 cells with
+// no pixel at or above `sat`, and the number of such cells. Integer sums: any order gives the
+// same bits. The reduction resets itself: blocks add into stats[AWB_ACC..], and the last block
+// to finish (counted in stats[AWB_DONE]) moves the sums to stats[AWB_SUM..] and leaves the
+// accumulators and the count at zero for the next frame, so a frame needs no clearing launch
+// (it cost ~3 us of the graph). The buffer starts zeroed (pipeline.AWB_WORDS).
+#define AWB_SUM 0
+#define AWB_ACC 4
+#define AWB_DONE 8
 #define AWB_THREADS 256
 
 // One 2x2 cell into the sums, unless a pixel of it is at or above `sat`; v<x><y> is the pixel
@@ -933,7 +935,19 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
         unsigned long long sum = 0ull;
 #pragma unroll
         for (int i = 0; i < AWB_THREADS / 32; ++i) sum += red[threadIdx.x][i];
-        atomicAdd(&stats[threadIdx.x], sum);
+        atomicAdd(&stats[AWB_ACC + threadIdx.x], sum);
+        __threadfence();  // this block's sums land before it counts itself done
+    }
+    __shared__ bool last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned long long blocks = (unsigned long long)gridDim.x * gridDim.y;
+        last = atomicAdd(&stats[AWB_DONE], 1ull) == blocks - 1ull;
+    }
+    __syncthreads();
+    if (last && threadIdx.x < 4) {  // every other block's sums are in
+        stats[AWB_SUM + threadIdx.x] = atomicExch(&stats[AWB_ACC + threadIdx.x], 0ull);
+        if (threadIdx.x == 0) atomicExch(&stats[AWB_DONE], 0ull);
     }
 }
 

@@ -37,6 +37,7 @@ from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
 from gputrack.isp.pipeline import (  # noqa: E402
     AWB_THREADS,
+    AWB_WORDS,
     MAIN_BLOCK,
     TENSOR_BLOCK,
     TILE,
@@ -171,14 +172,13 @@ def bench_device(
     mod = be.load("isp.cu")
     isp.process(dev_raw, download=False, stream=stream)
     rgb8 = isp._buffers["rgb8"]
-    stats = be.empty((4,), np.uint64)
+    stats = be.full((AWB_WORDS,), 0, np.uint64)
     cw, ch, padx, pady = TENSOR.geometry(w, h)
     tensor = be.empty((1, 3, TENSOR.height, TENSOR.width), np.float32)
     tcfg = be.to_device(np.array([0, 0, 0, 1 / 255, 1 / 255, 1 / 255, 114, 0], np.float32))
     sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), be)
 
     def awb() -> None:
-        mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
         mod.kernel("isp_awb_stats")(awb_grid(w, h), AWB_THREADS, (dev_raw, i32(w), i32(h), i32(rx),
                                     i32(ry), i32(params.black), i32(ref.awb_threshold(params)),
                                     stats), stream=stream)  # fmt: skip
@@ -192,7 +192,7 @@ def bench_device(
 
     tensor_out = 3 * 4 * TENSOR.width * TENSOR.height
     cases = [
-        ("isp_awb_clear + isp_awb_stats", awb, 2 * px),
+        ("isp_awb_stats", awb, 2 * px),
         ("isp_main -> RGB8", lambda: isp.process(dev_raw, download=False, stream=stream),
          2 * px + 3 * px),
         ("isp_main -> RGB8 + NV12", lambda: isp_nv12.process(dev_raw, download=False,

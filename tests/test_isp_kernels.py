@@ -16,6 +16,7 @@ from gputrack.errors import GputrackError
 from gputrack.isp import IspParams, IspPipeline, TensorSpec
 from gputrack.isp import reference as ref
 from gputrack.isp.params import BAYER_PATTERNS, DEMOSAIC_METHODS
+from gputrack.isp.pipeline import AWB_WORDS
 from gputrack.isp.quality import natural_image
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
@@ -220,8 +221,23 @@ def test_awb_statistics_are_exact(kernel_backend, rng, shape):
         out = pipe.process(frame)
         want = ref.awb_stats(raw, IspPipeline(params, get_backend("cpu")).effective(frame))
         got = kernel_backend.to_host(pipe._buffers["awb"])
-        assert got.tolist() == want.tolist(), pattern
+        assert got[:4].tolist() == want.tolist(), pattern
+        assert got[4:].tolist() == [0] * (AWB_WORDS - 4), f"{pattern}: not reset for the next"
         assert out.gains == ref.awb_gains(want), pattern
+
+
+def test_awb_statistics_of_consecutive_frames_are_each_their_own(kernel_backend, rng):
+    """The reduction resets itself (its last block zeroes the running sums): a second and third
+    frame through the same pipeline get their own sums, not the sum of all frames."""
+    params = IspParams(wb="auto")
+    pipe = IspPipeline(params, kernel_backend)
+    cpu = IspPipeline(params, get_backend("cpu"))
+    for scale in (4096, 1024, 2048):
+        raw = rng.integers(0, scale, (46, 70)).astype(np.uint16)
+        out = pipe.process(raw)
+        want = ref.awb_stats(raw, cpu.effective(raw))
+        assert kernel_backend.to_host(pipe._buffers["awb"])[:4].tolist() == want.tolist()
+        assert out.gains == ref.awb_gains(want)
 
 
 def test_buffers_are_reused_between_frames(kernel_backend, rng):

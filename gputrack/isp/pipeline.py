@@ -25,6 +25,10 @@ TILE = (64, 16)  # pixels per tile of isp_main
 STRIP = 4  # isp.cu ISP_STRIP: tiles per block of isp_main, stacked down
 TENSOR_BLOCK = (32, 8, 1)  # isp.cu TEN_BX x TEN_BY
 AWB_THREADS = 256
+# isp_awb_stats' buffer (uint64): this frame's sums R, G, B, cells (read by isp_main and the
+# host); the running sums; the count of blocks done. Zero at creation: the kernel's last block
+# leaves the running sums and the count at zero again (no clearing launch per frame).
+AWB_WORDS = 9
 AWB_ROW_BLOCKS = 128  # blocks down the frame for isp_awb_stats (each walks every 128th row)
 
 
@@ -202,8 +206,7 @@ class IspPipeline:
 
         stats = None
         if p.auto_wb:
-            stats = self._buffer("awb", (4,), np.uint64)
-            mod.kernel("isp_awb_clear")(1, 32, (stats,), stream=stream)
+            stats = self._buffer("awb", (AWB_WORDS,), np.uint64, fill=0)
             mod.kernel("isp_awb_stats")(
                 awb_grid(w, h),
                 AWB_THREADS,
@@ -283,7 +286,7 @@ class IspPipeline:
             gains,  # type: ignore[arg-type]
         )
         if stats is not None:
-            out.gains = ref.awb_gains(be.to_host(stats))
+            out.gains = ref.awb_gains(be.to_host(stats)[:4])
         be.synchronize(stream)
         return out
 
