@@ -282,19 +282,20 @@ __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
     return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - HY + tr, h)};
 }
 
-// Issue the loads of tile (x0, y0) with its halo; element j of `v` is group tid + j *
-// ISP_THREADS, 8 pixels as four 32-bit words. Mirrored (reflect-101) outside the frame. The
+// Issue the loads of tile (x0, y0) with its halo; element j of `v` is group g0 + tid + j *
+// ISP_THREADS (g0: the first group wanted, 0 for the whole tile), 8 pixels as four 32-bit
+// words. Mirrored (reflect-101) outside the frame. The
 // words stay packed until isp_store_tile: unpacking them here made every warp wait for its
 // prefetch at once (measured: the first use of the load right after it was isp_main's hottest
 // stall).
 template <int HY>
 __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
                                           const unsigned short* __restrict__ raw, int w, int h,
-                                          int x0, int y0, int tid) {
+                                          int x0, int y0, int tid, int g0 = 0) {
     const bool vec_rows = (w & 7) == 0;  // every row starts 16-byte aligned
 #pragma unroll
     for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
-        const int gi = tid + j * ISP_THREADS;
+        const int gi = g0 + tid + j * ISP_THREADS;
         if (gi >= RawTile<HY>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
         const int gx = x0 - 8 + 8 * g.tg;
@@ -318,11 +319,11 @@ __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
 template <int HY>
 __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const IspNorm& n,
                                                const gt_u32x4 (&v)[RawTile<HY>::LOADS], int w,
-                                               int h, int y0, int tid) {
+                                               int h, int y0, int tid, int g0 = 0) {
     const float* shade = n.shade;
 #pragma unroll
     for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
-        const int gi = tid + j * ISP_THREADS;
+        const int gi = g0 + tid + j * ISP_THREADS;
         if (gi >= RawTile<HY>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
         const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
@@ -369,15 +370,34 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
 // The shared-memory pieces of isp_main.
 #define MAIN_HY 2  // halo rows of isp_main's tile: y0-2 .. y0+17
 static_assert(RawTile<MAIN_HY>::ROWS == SM_H, "isp_main's tile is SM_H rows");
-struct IspMainShared {
+struct IspMainBuffers {  // one tile's: two of them, the tile step alternating
     alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
     gt_u32x4 stage_rgb[STAGE_RGB_N];
     gt_u32x4 stage_y[STAGE_Y_N];
     gt_u32x4 stage_uv[STAGE_UV_N];
+};
+struct IspMainShared {
+    IspMainBuffers buf[2];
     gt_u32x4 tone8[TONE8_N / 16];  // bytes
     float ccm[9];
     IspNorm n;
 };
+
+// The rows two tiles of a strip share: the next tile's top halo (rows 0 .. 2 HY - 1) is this
+// tile's bottom rows (TILE_H ..), so only the rest is fetched and normalised again; the shared
+// rows are copied in shared memory, 16 bytes a thread, by the last threads of the block (those
+// that normalise nothing).
+#define MAIN_HALO_GROUPS (2 * MAIN_HY * GROUPS_X)     // 40 RAW groups
+#define MAIN_HALO_UNITS (2 * MAIN_HY * SM_P / 2)      // 80 16-byte units
+static_assert(RawTile<MAIN_HY>::GROUPS - MAIN_HALO_GROUPS <= ISP_THREADS - MAIN_HALO_UNITS,
+              "the threads that copy the shared rows normalise none");
+__device__ __forceinline__ void isp_copy_halo(gt_f32x2 (*dst)[SM_P],
+                                              const gt_f32x2 (*src)[SM_P], int tid) {
+    const int i = tid - (ISP_THREADS - MAIN_HALO_UNITS);
+    if (i >= 0)
+        reinterpret_cast<gt_f32x4*>(&dst[0][0])[i] =
+            reinterpret_cast<const gt_f32x4*>(&src[TILE_H][0])[i];
+}
 
 // Colour matrix, clip and 8-bit tone of one pixel of a cell; the float output too when
 // FLOAT_OUT (interpolated LUT). The matrix is read from shared memory where it is used: nine
@@ -433,7 +453,7 @@ template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float corr8,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
-                                             int qy, int X, int Y, int w, IspMainShared& sm,
+                                             int qy, int X, int Y, int w, IspMainBuffers& bufs,
                                              float* __restrict__ rgbf, bool nv12,
                                              unsigned int (&sum)[3]) {
     float r, g, b;
@@ -443,16 +463,20 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     demosaic_site<2 + DY, 3, KB_>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    isp_stage_pair(a8, b8, reinterpret_cast<unsigned char*>(sm.stage_rgb),
-                   reinterpret_cast<unsigned char*>(sm.stage_y), qx, 2 * qy + DY, nv12, sum);
+    isp_stage_pair(a8, b8, reinterpret_cast<unsigned char*>(bufs.stage_rgb),
+                   reinterpret_cast<unsigned char*>(bufs.stage_y), qx, 2 * qy + DY, nv12, sum);
 }
 
-// Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles. The RAW of the next
-// tile is loaded into registers while the block demosaics the current one, so memory and
-// arithmetic overlap (a lone tile per block left the memory idle while it computed). The
-// 8-bit tone table, the colour matrix and the normalisation factors (white-balance gains
-// included, computed once per block) sit in shared memory: registers are what limits the
-// blocks per multiprocessor.
+// Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles, with one barrier per
+// tile step. Two sets of buffers (tile and staging) alternate: while the block demosaics the
+// current tile into its staging, it also writes out the previous tile's staged bytes and
+// fills the other tile buffer with the next tile (its top halo rows copied from this tile's
+// bottom ones, the rest normalised from RAW loaded into registers one step earlier), then
+// loads the RAW of the tile after. So memory and arithmetic overlap, nothing waits for a
+// second barrier, and each RAW row is fetched and normalised once per strip but for the first
+// tile's halo. The 8-bit tone table, the colour matrix and the normalisation factors
+// (white-balance gains included, computed once per block) sit in shared memory: registers are
+// what limits the blocks per multiprocessor.
 // The Bayer phase (RX, RY) is a template parameter: each of the four pixels of a cell is then a
 // site known at compile time (a run-time colour per pixel cost a branch tree per pixel).
 template <int RX, int RY, bool FLOAT_OUT>
@@ -469,24 +493,27 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int x0 = blockIdx.x * TILE_W;
     const unsigned char* tone8 = reinterpret_cast<const unsigned char*>(sm.tone8);
-    gt_f32x2(*tile)[SM_P] = sm.tile;
 
-    int y0 = blockIdx.y * (ISP_STRIP * TILE_H);
-    const int y_end = gt_imin(h, y0 + ISP_STRIP * TILE_H);
+    const int y_first = blockIdx.y * (ISP_STRIP * TILE_H);
+    const int y_end = gt_imin(h, y_first + ISP_STRIP * TILE_H);
     gt_u32x4 next[RawTile<MAIN_HY>::LOADS];
-    isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0, tid);
-    for (; y0 < y_end; y0 += TILE_H) {
+    // The first tile whole, and the new rows of the second.
+    isp_fetch<MAIN_HY>(next, raw, w, h, x0, y_first, tid);
+    isp_store_tile<MAIN_HY>(sm.buf[0].tile, sm.n, next, w, h, y_first, tid);
+    if (y_first + TILE_H < y_end)
+        isp_fetch<MAIN_HY>(next, raw, w, h, x0, y_first + TILE_H, tid, MAIN_HALO_GROUPS);
+    __syncthreads();
+    int y0 = y_first, cur = 0;
+    for (; y0 < y_end; y0 += TILE_H, cur ^= 1) {
         // The thread index as the compiler cannot know it across tile steps (plus a zero read
         // from shared memory after a barrier): every index derived from it is recomputed per
         // step instead of hoisted out of the loop and held, which took isp_main from 64 to
         // over 128 registers (spilling at 80). Inline asm would do it, but not on emu.
         const int t = tid + sm.n.zero;
-        // ---- 1. the fetched RAW, normalised, into the tile; fetch the next tile ------------
-        isp_store_tile<MAIN_HY>(sm.tile, sm.n, next, w, h, y0, t);
-        __syncthreads();
-        if (y0 + TILE_H < y_end) isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0 + TILE_H, t);
+        IspMainBuffers& b = sm.buf[cur];       // this tile's
+        IspMainBuffers& o = sm.buf[cur ^ 1];  // the previous tile's staging, the next tile
 
-        // ---- 2. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
+        // ---- 1. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
         const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
         if (X < w && Y < h) {
             // The cell's window, pixels X-2..X+3 of rows Y-2..Y+3, once for both rows (the
@@ -497,25 +524,39 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
 #pragma unroll
                 for (int p = 0; p < 3; ++p) {
                     if ((r == 0 || r == 5) && p != 1) continue;
-                    const gt_f32x2 t = tile[2 * qy + r][qx + 3 + p];  // from column X - 2
-                    win[r][2 * p] = t.x;
-                    win[r][2 * p + 1] = t.y;
+                    const gt_f32x2 v = b.tile[2 * qy + r][qx + 3 + p];  // from column X - 2
+                    win[r][2 * p] = v.x;
+                    win[r][2 * p + 1] = v.y;
                 }
             }
             unsigned int sum[3] = {0u, 0u, 0u};
             isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, sm, rgbf, nv12 != nullptr, sum);
+                                                 Y, w, b, rgbf, nv12 != nullptr, sum);
             isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, sm, rgbf, nv12 != nullptr, sum);
+                                                 Y, w, b, rgbf, nv12 != nullptr, sum);
             if (nv12 != nullptr)
-                isp_finish_uv(reinterpret_cast<unsigned char*>(sm.stage_uv), qx, qy, sum[0],
+                isp_finish_uv(reinterpret_cast<unsigned char*>(b.stage_uv), qx, qy, sum[0],
                               sum[1], sum[2]);
         }
-        __syncthreads();
 
-        // ---- 3. write the staged bytes (the next tile's step 1 does not touch them) -------
-        isp_write_tile(sm.stage_rgb, sm.stage_y, sm.stage_uv, w, h, x0, y0, t, rgb8, nv12);
+        // ---- 2. the previous tile's staged bytes out --------------------------------------
+        if (y0 != y_first)
+            isp_write_tile(o.stage_rgb, o.stage_y, o.stage_uv, w, h, x0, y0 - TILE_H, t, rgb8,
+                           nv12);
+
+        // ---- 3. the next tile into the other buffer; the RAW of the one after -------------
+        if (y0 + TILE_H < y_end) {
+            isp_copy_halo(o.tile, b.tile, t);
+            isp_store_tile<MAIN_HY>(o.tile, sm.n, next, w, h, y0 + TILE_H, t, MAIN_HALO_GROUPS);
+            if (y0 + 2 * TILE_H < y_end)
+                isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0 + 2 * TILE_H, t, MAIN_HALO_GROUPS);
+        }
+        __syncthreads();
     }
+    // The last tile's bytes (staged in the buffer set of the step before the loop ended).
+    const IspMainBuffers& last = sm.buf[cur ^ 1];
+    isp_write_tile(last.stage_rgb, last.stage_y, last.stage_uv, w, h, x0, y0 - TILE_H, tid, rgb8,
+                   nv12);
 }
 
 // The block's setup, then its strip with the Bayer phase as a template argument.
