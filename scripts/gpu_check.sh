@@ -13,6 +13,7 @@
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
 # With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
+# (add '.baseline' to carry to time an older commit in the same run: see below)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -85,6 +86,21 @@ for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   fi
 done
 
+# A baseline timed in the same run: an older commit checked out at .baseline/ (git-ignored),
+#   git worktree add .baseline <commit> && git -C .baseline rev-parse --short HEAD > .baseline/.commit
+# and carried (carry=['.whl', '.baseline']), has its bench_isp.py run right after ours on this
+# machine, so that old and new kernel times are ratios within one run.
+if [ -f .baseline/scripts/bench_isp.py ]; then
+  base=$(cat .baseline/.commit 2>/dev/null || echo "?")
+  step "baseline bench_isp at $base"
+  if timeout 90 $PY .baseline/scripts/bench_isp.py --no-cpu --json "$LOG/bench_isp_baseline.json" \
+      2>&1 | tee "$LOG/bench_isp_baseline.log" | tail -20; then
+    status+=("baseline bench_isp ($base)|ok")
+  else
+    status+=("baseline bench_isp ($base)|FAILED (see bench_isp_baseline.log)")
+  fi
+fi
+
 step "Nsight Compute on the ISP kernels"
 if PROFILE_LOG="$LOG/ncu" timeout 200 bash scripts/gpu_profile.sh --ncu-only; then
   files=$(ls "$LOG/ncu" 2>/dev/null | grep -v ncu_run.log | tr '\n' ' ')
@@ -95,7 +111,7 @@ fi
 
 if [ -n "${OUT:-}" ]; then
   tar czf "$OUT/gpu_logs.tar.gz" -C "$LOG" . 2>/dev/null
-  for f in check.json run.log bench_isp.json bench_deadline.json; do
+  for f in check.json run.log bench_isp.json bench_deadline.json bench_isp_baseline.json; do
     [ -f "$LOG/$f" ] && cp "$LOG/$f" "$OUT/"
   done
 fi
