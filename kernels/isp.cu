@@ -74,6 +74,11 @@ __device__ __forceinline__ void demosaic_site(const float (&w)[6][6], float corr
     }
 }
 
+// The colour site (KIND of demosaic_site) of pixel (DX, DY) of a 2x2 cell whose red pixel sits
+// at (RX, RY).
+template <int RX, int RY, int DX, int DY>
+constexpr int cell_site = (((DY ^ RY) & 1) << 1) | ((DX ^ RX) & 1);
+
 __device__ __forceinline__ float tone_lut(const float* __restrict__ lut, int lut_n, float v) {
     const float t = v * (float)(lut_n - 1);
     const int i = gt_imin((int)t, lut_n - 2);
@@ -487,8 +492,8 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
                                                unsigned char* __restrict__ rgb8,
                                                float* __restrict__ rgbf,
                                                unsigned char* __restrict__ nv12) {
-    constexpr int K00 = (RY << 1) | RX, K01 = (RY << 1) | (1 ^ RX);
-    constexpr int K10 = ((1 ^ RY) << 1) | RX, K11 = ((1 ^ RY) << 1) | (1 ^ RX);
+    constexpr int K00 = cell_site<RX, RY, 0, 0>, K01 = cell_site<RX, RY, 1, 0>;
+    constexpr int K10 = cell_site<RX, RY, 0, 1>, K11 = cell_site<RX, RY, 1, 1>;
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int x0 = blockIdx.x * TILE_W;
@@ -702,13 +707,12 @@ static_assert(DIR_RW == SM_W && DIR_HX == 8 && RawTile<DIR_HY>::ROWS == DIR_RH,
 template <int RX, int RY, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
                                              const unsigned short* __restrict__ raw, int w, int h,
-                                             const float* __restrict__ cfg,
                                              const float* __restrict__ lut, int lut_n,
                                              unsigned char* __restrict__ rgb8,
                                              float* __restrict__ rgbf,
                                              unsigned char* __restrict__ nv12) {
-    constexpr int K00 = (RY << 1) | RX, K01 = (RY << 1) | (1 ^ RX);
-    constexpr int K10 = ((1 ^ RY) << 1) | RX, K11 = ((1 ^ RY) << 1) | (1 ^ RX);
+    constexpr int K00 = cell_site<RX, RY, 0, 0>, K01 = cell_site<RX, RY, 1, 0>;
+    constexpr int K10 = cell_site<RX, RY, 0, 1>, K11 = cell_site<RX, RY, 1, 1>;
     float* chp = reinterpret_cast<float*>(sh.pool);
     float* cvp = chp + DIR_KH * DIR_CHW;
     float* kd = sh.kd;
@@ -843,15 +847,14 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
 template <int RX, int RY>
 __device__ __forceinline__ void isp_dir_phase(const DirShared& sh,
                                               const unsigned short* __restrict__ raw, int w,
-                                              int h, const float* __restrict__ cfg,
-                                              const float* __restrict__ lut, int lut_n,
+                                              int h, const float* __restrict__ lut, int lut_n,
                                               unsigned char* __restrict__ rgb8,
                                               float* __restrict__ rgbf,
                                               unsigned char* __restrict__ nv12) {
     if (rgbf != nullptr)
-        isp_dir_body<RX, RY, true>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
+        isp_dir_body<RX, RY, true>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12);
     else
-        isp_dir_body<RX, RY, false>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
+        isp_dir_body<RX, RY, false>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12);
 }
 
 extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
@@ -875,10 +878,10 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     __syncthreads();  // stage A reads n
     const DirShared sh{tile, &n, tone8, sccm, kd, pool};
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
-        case 0: isp_dir_phase<0, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
-        case 1: isp_dir_phase<1, 0>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
-        case 2: isp_dir_phase<0, 1>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12); break;
-        default: isp_dir_phase<1, 1>(sh, raw, w, h, cfg, lut, lut_n, rgb8, rgbf, nv12);
+        case 0: isp_dir_phase<0, 0>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 1: isp_dir_phase<1, 0>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12); break;
+        case 2: isp_dir_phase<0, 1>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12); break;
+        default: isp_dir_phase<1, 1>(sh, raw, w, h, lut, lut_n, rgb8, rgbf, nv12);
     }
 }
 
