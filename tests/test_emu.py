@@ -380,6 +380,13 @@ def test_device_only_asm_without_a_twin_is_refused(emu, tmp_path):
         emu.load(path, defines={"VALUE": 1})
 
 
+def test_asm_in_the_portable_twin_is_refused(emu, tmp_path):
+    twin = '#else\n    asm("trap;");\n    return v;'
+    path = write_kernel(tmp_path, "bad_twin.cu", header=DEVICE_ONLY.format(other=twin))
+    with pytest.raises(KernelError, match=r"bad_twin\.cu:8: uses inline asm"):
+        emu.load(path, defines={"VALUE": 1})
+
+
 def test_compile_error_names_file_and_line(emu, tmp_path):
     path = write_kernel(tmp_path, "broken.cu", body="int y = undeclared_thing + 1;")
     with pytest.raises(KernelError, match=r"broken\.cu:4:\d+: error: .*undeclared_thing"):
