@@ -244,14 +244,16 @@ def run(args: argparse.Namespace) -> int:
     if result.gains is not None:
         info["wb_gains"] = [round(float(g), 5) for g in result.gains]
     if image is not None:
+        # The literature's 8-pixel border, unless the image is too small to have an inside.
+        border = BORDER if min(image.shape[:2]) > 2 * BORDER else 0
         if image.dtype == np.uint8:
-            db = cpsnr(result.rgb8, image, BORDER)
+            db = cpsnr(result.rgb8, image, border)
         else:  # 16-bit input: compare at full precision, on the 8-bit scale
-            db = cpsnr(result.rgb * 255.0, image.astype(np.float64) / 257.0, BORDER)
+            db = cpsnr(result.rgb * 255.0, image.astype(np.float64) / 257.0, border)
         # An exact round trip has infinite CPSNR, which JSON cannot hold: null, and say so.
         info["cpsnr_db"] = round(db, 3) if np.isfinite(db) else None
         info["exact"] = bool(not np.isfinite(db))
-        info["cpsnr_border_px"] = BORDER
+        info["cpsnr_border_px"] = border
     info["seconds"] = round(elapsed, 4)
     if args.json:
         print(json.dumps(info))

@@ -21,8 +21,14 @@ MACBETH_SRGB = np.array(
 
 def cpsnr(out: np.ndarray, ref: np.ndarray, border: int = 8) -> float:
     """Colour PSNR over all three channels, 8-bit scale, `border` pixels excluded."""
-    a = out[border:-border, border:-border].astype(np.float64)
-    b = ref[border:-border, border:-border].astype(np.float64)
+    if out.shape != ref.shape:
+        raise ValueError(f"cpsnr: shapes differ, {out.shape} and {ref.shape}")
+    if min(out.shape[:2]) <= 2 * border:
+        # An empty comparison would be NaN, which reads as neither a figure nor a failure.
+        raise ValueError(f"cpsnr: a {border}-pixel border leaves nothing of {out.shape[:2]}")
+    inner = (slice(border, out.shape[0] - border), slice(border, out.shape[1] - border))
+    a = out[inner].astype(np.float64)
+    b = ref[inner].astype(np.float64)
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
