@@ -895,12 +895,19 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
 #define AWB_SUM 0
 #define AWB_ACC 4
 #define AWB_DONE 8
-#define AWB_THREADS 256
+#define AWB_BX 32  // threads across: 8 pixel columns (4 cells) each, one 16-byte load a row
+#define AWB_BY 8
+#define AWB_THREADS (AWB_BX * AWB_BY)
+#ifndef AWB_ROWS
+#define AWB_ROWS 4  // cell rows per thread (a tuning knob: pipeline.awb_grid must agree)
+#endif
+static_assert(AWB_ROWS >= 1 && AWB_ROWS <= 16, "a thread's 32-bit sums must not overflow");
+
 
 // One 2x2 cell into the sums, unless a pixel of it is at or above `sat`; v<x><y> is the pixel
 // at (x, y) of the cell. Red sits at (rx, ry), blue at (1 - rx, 1 - ry): selects, no branches,
-// so that the loads of several rows can be in flight at once. 32-bit sums: a batch of
-// AWB_BATCH cell rows of two cells stays far below 2^32; the caller adds them to 64 bits.
+// so that the loads of several rows can be in flight at once. 32-bit sums: a thread's
+// AWB_ROWS x 4 cells stay far below 2^32, and so do a warp's (the block adds in 64 bits).
 __device__ __forceinline__ void awb_cell(unsigned int (&acc)[4], int v00, int v10, int v01,
                                          int v11, int rx, int ry, int black, int sat) {
     const bool ok = gt_imax(gt_imax(v00, v10), gt_imax(v01, v11)) < sat;
@@ -916,50 +923,51 @@ __device__ __forceinline__ void awb_cell(unsigned int (&acc)[4], int v00, int v1
     acc[3] += ok ? 1u : 0u;
 }
 
-#define AWB_BATCH 4  // cell rows whose loads are in flight together
+// One cell from the 32-bit words of its top and bottom pixel pairs.
+__device__ __forceinline__ void awb_pair(unsigned int (&acc)[4], unsigned int top,
+                                         unsigned int bot, int rx, int ry, int black, int sat) {
+    awb_cell(acc, (int)(top & 0xffffu), (int)(top >> 16), (int)(bot & 0xffffu),
+             (int)(bot >> 16), rx, ry, black, sat);
+}
 
-// Grid (ceil(cell pairs per row / AWB_THREADS), row blocks): a thread owns two neighbouring
-// cells of a row (4 pixels: one 8-byte load per RAW row) and walks down the cell rows
-// blockIdx.y, blockIdx.y + gridDim.y, ... No division in the loop: it is memory-bound
-// (measured latency-bound: 8.8 us for 16.6 MB on an H200, two or three round trips per thread;
-// eight rows in flight took 92 registers, 2 blocks per SM).
+// Grid (ceil(w / (8 AWB_BX)), ceil(h / 2 / (AWB_BY AWB_ROWS))), block AWB_BX x AWB_BY: a
+// thread owns 8 pixel columns (4 cells) of AWB_ROWS consecutive cell rows, and issues all its
+// loads (16 bytes a RAW row) before it adds anything: one round trip to memory per thread, a
+// 4K frame in about one wave of blocks. The kernel before walked every 128th row in batches
+// of 4 with 8-byte loads: two or three round trips per thread, 8.2 us for 16.6 MB on an
+// H200 against 4.0 us for the bytes (Nsight Compute: latency-bound).
 extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int black, int sat,
     unsigned long long* __restrict__ stats) {
     __shared__ unsigned long long red[4][AWB_THREADS / 32];
-    unsigned long long acc[4] = {0ull, 0ull, 0ull, 0ull};
-    const int x = 4 * (int)(blockIdx.x * AWB_THREADS + threadIdx.x);  // first pixel column
-    if (x < w) {
-        const bool two = x + 3 < w;  // the second cell is inside (w is even)
-        const int qh = h / 2, step = gridDim.y;
-        int cy = blockIdx.y;
-        if (two && (w & 3) == 0) {  // 8-byte loads; a batch of rows' loads before any use
-            for (; cy + (AWB_BATCH - 1) * step < qh; cy += AWB_BATCH * step) {
-                gt_u16x4 t[AWB_BATCH], b[AWB_BATCH];
+    unsigned int acc[4] = {0u, 0u, 0u, 0u};
+    const int x = 8 * (int)(blockIdx.x * AWB_BX + threadIdx.x);  // first pixel column
+    const int qh = h / 2;                                          // cell rows (h is even)
+    const int cy0 = ((int)blockIdx.y * AWB_BY + (int)threadIdx.y) * AWB_ROWS;
+    if (x < w && cy0 < qh) {
+        const unsigned short* top = raw + (long long)(2 * cy0) * w + x;
+        if ((w & 7) == 0 && x + 8 <= w && cy0 + AWB_ROWS <= qh) {  // whole: 16-byte loads
+            gt_u32x4 t[AWB_ROWS], b[AWB_ROWS];
 #pragma unroll
-                for (int k = 0; k < AWB_BATCH; ++k) {
-                    const unsigned short* top = raw + (long long)(2 * (cy + k * step)) * w + x;
-                    t[k] = *reinterpret_cast<const gt_u16x4*>(top);
-                    b[k] = *reinterpret_cast<const gt_u16x4*>(top + w);
-                }
-                unsigned int part[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-                for (int k = 0; k < AWB_BATCH; ++k) {
-                    awb_cell(part, t[k].a, t[k].b, b[k].a, b[k].b, rx, ry, black, sat);
-                    awb_cell(part, t[k].c, t[k].d, b[k].c, b[k].d, rx, ry, black, sat);
-                }
-#pragma unroll
-                for (int k = 0; k < 4; ++k) acc[k] += part[k];
+            for (int k = 0; k < AWB_ROWS; ++k) {
+                t[k] = *reinterpret_cast<const gt_u32x4*>(top + (long long)(2 * k) * w);
+                b[k] = *reinterpret_cast<const gt_u32x4*>(top + (long long)(2 * k + 1) * w);
             }
-        }
-        for (; cy < qh; cy += step) {  // the rest, and widths that are not multiples of 4
-            const unsigned short* top = raw + (long long)(2 * cy) * w + x;
-            const unsigned short* bot = top + w;
-            unsigned int part[4] = {0u, 0u, 0u, 0u};
-            awb_cell(part, top[0], top[1], bot[0], bot[1], rx, ry, black, sat);
-            if (two) awb_cell(part, top[2], top[3], bot[2], bot[3], rx, ry, black, sat);
 #pragma unroll
-            for (int k = 0; k < 4; ++k) acc[k] += part[k];
+            for (int k = 0; k < AWB_ROWS; ++k) {
+                awb_pair(acc, t[k].a, b[k].a, rx, ry, black, sat);
+                awb_pair(acc, t[k].b, b[k].b, rx, ry, black, sat);
+                awb_pair(acc, t[k].c, b[k].c, rx, ry, black, sat);
+                awb_pair(acc, t[k].d, b[k].d, rx, ry, black, sat);
+            }
+        } else {  // the frame's last rows or columns, or rows not 16-byte aligned: 4-byte
+            // loads (w is even, so every row starts 4-byte aligned)
+            const int rows = gt_imin(AWB_ROWS, qh - cy0), cells = gt_imin(4, (w - x) / 2);
+            for (int k = 0; k < rows; ++k) {
+                const unsigned int* t = reinterpret_cast<const unsigned int*>(top) + k * w;
+                const unsigned int* b = t + w / 2;
+                for (int c = 0; c < cells; ++c) awb_pair(acc, t[c], b[c], rx, ry, black, sat);
+            }
         }
     }
     // Warp sums by shuffles, then the block's 8 warp sums: one barrier (the shared-memory
@@ -969,29 +977,30 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 #pragma unroll
         for (int d = 16; d > 0; d >>= 1) acc[k] += __shfl_down_sync(0xffffffffu, acc[k], d);
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
+    static_assert(AWB_BX == 32, "a warp is a row of the block");
+    const int tid = (int)(threadIdx.y * AWB_BX + threadIdx.x), warp = (int)threadIdx.y;
+    if (threadIdx.x == 0) {
 #pragma unroll
         for (int k = 0; k < 4; ++k) red[k][warp] = acc[k];
     }
     __syncthreads();
-    if (threadIdx.x < 4) {
+    if (tid < 4) {
         unsigned long long sum = 0ull;
 #pragma unroll
-        for (int i = 0; i < AWB_THREADS / 32; ++i) sum += red[threadIdx.x][i];
-        atomicAdd(&stats[AWB_ACC + threadIdx.x], sum);
+        for (int i = 0; i < AWB_THREADS / 32; ++i) sum += red[tid][i];
+        atomicAdd(&stats[AWB_ACC + tid], sum);
         __threadfence();  // this block's sums land before it counts itself done
     }
     __shared__ bool last;
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (tid == 0) {
         const unsigned long long blocks = (unsigned long long)gridDim.x * gridDim.y;
         last = atomicAdd(&stats[AWB_DONE], 1ull) == blocks - 1ull;
     }
     __syncthreads();
-    if (last && threadIdx.x < 4) {  // every other block's sums are in
-        stats[AWB_SUM + threadIdx.x] = atomicExch(&stats[AWB_ACC + threadIdx.x], 0ull);
-        if (threadIdx.x == 0) atomicExch(&stats[AWB_DONE], 0ull);
+    if (last && tid < 4) {  // every other block's sums are in
+        stats[AWB_SUM + tid] = atomicExch(&stats[AWB_ACC + tid], 0ull);
+        if (tid == 0) atomicExch(&stats[AWB_DONE], 0ull);
     }
 }
 

@@ -36,7 +36,8 @@ from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
 from gputrack.isp.pipeline import (  # noqa: E402
-    AWB_THREADS,
+    AWB_BLOCK,
+    AWB_ROWS,
     AWB_WORDS,
     MAIN_BLOCK,
     TENSOR_BLOCK,
@@ -126,7 +127,7 @@ def bench_device(
     raw: np.ndarray,
     params: IspParams,
     reps: int,
-    sweep: list[tuple[int, int]],
+    sweep: list[dict[str, int]],
 ) -> dict[str, Any]:
     """The kernel table. On `cuda` the measurement; on `emu` the same code path at small sizes
     (tests/test_bench_isp.py runs it so that a GPU session does not find its bugs)."""
@@ -178,10 +179,11 @@ def bench_device(
     tcfg = be.to_device(np.array([0, 0, 0, 1 / 255, 1 / 255, 1 / 255, 114, 0], np.float32))
     sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), be)
 
-    def awb() -> None:
-        mod.kernel("isp_awb_stats")(awb_grid(w, h), AWB_THREADS, (dev_raw, i32(w), i32(h), i32(rx),
-                                    i32(ry), i32(params.black), i32(ref.awb_threshold(params)),
-                                    stats), stream=stream)  # fmt: skip
+    def awb(module: Any = mod, rows: int = AWB_ROWS) -> None:
+        module.kernel("isp_awb_stats")(awb_grid(w, h, rows), AWB_BLOCK, (dev_raw, i32(w), i32(h),
+                                       i32(rx), i32(ry), i32(params.black),
+                                       i32(ref.awb_threshold(params)), stats),
+                                       stream=stream)  # fmt: skip
 
     def tensor_pass() -> None:
         tgrid = (-(-TENSOR.width // TENSOR_BLOCK[0]), -(-TENSOR.height // TENSOR_BLOCK[1]))
@@ -207,9 +209,14 @@ def bench_device(
         ("sensor_from_u8 (scene -> RAW, noise)",
          lambda: sensor.render(dev_scene, download=False), 3 * px + 2 * px),
     ]  # fmt: skip
-    for strip, min_blocks in sweep:  # isp_main's schedule knobs: the same result, other speeds
-        knobs = {"ISP_STRIP": strip, "ISP_MIN_BLOCKS": min_blocks}
+    for knobs in sweep:  # the schedule knobs: the same result, other speeds
         variant = IspPipeline(params, be, schedule=knobs)
+        if "AWB_ROWS" in knobs:
+            rows = knobs["AWB_ROWS"]
+            cases.append((f"isp_awb_stats [{rows} cell rows a thread]",
+                          lambda m=variant._module, r=rows: awb(m, r), 2 * px))  # fmt: skip
+            continue
+        strip, min_blocks = knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
         cases.append((f"isp_main -> RGB8 [strip {strip}, min {min_blocks} blocks/SM]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px))  # fmt: skip
@@ -232,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--sweep", action="store_true",
-                    help="GPU: also time isp_main's schedule knobs (ISP_STRIP, ISP_MIN_BLOCKS)")
+                    help="GPU: also time the schedule knobs (isp_main's ISP_STRIP and "
+                    "ISP_MIN_BLOCKS, isp_awb_stats' AWB_ROWS)")
     ap.add_argument("--no-cpu", action="store_true", help="only the kernel table")
     ap.add_argument("--device", choices=("auto", "cuda", "emu"), default="auto",
                     help="backend of the kernel table (auto: cuda when there is one; emu only "
@@ -249,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     cuda = probe("cuda")
     device = "cuda" if args.device == "auto" and cuda.available else args.device
     if device != "auto" and probe(device).available:
-        sweep = [(2, 4), (8, 4), (16, 4), (4, 3), (4, 2)] if args.sweep else []
+        main_knobs = [(2, 4), (8, 4), (16, 4), (4, 3), (4, 2)]
+        sweep = [{"ISP_STRIP": s, "ISP_MIN_BLOCKS": b} for s, b in main_knobs] + [
+            {"AWB_ROWS": r} for r in (1, 2, 8)
+        ]
+        sweep = sweep if args.sweep else []
         g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g
         print(f"\n{device}: {g['gpu']}; device-to-device copy "

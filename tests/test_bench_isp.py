@@ -38,6 +38,7 @@ def test_kernel_table_runs_on_emu(tmp_path):
     for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor", "sensor"):
         assert any(kernel in n for n in names), kernel
     assert sum("strip" in n for n in names) == 5  # the schedule sweep
+    assert sum("cell rows a thread" in n for n in names) == 3
     for r in table["rows"]:
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])
         assert r["floor_ms"] > 0 and r["bytes"] > 0

@@ -209,8 +209,9 @@ def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
             assert (np.abs(half[half != 0]) < 6.1e-5).all()  # subnormal halves
 
 
-# 8-byte loads only when 4 | width; 1040 rows: the loop that loads four rows at a time runs
-@pytest.mark.parametrize("shape", [(62, 98), (84, 128), (1040, 64)])
+# 16-byte loads only when 8 | width, the rest by 4-byte words: widths of every residue mod 8,
+# cell-row counts that do and do not fill a thread's AWB_ROWS, 16-bit data (the widest sums).
+@pytest.mark.parametrize("shape", [(62, 98), (84, 128), (1040, 64), (38, 260), (70, 534)])
 def test_awb_statistics_are_exact(kernel_backend, rng, shape):
     raw = rng.integers(0, 1024, shape).astype(np.uint16)
     raw[:10, :10] = 1023  # saturated cells are left out
@@ -349,13 +350,34 @@ def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
     run_and_compare(kernel_backend, raw, IspParams(tensor=tensor), f"{w}x{h} -> {tensor}")
 
 
-@pytest.mark.parametrize("schedule", [{"ISP_STRIP": 1}, {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2}])
+@pytest.mark.parametrize(
+    "schedule",
+    [{"ISP_STRIP": 1}, {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2}, {"AWB_ROWS": 1}, {"AWB_ROWS": 16}],
+)
 def test_schedule_knobs_leave_the_result_alone(kernel_backend, rng, schedule):
-    raw = rng.integers(0, 4096, (150, 70)).astype(np.uint16)
     params = IspParams(nv12=True, wb="auto")
-    want = IspPipeline(params, kernel_backend).process(raw)
-    got = IspPipeline(params, kernel_backend, schedule=schedule).process(raw)
-    assert np.array_equal(got.rgb8, want.rgb8) and np.array_equal(got.nv12, want.nv12)
+    for shape in ((150, 70), (150, 128)):  # 16-byte RAW loads only for the second
+        raw = rng.integers(0, 4096, shape).astype(np.uint16)
+        base = IspPipeline(params, kernel_backend)
+        want = base.process(raw)
+        tuned = IspPipeline(params, kernel_backend, schedule=schedule)
+        got = tuned.process(raw)
+        assert np.array_equal(got.rgb8, want.rgb8) and np.array_equal(got.nv12, want.nv12)
+        sums = [kernel_backend.to_host(p._buffers["awb"]).tolist() for p in (base, tuned)]
+        assert sums[0] == sums[1], shape
+
+
+def test_awb_statistics_of_16_bit_data_at_the_largest_sums(kernel_backend, rng):
+    """Every cell just under the saturation threshold of a 16-bit sensor: the largest values
+    a thread's and a warp's 32-bit sums can meet, in whole blocks and a ragged edge."""
+    params = IspParams(wb="auto", bit_depth=16, black_level=0)
+    top = ref.awb_threshold(params) - 1
+    raw = (top - rng.integers(0, 3, (260, 520))).astype(np.uint16)
+    pipe = IspPipeline(params, kernel_backend)
+    pipe.process(raw)
+    want = ref.awb_stats(raw, params)
+    assert want[3] == raw.size // 4  # no cell left out: the sums are as large as they get
+    assert kernel_backend.to_host(pipe._buffers["awb"])[:4].tolist() == want.tolist()
 
 
 def test_unknown_schedule_knob_is_refused():

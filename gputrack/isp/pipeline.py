@@ -1,10 +1,10 @@
 """Running the ISP on a backend: `IspPipeline(params, backend).process(raw) -> IspOutputs`.
 
-On a backend that runs kernels (`cuda`, `pycuda`, `emu`) a frame costs up to four launches
-of `kernels/isp.cu` - grey-world statistics (clear + reduction, only with `wb="auto"`), the
-fused main pass (RAW -> RGB8 [+ NV12] [+ float RGB]) and the tensor pass - on device buffers
-that are allocated once per frame size and reused. The `cpu` backend runs the NumPy reference
-(`gputrack.isp.reference`) in float32.
+On a backend that runs kernels (`cuda`, `pycuda`, `emu`) a frame costs up to three launches
+of `kernels/isp.cu` - grey-world statistics (a reduction that resets itself; only with
+`wb="auto"`), the fused main pass (RAW -> RGB8 [+ NV12] [+ float RGB]) and the tensor pass -
+on device buffers that are allocated once per frame size and reused. The `cpu` backend runs
+the NumPy reference (`gputrack.isp.reference`) in float32.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
 TILE = (64, 16)  # pixels per tile of isp_main
 STRIP = 4  # isp.cu ISP_STRIP: tiles per block of isp_main, stacked down
 TENSOR_BLOCK = (32, 8, 1)  # isp.cu TEN_BX x TEN_BY
-AWB_THREADS = 256
+AWB_BLOCK = (32, 8, 1)  # isp.cu AWB_BX x AWB_BY
+AWB_ROWS = 4  # isp.cu AWB_ROWS: cell rows per thread of isp_awb_stats
 # isp_awb_stats' buffer (uint64): this frame's sums R, G, B, cells (read by isp_main and the
 # host); the running sums; the count of blocks done. Zero at creation: the kernel's last block
 # leaves the running sums and the count at zero again (no clearing launch per frame).
 AWB_WORDS = 9
-AWB_ROW_BLOCKS = 128  # blocks down the frame for isp_awb_stats (each walks every 128th row)
 
 
-def awb_grid(w: int, h: int) -> tuple[int, int]:
-    """isp_awb_stats' grid: a thread per 4 pixel columns across, AWB_ROW_BLOCKS down."""
-    return -(-w // (4 * AWB_THREADS)), max(1, min(h // 2, AWB_ROW_BLOCKS))
+def awb_grid(w: int, h: int, rows: int = AWB_ROWS) -> tuple[int, int]:
+    """isp_awb_stats' grid: a thread per 8 pixel columns and `rows` cell rows (2 RAW rows)."""
+    bx, by, _ = AWB_BLOCK
+    return -(-w // (8 * bx)), -(-(h // 2) // (by * rows))
 
 
 DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
@@ -81,16 +82,17 @@ class IspPipeline:
         float_output: bool = False,
         schedule: dict[str, int] | None = None,
     ) -> None:
-        """`schedule`: isp.cu's tuning knobs as `-D` defines (ISP_STRIP, ISP_MIN_BLOCKS), for
-        benchmarks; they change the speed, never the result."""
+        """`schedule`: isp.cu's tuning knobs as `-D` defines (ISP_STRIP, ISP_MIN_BLOCKS,
+        AWB_ROWS), for benchmarks; they change the speed, never the result."""
         self.params = params
         self.backend = backend
         self.float_output = float_output
         self.schedule = dict(schedule or {})
-        unknown = set(self.schedule) - {"ISP_STRIP", "ISP_MIN_BLOCKS"}
+        unknown = set(self.schedule) - {"ISP_STRIP", "ISP_MIN_BLOCKS", "AWB_ROWS"}
         if unknown:
             raise GputrackError(f"unknown ISP schedule knobs: {', '.join(sorted(unknown))}")
         self.strip = int(self.schedule.get("ISP_STRIP", STRIP))
+        self.awb_rows = int(self.schedule.get("AWB_ROWS", AWB_ROWS))
         self._module = backend.load("isp.cu", self.schedule) if backend.runs_kernels else None
         self._buffers: dict[str, Any] = {}
         self._host: dict[str, np.ndarray] = {}
@@ -208,8 +210,8 @@ class IspPipeline:
         if p.auto_wb:
             stats = self._buffer("awb", (AWB_WORDS,), np.uint64, fill=0)
             mod.kernel("isp_awb_stats")(
-                awb_grid(w, h),
-                AWB_THREADS,
+                awb_grid(w, h, self.awb_rows),
+                AWB_BLOCK,
                 (
                     dev_raw,
                     i32(w),
