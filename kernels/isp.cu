@@ -136,7 +136,7 @@ __device__ __forceinline__ unsigned int isp_luma8(unsigned int r8, unsigned int 
 // NV12 chroma of cell (qx, qy) from the integer sums of its four 8-bit pixels (each sum up to
 // 1020): Cb = 128 + 224 (mb - yq) / (2 (1 - KB)), Cr = 128 + 224 (mr - yq) / (2 (1 - KR)),
 // m = sum / 1020, yq = KR mr + KG mg + KB mb; in [16, 240], so no clamp.
-__device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, int qx, int qy,
+__device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ out,
                                               unsigned int sum_r, unsigned int sum_g,
                                               unsigned int sum_b) {
     constexpr double ab = 224.0 / (2.0 * (1.0 - KB)) / 1020.0;
@@ -146,8 +146,7 @@ __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ suv, i
                             sum_b * NV12_FIX(ab * (1.0 - KB)) + c0;
     const unsigned int cr = sum_r * NV12_FIX(ar * (1.0 - KR)) +
                             sum_g * NV12_FIX(-ar * KG) + sum_b * NV12_FIX(-ar * KB) + c0;
-    reinterpret_cast<unsigned short*>(suv + qy * TILE_W + 2 * qx)[0] =
-        (unsigned short)((cb >> 24) | ((cr >> 24) << 8));
+    reinterpret_cast<unsigned short*>(out)[0] = (unsigned short)((cb >> 24) | ((cr >> 24) << 8));
 }
 
 // The staging buffers of the 8-bit outputs of one tile.
@@ -220,6 +219,13 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 // ---- isp_main: MHC or bilinear --------------------------------------------------------------
 #ifndef ISP_STRIP
 #define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
+#endif
+// 1: isp_main stores each cell row's 6 RGB bytes (and 2 luma, 2 chroma) straight to the image
+// as 2-byte stores instead of staging the tile in shared memory for 16-byte stores: the
+// staging's loads, stores and address arithmetic (about a tenth of the kernel's instructions)
+// traded for stores the memory system must merge. A schedule knob, to be timed.
+#ifndef ISP_DIRECT_STORE
+#define ISP_DIRECT_STORE 0
 #endif
 #ifndef ISP_MIN_BLOCKS
 #define ISP_MIN_BLOCKS 4  // blocks per multiprocessor: 64 registers, no spills
@@ -434,33 +440,35 @@ __device__ __forceinline__ unsigned int isp_luma(const unsigned int (&v8)[3],
     return isp_luma8(v8[0], v8[1], v8[2]);
 }
 
-// Stage one row of a cell: its two 8-bit pixels as three 2-byte stores (6 bytes at an even
-// offset of the RGB staging row), with their NV12 luma as one 2-byte store and their share of
-// the cell's chroma sums when asked.
+// Stage one row of a cell: its two 8-bit pixels as three 2-byte stores at `orgb` (6 bytes at
+// an even offset of a staging row, or of the image row itself), with their NV12 luma as one
+// 2-byte store at `oy` and their share of the cell's chroma sums when asked.
 __device__ __forceinline__ void isp_stage_pair(const unsigned int (&a8)[3],
                                                const unsigned int (&b8)[3],
-                                               unsigned char* __restrict__ srgb,
-                                               unsigned char* __restrict__ sy, int qx, int row,
-                                               bool nv12, unsigned int (&sum)[3]) {
-    unsigned short* o = reinterpret_cast<unsigned short*>(srgb + row * (TILE_W * 3) + 6 * qx);
+                                               unsigned char* __restrict__ orgb,
+                                               unsigned char* __restrict__ oy, bool nv12,
+                                               unsigned int (&sum)[3]) {
+    unsigned short* o = reinterpret_cast<unsigned short*>(orgb);
     o[0] = (unsigned short)(a8[0] | (a8[1] << 8));
     o[1] = (unsigned short)(a8[2] | (b8[0] << 8));
     o[2] = (unsigned short)(b8[1] | (b8[2] << 8));
     if (nv12) {  // video from the 8-bit image, as an encoder fed RGB8 would have it
         const unsigned int ya = isp_luma(a8, sum), yb = isp_luma(b8, sum);
-        reinterpret_cast<unsigned short*>(sy + row * TILE_W + 2 * qx)[0] =
-            (unsigned short)(ya | (yb << 8));
+        reinterpret_cast<unsigned short*>(oy)[0] = (unsigned short)(ya | (yb << 8));
     }
 }
 
-// One row (dy) of a cell: its two pixels demosaicked, toned and staged.
+// One row (dy) of a cell: its two pixels demosaicked, toned and staged (or stored: see
+// ISP_DIRECT_STORE).
 template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float corr8,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
                                              int qy, int X, int Y, int w, IspMainBuffers& bufs,
-                                             float* __restrict__ rgbf, bool nv12,
-                                             unsigned int (&sum)[3]) {
+                                             unsigned char* __restrict__ rgb8_cell,
+                                             float* __restrict__ rgbf,
+                                             unsigned char* __restrict__ y8_cell,
+                                             bool nv12, unsigned int (&sum)[3]) {
     float r, g, b;
     unsigned int a8[3], b8[3];
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
@@ -468,8 +476,15 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     demosaic_site<2 + DY, 3, KB_>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    isp_stage_pair(a8, b8, reinterpret_cast<unsigned char*>(bufs.stage_rgb),
-                   reinterpret_cast<unsigned char*>(bufs.stage_y), qx, 2 * qy + DY, nv12, sum);
+    if constexpr (ISP_DIRECT_STORE) {  // the cell's first pixel in the images, then a row down
+        isp_stage_pair(a8, b8, rgb8_cell + DY * 3 * w, y8_cell + DY * w, nv12, sum);
+    } else {
+        const int row = 2 * qy + DY;
+        unsigned char* srgb = reinterpret_cast<unsigned char*>(bufs.stage_rgb);
+        unsigned char* sy = reinterpret_cast<unsigned char*>(bufs.stage_y);
+        isp_stage_pair(a8, b8, srgb + row * (TILE_W * 3) + 6 * qx, sy + row * TILE_W + 2 * qx,
+                       nv12, sum);
+    }
 }
 
 // Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles, with one barrier per
@@ -535,17 +550,25 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
                 }
             }
             unsigned int sum[3] = {0u, 0u, 0u};
+            const long long px = (long long)Y * w + X;  // ISP_DIRECT_STORE: where the cell goes
+            unsigned char* y8 = nv12 != nullptr ? nv12 + px : nullptr;
             isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, b, rgbf, nv12 != nullptr, sum);
+                                                 Y, w, b, rgb8 + 3 * px, rgbf, y8,
+                                                 nv12 != nullptr, sum);
             isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, b, rgbf, nv12 != nullptr, sum);
-            if (nv12 != nullptr)
-                isp_finish_uv(reinterpret_cast<unsigned char*>(b.stage_uv), qx, qy, sum[0],
-                              sum[1], sum[2]);
+                                                 Y, w, b, rgb8 + 3 * px, rgbf, y8,
+                                                 nv12 != nullptr, sum);
+            if (nv12 != nullptr) {
+                unsigned char* uv = ISP_DIRECT_STORE
+                                        ? nv12 + (long long)w * h + (long long)(Y / 2) * w + X
+                                        : reinterpret_cast<unsigned char*>(b.stage_uv) +
+                                              qy * TILE_W + 2 * qx;
+                isp_finish_uv(uv, sum[0], sum[1], sum[2]);
+            }
         }
 
         // ---- 2. the previous tile's staged bytes out --------------------------------------
-        if (y0 != y_first)
+        if (!ISP_DIRECT_STORE && y0 != y_first)
             isp_write_tile(o.stage_rgb, o.stage_y, o.stage_uv, w, h, x0, y0 - TILE_H, t, rgb8,
                            nv12);
 
@@ -560,8 +583,9 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     }
     // The last tile's bytes (staged in the buffer set of the step before the loop ended).
     const IspMainBuffers& last = sm.buf[cur ^ 1];
-    isp_write_tile(last.stage_rgb, last.stage_y, last.stage_uv, w, h, x0, y0 - TILE_H, tid, rgb8,
-                   nv12);
+    if (!ISP_DIRECT_STORE)
+        isp_write_tile(last.stage_rgb, last.stage_y, last.stage_uv, w, h, x0, y0 - TILE_H, tid,
+                       rgb8, nv12);
 }
 
 // The block's setup, then its strip with the Bayer phase as a template argument.
@@ -687,7 +711,9 @@ __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     dir_site<1 + DY, 2, KB_>(k, raw_row[1], r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    isp_stage_pair(a8, b8, srgb, sy, qx, 2 * qy + DY, nv12, sum);
+    const int row = 2 * qy + DY;
+    isp_stage_pair(a8, b8, srgb + row * (TILE_W * 3) + 6 * qx, sy + row * TILE_W + 2 * qx, nv12,
+                   sum);
 }
 
 // The shared memory of isp_main_dir, declared once in the kernel (a template body declaring
@@ -836,8 +862,8 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
         dir_cell_row<1, K10, K11, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
                                              srgb, sy, rgbf, nv12 != nullptr, sum);
         if (nv12 != nullptr)
-            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv), qx, qy, sum[0], sum[1],
-                          sum[2]);
+            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv) + qy * TILE_W + 2 * qx,
+                          sum[0], sum[1], sum[2]);
     }
     __syncthreads();
     isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);

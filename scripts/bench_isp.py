@@ -217,9 +217,16 @@ def bench_device(
                           lambda m=variant._module, r=rows: awb(m, r), 2 * px))  # fmt: skip
             continue
         strip, min_blocks = knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
-        cases.append((f"isp_main -> RGB8 [strip {strip}, min {min_blocks} blocks/SM]",
+        direct = ", direct stores" if knobs["ISP_DIRECT_STORE"] else ""
+        cases.append((f"isp_main -> RGB8 [strip {strip}, min {min_blocks} blocks/SM{direct}]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px))  # fmt: skip
+        if knobs["ISP_DIRECT_STORE"] and strip == 4:  # NV12 too: its stores are 2-byte as well
+            nv12_variant = IspPipeline(params.with_(nv12=True), be, schedule=knobs)
+            cases.append((f"isp_main -> RGB8 + NV12 [strip {strip}{direct}]",
+                          lambda v=nv12_variant: v.process(dev_raw, download=False,
+                                                           stream=stream),
+                          2 * px + 4.5 * px))  # fmt: skip
     rows = []
     for name, fn, nbytes in cases:
         ms = timed(fn)
@@ -239,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--sweep", action="store_true",
-                    help="GPU: also time the schedule knobs (isp_main's ISP_STRIP and "
-                    "ISP_MIN_BLOCKS, isp_awb_stats' AWB_ROWS)")
+                    help="GPU: also time the schedule knobs (isp_main's ISP_STRIP, "
+                    "ISP_MIN_BLOCKS and ISP_DIRECT_STORE, isp_awb_stats' AWB_ROWS)")
     ap.add_argument("--no-cpu", action="store_true", help="only the kernel table")
     ap.add_argument("--device", choices=("auto", "cuda", "emu"), default="auto",
                     help="backend of the kernel table (auto: cuda when there is one; emu only "
@@ -257,10 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     cuda = probe("cuda")
     device = "cuda" if args.device == "auto" and cuda.available else args.device
     if device != "auto" and probe(device).available:
-        main_knobs = [(2, 4), (8, 4), (16, 4), (4, 3), (4, 2)]
-        sweep = [{"ISP_STRIP": s, "ISP_MIN_BLOCKS": b} for s, b in main_knobs] + [
-            {"AWB_ROWS": r} for r in (1, 2, 8)
+        main_knobs = [(2, 0), (8, 0), (16, 0), (4, 1), (8, 1)]  # (strip, direct stores)
+        sweep = [
+            {"ISP_STRIP": s, "ISP_MIN_BLOCKS": 4, "ISP_DIRECT_STORE": d} for s, d in main_knobs
         ]
+        sweep += [{"ISP_STRIP": 4, "ISP_MIN_BLOCKS": b, "ISP_DIRECT_STORE": 0} for b in (3, 2)]
+        sweep += [{"AWB_ROWS": r} for r in (1, 2, 8)]
         sweep = sweep if args.sweep else []
         g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g

@@ -352,17 +352,27 @@ def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
 
 @pytest.mark.parametrize(
     "schedule",
-    [{"ISP_STRIP": 1}, {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2}, {"AWB_ROWS": 1}, {"AWB_ROWS": 16}],
+    [
+        {"ISP_STRIP": 1},
+        {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2},
+        {"ISP_DIRECT_STORE": 1},
+        {"ISP_DIRECT_STORE": 1, "ISP_STRIP": 3},
+        {"AWB_ROWS": 1},
+        {"AWB_ROWS": 16},
+    ],
 )
 def test_schedule_knobs_leave_the_result_alone(kernel_backend, rng, schedule):
     params = IspParams(nv12=True, wb="auto")
     for shape in ((150, 70), (150, 128)):  # 16-byte RAW loads only for the second
         raw = rng.integers(0, 4096, shape).astype(np.uint16)
-        base = IspPipeline(params, kernel_backend)
+        base = IspPipeline(params, kernel_backend, float_output=True)
         want = base.process(raw)
-        tuned = IspPipeline(params, kernel_backend, schedule=schedule)
+        tuned = IspPipeline(params, kernel_backend, float_output=True, schedule=schedule)
+        tuned.process(raw)
+        tuned.poison()  # whatever the knob, every output byte is written each frame
         got = tuned.process(raw)
         assert np.array_equal(got.rgb8, want.rgb8) and np.array_equal(got.nv12, want.nv12)
+        assert np.array_equal(got.rgb, want.rgb)
         sums = [kernel_backend.to_host(p._buffers["awb"]).tolist() for p in (base, tuned)]
         assert sums[0] == sums[1], shape
 

@@ -38,6 +38,9 @@ def awb_grid(w: int, h: int, rows: int = AWB_ROWS) -> tuple[int, int]:
     return -(-w // (8 * bx)), -(-(h // 2) // (by * rows))
 
 
+# isp.cu's tuning knobs (-D defines): they change the speed, never the result.
+SCHEDULE_KNOBS = frozenset({"ISP_STRIP", "ISP_MIN_BLOCKS", "ISP_DIRECT_STORE", "AWB_ROWS"})
+
 DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
 # The directional method has its own entry (a wider halo, staged through shared memory), so
 # the MHC/bilinear kernel stays as it was.
@@ -82,13 +85,13 @@ class IspPipeline:
         float_output: bool = False,
         schedule: dict[str, int] | None = None,
     ) -> None:
-        """`schedule`: isp.cu's tuning knobs as `-D` defines (ISP_STRIP, ISP_MIN_BLOCKS,
-        AWB_ROWS), for benchmarks; they change the speed, never the result."""
+        """`schedule`: isp.cu's tuning knobs (SCHEDULE_KNOBS) as `-D` defines, for benchmarks;
+        they change the speed, never the result."""
         self.params = params
         self.backend = backend
         self.float_output = float_output
         self.schedule = dict(schedule or {})
-        unknown = set(self.schedule) - {"ISP_STRIP", "ISP_MIN_BLOCKS", "AWB_ROWS"}
+        unknown = set(self.schedule) - SCHEDULE_KNOBS
         if unknown:
             raise GputrackError(f"unknown ISP schedule knobs: {', '.join(sorted(unknown))}")
         self.strip = int(self.schedule.get("ISP_STRIP", STRIP))
