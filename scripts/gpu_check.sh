@@ -5,7 +5,7 @@
 #   2. `gputrack check --strict` (GPU, NVRTC, every kernel compiles for sm_90 with no spills),
 #   3. the kernel tests against the `cuda` backend (the same tests as on the CPU, parametrised),
 #   4. the main job (`gputrack run --backend cuda`) on the synthetic 4K world and the video,
-#   5. the benchmarks (bench_isp with its isp_main schedule sweep, bench_deadline),
+#   5. the benchmarks (bench_isp with its schedule sweep, bench_deadline),
 #   6. Nsight Compute on each ISP kernel (scripts/gpu_profile.sh --ncu-only), where ncu works,
 #   7. a short table last.
 # The device tool brings back 8 files at most: $OUT gets the JSON results, the run log and
@@ -79,7 +79,7 @@ for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   [ -f "$bench" ] || continue
   name=$(basename "$bench" .py)
   extra=""; [ "$name" = bench_isp ] && extra="--sweep"
-  if timeout 90 $PY "$bench" $extra --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
+  if timeout 150 $PY "$bench" $extra --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
     status+=("$name|ok")
   else
     status+=("$name|FAILED (see $name.log)")
