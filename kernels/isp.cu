@@ -220,10 +220,11 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #ifndef ISP_STRIP
 #define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
 #endif
-// 1: isp_main stores each cell row's 6 RGB bytes (and 2 luma, 2 chroma) straight to the image
-// as 2-byte stores instead of staging the tile in shared memory for 16-byte stores: the
-// staging's loads, stores and address arithmetic (about a tenth of the kernel's instructions)
-// traded for stores the memory system must merge. A schedule knob, to be timed.
+// 1: isp_main and isp_main_dir store each cell row's 6 RGB bytes (and 2 luma, 2 chroma)
+// straight to the image as 2-byte stores instead of staging the tile in shared memory for
+// 16-byte stores: the staging's loads, stores and address arithmetic (about a tenth of
+// isp_main's instructions; isp_main_dir also loses a barrier) traded for stores the memory
+// system must merge. A schedule knob, to be timed.
 #ifndef ISP_DIRECT_STORE
 #define ISP_DIRECT_STORE 0
 #endif
@@ -700,8 +701,8 @@ template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float* a,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
-                                             int qy, int X, int Y, int w, unsigned char* srgb,
-                                             unsigned char* sy, float* __restrict__ rgbf,
+                                             int qy, int X, int Y, int w, unsigned char* out_rgb,
+                                             unsigned char* out_y, float* __restrict__ rgbf,
                                              bool nv12, unsigned int (&sum)[3]) {
     const float* raw_row = a + (2 * qy + DY + DIR_HY) * DIR_RW + 2 * qx + DIR_HX;
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
@@ -711,9 +712,14 @@ __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     dir_site<1 + DY, 2, KB_>(k, raw_row[1], r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    const int row = 2 * qy + DY;
-    isp_stage_pair(a8, b8, srgb + row * (TILE_W * 3) + 6 * qx, sy + row * TILE_W + 2 * qx, nv12,
-                   sum);
+    if constexpr (ISP_DIRECT_STORE) {  // out_*: the images
+        const long long px = (long long)(Y + DY) * w + X;
+        isp_stage_pair(a8, b8, out_rgb + 3 * px, nv12 ? out_y + px : nullptr, nv12, sum);
+    } else {  // out_*: the tile's staging
+        const int row = 2 * qy + DY;
+        isp_stage_pair(a8, b8, out_rgb + row * (TILE_W * 3) + 6 * qx,
+                       out_y + row * TILE_W + 2 * qx, nv12, sum);
+    }
 }
 
 // The shared memory of isp_main_dir, declared once in the kernel (a template body declaring
@@ -857,16 +863,24 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
         unsigned int sum[3] = {0u, 0u, 0u};
         unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
         unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+        unsigned char* out_rgb = ISP_DIRECT_STORE ? rgb8 : srgb;
+        unsigned char* out_y = ISP_DIRECT_STORE ? nv12 : sy;
         dir_cell_row<0, K00, K01, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
-                                             srgb, sy, rgbf, nv12 != nullptr, sum);
+                                             out_rgb, out_y, rgbf, nv12 != nullptr, sum);
         dir_cell_row<1, K10, K11, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
-                                             srgb, sy, rgbf, nv12 != nullptr, sum);
-        if (nv12 != nullptr)
-            isp_finish_uv(reinterpret_cast<unsigned char*>(stage_uv) + qy * TILE_W + 2 * qx,
-                          sum[0], sum[1], sum[2]);
+                                             out_rgb, out_y, rgbf, nv12 != nullptr, sum);
+        if (nv12 != nullptr) {
+            unsigned char* uv = ISP_DIRECT_STORE
+                                    ? nv12 + (long long)w * h + (long long)(Y / 2) * w + X
+                                    : reinterpret_cast<unsigned char*>(stage_uv) +
+                                          qy * TILE_W + 2 * qx;
+            isp_finish_uv(uv, sum[0], sum[1], sum[2]);
+        }
     }
-    __syncthreads();
-    isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+    if (!ISP_DIRECT_STORE) {
+        __syncthreads();
+        isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+    }
 }
 
 // The body for the float output or without it (one branch, uniform).
