@@ -213,12 +213,12 @@ def bench_device(
         variant = IspPipeline(params, be, schedule=knobs)
         if "AWB_ROWS" in knobs:
             rows = knobs["AWB_ROWS"]
-            cases.append((f"isp_awb_stats [{rows} cell rows a thread]",
+            cases.append((f"isp_awb_stats [{rows} cell rows/thread]",
                           lambda m=variant._module, r=rows: awb(m, r), 2 * px))  # fmt: skip
             continue
         strip, min_blocks = knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
-        direct = ", direct stores" if knobs["ISP_DIRECT_STORE"] else ""
-        cases.append((f"isp_main -> RGB8 [strip {strip}, min {min_blocks} blocks/SM{direct}]",
+        direct = ", direct" if knobs["ISP_DIRECT_STORE"] else ""  # stores
+        cases.append((f"isp_main -> RGB8 [strip {strip}, {min_blocks} blocks/SM{direct}]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px))  # fmt: skip
         if knobs["ISP_DIRECT_STORE"] and strip == 4:  # NV12 too: its stores are 2-byte as well
@@ -227,6 +227,11 @@ def bench_device(
                           lambda v=nv12_variant: v.process(dev_raw, download=False,
                                                            stream=stream),
                           2 * px + 4.5 * px))  # fmt: skip
+            dir_variant = IspPipeline(params.with_(demosaic="directional"), be, schedule=knobs)
+            cases.append((f"isp_main_dir -> RGB8 [{direct[2:]}]",
+                          lambda v=dir_variant: v.process(dev_raw, download=False,
+                                                          stream=stream),
+                          2 * px + 3 * px))  # fmt: skip
     rows = []
     for name, fn, nbytes in cases:
         ms = timed(fn)
@@ -276,11 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         result["gpu"] = g
         print(f"\n{device}: {g['gpu']}; device-to-device copy "
               f"{g['copy_bandwidth_gbs']:.0f} GB/s")  # fmt: skip
-        print(f"{'kernel':<46} {'median ms':>10} {'p90 ms':>8} {'floor ms':>9} {'x floor':>8}")
+        print(f"{'kernel':<48} {'median ms':>10} {'p90 ms':>8} {'floor ms':>9} {'x floor':>8}")
         for r in g["rows"]:
             med, p90 = statistics.median(r["ms"]), float(np.percentile(r["ms"], 90))
             r["median_ms"] = med
-            print(f"{r['what']:<46} {med:>10.4f} {p90:>8.4f} {r['floor_ms']:>9.4f} "
+            print(f"{r['what']:<48} {med:>10.4f} {p90:>8.4f} {r['floor_ms']:>9.4f} "
                   f"{med / r['floor_ms']:>8.2f}")  # fmt: skip
             result["summary"][f"gpu {r['what']}"] = (
                 f"{med:.4f} ms ({med / r['floor_ms']:.2f}x floor)"

@@ -38,8 +38,8 @@ def test_kernel_table_runs_on_emu(tmp_path):
     for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor", "sensor"):
         assert any(kernel in n for n in names), kernel
     assert sum("strip" in n for n in names) == 6  # the schedule sweep
-    assert sum("direct stores" in n for n in names) == 3
-    assert sum("cell rows a thread" in n for n in names) == 2
+    assert sum("direct]" in n for n in names) == 4
+    assert sum("cell rows/thread" in n for n in names) == 2
     for r in table["rows"]:
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])
         assert r["floor_ms"] > 0 and r["bytes"] > 0
