@@ -407,3 +407,22 @@ def test_pipeline_strip_is_the_kernels_default():
 
     text = resolve("isp.cu").read_text()
     assert int(re.search(r"#define ISP_STRIP (\d+)", text).group(1)) == STRIP
+
+
+def test_a_device_mosaic_that_starts_misaligned_is_copied_first(kernel_backend, rng):
+    """A contiguous view that starts 2 bytes into its allocation would make the kernels'
+    16-byte RAW loads fault on a GPU: the pipeline copies such a mosaic into an aligned
+    buffer (and leaves an aligned one alone)."""
+    raw = rng.integers(0, 4096, (48, 64)).astype(np.uint16)
+    flat = kernel_backend.to_device(np.concatenate([[7], raw.ravel()]).astype(np.uint16))
+    view = flat[1:].reshape(raw.shape)
+    assert kernel_backend.address(view) % 16 == 2
+    pipe = IspPipeline(IspParams(wb="auto"), kernel_backend)
+    fixed = pipe._aligned(view, None)
+    assert kernel_backend.address(fixed) % 16 == 0
+    assert np.array_equal(kernel_backend.to_host(fixed), raw)
+    aligned = kernel_backend.to_device(raw)
+    assert pipe._aligned(aligned, None) is aligned
+    want = IspPipeline(IspParams(wb="auto"), kernel_backend).process(raw)
+    got = pipe.process(view)
+    assert np.array_equal(got.rgb8, want.rgb8)

@@ -269,6 +269,11 @@ class Backend(ABC):
     def is_device_array(self, value: Any) -> bool: ...
 
     @abstractmethod
+    def address(self, array: Any) -> int:
+        """The address of a device array's first element (kernels with vector loads check
+        its alignment: a view that starts mid-allocation need not be aligned)."""
+
+    @abstractmethod
     def empty(self, shape: int | Sequence[int], dtype: Any) -> Any: ...
 
     @abstractmethod
@@ -346,6 +351,9 @@ class HostArrayBackend(Backend):
 
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
+
+    def address(self, array: Any) -> int:
+        return int(array.ctypes.data)
 
     def empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
         return np.empty(shape, dtype=dtype)

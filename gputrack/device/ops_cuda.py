@@ -148,6 +148,9 @@ class CudaBackend(Backend):
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, self.cp.ndarray)
 
+    def address(self, array: Any) -> int:
+        return int(array.data.ptr)
+
     def empty(self, shape: int | Sequence[int], dtype: Any) -> Any:
         return self.cp.empty(shape, dtype=dtype)
 

@@ -94,6 +94,9 @@ class PycudaBackend(Backend):
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, self.gpuarray.GPUArray)
 
+    def address(self, array: Any) -> int:
+        return int(array.gpudata)
+
     def empty(self, shape: int | Sequence[int], dtype: Any) -> Any:
         return self.gpuarray.empty(shape, dtype=dtype)
 

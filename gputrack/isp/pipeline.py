@@ -168,10 +168,20 @@ class IspPipeline:
             self._buffers[name] = buf
         return buf
 
+    def _aligned(self, raw: Any, stream: Any) -> Any:
+        """A device mosaic whose first pixel is 16-byte aligned, as the kernels' 16-byte RAW
+        loads need (a misaligned load stops a GPU's whole context): the array itself, or a copy
+        of a view that starts elsewhere."""
+        if self.backend.address(raw) % 16 == 0:
+            return raw
+        copy = self._buffer("raw_aligned", tuple(raw.shape), np.uint16)
+        self.backend.copy(copy, raw, stream)
+        return copy
+
     def poison(self, value: int = 0xA5) -> None:
         """Fill every kept output buffer with a pattern (tests: nothing may survive a frame)."""
         for name, buf in list(self._buffers.items()):
-            if name in ("raw", "awb"):
+            if name in ("raw", "raw_aligned", "awb"):
                 continue
             host = np.empty(tuple(buf.shape), dtype=buf.dtype)
             host.view(np.uint8)[...] = value
@@ -205,7 +215,7 @@ class IspPipeline:
         if isinstance(data, np.ndarray):  # a host mosaic: upload (a copy, on emu too)
             dev_raw = be.to_device(np.ascontiguousarray(data), stream=stream)
         else:
-            dev_raw = data  # already on the device
+            dev_raw = self._aligned(data, stream)  # already on the device
         rx, ry = pattern_offsets(p.pattern)
         i32 = np.int32
 
