@@ -8,7 +8,6 @@ says so.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -17,16 +16,11 @@ import pytest
 
 from gputrack.data import data_dir
 from gputrack.dsp.detector import DEFAULT_MODEL
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_deadline.py"
+from tests.conftest import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_deadline", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_deadline")
 
 
 def _run(tmp_path: Path) -> dict:

@@ -3,7 +3,6 @@ runs on `cuda`) and writes its JSON. No timing is judged: only that every row is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,18 +10,10 @@ from pathlib import Path
 import pytest
 
 from gputrack.device import probe
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_isp.py"
 needs_emu = pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
-
-
-def load_script(name: str):
-    """A script of scripts/ as a module (they are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @needs_emu

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from gputrack.isp import IspParams
 from gputrack.isp import reference as ref
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "half_precision_error.py"
+from tests.conftest import load_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("half_precision_error", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("half_precision_error")
 
 
 def test_its_float64_demosaic_is_the_reference_one(rng):
@@ -34,8 +26,10 @@ def test_its_float64_demosaic_is_the_reference_one(rng):
 def test_float16_moves_the_output_more_than_float32(rng, capsys):
     hp = load()
     raw = rng.integers(0, 4096, (96, 96)).astype(np.uint16)
+    assert hp.compare(raw, IspParams())["float32"][1] <= 1  # the kernel's chain: rounding only
+    # The figure docs/ISP.md quotes, from a fixed frame (a random one may have no outlier).
+    raw = np.random.default_rng(1).integers(0, 4096, (512, 512)).astype(np.uint16)
     res = hp.compare(raw, IspParams())
-    assert res["float32"][1] <= 1  # the float32 chain is the kernel's: within rounding
-    assert res["float16"][1] >= 2 and res["float16"][0] > res["float32"][0]
+    assert res["float16"][1] >= 3 and res["float16"][0] > res["float32"][0]
     assert hp.main(["--images", "0", "--random", "64"]) == 0
     assert "float16: worst" in capsys.readouterr().out

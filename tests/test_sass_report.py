@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gputrack.device.compile_report import nvrtc_version
-from tests.test_bench_isp import load_script
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
