@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from gputrack.device import probe
 from tests.conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_isp.py"
 needs_emu = pytest.mark.skipif(not probe("emu").available, reason="emu backend unavailable")
 
 
