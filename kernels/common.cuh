@@ -8,12 +8,6 @@
 struct alignas(4) gt_u16x2 {
     unsigned short a, b;
 };
-struct alignas(8) gt_u16x4 {
-    unsigned short a, b, c, d;
-};
-struct alignas(16) gt_u16x8 {
-    unsigned short v[8];
-};
 struct alignas(8) gt_f32x2 {
     float x, y;
 };
