@@ -5,7 +5,7 @@ CUDA graph and timed with CUDA events (warm-up, then the median of many single r
 flushed before each), against the memory floor of that kernel: the bytes it must move divided
 by the device-to-device copy bandwidth measured in this run (a 1 GiB CuPy copy, read + write
 counted).
-The ISP's RAW-reading rows have a second figure, "ring": a graph of RING_GPU launches, each on
+The ISP's rows have a second figure, "ring": a graph of RING_GPU launches, each on
 a frame of its own (its own RAW and output buffers, together far larger than L2), per launch.
 A single-launch graph carries the graph launch's fixed cost (a few microseconds, as much as a
 small kernel's floor); back to back, as in a frame's graph, most of it is hidden.
@@ -208,12 +208,18 @@ def bench_device(
         frames = [make() for _ in range(ring)]
         return [t / ring for t in timed(lambda: [f() for f in frames])]
 
-    def tensor_pass() -> None:
+    def tensor_pass(src: Any = rgb8, out: Any = tensor) -> None:
         tgrid = (-(-TENSOR.width // TENSOR_BLOCK[0]), -(-TENSOR.height // TENSOR_BLOCK[1]))
-        mod.kernel("isp_tensor")(tgrid, TENSOR_BLOCK, (rgb8, i32(w), i32(h), tcfg,
+        mod.kernel("isp_tensor")(tgrid, TENSOR_BLOCK, (src, i32(w), i32(h), tcfg,
                                  i32(TENSOR.width), i32(TENSOR.height), i32(cw), i32(ch),
-                                 i32(padx), i32(pady), i32(0), i32(0), tensor, None),
+                                 i32(padx), i32(pady), i32(0), i32(0), out, None),
                                  stream=stream)  # fmt: skip
+
+    host_rgb8 = be.to_host(rgb8)
+
+    def tensor_frame() -> Any:  # a frame of the ring: its own image and tensor
+        src, out = be.to_device(host_rgb8), be.empty(tuple(tensor.shape), np.float32)
+        return lambda: tensor_pass(src, out)
 
     tensor_out = 3 * 4 * TENSOR.width * TENSOR.height
     cases = [  # (row, one launch, bytes it must move, a ring frame's maker or None)
@@ -226,7 +232,7 @@ def bench_device(
         ("isp_main_dir -> RGB8 (directional)", lambda: isp_dir.process(dev_raw, download=False,
                                                                         stream=stream),
          2 * px + 3 * px, isp_frame(isp_dir.params)),
-        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out, None),
+        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out, tensor_frame),
         ("whole ISP: AWB + main (RGB8+NV12) + tensor",
          lambda: isp_all.process(dev_raw, download=False, stream=stream),
          2 * px + 2 * px + 4.5 * px + 3 * px + tensor_out, isp_frame(isp_all.params)),

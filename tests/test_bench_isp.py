@@ -32,10 +32,10 @@ def test_kernel_table_runs_on_emu(tmp_path):
     for r in table["rows"]:
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])
         assert r["floor_ms"] > 0 and r["bytes"] > 0
-    # The RAW-reading rows are timed in a ring of frames as well (per launch).
+    # The ISP's rows are timed in a ring of frames as well (per launch).
     ringed = [r["what"] for r in table["rows"] if "ring_ms" in r]
-    assert ringed == names[:4] + [names[5]] and table["ring_frames"] == 2
-    for r in table["rows"][:4]:
+    assert ringed == names[:6] and table["ring_frames"] == 2
+    for r in table["rows"][:6]:
         assert len(r["ring_ms"]) == 2 and all(v > 0 for v in r["ring_ms"])
         assert "; ring " in res["summary"][f"gpu {r['what']}"]
     assert res["cpu"] and res["summary"]["cpu ISP -> RGB8"].endswith(" ms")
