@@ -111,12 +111,16 @@ def test_bad_scenes_are_clear_errors(shape, dtype, message):
         model.reference(np.zeros(shape, dtype=dtype), model.SensorParams())
 
 
-def _compare(got: np.ndarray, want: np.ndarray, what: str) -> None:
+def _compare(got: np.ndarray, want: np.ndarray, what: str, depth: int = 12) -> None:
     d = np.abs(got.astype(np.int64) - want.astype(np.int64))
-    # float32 in the kernel vs float64 here: a value within ~1e-4 DN of a rounding boundary
-    # may land one code apart; the noise itself is the same numbers.
+    # float32 in the kernel vs float64 here: a value within float32's error of a rounding
+    # boundary may land one code apart; the noise itself is the same numbers. That error is
+    # relative, so in codes it grows with the range: 4x as many such values at 14 bits as at
+    # 12 (measured on emu over 60 random frames at 14 bits: 0.05 % on average, 0.16 % at
+    # most; a bound of 0.2 % for every depth failed a run at 0.22 %).
     assert d.max() <= 1, f"{what}: max difference {d.max()}"
-    assert (d > 0).mean() <= 0.002, f"{what}: {(d > 0).mean():.4%} differ"
+    bound = 0.002 * 2 ** max(0, depth - 12)
+    assert (d > 0).mean() <= bound, f"{what}: {(d > 0).mean():.4%} differ"
 
 
 @pytest.mark.parametrize("pattern", BAYER_PATTERNS)
@@ -135,10 +139,11 @@ def test_kernel_matches_reference(kernel_backend, rng, pattern):
         sensor._buffers["raw"][...] = 0xA5A5
         got = sensor.render(scene8, frame)
         assert got.pattern == pattern and got.bit_depth == depth
-        _compare(got.data, model.reference(scene8, sp, frame), f"u8 {pattern} {depth} {noise}")
+        want = model.reference(scene8, sp, frame)
+        _compare(got.data, want, f"u8 {pattern} {depth} {noise}", depth)
         lin = rng.uniform(-0.05, 1.1, (46, 70, 3)).astype(np.float32)
         got = sensor.render(lin, frame)
-        _compare(got.data, model.reference(lin, sp, frame), f"f32 {pattern} {depth} {noise}")
+        _compare(got.data, model.reference(lin, sp, frame), f"f32 {pattern} {depth} {noise}", depth)
 
 
 def test_kernel_noise_is_the_reference_noise(kernel_backend):
