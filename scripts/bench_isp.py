@@ -57,6 +57,33 @@ from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
 RING_GPU = 8
 TENSOR = TensorSpec(640, 640)  # a YOLO-sized input: 3840x2160 -> 640x360 letterboxed
 
+# --sweep: isp_main's (strip, blocks per SM, direct stores), then isp_awb_stats' cell rows.
+# Strip 2 and 2 blocks per SM lost clearly at 0a2f719. 5 blocks per SM (48 registers) spilled
+# then and no longer does: 40 warps per SM instead of 32, for a loop 3 % longer.
+MAIN_SWEEP = [(8, 4, 0), (16, 4, 0), (4, 3, 0), (4, 5, 0), (8, 5, 0), (4, 4, 1), (8, 4, 1)]
+SWEEP: list[dict[str, int]] = [
+    {"ISP_STRIP": s, "ISP_MIN_BLOCKS": b, "ISP_DIRECT_STORE": d} for s, b, d in MAIN_SWEEP
+] + [{"AWB_ROWS": r} for r in (2, 8)]
+
+
+def kernel_resources(module: Any, name: str, block: tuple[int, ...]) -> str:
+    """', 48 regs, 0 B local, 5 blocks/SM' as the driver has the built kernel (cuda only): a
+    sweep variant that spilled or missed its occupancy shows it in its row."""
+    try:
+        fn = module.kernel(name).native  # a CuPy RawKernel
+        text = f", {fn.num_regs} regs, {fn.local_size_bytes} B local"
+    except Exception:  # noqa: BLE001 - a label, never a reason to stop the benchmark
+        return ""
+    try:
+        from cupy.cuda import driver
+
+        threads = int(np.prod(block))
+        blocks = driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, threads, 0)
+        text += f", {blocks} resident"
+    except Exception:  # noqa: BLE001
+        pass
+    return text
+
 
 def make_frame(w: int, h: int) -> tuple[np.ndarray, np.ndarray, IspParams]:
     """A synthetic-world scene and its noisy 12-bit RAW frame (sensor model reference)."""
@@ -248,15 +275,17 @@ def bench_device(
             continue
         strip, min_blocks = knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
         direct = ", direct" if knobs["ISP_DIRECT_STORE"] else ""  # stores
-        cases.append((f"isp_main -> RGB8 [strip {strip}, {min_blocks} blocks/SM{direct}]",
+        res = kernel_resources(variant._module, "isp_main", MAIN_BLOCK) if on_gpu else ""
+        cases.append((f"isp_main -> RGB8 [strip {strip}, {min_blocks} blocks/SM{direct}{res}]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px, None))  # fmt: skip
-        if knobs["ISP_DIRECT_STORE"] and strip == 4:  # NV12 too: its stores are 2-byte as well
+        if strip == 4 and (knobs["ISP_DIRECT_STORE"] or min_blocks > 4):  # NV12 too
             nv12_variant = IspPipeline(params.with_(nv12=True), be, schedule=knobs)
-            cases.append((f"isp_main -> RGB8 + NV12 [strip {strip}{direct}]",
+            cases.append((f"isp_main -> RGB8 + NV12 [strip {strip}, {min_blocks}/SM{direct}]",
                           lambda v=nv12_variant: v.process(dev_raw, download=False,
                                                            stream=stream),
                           2 * px + 4.5 * px, None))  # fmt: skip
+        if knobs["ISP_DIRECT_STORE"] and strip == 4:  # isp_main_dir has no ISP_MIN_BLOCKS
             dir_variant = IspPipeline(params.with_(demosaic="directional"), be, schedule=knobs)
             cases.append((f"isp_main_dir -> RGB8 [{direct[2:]}]",
                           lambda v=dir_variant: v.process(dev_raw, download=False,
@@ -302,13 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if args.device == "auto" and cuda.available else args.device
     if device != "auto" and probe(device).available:
         # (strip, direct stores); strip 2 and 2 blocks per SM lost clearly at 0a2f719
-        main_knobs = [(8, 0), (16, 0), (4, 1), (8, 1)]
-        sweep = [
-            {"ISP_STRIP": s, "ISP_MIN_BLOCKS": 4, "ISP_DIRECT_STORE": d} for s, d in main_knobs
-        ]
-        sweep += [{"ISP_STRIP": 4, "ISP_MIN_BLOCKS": 3, "ISP_DIRECT_STORE": 0}]
-        sweep += [{"AWB_ROWS": r} for r in (2, 8)]
-        sweep = sweep if args.sweep else []
+        sweep = SWEEP if args.sweep else []
         g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g
         print(f"\n{device}: {g['gpu']}; device-to-device copy "

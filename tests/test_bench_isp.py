@@ -26,7 +26,8 @@ def test_kernel_table_runs_on_emu(tmp_path):
     names = [r["what"] for r in table["rows"]]
     for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor", "sensor"):
         assert any(kernel in n for n in names), kernel
-    assert sum("strip" in n for n in names) == 6  # the schedule sweep
+    assert sum("strip" in n for n in names) == 9  # the schedule sweep: 7 isp_main, 2 with NV12
+    assert sum("5 blocks/SM" in n or "5/SM" in n for n in names) == 3
     assert sum("direct]" in n for n in names) == 4
     assert sum("cell rows/thread" in n for n in names) == 2
     for r in table["rows"]:
