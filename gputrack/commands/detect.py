@@ -23,7 +23,7 @@ from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model
 from gputrack.errors import GputrackError
-from gputrack.outputs.files import write_image
+from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 
 VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
 
@@ -88,6 +88,7 @@ def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
+    refuse_overwriting_inputs({"input": args.input, "--model": args.model}, {"--out": args.out})
     model = Path(args.model) if args.model else default_model()
     rgb = read_rgb(Path(args.input))
     backend = get_backend(args.backend, verbose=not args.json)

@@ -31,7 +31,7 @@ from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
-from gputrack.outputs.files import atomic_path, write_image
+from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs, write_image
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
 
@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
+    refuse_overwriting_inputs({"input": src}, {"--out": out})
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
         "input": str(src),

@@ -33,10 +33,10 @@ from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
 from gputrack.isp import IspParams
 from gputrack.outputs.draw import draw_tracks
-from gputrack.outputs.files import write_image
+from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
-from gputrack.sensor.sources import open_source
+from gputrack.sensor.sources import CAMERA_RAW_EXTS, IMAGE_EXTS, open_source
 from gputrack.track import Tracker
 from gputrack.ui import LiveView
 
@@ -116,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     for option in ("log", "mot", "image"):
         check_output_path(f"--{option}", getattr(args, option))
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
+    source_path = Path(args.source).expanduser()
+    refuse_overwriting_inputs(
+        {"source": source_path if source_path.exists() else None, "--model": args.model},
+        {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image")},
+        folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
+    )
     synthetic = args.source.split(":")[0] == "synthetic"
     frames = args.frames or (SYNTHETIC_FRAMES if synthetic else None)
     kind = "network" if args.detector == "auto" else args.detector

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.errors import UsageError
-from gputrack.outputs.files import atomic_path
+from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs
 from gputrack.track import Tracker, TrackerParams
 from gputrack.track.mot_io import read_detections, write_results
 
@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--fps must be positive, got {args.fps:g}")
     if not 0 <= args.min_score <= args.high_score:
         raise UsageError("--min-score must be >= 0 and <= --high-score")
+    refuse_overwriting_inputs(
+        {"detection file": args.detections, "--gt": args.gt}, {"--out": args.out}
+    )
     frames = read_detections(args.detections)
     out = Path(args.out)
     params = TrackerParams(

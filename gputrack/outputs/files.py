@@ -5,14 +5,14 @@ complete, remove the temporary file on any error."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 
 
 @contextmanager
@@ -53,3 +53,42 @@ def write_image(path: str | Path, bgr: np.ndarray, what: str = "image") -> None:
                 raise GputrackError(f"{what} {out}: cannot write this image format or place")
     except cv2.error as err:
         raise GputrackError(f"{what} {out}: {str(err).strip().splitlines()[-1]}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names (spelling, symlink or hard link), or one path not yet made."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_inputs(
+    inputs: Mapping[str, str | Path | None],
+    outputs: Mapping[str, str | Path | None],
+    folder_reads: Iterable[str] = (),
+) -> None:
+    """Before any work: an output that names one of the inputs, or another output, would
+    overwrite it (an input lost, or one result written over another), so it is refused.
+    `inputs` and `outputs` map what the user called each (`'input'`, `'--out'`) to its path
+    (None: not given). An input folder loses only the files the run would read from it: those
+    with a suffix in `folder_reads`."""
+    reads = {s.lower() for s in folder_reads}
+    given = [(name, Path(p).expanduser()) for name, p in outputs.items() if p]
+    sources = [(name, Path(p).expanduser()) for name, p in inputs.items() if p]
+    for i, (name, out) in enumerate(given):
+        for what, src in sources:
+            if src.is_dir():
+                clash = (out.exists() and out.suffix.lower() in reads
+                         and _same_file(out.parent, src))  # fmt: skip
+                if clash:
+                    raise UsageError(f"{name} {out}: is one of the files of the input folder "
+                                     f"{src}; writing it would lose it")  # fmt: skip
+            elif _same_file(out, src):
+                raise UsageError(f"{name} {out}: is the {what}; writing it would lose it")
+        for other, earlier in given[:i]:
+            if _same_file(out, earlier):
+                raise UsageError(f"{name} and {other} name the same file {out}: one would be "
+                                 "lost")  # fmt: skip

@@ -1,0 +1,97 @@
+"""No verb writes over what it reads: an output that names an input (or another output) is a
+usage error before any work, and the input is left as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from gputrack.cli import main
+from gputrack.errors import UsageError
+from gputrack.outputs.files import refuse_overwriting_inputs
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def photo(tmp_path, rng):
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    return path
+
+
+def _refused(capsys, argv: list[str], verb: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"gputrack {verb}: error:") and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_isp_refuses_to_write_over_its_input_under_any_spelling(capsys, tmp_path, photo):
+    before = _digest(photo)
+    other = tmp_path / "sub" / ".." / photo.name  # the same file, spelled differently
+    (tmp_path / "sub").mkdir()
+    for out in (photo, other):
+        msg = _refused(capsys, ["isp", str(photo), "--out", str(out), "--backend", "cpu"], "isp")
+        assert "is the input" in msg and str(out) in msg
+    link = tmp_path / "link.png"
+    os.link(photo, link)  # a hard link: another name, the same file
+    assert "is the input" in _refused(capsys, ["isp", str(photo), "--out", str(link)], "isp")
+    assert _digest(photo) == before
+
+
+def test_run_refuses_outputs_over_its_source_or_each_other(capsys, tmp_path, photo):
+    before = _digest(photo)
+    msg = _refused(capsys, ["run", str(photo), "--no-ui", "--image", str(photo)], "run")
+    assert "--image" in msg and "is the source" in msg
+    log = str(tmp_path / "t.jsonl")
+    msg = _refused(capsys, ["run", "synthetic", "--no-ui", "--log", log, "--mot", log], "run")
+    assert "--mot and --log name the same file" in msg
+    assert _digest(photo) == before and not (tmp_path / "t.jsonl").exists()
+
+
+def test_run_on_a_folder_refuses_to_write_over_a_frame_it_reads(capsys, tmp_path, photo):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    frame = frames / "0001.png"
+    frame.write_bytes(photo.read_bytes())
+    msg = _refused(capsys, ["run", str(frames), "--no-ui", "--image", str(frame)], "run")
+    assert "one of the files of the input folder" in msg
+    assert _digest(frame) == _digest(photo)
+    # A file the folder source does not read may be written there (a second run's log).
+    refuse_overwriting_inputs({"source": frames}, {"--log": frames / "log.jsonl"}, {".png"})
+    (frames / "log.jsonl").write_text("{}\n")
+    refuse_overwriting_inputs({"source": frames}, {"--log": frames / "log.jsonl"}, {".png"})
+
+
+def test_track_and_detect_refuse_to_write_over_their_inputs(capsys, tmp_path, photo):
+    det = tmp_path / "det.txt"
+    det.write_text("1,-1,10,10,20,20,0.9\n")
+    before = _digest(det)
+    msg = _refused(capsys, ["track", str(det), "--out", str(det)], "track")
+    assert "is the detection file" in msg
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,20,1,1,1\n")
+    assert "is the --gt" in _refused(
+        capsys, ["track", str(det), "--out", str(gt), "--gt", str(gt)], "track"
+    )
+    assert _digest(det) == before
+    before = _digest(photo)
+    msg = _refused(capsys, ["detect", str(photo), "--out", str(photo)], "detect")
+    assert "is the input" in msg
+    assert _digest(photo) == before
+
+
+def test_distinct_paths_pass(tmp_path):
+    refuse_overwriting_inputs(
+        {"input": tmp_path / "a.png", "--gt": None},
+        {"--out": tmp_path / "b.png", "--log": None, "--mot": tmp_path / "c.txt"},
+    )
+    with pytest.raises(UsageError, match="is the input"):
+        refuse_overwriting_inputs({"input": tmp_path / "a.png"}, {"--out": tmp_path / "a.png"})
