@@ -95,3 +95,15 @@ def test_distinct_paths_pass(tmp_path):
     )
     with pytest.raises(UsageError, match="is the input"):
         refuse_overwriting_inputs({"input": tmp_path / "a.png"}, {"--out": tmp_path / "a.png"})
+
+
+def test_an_image_output_opencv_cannot_write_is_refused_before_the_run(capsys, tmp_path, photo):
+    for verb, argv in (
+        ("run", ["run", "synthetic:64x48", "--frames", "2", "--no-ui", "--backend", "cpu"]),
+        ("detect", ["detect", str(photo), "--backend", "cpu"]),
+    ):
+        option = "--image" if verb == "run" else "--out"
+        for name, why in (("last.xyz", "'.xyz'"), ("last", "a name without a suffix")):
+            msg = _refused(capsys, [*argv, option, str(tmp_path / name)], verb)
+            assert f"OpenCV writes no image format for {why}" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]

@@ -24,6 +24,7 @@ from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model
 from gputrack.errors import GputrackError
 from gputrack.outputs.files import refuse_overwriting_inputs, write_image
+from gputrack.outputs.sinks import check_output_path
 
 VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
 
@@ -88,6 +89,7 @@ def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
+    check_output_path("--out", args.out, image=True)
     refuse_overwriting_inputs({"input": args.input, "--model": args.model}, {"--out": args.out})
     model = Path(args.model) if args.model else default_model()
     rgb = read_rgb(Path(args.input))

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
     for option in ("log", "mot", "image"):
-        check_output_path(f"--{option}", getattr(args, option))
+        check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     source_path = Path(args.source).expanduser()
     refuse_overwriting_inputs(

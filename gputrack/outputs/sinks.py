@@ -21,8 +21,11 @@ from gputrack.outputs.tracklog import TrackLogWriter, track_entry
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
 
 
-def check_output_path(option: str, path: str | None, suffixes: Sequence[str] = ()) -> None:
-    """A clear error before any work when an output cannot be written where asked."""
+def check_output_path(
+    option: str, path: str | None, suffixes: Sequence[str] = (), image: bool = False
+) -> None:
+    """A clear error before any work when an output cannot be written where asked; `image`:
+    also when OpenCV has no writer for the name's suffix (found out at the end otherwise)."""
     if path is None:
         return
     p = Path(path)
@@ -36,6 +39,10 @@ def check_output_path(option: str, path: str | None, suffixes: Sequence[str] = (
         raise UsageError(f"{option} {path}: cannot write there ({err.strerror})") from None
     if suffixes and p.suffix.lower() not in suffixes:
         raise UsageError(f"{option} {path}: use one of {', '.join(suffixes)}")
+    if image and not cv2.haveImageWriter(str(p)):
+        what = f"'{p.suffix}'" if p.suffix else "a name without a suffix"
+        raise UsageError(f"{option} {path}: OpenCV writes no image format for {what} (use .png "
+                         "or .jpg)")  # fmt: skip
 
 
 class RunOutputs:
