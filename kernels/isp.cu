@@ -1061,7 +1061,8 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 #define TEN_BX 32
 #define TEN_BY 8
 #define TEN_VS 6144  // floats of vertical sums (24 KB)
-#define TEN_BATCH 8  // footprint rows loaded at once
+#define TEN_BATCH 6  // footprint rows loaded at once (8 needed 64 registers: 4 blocks/SM)
+#define TEN_MIN_BLOCKS 5  // blocks per multiprocessor: 48 registers, no spills
 
 // Area average of content pixel (cx, cy) read straight from the image.
 __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
@@ -1093,17 +1094,39 @@ struct alignas(4 * U) TenUnit {
     unsigned int w[U];
 };
 
-// Footprint rows y .. y + TEN_BATCH - 1 of one unit column, all loads issued before the first
-// is used (one batch for a downscale up to 7x: the first version's use right after each load
-// left it waiting on memory); rows at or past iy1 read as zero.
+// One unit at a byte address, through the read-only data path (ld.global.nc): the address
+// is integer arithmetic (see tensor_load_rows), so the compiler no longer knows it is global.
+template <int U>
+__device__ __forceinline__ TenUnit<U> tensor_ldg(unsigned long long address) {
+    TenUnit<U> u;
+    if constexpr (U == 1) {
+        u.w[0] = __ldg(reinterpret_cast<const unsigned int*>(address));
+    } else {
+        static_assert(U == 2, "4- or 8-byte units");
+        const unsigned long long x = __ldg(reinterpret_cast<const unsigned long long*>(address));
+        u.w[0] = (unsigned int)x;
+        u.w[1] = (unsigned int)(x >> 32);
+    }
+    return u;
+}
+
+// Footprint rows 0 .. TEN_BATCH - 1 of one unit column from `row0`, `row_bytes` apart, all
+// loads issued before the first is used (one batch for a downscale up to 6x, as 4K -> 640:
+// the first version's use right after each load left it waiting on memory); rows n and after
+// read as zero. Each address is row0 plus a multiple of the stride in integer arithmetic, one
+// multiply-add: the row index times the row length in 64-bit pointer arithmetic took about
+// ten instructions a row (the compiler re-added the image's base from the constant bank to
+// each), more than the byte sums the row fed.
 template <int U>
 __device__ __forceinline__ void tensor_load_rows(TenUnit<U> (&v)[TEN_BATCH],
-                                                 const TenUnit<U>* __restrict__ col, int y,
-                                                 int iy1, long long row_units) {
+                                                 const unsigned char* __restrict__ row0,
+                                                 int row_bytes, int n) {
+    const unsigned long long stride = (unsigned int)row_bytes;
+    const unsigned long long base = reinterpret_cast<unsigned long long>(row0);
 #pragma unroll
     for (int t = 0; t < TEN_BATCH; ++t) {
-        if (y + t < iy1) {
-            v[t] = col[(long long)(y + t) * row_units];
+        if (t < n) {
+            v[t] = tensor_ldg<U>(base + t * stride);
         } else {
 #pragma unroll
             for (int q = 0; q < U; ++q) v[t].w[q] = 0u;
@@ -1121,18 +1144,21 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                                                      const unsigned char* __restrict__ rgb, int w,
                                                      int h, float sy, int fx0, int units,
                                                      int by0, int i0, int i1, int tid) {
-    const TenUnit<U>* base = reinterpret_cast<const TenUnit<U>*>(rgb) + (3ll * fx0) / (4 * U);
-    const long long row_units = 3ll * w / (4 * U);
+    const unsigned char* base = rgb + (3ll * fx0) / (4 * U) * (4 * U);  // the first unit
+    const int row_bytes = 3 * w;
     const int stride = 4 * U * units;
+    // item / units as a multiply-high by a reciprocal (exact: item * units < 2^32 here), not
+    // the generic signed division (about 25 instructions an item).
+    const unsigned int inv_units = 0xFFFFFFFFu / (unsigned int)units + 1u;
     for (int item = tid; item < (i1 - i0) * units; item += TEN_BX * TEN_BY) {
-        const int i = item / units, j = item - i * units;
+        const int i = (int)__umulhi((unsigned int)item, inv_units), j = item - i * units;
         const int cy = by0 + i0 + i;
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
         float acc[4 * U];
 #pragma unroll
         for (int k = 0; k < 4 * U; ++k) acc[k] = 0.0f;
-        const TenUnit<U>* col = base + j;
+        const unsigned char* col = base + (long long)iy0 * row_bytes + 4 * U * j;  // row iy0
         // Every footprint row at weight 1 (the row edges on whole pixels: an integer scale such
         // as 4K -> 640): plain byte sums, two bytes per 32-bit add in 16-bit lanes (bytes 0
         // and 2, bytes 1 and 3; up to 257 rows), converted once. Measured: 4 instructions per
@@ -1143,13 +1169,13 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
             for (int q = 0; q < U; ++q) even[q] = odd[q] = 0u;
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-                tensor_load_rows(v, col, y, iy1, row_units);
+                tensor_load_rows(v, col + (long long)(y - iy0) * row_bytes, row_bytes, iy1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
 #pragma unroll
-                    for (int q = 0; q < U; ++q) {
+                    for (int q = 0; q < U; ++q) {  // bytes 1 and 3 moved down by one PRMT
                         even[q] += v[t].w[q] & 0x00FF00FFu;
-                        odd[q] += (v[t].w[q] >> 8) & 0x00FF00FFu;
+                        odd[q] += __byte_perm(v[t].w[q], 0u, 0x4341);
                     }
                 }
             }
@@ -1163,7 +1189,7 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
         } else {
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-                tensor_load_rows(v, col, y, iy1, row_units);
+                tensor_load_rows(v, col + (long long)(y - iy0) * row_bytes, row_bytes, iy1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
                     const float iy = (float)(y + t);
@@ -1208,13 +1234,22 @@ __device__ __forceinline__ bool tensor_area_staged(float* __restrict__ vs,
         const int i = cy - by0;  // this thread's tensor row within the block
         if (content && i >= i0 && i < i1) {
             const float* vrow = vs + (i - i0) * (4 * U * units) + off;
-            for (int ix = ix0; ix < ix1; ++ix) {
-                const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-                if (wx <= 0.0f) continue;
-                const float* p = vrow + 3 * (ix - fx0);
-                acc[0] += wx * p[0];
-                acc[1] += wx * p[1];
-                acc[2] += wx * p[2];
+            if (xa == floorf(xa) && xb == floorf(xb)) {  // whole pixels (4K -> 640): weights 1
+                for (int ix = ix0; ix < ix1; ++ix) {
+                    const float* p = vrow + 3 * (ix - fx0);
+                    acc[0] += p[0];
+                    acc[1] += p[1];
+                    acc[2] += p[2];
+                }
+            } else {
+                for (int ix = ix0; ix < ix1; ++ix) {
+                    const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
+                    if (wx <= 0.0f) continue;
+                    const float* p = vrow + 3 * (ix - fx0);
+                    acc[0] += wx * p[0];
+                    acc[1] += wx * p[1];
+                    acc[2] += wx * p[2];
+                }
             }
         }
         __syncthreads();
@@ -1222,7 +1257,7 @@ __device__ __forceinline__ bool tensor_area_staged(float* __restrict__ vs,
     return true;
 }
 
-extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY) isp_tensor(
+extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY, TEN_MIN_BLOCKS) isp_tensor(
     const unsigned char* __restrict__ rgb, int w, int h, const float* __restrict__ tcfg,
     int out_w, int out_h, int cw, int ch, int pad_x, int pad_y, int method, int bgr,
     float* __restrict__ out32, unsigned short* __restrict__ out16) {

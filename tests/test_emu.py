@@ -485,3 +485,33 @@ def test_running_threads_in_both_orders_exposes_a_missing_barrier(rng):
     assert not np.array_equal(results["forward"], intended), "the race shows in index order"
     with pytest.raises(KernelError, match="thread order 'sideways'"):
         emu.set_thread_order("sideways")
+
+
+def _byte_perm(x: int, y: int, s: int) -> int:
+    v = (y << 32) | x
+    return sum(((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n) for n in range(4))
+
+
+def test_integer_intrinsics(kernel_backend, rng):
+    b = kernel_backend
+    n = odd_size(rng, 128, 2, 4)
+    x = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    y = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    y[:3] = [0, 1, 0x80000000]  # __clz at its ends
+    # Nibbles 0-7 (what the kernels use): the documented selector ignores bit 3 of each,
+    # while PTX prmt's default mode would read it as sign replication.
+    sel = rng.integers(0, 2**16, n).astype(np.uint32) & np.uint32(0x7777)
+    sel[:2] = [0x4341, 0x3210]
+    out = b.full(5 * n, POISON_U32, np.uint32)
+    args = (b.to_device(x), b.to_device(y), b.to_device(sel), out, np.int32(n))
+    b.load(FEATURES).kernel("int_intrinsics")(blocks_for(n, 128), 128, args)
+    got = b.to_host(out).reshape(n, 5).astype(np.uint64)
+    xs, ys = x.astype(np.uint64), y.astype(np.uint64)
+    want_perm = [_byte_perm(int(a), int(c), int(s)) for a, c, s in zip(xs, ys, sel)]
+    np.testing.assert_array_equal(got[:, 0], want_perm)
+    np.testing.assert_array_equal(got[:, 1], [int(f"{int(v):032b}"[::-1], 2) for v in xs])
+    np.testing.assert_array_equal(got[:, 2], [bin(int(v)).count("1") for v in xs])
+    np.testing.assert_array_equal(got[:, 3], [32 - int(v).bit_length() for v in ys])
+    np.testing.assert_array_equal(got[:, 4], (xs * ys) >> np.uint64(32))
+    assert got[0, 3] == 32 and got[2, 3] == 0
+    assert got[0, 0] == ((int(x[0]) >> 8) & 0xFF) | (((int(x[0]) >> 24) & 0xFF) << 16)

@@ -163,3 +163,18 @@ extern "C" __global__ void early_exit(const int* __restrict__ x, int* __restrict
     if (next >= blockDim.x || blockIdx.x * blockDim.x + next >= n) next = 1;
     out[i] = values[t] + 1000 * values[next];
 }
+
+// Integer intrinsics whose CPU twins are written by hand: __byte_perm (every selector given),
+// __brev, __popc, __clz, __umulhi.
+extern "C" __global__ void int_intrinsics(const unsigned* __restrict__ x,
+                                          const unsigned* __restrict__ y,
+                                          const unsigned* __restrict__ sel,
+                                          unsigned* __restrict__ out, int n) {
+    const int i = global_index();
+    if (i >= n) return;
+    out[5 * i + 0] = __byte_perm(x[i], y[i], sel[i]);
+    out[5 * i + 1] = __brev(x[i]);
+    out[5 * i + 2] = (unsigned)__popc(x[i]);
+    out[5 * i + 3] = (unsigned)__clz((int)y[i]);
+    out[5 * i + 4] = __umulhi(x[i], y[i]);
+}
