@@ -1155,21 +1155,40 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
         const int cy = by0 + i0 + i;
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
+        // The rows wholly inside the footprint [ya, yb) weigh 1: [in0, in1), summed as bytes,
+        // two per 32-bit add in 16-bit lanes (bytes 0 and 2, bytes 1 and 3; up to 257 rows),
+        // converted once: 1.5 instructions per byte and row against 4 with a weight each. At
+        // most one partial row at each end (iy0 below in0, iy1 - 1 from in1 on) takes the
+        // float path; at an integer scale such as 4K -> 640 there is none, at 4K -> 352 two of
+        // every 11 rows.
+        const int in0 = (int)ceilf(ya), in1 = gt_imax(gt_imin((int)floorf(yb), h), in0);
+        const unsigned char* col = base + 4 * U * j;  // row 0 of this unit column
         float acc[4 * U];
 #pragma unroll
         for (int k = 0; k < 4 * U; ++k) acc[k] = 0.0f;
-        const unsigned char* col = base + (long long)iy0 * row_bytes + 4 * U * j;  // row iy0
-        // Every footprint row at weight 1 (the row edges on whole pixels: an integer scale such
-        // as 4K -> 640): plain byte sums, two bytes per 32-bit add in 16-bit lanes (bytes 0
-        // and 2, bytes 1 and 3; up to 257 rows), converted once. Measured: 4 instructions per
-        // byte and row in the float path below, the step's bulk.
-        if (ya == floorf(ya) && yb == floorf(yb) && (float)iy1 == yb && iy1 - iy0 <= 257) {
+        if (in1 - in0 <= 257) {
+            // The partial rows' loads first, so that they are in flight with the others.
+            TenUnit<U> edge[2];
+            float w_edge[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int y = e == 0 ? iy0 : iy1 - 1;
+                const bool partial = e == 0 ? iy0 < in0 : iy1 > in1;
+#pragma unroll
+                for (int q = 0; q < U; ++q) edge[e].w[q] = 0u;
+                if (partial) {
+                    const float fy = (float)y;
+                    w_edge[e] = fminf(fy + 1.0f, yb) - fmaxf(fy, ya);
+                    edge[e] = tensor_ldg<U>(
+                        reinterpret_cast<unsigned long long>(col + (long long)y * row_bytes));
+                }
+            }
             unsigned int even[U], odd[U];
 #pragma unroll
             for (int q = 0; q < U; ++q) even[q] = odd[q] = 0u;
-            for (int y = iy0; y < iy1; y += TEN_BATCH) {
+            for (int y = in0; y < in1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-                tensor_load_rows(v, col + (long long)(y - iy0) * row_bytes, row_bytes, iy1 - y);
+                tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, in1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
 #pragma unroll
@@ -1186,10 +1205,22 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                 acc[4 * q + 2] = gt_u2f(even[q] >> 16);
                 acc[4 * q + 3] = gt_u2f(odd[q] >> 16);
             }
-        } else {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                if (w_edge[e] == 0.0f) continue;  // no partial row (none at an integer scale)
+#pragma unroll
+                for (int q = 0; q < U; ++q) {
+                    const unsigned int x = edge[e].w[q];
+#pragma unroll
+                    for (int k = 0; k < 4; ++k)
+                        acc[4 * q + k] =
+                            fmaf(w_edge[e], gt_u2f((x >> (8 * k)) & 0xffu), acc[4 * q + k]);
+                }
+            }
+        } else {  // more whole rows than 16-bit lanes hold: every row through the float path
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-                tensor_load_rows(v, col + (long long)(y - iy0) * row_bytes, row_bytes, iy1 - y);
+                tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, iy1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
                     const float iy = (float)(y + t);
@@ -1197,10 +1228,10 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
 #pragma unroll
                     for (int q = 0; q < U; ++q) {
                         const unsigned int x = v[t].w[q];
-                        acc[4 * q + 0] = fmaf(wy, gt_u2f(x & 0xffu), acc[4 * q + 0]);
-                        acc[4 * q + 1] = fmaf(wy, gt_u2f((x >> 8) & 0xffu), acc[4 * q + 1]);
-                        acc[4 * q + 2] = fmaf(wy, gt_u2f((x >> 16) & 0xffu), acc[4 * q + 2]);
-                        acc[4 * q + 3] = fmaf(wy, gt_u2f(x >> 24), acc[4 * q + 3]);
+#pragma unroll
+                        for (int k = 0; k < 4; ++k)
+                            acc[4 * q + k] =
+                                fmaf(wy, gt_u2f((x >> (8 * k)) & 0xffu), acc[4 * q + k]);
                     }
                 }
             }

@@ -342,6 +342,7 @@ def test_custom_tone_lut_size_is_checked(size):
         ((2112, 264), TensorSpec(16, 16)),  # footprint over isp.cu's TEN_VS: direct reads
         ((198, 150), TensorSpec(40, 36, resize="area")),  # width not a multiple of 4: direct
         ((64, 40), TensorSpec(150, 90)),  # upscaling: a footprint of one or two pixels
+        ((520, 1040), TensorSpec(8, 4)),  # 260 whole rows: more than 16-bit byte sums hold
     ],
 )
 def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
