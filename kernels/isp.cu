@@ -1051,8 +1051,9 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
 // order, pad value.
 // Area is separable (weight wx * wy), so it runs in two steps through shared memory:
 //   1. vertical: for each tensor row of the block, the weighted sum over its footprint rows of
-//      every byte of the block's footprint columns, a thread per 4 bytes (coalesced 4-byte
-//      loads, each image byte read once per tensor row that covers it);
+//      every byte of the block's footprint columns, a thread per 8 bytes (4 where rows are not
+//      8-byte aligned; coalesced loads, each image byte read once per tensor row that covers
+//      it), the rows of weight 1 as integer byte sums;
 //   2. horizontal: a thread per tensor pixel sums its footprint columns of those sums.
 // The first version read its 6x6 footprint byte by byte per thread (L1-bound, 3.4x the memory
 // floor on an H200); the second staged 8 image rows at a time, which left most warps idle
