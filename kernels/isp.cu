@@ -942,6 +942,11 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
 #define AWB_ROWS 4  // cell rows per thread (a tuning knob: pipeline.awb_grid must agree)
 #endif
 static_assert(AWB_ROWS >= 1 && AWB_ROWS <= 16, "a thread's 32-bit sums must not overflow");
+// Blocks per multiprocessor the registers must allow. ptxas reuses the registers of the first
+// rows' loads for the last rows', so a load waits for earlier data to be used: at its own
+// choice (40 registers) a thread's 8 loads went out as 4, 2 and 2, three round trips to
+// memory; with 48 (5 blocks per SM, a 4K frame still one wave) as 6 and 2.
+#define AWB_MIN_BLOCKS 5
 
 
 // One 2x2 cell into the sums, unless a pixel of it is at or above `sat`; v<x><y> is the pixel
@@ -971,12 +976,13 @@ __device__ __forceinline__ void awb_pair(unsigned int (&acc)[4], unsigned int to
 }
 
 // Grid (ceil(w / (8 AWB_BX)), ceil(h / 2 / (AWB_BY AWB_ROWS))), block AWB_BX x AWB_BY: a
-// thread owns 8 pixel columns (4 cells) of AWB_ROWS consecutive cell rows, and issues all its
-// loads (16 bytes a RAW row) before it adds anything: one round trip to memory per thread, a
-// 4K frame in about one wave of blocks. The kernel before walked every 128th row in batches
-// of 4 with 8-byte loads: two or three round trips per thread, 8.2 us for 16.6 MB on an
-// H200 against 4.0 us for the bytes (Nsight Compute: latency-bound).
-extern "C" __global__ void __launch_bounds__(AWB_THREADS) isp_awb_stats(
+// thread owns 8 pixel columns (4 cells) of AWB_ROWS consecutive cell rows, and asks for all
+// its loads (16 bytes a RAW row) before it adds anything; ptxas issues 6 of the 8 before the
+// first use (AWB_MIN_BLOCKS), so two round trips to memory per thread, a 4K frame in one wave
+// of blocks. The kernel before walked every 128th row in batches of 4 with 8-byte loads: two
+// or three round trips per thread, 8.2 us for 16.6 MB on an H200 against 4.0 us for the
+// bytes (Nsight Compute: latency-bound).
+extern "C" __global__ void __launch_bounds__(AWB_THREADS, AWB_MIN_BLOCKS) isp_awb_stats(
     const unsigned short* __restrict__ raw, int w, int h, int rx, int ry, int black, int sat,
     unsigned long long* __restrict__ stats) {
     __shared__ unsigned long long red[4][AWB_THREADS / 32];

@@ -63,7 +63,7 @@ TENSOR = TensorSpec(640, 640)  # a YOLO-sized input: 3840x2160 -> 640x360 letter
 MAIN_SWEEP = [(8, 4, 0), (16, 4, 0), (4, 3, 0), (4, 5, 0), (8, 5, 0), (4, 4, 1), (8, 4, 1)]
 SWEEP: list[dict[str, int]] = [
     {"ISP_STRIP": s, "ISP_MIN_BLOCKS": b, "ISP_DIRECT_STORE": d} for s, b, d in MAIN_SWEEP
-] + [{"AWB_ROWS": r} for r in (2, 8)]
+] + [{"AWB_ROWS": r} for r in (2, 3, 8)]  # 3: all 6 loads before the first use
 
 
 def kernel_resources(module: Any, name: str, block: tuple[int, ...]) -> str:

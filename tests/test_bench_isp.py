@@ -29,7 +29,7 @@ def test_kernel_table_runs_on_emu(tmp_path):
     assert sum("strip" in n for n in names) == 9  # the schedule sweep: 7 isp_main, 2 with NV12
     assert sum("5 blocks/SM" in n or "5/SM" in n for n in names) == 3
     assert sum("direct]" in n for n in names) == 4
-    assert sum("cell rows/thread" in n for n in names) == 2
+    assert sum("cell rows/thread" in n for n in names) == 3
     for r in table["rows"]:
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])
         assert r["floor_ms"] > 0 and r["bytes"] > 0

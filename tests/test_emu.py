@@ -507,7 +507,7 @@ def test_integer_intrinsics(kernel_backend, rng):
     b.load(FEATURES).kernel("int_intrinsics")(blocks_for(n, 128), 128, args)
     got = b.to_host(out).reshape(n, 5).astype(np.uint64)
     xs, ys = x.astype(np.uint64), y.astype(np.uint64)
-    want_perm = [_byte_perm(int(a), int(c), int(s)) for a, c, s in zip(xs, ys, sel)]
+    want_perm = [_byte_perm(int(a), int(c), int(s)) for a, c, s in zip(xs, ys, sel, strict=True)]
     np.testing.assert_array_equal(got[:, 0], want_perm)
     np.testing.assert_array_equal(got[:, 1], [int(f"{int(v):032b}"[::-1], 2) for v in xs])
     np.testing.assert_array_equal(got[:, 2], [bin(int(v)).count("1") for v in xs])

@@ -359,6 +359,7 @@ def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
         {"ISP_DIRECT_STORE": 1},
         {"ISP_DIRECT_STORE": 1, "ISP_STRIP": 3},
         {"AWB_ROWS": 1},
+        {"AWB_ROWS": 3},
         {"AWB_ROWS": 16},
     ],
 )
