@@ -190,6 +190,21 @@ def test_tensor_against_float64(kernel_backend, rng, spec):
         )
 
 
+def test_bilinear_tensor_of_larger_frames_against_float64(kernel_backend, rng):
+    """Source coordinates of a few hundred pixels: the weights must not lose float32 bits in
+    the coordinate's product (they had, up to 5e-5 of the range at 448x216 -> 195x155)."""
+    cases = [((448, 216), (195, 155))]
+    for _ in range(2):
+        frame = (2 * int(rng.integers(150, 500)), 2 * int(rng.integers(100, 300)))
+        cases.append((frame, (int(rng.integers(30, 250)), int(rng.integers(30, 250)))))
+    for (w, h), (tw, th) in cases:
+        spec = TensorSpec(tw, th, resize="bilinear")
+        raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)  # neighbours far apart
+        out = IspPipeline(IspParams(tensor=spec), kernel_backend).process(raw)
+        want = ref.make_tensor(out.rgb8, spec, np.float64)
+        np.testing.assert_allclose(out.tensor, want, atol=1e-6, rtol=0, err_msg=f"{w}x{h} {spec}")
+
+
 def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
     """The kernel's own float -> half conversion, bit for bit against NumPy's, on the very
     float32 values the kernel converts (its float32 output): normal, subnormal, overflow."""
