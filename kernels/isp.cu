@@ -1154,11 +1154,13 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
     const unsigned char* base = rgb + (3ll * fx0) / (4 * U) * (4 * U);  // the first unit
     const int row_bytes = 3 * w;
     const int stride = 4 * U * units;
-    // item / units as a multiply-high by a reciprocal (exact: item * units < 2^32 here), not
-    // the generic signed division (about 25 instructions an item).
-    const unsigned int inv_units = 0xFFFFFFFFu / (unsigned int)units + 1u;
+    // item / units as a multiply-high by the rounded-up reciprocal 2^32 / units (exact while
+    // item * units < 2^32, as here), not the generic signed division (about 25 instructions an
+    // item). One unit (an extreme upscale) has no 32-bit reciprocal: the item is the row.
+    const unsigned int inv_units = units > 1 ? 0xFFFFFFFFu / (unsigned int)units + 1u : 0u;
     for (int item = tid; item < (i1 - i0) * units; item += TEN_BX * TEN_BY) {
-        const int i = (int)__umulhi((unsigned int)item, inv_units), j = item - i * units;
+        const int i = units > 1 ? (int)__umulhi((unsigned int)item, inv_units) : item;
+        const int j = item - i * units;
         const int cy = by0 + i0 + i;
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);

@@ -358,6 +358,8 @@ def test_custom_tone_lut_size_is_checked(size):
         ((198, 150), TensorSpec(40, 36, resize="area")),  # width not a multiple of 4: direct
         ((64, 40), TensorSpec(150, 90)),  # upscaling: a footprint of one or two pixels
         ((520, 1040), TensorSpec(8, 4)),  # 260 whole rows: more than 16-bit byte sums hold
+        ((8, 8), TensorSpec(512, 512)),  # 64x upscale: a block's footprint one 8-byte unit
+        ((4, 6), TensorSpec(300, 200)),  # the same in 4-byte units
     ],
 )
 def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
