@@ -205,6 +205,35 @@ def test_bilinear_tensor_of_larger_frames_against_float64(kernel_backend, rng):
         np.testing.assert_allclose(out.tensor, want, atol=1e-6, rtol=0, err_msg=f"{w}x{h} {spec}")
 
 
+def test_tensor_of_random_geometry_against_float64(kernel_backend, rng):
+    """Fresh geometry each run: extreme upscales (a block's footprint one unit wide), extreme
+    downscales (footprints of hundreds of rows), anything between; both resamplers, letterbox
+    or stretch. (A reciprocal division without its one-unit guard passed every fixed shape.)"""
+    for kind in (0, 0, 0, 1, 1, 2, 2, 2):
+        if kind == 0:  # a tiny frame, a large tensor
+            w, h = 2 * int(rng.integers(2, 12)), 2 * int(rng.integers(2, 12))
+            tw, th = int(rng.integers(50, 600)), int(rng.integers(50, 600))
+        elif kind == 1:  # a large frame, a tiny tensor
+            w, h = 2 * int(rng.integers(100, 800)), 2 * int(rng.integers(50, 500))
+            tw, th = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+        else:
+            w, h = 2 * int(rng.integers(2, 400)), 2 * int(rng.integers(2, 300))
+            tw, th = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        spec = TensorSpec(
+            tw,
+            th,
+            resize=str(rng.choice(["area", "bilinear"])),
+            letterbox=bool(rng.random() < 0.8),
+            channel_order=str(rng.choice(["RGB", "BGR"])),
+        )
+        raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)
+        out = IspPipeline(IspParams(tensor=spec), kernel_backend).process(raw)
+        want = ref.make_tensor(out.rgb8, spec, np.float64)
+        np.testing.assert_allclose(
+            out.tensor, want, atol=2e-5, rtol=2e-3, err_msg=f"{w}x{h} -> {spec}"
+        )
+
+
 def test_float16_tensor_rounds_like_numpy(kernel_backend, rng):
     """The kernel's own float -> half conversion, bit for bit against NumPy's, on the very
     float32 values the kernel converts (its float32 output): normal, subnormal, overflow."""
