@@ -56,6 +56,9 @@ from gputrack.sensor.synthetic import SyntheticWorld  # noqa: E402
 # times an H100's or H200's L2 (50 / 60 MB), so each launch reads and writes DRAM.
 RING_GPU = 8
 TENSOR = TensorSpec(640, 640)  # a YOLO-sized input: 3840x2160 -> 640x360 letterboxed
+# FastestDet's input, as the deadline benchmark makes it: 3840x2160 -> 352x198, a fractional
+# scale (10.9), where a footprint's end rows are partial.
+TENSOR_DET = TensorSpec(352, 352)
 
 # --sweep: isp_main's (strip, blocks per SM, direct stores), then isp_awb_stats' cell rows.
 # Strip 2 and 2 blocks per SM lost clearly at 0a2f719. 5 blocks per SM (48 registers) spilled
@@ -209,7 +212,6 @@ def bench_device(
     isp.process(dev_raw, download=False, stream=stream)
     rgb8 = isp._buffers["rgb8"]
     stats = be.full((AWB_WORDS,), 0, np.uint64)
-    cw, ch, padx, pady = TENSOR.geometry(w, h)
     tensor = be.empty((1, 3, TENSOR.height, TENSOR.width), np.float32)
     tcfg = be.to_device(np.array([0, 0, 0, 1 / 255, 1 / 255, 1 / 255, 114, 0], np.float32))
     sensor = model.SensorModel(model.SensorParams(isp=params, noise=True), be)
@@ -235,20 +237,26 @@ def bench_device(
         frames = [make() for _ in range(ring)]
         return [t / ring for t in timed(lambda: [f() for f in frames])]
 
-    def tensor_pass(src: Any = rgb8, out: Any = tensor) -> None:
-        tgrid = (-(-TENSOR.width // TENSOR_BLOCK[0]), -(-TENSOR.height // TENSOR_BLOCK[1]))
+    def tensor_pass(src: Any = rgb8, out: Any = tensor, spec: TensorSpec = TENSOR) -> None:
+        cw, ch, padx, pady = spec.geometry(w, h)
+        tgrid = (-(-spec.width // TENSOR_BLOCK[0]), -(-spec.height // TENSOR_BLOCK[1]))
         mod.kernel("isp_tensor")(tgrid, TENSOR_BLOCK, (src, i32(w), i32(h), tcfg,
-                                 i32(TENSOR.width), i32(TENSOR.height), i32(cw), i32(ch),
+                                 i32(spec.width), i32(spec.height), i32(cw), i32(ch),
                                  i32(padx), i32(pady), i32(0), i32(0), out, None),
                                  stream=stream)  # fmt: skip
 
     host_rgb8 = be.to_host(rgb8)
 
-    def tensor_frame() -> Any:  # a frame of the ring: its own image and tensor
-        src, out = be.to_device(host_rgb8), be.empty(tuple(tensor.shape), np.float32)
-        return lambda: tensor_pass(src, out)
+    def tensor_frame(spec: TensorSpec = TENSOR) -> Any:
+        def make() -> Any:  # a frame of the ring: its own image and tensor
+            src = be.to_device(host_rgb8)
+            out = be.empty((1, 3, spec.height, spec.width), np.float32)
+            return lambda: tensor_pass(src, out, spec)
+
+        return make
 
     tensor_out = 3 * 4 * TENSOR.width * TENSOR.height
+    det_out = be.empty((1, 3, TENSOR_DET.height, TENSOR_DET.width), np.float32)
     cases = [  # (row, one launch, bytes it must move, a ring frame's maker or None)
         ("isp_awb_stats", awb, 2 * px, awb_frame),
         ("isp_main -> RGB8", lambda: isp.process(dev_raw, download=False, stream=stream),
@@ -259,7 +267,10 @@ def bench_device(
         ("isp_main_dir -> RGB8 (directional)", lambda: isp_dir.process(dev_raw, download=False,
                                                                         stream=stream),
          2 * px + 3 * px, isp_frame(isp_dir.params)),
-        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out, tensor_frame),
+        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out, tensor_frame()),
+        ("isp_tensor 352x352 area (fractional scale)",
+         lambda: tensor_pass(rgb8, det_out, TENSOR_DET),
+         3 * px + 3 * 4 * TENSOR_DET.width * TENSOR_DET.height, tensor_frame(TENSOR_DET)),
         ("whole ISP: AWB + main (RGB8+NV12) + tensor",
          lambda: isp_all.process(dev_raw, download=False, stream=stream),
          2 * px + 2 * px + 4.5 * px + 3 * px + tensor_out, isp_frame(isp_all.params)),

@@ -24,7 +24,8 @@ def test_kernel_table_runs_on_emu(tmp_path):
     table = res["gpu"]
     assert table["backend"] == "emu" and table["copy_bandwidth_gbs"] > 0
     names = [r["what"] for r in table["rows"]]
-    for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor", "sensor"):
+    for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor 640",
+                   "isp_tensor 352", "sensor"):
         assert any(kernel in n for n in names), kernel
     assert sum("strip" in n for n in names) == 9  # the schedule sweep: 7 isp_main, 2 with NV12
     assert sum("5 blocks/SM" in n or "5/SM" in n for n in names) == 3
@@ -35,8 +36,8 @@ def test_kernel_table_runs_on_emu(tmp_path):
         assert r["floor_ms"] > 0 and r["bytes"] > 0
     # The ISP's rows are timed in a ring of frames as well (per launch).
     ringed = [r["what"] for r in table["rows"] if "ring_ms" in r]
-    assert ringed == names[:6] and table["ring_frames"] == 2
-    for r in table["rows"][:6]:
+    assert ringed == names[:7] and table["ring_frames"] == 2
+    for r in table["rows"][:7]:
         assert len(r["ring_ms"]) == 2 and all(v > 0 for v in r["ring_ms"])
         assert "; ring " in res["summary"][f"gpu {r['what']}"]
     assert res["cpu"] and res["summary"]["cpu ISP -> RGB8"].endswith(" ms")
