@@ -1068,8 +1068,8 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS, AWB_MIN_BLOCKS) isp_aw
 #define TEN_BX 32
 #define TEN_BY 8
 #define TEN_VS 6144  // floats of vertical sums (24 KB)
-#define TEN_BATCH 6  // footprint rows loaded at once (8 needed 64 registers: 4 blocks/SM)
-#define TEN_MIN_BLOCKS 5  // blocks per multiprocessor: 48 registers, no spills
+#define TEN_BATCH 6  // footprint rows loaded at once (one batch for a 6x downscale)
+#define TEN_MIN_BLOCKS 4  // per SM: 64 registers (at 48, 5 per SM, nvcc's build spilled)
 
 // Area average of content pixel (cx, cy) read straight from the image.
 __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
@@ -1164,40 +1164,21 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
         const int cy = by0 + i0 + i;
         const float ya = cy * sy, yb = (cy + 1) * sy;
         const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-        // The rows wholly inside the footprint [ya, yb) weigh 1: [in0, in1), summed as bytes,
-        // two per 32-bit add in 16-bit lanes (bytes 0 and 2, bytes 1 and 3; up to 257 rows),
-        // converted once: 1.5 instructions per byte and row against 4 with a weight each. At
-        // most one partial row at each end (iy0 below in0, iy1 - 1 from in1 on) takes the
-        // float path; at an integer scale such as 4K -> 640 there is none, at 4K -> 352 two of
-        // every 11 rows.
-        const int in0 = (int)ceilf(ya), in1 = gt_imax(gt_imin((int)floorf(yb), h), in0);
+        // Every footprint row is summed as bytes at weight 1, two per 32-bit add in 16-bit lanes
+        // (bytes 0 and 2, bytes 1 and 3; up to 257 rows), converted once: 1.5 instructions per
+        // byte and row against 4 with a weight each. Then the partial row at each end, if any
+        // (at an integer scale such as 4K -> 640 none; at 4K -> 352 two of every 11 rows),
+        // gives back what it weighs less than 1, read again (from L1: this thread just read
+        // it). Holding those rows through the sums instead took 4 more registers: spills.
         const unsigned char* col = base + 4 * U * j;  // row 0 of this unit column
         float acc[4 * U];
-#pragma unroll
-        for (int k = 0; k < 4 * U; ++k) acc[k] = 0.0f;
-        if (in1 - in0 <= 257) {
-            // The partial rows' loads first, so that they are in flight with the others.
-            TenUnit<U> edge[2];
-            float w_edge[2] = {0.0f, 0.0f};
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int y = e == 0 ? iy0 : iy1 - 1;
-                const bool partial = e == 0 ? iy0 < in0 : iy1 > in1;
-#pragma unroll
-                for (int q = 0; q < U; ++q) edge[e].w[q] = 0u;
-                if (partial) {
-                    const float fy = (float)y;
-                    w_edge[e] = fminf(fy + 1.0f, yb) - fmaxf(fy, ya);
-                    edge[e] = tensor_ldg<U>(
-                        reinterpret_cast<unsigned long long>(col + (long long)y * row_bytes));
-                }
-            }
+        if (iy1 - iy0 <= 257) {
             unsigned int even[U], odd[U];
 #pragma unroll
             for (int q = 0; q < U; ++q) even[q] = odd[q] = 0u;
-            for (int y = in0; y < in1; y += TEN_BATCH) {
+            for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
-                tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, in1 - y);
+                tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, iy1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
 #pragma unroll
@@ -1214,19 +1195,28 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                 acc[4 * q + 2] = gt_u2f(even[q] >> 16);
                 acc[4 * q + 3] = gt_u2f(odd[q] >> 16);
             }
+            // Rows iy0 and iy1 - 1 (one row, or two): 1 - their weight, 0 for a whole row.
+            const float fy0 = (float)iy0, fy1 = (float)(iy1 - 1);
+            const float short0 = 1.0f - (fminf(fy0 + 1.0f, yb) - fmaxf(fy0, ya));
+            const float short1 = iy1 - 1 > iy0 ? 1.0f - (fminf(fy1 + 1.0f, yb) - fmaxf(fy1, ya))
+                                               : 0.0f;
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                if (w_edge[e] == 0.0f) continue;  // no partial row (none at an integer scale)
+                const float cut = e == 0 ? short0 : short1;
+                if (cut == 0.0f) continue;  // a whole row
+                const TenUnit<U> r = tensor_ldg<U>(reinterpret_cast<unsigned long long>(
+                    col + (long long)(e == 0 ? iy0 : iy1 - 1) * row_bytes));
 #pragma unroll
                 for (int q = 0; q < U; ++q) {
-                    const unsigned int x = edge[e].w[q];
 #pragma unroll
                     for (int k = 0; k < 4; ++k)
                         acc[4 * q + k] =
-                            fmaf(w_edge[e], gt_u2f((x >> (8 * k)) & 0xffu), acc[4 * q + k]);
+                            fmaf(-cut, gt_u2f((r.w[q] >> (8 * k)) & 0xffu), acc[4 * q + k]);
                 }
             }
-        } else {  // more whole rows than 16-bit lanes hold: every row through the float path
+        } else {  // more rows than 16-bit lanes hold: every row through the float path
+#pragma unroll
+            for (int k = 0; k < 4 * U; ++k) acc[k] = 0.0f;
             for (int y = iy0; y < iy1; y += TEN_BATCH) {
                 TenUnit<U> v[TEN_BATCH];
                 tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, iy1 - y);
