@@ -1071,20 +1071,33 @@ extern "C" __global__ void __launch_bounds__(AWB_THREADS, AWB_MIN_BLOCKS) isp_aw
 #define TEN_BATCH 6  // footprint rows loaded at once (one batch for a 6x downscale)
 #define TEN_MIN_BLOCKS 4  // per SM: 64 registers (at 48, 5 per SM, nvcc's build spilled)
 
-// Area average of content pixel (cx, cy) read straight from the image.
+// The area footprint of output pixel c along one axis (n_in input pixels, n_out output ones),
+// in exact integers, in units of 1/n_out of an input pixel: [a, b) = [c n_in, (c + 1) n_in),
+// input pixels i0 .. i1 - 1; pixel i weighs min((i + 1) n_out, b) - max(i n_out, a), n_out when
+// whole, and a footprint n_in in all. Float coordinates (c * n_in / n_out) had lost up to 6e-5
+// of the tensor's range at extreme upscales, where a footprint is a sliver of a pixel and its
+// weights differences of nearby coordinates. n_in * n_out < 2^31 (pipeline.py checks).
+struct alignas(16) TenSpan {
+    int a, b, i0, i1;
+};
+__device__ __forceinline__ TenSpan tensor_span(int c, int n_in, int n_out) {
+    const int a = c * n_in, b = a + n_in;
+    return TenSpan{a, b, a / n_out, (b + n_out - 1) / n_out};
+}
+__device__ __forceinline__ int tensor_weight(const TenSpan& s, int i, int n_out) {
+    return gt_imin((i + 1) * n_out, s.b) - gt_imax(i * n_out, s.a);
+}
+
+// Area sum of a content pixel (spans sx, sy) read straight from the image, in units of
+// 1 / (cw ch) (the caller divides by w h).
 __device__ __forceinline__ void tensor_area_direct(const unsigned char* __restrict__ rgb, int w,
-                                                   int h, float sx, float sy, int cx, int cy,
-                                                   float (&acc)[3]) {
-    const float xa = cx * sx, xb = (cx + 1) * sx, ya = cy * sy, yb = (cy + 1) * sy;
-    const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
-    const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-    for (int iy = iy0; iy < iy1; ++iy) {
-        const float wy = fminf((float)(iy + 1), yb) - fmaxf((float)iy, ya);
-        if (wy <= 0.0f) continue;
+                                                   int cw, int ch, const TenSpan& sx,
+                                                   const TenSpan& sy, float (&acc)[3]) {
+    for (int iy = sy.i0; iy < sy.i1; ++iy) {
+        const float wy = (float)tensor_weight(sy, iy, ch);
         float row[3] = {0.0f, 0.0f, 0.0f};
-        for (int ix = ix0; ix < ix1; ++ix) {
-            const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-            if (wx <= 0.0f) continue;
+        for (int ix = sx.i0; ix < sx.i1; ++ix) {
+            const float wx = (float)tensor_weight(sx, ix, cw);
             const unsigned char* p = rgb + ((long long)iy * w + ix) * 3;
             row[0] += wx * (float)p[0];
             row[1] += wx * (float)p[1];
@@ -1141,16 +1154,17 @@ __device__ __forceinline__ void tensor_load_rows(TenUnit<U> (&v)[TEN_BATCH],
     }
 }
 
-// Step 1 for tensor rows by0 + i0 .. by0 + i1 - 1: vs[(i - i0) * 4 U units + b] = sum over the
-// footprint rows of tensor row i of wy * byte b of the footprint columns, counted from the
-// unit at or before byte 3 fx0 of each row (the same in every row: 3 w % (4 U) == 0). A thread
-// per unit and tensor row; 8-byte units (U = 2) halve the weight and address arithmetic per
-// byte, which bounds this step once its loads are in flight.
+// Step 1 for the block's content rows i0 .. i1 - 1 (span_y[i] their footprints): vs[(i - i0)
+// * 4 U units + b] = sum over the footprint rows of tensor row i of their weight (units of
+// 1/ch) * byte b of the footprint columns, counted from the unit at or before byte 3 fx0 of
+// each row (the same in every row: 3 w % (4 U) == 0). A thread per unit and tensor row; 8-byte
+// units (U = 2) halve the address arithmetic per byte, which bounds this step once its loads
+// are in flight. Every sum is an exact integer in float.
 template <int U>
 __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                                                      const unsigned char* __restrict__ rgb, int w,
-                                                     int h, float sy, int fx0, int units,
-                                                     int by0, int i0, int i1, int tid) {
+                                                     int ch, const TenSpan* span_y, int fx0,
+                                                     int units, int i0, int i1, int tid) {
     const unsigned char* base = rgb + (3ll * fx0) / (4 * U) * (4 * U);  // the first unit
     const int row_bytes = 3 * w;
     const int stride = 4 * U * units;
@@ -1161,15 +1175,14 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
     for (int item = tid; item < (i1 - i0) * units; item += TEN_BX * TEN_BY) {
         const int i = units > 1 ? (int)__umulhi((unsigned int)item, inv_units) : item;
         const int j = item - i * units;
-        const int cy = by0 + i0 + i;
-        const float ya = cy * sy, yb = (cy + 1) * sy;
-        const int iy0 = (int)floorf(ya), iy1 = gt_imin((int)ceilf(yb), h);
-        // Every footprint row is summed as bytes at weight 1, two per 32-bit add in 16-bit lanes
-        // (bytes 0 and 2, bytes 1 and 3; up to 257 rows), converted once: 1.5 instructions per
-        // byte and row against 4 with a weight each. Then the partial row at each end, if any
-        // (at an integer scale such as 4K -> 640 none; at 4K -> 352 two of every 11 rows),
-        // gives back what it weighs less than 1, read again (from L1: this thread just read
-        // it). Holding those rows through the sums instead took 4 more registers: spills.
+        const TenSpan sy = span_y[i0 + i];
+        const int iy0 = sy.i0, iy1 = sy.i1;
+        // Every footprint row is summed as bytes at the weight of a whole row, two per 32-bit
+        // add in 16-bit lanes (bytes 0 and 2, bytes 1 and 3; up to 257 rows), converted once:
+        // 1.5 instructions per byte and row against 4 with a weight each. Then the partial row
+        // at each end, if any (at an integer scale such as 4K -> 640 none; at 4K -> 352 two of
+        // every 11 rows), gives back what it weighs less, read again (from L1: this thread just
+        // read it). Holding those rows through the sums instead took 4 more registers: spills.
         const unsigned char* col = base + 4 * U * j;  // row 0 of this unit column
         float acc[4 * U];
         if (iy1 - iy0 <= 257) {
@@ -1188,21 +1201,20 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                     }
                 }
             }
+            const float whole = (float)ch;  // a whole row's weight
 #pragma unroll
             for (int q = 0; q < U; ++q) {
-                acc[4 * q + 0] = gt_u2f(even[q] & 0xffffu);
-                acc[4 * q + 1] = gt_u2f(odd[q] & 0xffffu);
-                acc[4 * q + 2] = gt_u2f(even[q] >> 16);
-                acc[4 * q + 3] = gt_u2f(odd[q] >> 16);
+                acc[4 * q + 0] = whole * gt_u2f(even[q] & 0xffffu);
+                acc[4 * q + 1] = whole * gt_u2f(odd[q] & 0xffffu);
+                acc[4 * q + 2] = whole * gt_u2f(even[q] >> 16);
+                acc[4 * q + 3] = whole * gt_u2f(odd[q] >> 16);
             }
-            // Rows iy0 and iy1 - 1 (one row, or two): 1 - their weight, 0 for a whole row.
-            const float fy0 = (float)iy0, fy1 = (float)(iy1 - 1);
-            const float short0 = 1.0f - (fminf(fy0 + 1.0f, yb) - fmaxf(fy0, ya));
-            const float short1 = iy1 - 1 > iy0 ? 1.0f - (fminf(fy1 + 1.0f, yb) - fmaxf(fy1, ya))
-                                               : 0.0f;
+            // Rows iy0 and iy1 - 1 (one row, or two): what they weigh less than a whole row.
+            const int short0 = ch - tensor_weight(sy, iy0, ch);
+            const int short1 = iy1 - 1 > iy0 ? ch - tensor_weight(sy, iy1 - 1, ch) : 0;
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                const float cut = e == 0 ? short0 : short1;
+                const float cut = (float)(e == 0 ? short0 : short1);
                 if (cut == 0.0f) continue;  // a whole row
                 const TenUnit<U> r = tensor_ldg<U>(reinterpret_cast<unsigned long long>(
                     col + (long long)(e == 0 ? iy0 : iy1 - 1) * row_bytes));
@@ -1222,8 +1234,7 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                 tensor_load_rows(v, col + (long long)y * row_bytes, row_bytes, iy1 - y);
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
-                    const float iy = (float)(y + t);
-                    const float wy = fmaxf(fminf(iy + 1.0f, yb) - fmaxf(iy, ya), 0.0f);
+                    const float wy = y + t < iy1 ? (float)tensor_weight(sy, y + t, ch) : 0.0f;
 #pragma unroll
                     for (int q = 0; q < U; ++q) {
                         const unsigned int x = v[t].w[q];
@@ -1242,39 +1253,41 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
     }
 }
 
-// Area average of content pixel (cx, cy) through shared memory in U-word units (steps 1 and
-// 2), passes of as many of the block's tensor rows as TEN_VS holds. False (nothing done) when
-// one tensor row's footprint does not fit: the caller reads directly then.
+// Area sum (units of 1 / (cw ch)) of content pixel sx (its column span) of block row
+// `row` (or none: row < 0) through shared memory in U-word units (steps 1 and 2), in passes of
+// as many of the block's nrows tensor rows as TEN_VS holds. False (nothing done) when one
+// tensor row's footprint does not fit: the caller reads directly then.
 template <int U>
 __device__ __forceinline__ bool tensor_area_staged(float* __restrict__ vs,
                                                    const unsigned char* __restrict__ rgb, int w,
-                                                   int h, float sx, float sy, int fx0, int fx1,
-                                                   int by0, int by1, int cx, int cy,
-                                                   bool content, int tid, float (&acc)[3]) {
+                                                   int cw, int ch, const TenSpan* span_y,
+                                                   int nrows, int fx0, int fx1, const TenSpan& sx,
+                                                   int row, int tid, float (&acc)[3]) {
     const int off = (3 * fx0) % (4 * U);  // byte 3 fx0 within its unit
     const int units = (off + 3 * (fx1 - fx0) + 4 * U - 1) / (4 * U);
     const int rows_per_pass = TEN_VS / (4 * U * units);
     if (rows_per_pass == 0) return false;
-    const float xa = cx * sx, xb = (cx + 1) * sx;
-    const int ix0 = (int)floorf(xa), ix1 = gt_imin((int)ceilf(xb), w);
-    for (int i0 = 0; i0 < by1 - by0; i0 += rows_per_pass) {
-        const int i1 = gt_imin(by1 - by0, i0 + rows_per_pass);
-        tensor_area_vertical<U>(vs, rgb, w, h, sy, fx0, units, by0, i0, i1, tid);
+    // Whole pixels (an integer scale, as 4K -> 640): every column weighs cw, added once.
+    const bool whole = sx.i0 * cw == sx.a && sx.i1 * cw == sx.b;
+    for (int i0 = 0; i0 < nrows; i0 += rows_per_pass) {
+        const int i1 = gt_imin(nrows, i0 + rows_per_pass);
+        tensor_area_vertical<U>(vs, rgb, w, ch, span_y, fx0, units, i0, i1, tid);
         __syncthreads();
-        const int i = cy - by0;  // this thread's tensor row within the block
-        if (content && i >= i0 && i < i1) {
-            const float* vrow = vs + (i - i0) * (4 * U * units) + off;
-            if (xa == floorf(xa) && xb == floorf(xb)) {  // whole pixels (4K -> 640): weights 1
-                for (int ix = ix0; ix < ix1; ++ix) {
+        if (row >= i0 && row < i1) {
+            const float* vrow = vs + (row - i0) * (4 * U * units) + off;
+            if (whole) {
+                float sum[3] = {0.0f, 0.0f, 0.0f};
+                for (int ix = sx.i0; ix < sx.i1; ++ix) {
                     const float* p = vrow + 3 * (ix - fx0);
-                    acc[0] += p[0];
-                    acc[1] += p[1];
-                    acc[2] += p[2];
+                    sum[0] += p[0];
+                    sum[1] += p[1];
+                    sum[2] += p[2];
                 }
+#pragma unroll
+                for (int c = 0; c < 3; ++c) acc[c] += (float)cw * sum[c];
             } else {
-                for (int ix = ix0; ix < ix1; ++ix) {
-                    const float wx = fminf((float)(ix + 1), xb) - fmaxf((float)ix, xa);
-                    if (wx <= 0.0f) continue;
+                for (int ix = sx.i0; ix < sx.i1; ++ix) {
+                    const float wx = (float)tensor_weight(sx, ix, cw);
                     const float* p = vrow + 3 * (ix - fx0);
                     acc[0] += wx * p[0];
                     acc[1] += wx * p[1];
@@ -1304,6 +1317,7 @@ extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY, TEN_MIN_BLOCKS) is
     int out_w, int out_h, int cw, int ch, int pad_x, int pad_y, int method, int bgr,
     float* __restrict__ out32, unsigned short* __restrict__ out16) {
     __shared__ gt_f32x4 vs4[TEN_VS / 4];  // 16-byte aligned
+    __shared__ TenSpan span_x[TEN_BX], span_y[TEN_BY];  // of the block's content cols, rows
     float* vs = reinterpret_cast<float*>(vs4);
     const int tid = threadIdx.y * TEN_BX + threadIdx.x;
     const int ox = blockIdx.x * TEN_BX + threadIdx.x;
@@ -1311,7 +1325,6 @@ extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY, TEN_MIN_BLOCKS) is
     const int cx = ox - pad_x, cy = oy - pad_y;
     const bool inside = ox < out_w && oy < out_h;
     const bool content = inside && cx >= 0 && cy >= 0 && cx < cw && cy < ch;
-    const float sx = (float)w / (float)cw, sy = (float)h / (float)ch;
     float acc[3] = {0.0f, 0.0f, 0.0f};
 
     if (method == 0) {  // area
@@ -1321,20 +1334,28 @@ extern "C" __global__ void __launch_bounds__(TEN_BX * TEN_BY, TEN_MIN_BLOCKS) is
         const int by0 = gt_imax((int)(blockIdx.y * TEN_BY) - pad_y, 0);
         const int by1 = gt_imin((int)(blockIdx.y * TEN_BY) + TEN_BY - pad_y, ch);
         if (bx0 < bx1 && by0 < by1) {  // uniform: the block has content
-            const int fx0 = (int)floorf(bx0 * sx), fx1 = gt_imin((int)ceilf(bx1 * sx), w);
+            // The footprints of the block's content columns and rows, once per block.
+            const int nrows = by1 - by0, ncols = bx1 - bx0;
+            if (tid < nrows) span_y[tid] = tensor_span(by0 + tid, h, ch);
+            const int col = tid - 32;  // the second warp does the columns
+            if (col >= 0 && col < ncols) span_x[col] = tensor_span(bx0 + col, w, cw);
+            __syncthreads();
+            const int fx0 = span_x[0].i0, fx1 = span_x[ncols - 1].i1;
+            const TenSpan sx = span_x[gt_imin(gt_imax(cx - bx0, 0), ncols - 1)];
+            const int row = content ? cy - by0 : -1;
             // 8-byte units where every row starts 8-byte aligned, else 4-byte ones, else (or
             // when a footprint row is wider than TEN_VS) direct reads. Uniform per block.
             bool staged = false;
             if ((w & 7) == 0)
-                staged = tensor_area_staged<2>(vs, rgb, w, h, sx, sy, fx0, fx1, by0, by1, cx, cy,
-                                               content, tid, acc);
+                staged = tensor_area_staged<2>(vs, rgb, w, cw, ch, span_y, nrows, fx0, fx1, sx,
+                                               row, tid, acc);
             else if ((w & 3) == 0)
-                staged = tensor_area_staged<1>(vs, rgb, w, h, sx, sy, fx0, fx1, by0, by1, cx, cy,
-                                               content, tid, acc);
-            if (!staged && content) tensor_area_direct(rgb, w, h, sx, sy, cx, cy, acc);
+                staged = tensor_area_staged<1>(vs, rgb, w, cw, ch, span_y, nrows, fx0, fx1, sx,
+                                               row, tid, acc);
+            if (!staged && content) tensor_area_direct(rgb, w, cw, ch, sx, span_y[row], acc);
         }
-        if (content) {
-            const float norm = 1.0f / (sx * sy);
+        if (content) {  // the sums are in units of 1 / (cw ch), a footprint weighs w h
+            const float norm = 1.0f / ((float)w * (float)h);
 #pragma unroll
             for (int c = 0; c < 3; ++c) acc[c] *= norm;
         }

@@ -261,6 +261,11 @@ class IspPipeline:
         if p.tensor is not None:
             t = p.tensor
             cw, ch, px, py = t.geometry(w, h)
+            if max(w * cw, h * ch) >= 2**31:  # isp.cu's exact area footprints are 32-bit
+                raise GputrackError(
+                    f"tensor {t.width}x{t.height} from a {w}x{h} frame: frame size times "
+                    "content size must stay below 2^31 on each axis"
+                )
             half = t.dtype == "float16"
             shape = (1, 3, t.height, t.width)
             out32 = None if half else self._buffer("tensor32", shape, np.float32)
