@@ -1159,7 +1159,7 @@ __device__ __forceinline__ void tensor_load_rows(TenUnit<U> (&v)[TEN_BATCH],
 // 1/ch) * byte b of the footprint columns, counted from the unit at or before byte 3 fx0 of
 // each row (the same in every row: 3 w % (4 U) == 0). A thread per unit and tensor row; 8-byte
 // units (U = 2) halve the address arithmetic per byte, which bounds this step once its loads
-// are in flight. Every sum is an exact integer in float.
+// are in flight. Every sum is an integer, exact in float (below 2^24: ch 255 (rows + 2) is).
 template <int U>
 __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                                                      const unsigned char* __restrict__ rgb, int w,
