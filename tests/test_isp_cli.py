@@ -139,3 +139,52 @@ def test_unknown_pattern_demosaic_and_output_are_errors(capsys, tmp_path, image_
     odd_raw = tmp_path / "x.raw"
     np.zeros(63 * 48, "<u2").tofile(odd_raw)
     assert "odd" in _error(capsys, ["isp", str(odd_raw), "--out", out, "--size", "63x48"])
+
+
+def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
+    """--ccm and --tone reach the ISP (and, for an RGB input, the sensor model's inverse of it:
+    the round trip stays as good), --json says which were used, bad values are one line."""
+    src, _ = image_png
+    out = tmp_path / "out.npy"
+    base = ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json"]
+    default = _run_json(capsys, base)
+    default_img = np.load(out)
+    ccm = "1.5,-0.3,-0.2,-0.2,1.4,-0.2,0,-0.5,1.5"
+    custom = _run_json(capsys, [*base, "--ccm", ccm, "--tone", "gamma2.2"])
+    custom_img = np.load(out)
+    assert default["tone"] == "srgb" and custom["tone"] == "gamma2.2"
+    assert np.allclose(custom["ccm"], np.array(ccm.split(","), float).reshape(3, 3))
+    assert custom["cpsnr_db"] > 18 and abs(custom["cpsnr_db"] - default["cpsnr_db"]) < 6
+    assert np.abs(custom_img - default_img).max() > 0.01  # the RAW frame and ISP changed
+    plain = _run_json(capsys, [*base, "--ccm", "identity", "--tone", "linear"])
+    assert plain["ccm"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    # A RAW input takes them too: the same RAW frame through two matrices.
+    raw = tmp_path / "frame.npy"
+    np.save(raw, np.random.default_rng(1).integers(0, 4096, (32, 48)).astype(np.uint16))
+    outs = []
+    for m in ("identity", ccm):
+        _run_json(capsys, ["isp", str(raw), "--out", str(out), "--backend", "cpu", "--json",
+                           "--bit-depth", "12", "--ccm", m])  # fmt: skip
+        outs.append(np.load(out))
+    assert np.abs(outs[0] - outs[1]).max() > 0.01
+
+
+@pytest.mark.parametrize(
+    "extra, code, needle",
+    [
+        (["--ccm", "1,2,3"], 2, "give 'identity' or 9 numbers"),
+        (["--ccm", "1,0,0,0,1,0,0,0,nan"], 2, "give 'identity' or 9 numbers"),
+        (["--tone", "gamma0"], 2, "gamma must be positive"),
+        (["--tone", "film"], 2, "unknown (srgb, linear, gammaX)"),
+        (["--ccm", "1,0,0,1,0,0,0,0,1"], 1, "singular"),  # the sensor model cannot invert it
+        (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),
+        (["--wb", "nan,1,1"], 2, "three positive gains"),
+    ],
+)
+def test_bad_colour_options_are_one_line(capsys, tmp_path, image_png, extra, code, needle):
+    src, _ = image_png
+    out = tmp_path / "o.png"
+    rc = main(["isp", str(src), "--out", str(out), "--backend", "cpu", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == code and needle in err[-1] and "Traceback" not in "\n".join(err)
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 
 from gputrack import pipeline
@@ -120,6 +121,9 @@ def test_ctrl_c_keeps_finished_frames_and_exits_130(tmp_path, capsys, monkeypatc
         (["--log", "/nonexistent/dir/x.jsonl"], "does not exist"),
         (["no_such_video.avi"], "no_such_video.avi"),
         (["no_such_video.avi", "--detector", "truth"], "--detector truth needs the synthetic"),
+        (["synthetic:64x48", "--ccm", "1,0,0,1,0,0,0,0,1"], "is singular"),
+        (["synthetic:64x48", "--tone", "gamma-2"], "gamma must be positive"),
+        (["synthetic:64x48", "--wb", "1,1"], "three positive gains"),
     ],
 )
 def test_bad_input_is_one_line(args, needle, capsys):
@@ -213,3 +217,18 @@ def test_unwritable_or_folder_output_is_one_line(verb, tmp_path, capsys):
     assert main(argv) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert "is a folder" in err[-1] and str(folder) in err[-1]
+
+
+def test_white_balance_colour_matrix_and_tone_reach_the_chain(capsys, tmp_path):
+    """The same frames under other ISP settings: the run works and the image differs."""
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    base = ["synthetic:96x64", "--frames", "2", "--backend", "cpu", "--detector", "truth"]
+    rc, s = _run(capsys, *base, "--image", str(a))
+    assert rc == 0
+    rc, t = _run(
+        capsys, *base, "--image", str(b), "--wb", "auto", "--ccm", "identity", "--tone",
+        "gamma2.2",
+    )  # fmt: skip
+    assert rc == 0 and t["frames"] == s["frames"] == 2
+    ia, ib = (cv2.imread(str(f)).astype(int) for f in (a, b))
+    assert ia.shape == ib.shape and np.abs(ia - ib).mean() > 2

@@ -4,8 +4,11 @@ naming the option, with exit code 2, before any work starts."""
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
 
 from gputrack.errors import GputrackError
+from gputrack.isp.params import tone_curve
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
 
 
@@ -68,6 +71,30 @@ def size_wxh(text: str) -> tuple[int, int]:
     return w, h
 
 
+def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
+    """--ccm: 'identity', or 9 numbers row by row (camera RGB -> linear sRGB)."""
+    if text.strip().lower() == "identity":
+        return ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 9 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"'{text}': give 'identity' or 9 numbers, the 3x3 colour matrix row by row"
+        )
+    return tuple(tuple(values[3 * r : 3 * r + 3]) for r in range(3))  # type: ignore[return-value]
+
+
+def tone(text: str) -> str:
+    """--tone: srgb, linear or gammaX (e.g. gamma2.2)."""
+    try:
+        tone_curve(text)
+    except GputrackError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def white_balance(text: str) -> str | tuple[float, float, float]:
     if text.strip().lower() == "auto":
         return "auto"
@@ -75,6 +102,30 @@ def white_balance(text: str) -> str | tuple[float, float, float]:
         gains = tuple(float(v) for v in text.split(","))
     except ValueError:
         gains = ()
-    if len(gains) != 3 or min(gains) <= 0:
+    if len(gains) != 3 or not all(0 < g < math.inf for g in gains):  # NaN fails too
         raise argparse.ArgumentTypeError(f"'{text}': give 'auto' or three positive gains R,G,B")
     return gains  # type: ignore[return-value]
+
+
+def add_colour_options(p: argparse.ArgumentParser) -> None:
+    """--ccm and --tone, for `gputrack isp` and `gputrack run`."""
+    p.add_argument(
+        "--ccm",
+        type=colour_matrix,
+        default=None,
+        metavar="identity|9 numbers",
+        help="colour matrix camera RGB -> linear sRGB, row by row (default: a typical "
+        "sensor's)",
+    )
+    p.add_argument(
+        "--tone",
+        type=tone,
+        default=None,
+        metavar="srgb|linear|gammaX",
+        help="tone curve: sRGB (default), linear, or a power 1/X (e.g. gamma2.2)",
+    )
+
+
+def colour_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """The IspParams fields --ccm and --tone set (none given: the defaults)."""
+    return {k: v for k, v in (("ccm", args.ccm), ("tone", args.tone)) if v is not None}

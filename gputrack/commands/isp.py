@@ -25,7 +25,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gputrack.commands.args import bayer_pattern, bit_depth, non_negative_int, white_balance
+from gputrack.commands.args import (
+    add_colour_options,
+    bayer_pattern,
+    bit_depth,
+    colour_choices,
+    non_negative_int,
+    white_balance,
+)
 from gputrack.device import CHOICES, get_backend
 from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
@@ -88,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="white balance: grey world, or fixed gains (default: auto for RAW "
         f"input, {','.join(f'{g:g}' for g in DEFAULT_WB)} for the sensor model)",
     )
+    add_colour_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument(
@@ -177,6 +185,12 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
+    colour = colour_choices(args)
+    if colour and args.stages == "demosaic":
+        raise UsageError(
+            "--ccm and --tone apply to --stages full (the demosaicing benchmark uses the "
+            "identity matrix and a linear tone)"
+        )
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
         "input": str(src),
@@ -194,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         if args.stages == "demosaic":
             params = demosaic_only(raw.pattern, raw.bit_depth, args.demosaic)
         else:
-            params = IspParams(demosaic=args.demosaic, wb=_parse_wb(args.wb, "auto"))
+            params = IspParams(demosaic=args.demosaic, wb=_parse_wb(args.wb, "auto"), **colour)
         info["kind"] = "raw"
         image = None
     else:
@@ -220,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 black_level=args.black_level,
                 demosaic=args.demosaic,
                 wb=_parse_wb(args.wb, DEFAULT_WB),
+                **colour,
             )
             sensor = model.SensorModel(
                 model.SensorParams(isp=params, noise=args.noise, seed=args.seed), backend
@@ -244,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.gains is not None:
         info["wb_gains"] = [round(float(g), 5) for g in result.gains]
+    info["ccm"] = [list(row) for row in params.ccm]
+    info["tone"] = params.tone
     if image is not None:
         # The literature's 8-pixel border, unless the image is too small to have an inside.
         border = BORDER if min(image.shape[:2]) > 2 * BORDER else 0

@@ -24,7 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from gputrack.commands.args import bayer_pattern, bit_depth, fraction, positive_int, size_wxh
+from gputrack.commands.args import (
+    add_colour_options,
+    bayer_pattern,
+    bit_depth,
+    colour_choices,
+    fraction,
+    positive_int,
+    size_wxh,
+    white_balance,
+)
 from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
@@ -32,10 +41,12 @@ from gputrack.dsp.detector import Detector, bundled_model, default_model, model_
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import UsageError
 from gputrack.isp import IspParams
+from gputrack.isp.params import DEFAULT_WB
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
+from gputrack.sensor.model import SensorParams
 from gputrack.sensor.sources import CAMERA_RAW_EXTS, IMAGE_EXTS, open_source
 from gputrack.track import Tracker
 from gputrack.ui import LiveView
@@ -100,6 +111,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="Bayer pattern: of RAW input, or of the sensor model for RGB sources",
     )
+    p.add_argument(
+        "--wb",
+        type=white_balance,
+        default=None,
+        metavar="auto|R,G,B",
+        help="white balance: grey world on each frame, or fixed gains (default "
+        f"{','.join(f'{g:g}' for g in DEFAULT_WB)}; the sensor model shoots RGB sources "
+        "under the illuminant that fixed gains undo)",
+    )
+    add_colour_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
         "--ui",
@@ -152,7 +173,12 @@ def run(args: argparse.Namespace) -> int:
     tracker = Tracker(fps=source.fps)
     # For RGB sources the sensor model makes the RAW frame with this pattern and bit depth;
     # a RAW source's own frames carry theirs, which the ISP uses instead.
-    sensor = IspParams(pattern=args.pattern or "RGGB", bit_depth=args.bit_depth or 12)
+    sensor = IspParams(
+        pattern=args.pattern or "RGGB",
+        bit_depth=args.bit_depth or 12,
+        wb=args.wb if args.wb is not None else DEFAULT_WB,
+        **colour_choices(args),
+    )
     pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
 
@@ -162,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     with ExitStack() as stack:
         stack.enter_context(source)
+        if not source.is_raw:  # a matrix the sensor model cannot invert: said before frame 1
+            SensorParams(isp=sensor).colour_matrix()
         outputs = RunOutputs(
             stack, log=args.log, mot=args.mot, video=args.video, fps=source.fps, names=names
         )

@@ -181,7 +181,7 @@ def tone_curve(name: str):
             g = float(name[5:])
         except ValueError:
             g = 0.0
-        if g <= 0:
+        if not (0 < g < float("inf")):  # NaN fails too
             raise GputrackError(f"tone curve '{name}': gamma must be positive (e.g. gamma2.2)")
         return lambda x: np.power(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0), 1 / g)
     raise GputrackError(f"tone curve '{name}' unknown (srgb, linear, gammaX)")

@@ -62,7 +62,13 @@ class SensorParams:
 
     def colour_matrix(self) -> np.ndarray:
         """float64[3, 3]: linear sRGB -> sensor response before white balance."""
-        inv = np.linalg.inv(np.asarray(self.isp.ccm, dtype=np.float64))
+        ccm = np.asarray(self.isp.ccm, dtype=np.float64)
+        if np.linalg.cond(ccm) > 1e8:  # the scene's colours cannot be recovered from the output
+            raise GputrackError(
+                f"colour matrix {ccm.round(4).tolist()} is singular (or nearly): the sensor "
+                "model cannot invert it to make a RAW frame from an RGB image"
+            )
+        inv = np.linalg.inv(ccm)
         return np.diag(1.0 / np.asarray(self.wb())) @ inv
 
     def linear_table(self, levels: int) -> np.ndarray:
