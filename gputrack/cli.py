@@ -49,10 +49,33 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+# Options whose value is a list of numbers that may begin with a minus sign: argparse would
+# take "--ccm -0.2,1.3,..." for an option "-0.2,..." and report a missing value.
+_SIGNED_LISTS = ("--ccm", "--lens-shading", "--wb")
+
+
+def _attach_signed_values(argv: Sequence[str]) -> list[str]:
+    """["--ccm", "-0.2,..."] -> ["--ccm=-0.2,..."], for the options in _SIGNED_LISTS."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _SIGNED_LISTS and i + 1 < len(args) and args[i + 1][:1] == "-":
+            nxt = args[i + 1]
+            if len(nxt) > 1 and (nxt[1].isdigit() or nxt[1] == "."):
+                out.append(f"{a}={nxt}")
+                i += 2
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_attach_signed_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help, --version, or a bad argument (already printed)
         return int(done.code or 0)
     if not getattr(args, "func", None):

@@ -158,6 +158,11 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
     assert np.abs(custom_img - default_img).max() > 0.01  # the RAW frame and ISP changed
     plain = _run_json(capsys, [*base, "--ccm", "identity", "--tone", "linear"])
     assert plain["ccm"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    # Values led by a minus sign, as separate arguments (argparse alone would refuse them).
+    shaded = _run_json(capsys, [*base, "--lens-shading", "-0.3,0.05", "--ccm",
+                                "-0.1,1.2,-0.1,0,1,0,0,0,1"])  # fmt: skip
+    assert shaded["lens_shading"] == [-0.3, 0.05] and shaded["ccm"][0] == [-0.1, 1.2, -0.1]
+    assert default["lens_shading"] == [0.0, 0.0]
     # A RAW input takes them too: the same RAW frame through two matrices.
     raw = tmp_path / "frame.npy"
     np.save(raw, np.random.default_rng(1).integers(0, 4096, (32, 48)).astype(np.uint16))
@@ -179,6 +184,9 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
         (["--ccm", "1,0,0,1,0,0,0,0,1"], 1, "singular"),  # the sensor model cannot invert it
         (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),
         (["--wb", "nan,1,1"], 2, "three positive gains"),
+        (["--lens-shading", "-1,0"], 2, "must stay positive"),  # a value led by a minus sign
+        (["--lens-shading", "0.2"], 2, "give two numbers"),
+        (["--lens-shading", "0.2,0", "--stages", "demosaic"], 2, "apply to --stages full"),
     ],
 )
 def test_bad_colour_options_are_one_line(capsys, tmp_path, image_png, extra, code, needle):

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from gputrack.errors import GputrackError
-from gputrack.isp.params import tone_curve
+from gputrack.isp.params import check_shading, tone_curve
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
 
 
@@ -107,8 +107,17 @@ def white_balance(text: str) -> str | tuple[float, float, float]:
     return gains  # type: ignore[return-value]
 
 
-def add_colour_options(p: argparse.ArgumentParser) -> None:
-    """--ccm and --tone, for `gputrack isp` and `gputrack run`."""
+def lens_shading(text: str) -> tuple[float, float]:
+    """--lens-shading K1,K2: the gain 1 + k1 r^2 + k2 r^4, r from 0 (centre) to 1 (corner)."""
+    try:
+        return check_shading(tuple(float(v) for v in text.split(",")))
+    except (ValueError, GputrackError) as err:
+        msg = str(err) if isinstance(err, GputrackError) else f"'{text}': give two numbers K1,K2"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def add_isp_options(p: argparse.ArgumentParser) -> None:
+    """--ccm, --tone and --lens-shading, for `gputrack isp` and `gputrack run`."""
     p.add_argument(
         "--ccm",
         type=colour_matrix,
@@ -124,8 +133,17 @@ def add_colour_options(p: argparse.ArgumentParser) -> None:
         metavar="srgb|linear|gammaX",
         help="tone curve: sRGB (default), linear, or a power 1/X (e.g. gamma2.2)",
     )
+    p.add_argument(
+        "--lens-shading",
+        type=lens_shading,
+        default=None,
+        metavar="K1,K2",
+        help="lens shading the ISP corrects (and the sensor model applies to RGB input): "
+        "gain 1 + K1 r^2 + K2 r^4, r from 0 at the centre to 1 at a corner (default none)",
+    )
 
 
-def colour_choices(args: argparse.Namespace) -> dict[str, Any]:
-    """The IspParams fields --ccm and --tone set (none given: the defaults)."""
-    return {k: v for k, v in (("ccm", args.ccm), ("tone", args.tone)) if v is not None}
+def isp_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """The IspParams fields add_isp_options' flags set (none given: the defaults)."""
+    given = (("ccm", args.ccm), ("tone", args.tone), ("lens_shading", args.lens_shading))
+    return {k: v for k, v in given if v is not None}

@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from gputrack.commands.args import (
-    add_colour_options,
+    add_isp_options,
     bayer_pattern,
     bit_depth,
-    colour_choices,
+    isp_choices,
     non_negative_int,
     white_balance,
 )
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="white balance: grey world, or fixed gains (default: auto for RAW "
         f"input, {','.join(f'{g:g}' for g in DEFAULT_WB)} for the sensor model)",
     )
-    add_colour_options(p)
+    add_isp_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument(
@@ -185,11 +185,11 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
-    colour = colour_choices(args)
-    if colour and args.stages == "demosaic":
+    chosen = isp_choices(args)
+    if chosen and args.stages == "demosaic":
         raise UsageError(
-            "--ccm and --tone apply to --stages full (the demosaicing benchmark uses the "
-            "identity matrix and a linear tone)"
+            "--ccm, --tone and --lens-shading apply to --stages full (the demosaicing "
+            "benchmark uses the identity matrix, a linear tone and no shading)"
         )
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         if args.stages == "demosaic":
             params = demosaic_only(raw.pattern, raw.bit_depth, args.demosaic)
         else:
-            params = IspParams(demosaic=args.demosaic, wb=_parse_wb(args.wb, "auto"), **colour)
+            params = IspParams(demosaic=args.demosaic, wb=_parse_wb(args.wb, "auto"), **chosen)
         info["kind"] = "raw"
         image = None
     else:
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 black_level=args.black_level,
                 demosaic=args.demosaic,
                 wb=_parse_wb(args.wb, DEFAULT_WB),
-                **colour,
+                **chosen,
             )
             sensor = model.SensorModel(
                 model.SensorParams(isp=params, noise=args.noise, seed=args.seed), backend
@@ -261,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         info["wb_gains"] = [round(float(g), 5) for g in result.gains]
     info["ccm"] = [list(row) for row in params.ccm]
     info["tone"] = params.tone
+    info["lens_shading"] = list(params.lens_shading)
     if image is not None:
         # The literature's 8-pixel border, unless the image is too small to have an inside.
         border = BORDER if min(image.shape[:2]) > 2 * BORDER else 0

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from gputrack.commands.args import (
-    add_colour_options,
+    add_isp_options,
     bayer_pattern,
     bit_depth,
-    colour_choices,
     fraction,
+    isp_choices,
     positive_int,
     size_wxh,
     white_balance,
@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{','.join(f'{g:g}' for g in DEFAULT_WB)}; the sensor model shoots RGB sources "
         "under the illuminant that fixed gains undo)",
     )
-    add_colour_options(p)
+    add_isp_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
         "--ui",
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         pattern=args.pattern or "RGGB",
         bit_depth=args.bit_depth or 12,
         wb=args.wb if args.wb is not None else DEFAULT_WB,
-        **colour_choices(args),
+        **isp_choices(args),
     )
     pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui

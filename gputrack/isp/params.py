@@ -120,6 +120,9 @@ class IspParams:
         ccm = np.asarray(self.ccm, dtype=np.float64)
         if ccm.shape != (3, 3):
             raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
+        if not np.isfinite(ccm).all():
+            raise GputrackError(f"colour matrix {ccm.tolist()}: every entry must be finite")
+        object.__setattr__(self, "lens_shading", check_shading(self.lens_shading))
         object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in ccm))
         tone_curve(self.tone)  # validates
         if self.lut is not None:
@@ -168,6 +171,22 @@ def srgb_decode(v: np.ndarray) -> np.ndarray:
     """Inverse of `srgb_encode`."""
     v = np.clip(np.asarray(v, dtype=np.float64), 0.0, 1.0)
     return np.where(v <= 0.04045, v / 12.92, np.power((v + 0.055) / 1.055, 2.4))
+
+
+def check_shading(k: object) -> tuple[float, float]:
+    """(k1, k2) of the shading gain 1 + k1 r^2 + k2 r^4 (r from 0 at the centre to 1 at a
+    corner): finite, and the gain positive everywhere (the sensor model divides by it)."""
+    try:
+        k1, k2 = (float(v) for v in k)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise GputrackError(f"lens shading {k!r}: give two numbers k1, k2") from None
+    t = [0.0, 1.0] + ([-k1 / (2 * k2)] if k2 > 0 and 0 < -k1 / (2 * k2) < 1 else [])
+    if not (np.isfinite(k1) and np.isfinite(k2)) or min(1 + k1 * x + k2 * x * x for x in t) <= 0:
+        raise GputrackError(
+            f"lens shading k1={k1:g}, k2={k2:g}: the gain 1 + k1 r^2 + k2 r^4 must stay "
+            "positive from the centre (r = 0) to the corners (r = 1)"
+        )
+    return (k1, k2)
 
 
 def tone_curve(name: str):
