@@ -5,7 +5,8 @@ without a GPU.
 
 For each kernel: registers, spills, static SASS instructions, the commonest opcodes, and the
 instructions between consecutive barriers (`BAR.SYNC`), which for a staged kernel are its
-stages in order (a kernel with several template bodies repeats the pattern per body).
+stages in order (a kernel with several template bodies repeats the pattern per body); with
+--loads, how many global loads go out before the first use of their data, batch by batch.
 
 Static counts are not run time: an instruction in a loop or in every warp counts once, an
 edge path as much as the hot one. Compare two builds of the same kernel, and weight the parts
@@ -88,6 +89,53 @@ def barrier_segments(instructions: list[str]) -> list[int]:
     return sizes
 
 
+_REG = re.compile(r"\bR(\d+)(\.64)?\b")
+_STORES = ("STG", "STS", "ST", "STL", "RED", "ATOM", "ATOMS", "ATOMG")
+
+
+def _registers(operands: str) -> set[int]:
+    """Register numbers an operand list names ('R12.64' is the pair R12, R13)."""
+    regs: set[int] = set()
+    for m in _REG.finditer(operands):
+        r = int(m.group(1))
+        regs.update((r, r + 1) if m.group(2) else (r,))
+    return regs
+
+
+def load_batches(instructions: list[str]) -> list[int]:
+    """Global loads (LDG) in straight-line order, grouped into batches: a batch ends at the
+    first instruction that reads what one of its loads wrote (or at a barrier). A warp issues
+    in order, so that instruction waits for memory, and the loads after it are a further round
+    trip. Branches are ignored: the listing's order stands in for the path actually taken, so
+    this is a hint, to be read beside the source (`isp_awb_stats`' "8 loads, then use" came
+    out as 4, 2 and 2)."""
+    batches: list[int] = []
+    pending: set[int] = set()
+    count = 0
+    for inst in instructions:
+        op = opcode(inst)
+        words = inst.split(None, 2 if inst.startswith("@") else 1)
+        operands = words[-1] if len(words) > (2 if inst.startswith("@") else 1) else ""
+        if op == "BAR" or (
+            pending
+            and _registers(operands if op in _STORES else operands.partition(",")[2]) & pending
+        ):
+            if count:
+                batches.append(count)
+            pending, count = set(), 0
+        if op == "LDG":
+            head = words[-2] if inst.startswith("@") else words[0]
+            width = 4 if ".128" in head else 2 if ".64" in head else 1
+            first = _REG.search(operands)
+            if first:
+                r = int(first.group(1))
+                pending.update(range(r, r + width))
+            count += 1
+    if count:
+        batches.append(count)
+    return batches
+
+
 def disassemble(cubin: bytes, cuobjdump: str) -> dict[str, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "k.cubin")
@@ -112,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--segments", type=int, default=8, help="barrier segments to print")
     ap.add_argument("--top", type=int, default=8, help="commonest opcodes to print")
+    ap.add_argument("--loads", action="store_true",
+                    help="global loads issued before the first use of their data, per batch "
+                    "(straight-line order: a hint)")  # fmt: skip
     args = ap.parse_args(argv)
 
     cuobjdump = find_cuobjdump()
@@ -147,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = " | ".join(str(n) for n in segments[: args.segments])
         more = f" | ... ({len(segments)} in all)" if len(segments) > args.segments else ""
         print(f"  between barriers: {shown}{more}")
+        if args.loads:
+            print(f"  global load batches: {', '.join(map(str, load_batches(instructions)))}")
     return 0
 
 

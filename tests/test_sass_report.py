@@ -41,6 +41,24 @@ def test_parse_counts_instructions_per_kernel_and_between_barriers():
     assert sass.barrier_segments(functions["second"]) == [1]
 
 
+def test_load_batches_end_where_loaded_data_is_first_used():
+    sass = load_script("sass_report")
+    listing = [
+        "LDG.E.128.CONSTANT R4, desc[UR4][R2.64]",  # R4..R7
+        "@P0 LDG.E.64.CONSTANT R8, desc[UR4][R2.64+0x10]",  # R8, R9
+        "IADD3 R1, R2, R3, RZ",  # writes R1 only: the loads stay in flight
+        "FADD R12, R5, R1",  # reads R5: the warp waits here; batch of 2
+        "LDG.E R20, desc[UR4][R10.64]",
+        "STG.E desc[UR4][R2.64], R20",  # a store reads its value operand: batch of 1
+        "LDG.E R30, desc[UR4][R10.64]",
+        "BAR.SYNC.DEFER_BLOCKING 0x0",  # a barrier ends a batch too
+        "LDG.E R31, desc[UR4][R14.64]",
+        "FFMA R2, R8, R9, R2",  # reads R8, R9, which no load of this batch wrote
+        "EXIT",
+    ]
+    assert sass.load_batches(listing) == [2, 1, 1, 1]
+
+
 needs_tools = pytest.mark.skipif(
     nvrtc_version()[0] is None or load_script("sass_report").find_cuobjdump() is None,
     reason="NVRTC or cuobjdump absent (pip install -e '.[dev]')",
