@@ -459,17 +459,46 @@ __device__ __forceinline__ void isp_stage_pair(const unsigned int (&a8)[3],
     }
 }
 
+// Where cell (qx, qy), pixels (X, Y) .. (X + 1, Y + 1), puts its 8-bit bytes: the images
+// themselves with ISP_DIRECT_STORE, else the tile's staging (rows TILE_W pixels apart). Row DY
+// of the cell starts at rgb + DY rgb_row and y + DY y_row. (isp_main and isp_main_dir.)
+struct IspCellOut {
+    unsigned char *rgb, *y;
+    int rgb_row, y_row;
+};
+__device__ __forceinline__ IspCellOut isp_cell_out(unsigned char* __restrict__ rgb8,
+                                                   unsigned char* __restrict__ nv12,
+                                                   gt_u32x4* stage_rgb, gt_u32x4* stage_y,
+                                                   int qx, int qy, int X, int Y, int w) {
+    if constexpr (ISP_DIRECT_STORE) {
+        const long long px = (long long)Y * w + X;
+        return IspCellOut{rgb8 + 3 * px, nv12 ? nv12 + px : nullptr, 3 * w, w};
+    } else {
+        unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
+        unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
+        return IspCellOut{srgb + 2 * qy * (TILE_W * 3) + 6 * qx, sy + 2 * qy * TILE_W + 2 * qx,
+                          TILE_W * 3, TILE_W};
+    }
+}
+// ... and its chroma pair (asked for after the rows: one pointer fewer held through them).
+__device__ __forceinline__ unsigned char* isp_cell_uv(unsigned char* __restrict__ nv12,
+                                                      gt_u32x4* stage_uv, int qx, int qy, int X,
+                                                      int Y, int w, int h) {
+    if constexpr (ISP_DIRECT_STORE)
+        return nv12 + (long long)w * h + (long long)(Y / 2) * w + X;
+    else
+        return reinterpret_cast<unsigned char*>(stage_uv) + qy * TILE_W + 2 * qx;
+}
+
 // One row (dy) of a cell: its two pixels demosaicked, toned and staged (or stored: see
 // ISP_DIRECT_STORE).
 template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float corr8,
                                              const float* ccm, const unsigned char* tone8,
-                                             const float* __restrict__ lut, int lut_n, int qx,
-                                             int qy, int X, int Y, int w, IspMainBuffers& bufs,
-                                             unsigned char* __restrict__ rgb8_cell,
-                                             float* __restrict__ rgbf,
-                                             unsigned char* __restrict__ y8_cell,
-                                             bool nv12, unsigned int (&sum)[3]) {
+                                             const float* __restrict__ lut, int lut_n,
+                                             int X, int Y, int w, const IspCellOut& out,
+                                             float* __restrict__ rgbf, bool nv12,
+                                             unsigned int (&sum)[3]) {
     float r, g, b;
     unsigned int a8[3], b8[3];
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
@@ -477,15 +506,7 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     demosaic_site<2 + DY, 3, KB_>(win, corr8, r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    if constexpr (ISP_DIRECT_STORE) {  // the cell's first pixel in the images, then a row down
-        isp_stage_pair(a8, b8, rgb8_cell + DY * 3 * w, y8_cell + DY * w, nv12, sum);
-    } else {
-        const int row = 2 * qy + DY;
-        unsigned char* srgb = reinterpret_cast<unsigned char*>(bufs.stage_rgb);
-        unsigned char* sy = reinterpret_cast<unsigned char*>(bufs.stage_y);
-        isp_stage_pair(a8, b8, srgb + row * (TILE_W * 3) + 6 * qx, sy + row * TILE_W + 2 * qx,
-                       nv12, sum);
-    }
+    isp_stage_pair(a8, b8, out.rgb + DY * out.rgb_row, out.y + DY * out.y_row, nv12, sum);
 }
 
 // Schedule of isp_main: a block walks down a strip of ISP_STRIP tiles, with one barrier per
@@ -551,21 +572,15 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
                 }
             }
             unsigned int sum[3] = {0u, 0u, 0u};
-            const long long px = (long long)Y * w + X;  // ISP_DIRECT_STORE: where the cell goes
-            unsigned char* y8 = nv12 != nullptr ? nv12 + px : nullptr;
-            isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, b, rgb8 + 3 * px, rgbf, y8,
-                                                 nv12 != nullptr, sum);
-            isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, qx, qy, X,
-                                                 Y, w, b, rgb8 + 3 * px, rgbf, y8,
-                                                 nv12 != nullptr, sum);
-            if (nv12 != nullptr) {
-                unsigned char* uv = ISP_DIRECT_STORE
-                                        ? nv12 + (long long)w * h + (long long)(Y / 2) * w + X
-                                        : reinterpret_cast<unsigned char*>(b.stage_uv) +
-                                              qy * TILE_W + 2 * qx;
-                isp_finish_uv(uv, sum[0], sum[1], sum[2]);
-            }
+            const IspCellOut out =
+                isp_cell_out(rgb8, nv12, b.stage_rgb, b.stage_y, qx, qy, X, Y, w);
+            isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y, w,
+                                                 out, rgbf, nv12 != nullptr, sum);
+            isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y, w,
+                                                 out, rgbf, nv12 != nullptr, sum);
+            if (nv12 != nullptr)
+                isp_finish_uv(isp_cell_uv(nv12, b.stage_uv, qx, qy, X, Y, w, h), sum[0], sum[1],
+                              sum[2]);
         }
 
         // ---- 2. the previous tile's staged bytes out --------------------------------------
@@ -701,9 +716,9 @@ template <int DY, int KA, int KB_, bool FLOAT_OUT>
 __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float* a,
                                              const float* ccm, const unsigned char* tone8,
                                              const float* __restrict__ lut, int lut_n, int qx,
-                                             int qy, int X, int Y, int w, unsigned char* out_rgb,
-                                             unsigned char* out_y, float* __restrict__ rgbf,
-                                             bool nv12, unsigned int (&sum)[3]) {
+                                             int qy, int X, int Y, int w, const IspCellOut& out,
+                                             float* __restrict__ rgbf, bool nv12,
+                                             unsigned int (&sum)[3]) {
     const float* raw_row = a + (2 * qy + DY + DIR_HY) * DIR_RW + 2 * qx + DIR_HX;
     float* of = FLOAT_OUT ? rgbf + ((long long)(Y + DY) * w + X) * 3 : nullptr;
     float r, g, b;
@@ -712,14 +727,7 @@ __device__ __forceinline__ void dir_cell_row(const float (&k)[4][4], const float
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, of, a8);
     dir_site<1 + DY, 2, KB_>(k, raw_row[1], r, g, b);
     isp_tone_px<FLOAT_OUT>(r, g, b, ccm, tone8, lut, lut_n, FLOAT_OUT ? of + 3 : nullptr, b8);
-    if constexpr (ISP_DIRECT_STORE) {  // out_*: the images
-        const long long px = (long long)(Y + DY) * w + X;
-        isp_stage_pair(a8, b8, out_rgb + 3 * px, nv12 ? out_y + px : nullptr, nv12, sum);
-    } else {  // out_*: the tile's staging
-        const int row = 2 * qy + DY;
-        isp_stage_pair(a8, b8, out_rgb + row * (TILE_W * 3) + 6 * qx,
-                       out_y + row * TILE_W + 2 * qx, nv12, sum);
-    }
+    isp_stage_pair(a8, b8, out.rgb + DY * out.rgb_row, out.y + DY * out.y_row, nv12, sum);
 }
 
 // The shared memory of isp_main_dir, declared once in the kernel (a template body declaring
@@ -861,21 +869,13 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
         }
         const float* ccm = sh.ccm;
         unsigned int sum[3] = {0u, 0u, 0u};
-        unsigned char* srgb = reinterpret_cast<unsigned char*>(stage_rgb);
-        unsigned char* sy = reinterpret_cast<unsigned char*>(stage_y);
-        unsigned char* out_rgb = ISP_DIRECT_STORE ? rgb8 : srgb;
-        unsigned char* out_y = ISP_DIRECT_STORE ? nv12 : sy;
+        const IspCellOut out = isp_cell_out(rgb8, nv12, stage_rgb, stage_y, qx, qy, X, Y, w);
         dir_cell_row<0, K00, K01, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
-                                             out_rgb, out_y, rgbf, nv12 != nullptr, sum);
+                                             out, rgbf, nv12 != nullptr, sum);
         dir_cell_row<1, K10, K11, FLOAT_OUT>(k, a, ccm, sh.tone8, lut, lut_n, qx, qy, X, Y, w,
-                                             out_rgb, out_y, rgbf, nv12 != nullptr, sum);
-        if (nv12 != nullptr) {
-            unsigned char* uv = ISP_DIRECT_STORE
-                                    ? nv12 + (long long)w * h + (long long)(Y / 2) * w + X
-                                    : reinterpret_cast<unsigned char*>(stage_uv) +
-                                          qy * TILE_W + 2 * qx;
-            isp_finish_uv(uv, sum[0], sum[1], sum[2]);
-        }
+                                             out, rgbf, nv12 != nullptr, sum);
+        if (nv12 != nullptr)
+            isp_finish_uv(isp_cell_uv(nv12, stage_uv, qx, qy, X, Y, w, h), sum[0], sum[1], sum[2]);
     }
     if (!ISP_DIRECT_STORE) {
         __syncthreads();
