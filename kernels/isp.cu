@@ -1130,6 +1130,18 @@ __device__ __forceinline__ TenUnit<U> tensor_ldg(unsigned long long address) {
     return u;
 }
 
+// acc[b] += weight * byte b of the unit, the bytes converted through the float mantissa.
+template <int U>
+__device__ __forceinline__ void tensor_add_unit(float (&acc)[4 * U], const TenUnit<U>& unit,
+                                                float weight) {
+#pragma unroll
+    for (int q = 0; q < U; ++q) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            acc[4 * q + k] = fmaf(weight, gt_u2f((unit.w[q] >> (8 * k)) & 0xffu), acc[4 * q + k]);
+    }
+}
+
 // Footprint rows 0 .. TEN_BATCH - 1 of one unit column from `row0`, `row_bytes` apart, all
 // loads issued before the first is used (one batch for a downscale up to 6x, as 4K -> 640:
 // the first version's use right after each load left it waiting on memory); rows n and after
@@ -1218,13 +1230,7 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
                 if (cut == 0.0f) continue;  // a whole row
                 const TenUnit<U> r = tensor_ldg<U>(reinterpret_cast<unsigned long long>(
                     col + (long long)(e == 0 ? iy0 : iy1 - 1) * row_bytes));
-#pragma unroll
-                for (int q = 0; q < U; ++q) {
-#pragma unroll
-                    for (int k = 0; k < 4; ++k)
-                        acc[4 * q + k] =
-                            fmaf(-cut, gt_u2f((r.w[q] >> (8 * k)) & 0xffu), acc[4 * q + k]);
-                }
+                tensor_add_unit<U>(acc, r, -cut);
             }
         } else {  // more rows than 16-bit lanes hold: every row through the float path
 #pragma unroll
@@ -1235,14 +1241,7 @@ __device__ __forceinline__ void tensor_area_vertical(float* __restrict__ vs,
 #pragma unroll
                 for (int t = 0; t < TEN_BATCH; ++t) {
                     const float wy = y + t < iy1 ? (float)tensor_weight(sy, y + t, ch) : 0.0f;
-#pragma unroll
-                    for (int q = 0; q < U; ++q) {
-                        const unsigned int x = v[t].w[q];
-#pragma unroll
-                        for (int k = 0; k < 4; ++k)
-                            acc[4 * q + k] =
-                                fmaf(wy, gt_u2f((x >> (8 * k)) & 0xffu), acc[4 * q + k]);
-                    }
+                    tensor_add_unit<U>(acc, v[t], wy);
                 }
             }
         }
