@@ -255,7 +255,9 @@ def bench_device(
 
         return make
 
-    tensor_out = 3 * 4 * TENSOR.width * TENSOR.height
+    def tensor_out(spec: TensorSpec) -> int:  # bytes written: 3 float32 planes
+        return 3 * 4 * spec.width * spec.height
+
     det_out = be.empty((1, 3, TENSOR_DET.height, TENSOR_DET.width), np.float32)
     cases = [  # (row, one launch, bytes it must move, a ring frame's maker or None)
         ("isp_awb_stats", awb, 2 * px, awb_frame),
@@ -267,13 +269,13 @@ def bench_device(
         ("isp_main_dir -> RGB8 (directional)", lambda: isp_dir.process(dev_raw, download=False,
                                                                         stream=stream),
          2 * px + 3 * px, isp_frame(isp_dir.params)),
-        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out, tensor_frame()),
+        ("isp_tensor 640x640 area", tensor_pass, 3 * px + tensor_out(TENSOR), tensor_frame()),
         ("isp_tensor 352x352 area (fractional scale)",
          lambda: tensor_pass(rgb8, det_out, TENSOR_DET),
-         3 * px + 3 * 4 * TENSOR_DET.width * TENSOR_DET.height, tensor_frame(TENSOR_DET)),
+         3 * px + tensor_out(TENSOR_DET), tensor_frame(TENSOR_DET)),
         ("whole ISP: AWB + main (RGB8+NV12) + tensor",
          lambda: isp_all.process(dev_raw, download=False, stream=stream),
-         2 * px + 2 * px + 4.5 * px + 3 * px + tensor_out, isp_frame(isp_all.params)),
+         2 * px + 2 * px + 4.5 * px + 3 * px + tensor_out(TENSOR), isp_frame(isp_all.params)),
         ("sensor_from_u8 (scene -> RAW, noise)",
          lambda: sensor.render(dev_scene, download=False), 3 * px + 2 * px, None),
     ]  # fmt: skip
