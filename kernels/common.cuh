@@ -52,19 +52,22 @@ __device__ __forceinline__ int gt_reflect101(int i, int n) {
 __device__ __forceinline__ float gt_u2f(unsigned int v) {
     return __uint_as_float(0x4B000000u | v) - 8388608.0f;
 }
-// x * s rounded to the nearest integer (ties to even), for 0 <= x * s < 2^22: the low 22 bits
-// of 1.5 * 2^23 + x * s.
-#define GT_RINT_MAGIC 12582912.0f  // 1.5 * 2^23, bits 0x4B400000
-__device__ __forceinline__ unsigned int gt_rint_scaled(float x, float s) {
-    return __float_as_uint(fmaf(x, s, GT_RINT_MAGIC)) & 0x3FFFFFu;
-}
-// table[rint(x * s)] for the same range: the magic's bits are subtracted in 64-bit index
-// arithmetic, which the compiler folds into the table's base (one add per lookup, not a mask
-// and an add).
+// table[rint(x * n)] (ties to even) for x in [0, 1], n < 2^23: x times the denormal whose bits
+// are n (n * 2^-149), rounded to the denormal grid, is the float whose bits are rint(x * n), so
+// the product's bits index the table as they are. One FFMA without flush-to-zero (the inline
+// PTX: the kernels build with -ftz=true) and the load, whose address the table's base joins in
+// the load's own address mode: no add per lookup (the 1.5 * 2^23 magic number took one to
+// remove its exponent bits). On the CPU (emu) the same integer comes from double arithmetic,
+// where x * n is exact: a library in the process may have turned denormals off there.
 template <typename T>
-__device__ __forceinline__ T gt_lookup_rint(const T* table, float x, float s) {
-    const long long bits = (long long)__float_as_uint(fmaf(x, s, GT_RINT_MAGIC));
-    return table[bits - 0x4B400000ll];
+__device__ __forceinline__ T gt_lookup_rint(const T* table, float x, unsigned int n) {
+#ifdef __CUDA_ARCH__
+    float code;
+    asm("fma.rn.f32 %0, %1, %2, 0f00000000;" : "=f"(code) : "f"(x), "f"(__uint_as_float(n)));
+    return table[__float_as_uint(code)];
+#else
+    return table[(unsigned int)rint((double)x * (double)n)];
+#endif
 }
 
 // [0, 1] -> uint8, rounding half up (the reference's floor(255 v + 0.5)).

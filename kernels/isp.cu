@@ -390,7 +390,6 @@ struct IspMainBuffers {  // one tile's: two of them, the tile step alternating
 };
 struct IspMainShared {
     IspMainBuffers buf[2];
-    gt_u32x4 tone8[TONE8_N / 16];  // bytes
     float ccm[9];
     IspNorm n;
 };
@@ -423,9 +422,8 @@ __device__ __forceinline__ void isp_tone_px(float r, float g, float b, const flo
 #pragma unroll
     for (int c = 0; c < 3; ++c)
         lin[c] = gt_fma_sat(ccm[3 * c + 2], b, fmaf(ccm[3 * c + 1], g, ccm[3 * c] * r));
-    constexpr float codes = (float)(TONE8_N - 1);
 #pragma unroll
-    for (int c = 0; c < 3; ++c) v8[c] = gt_lookup_rint(tone8, lin[c], codes);
+    for (int c = 0; c < 3; ++c) v8[c] = gt_lookup_rint(tone8, lin[c], TONE8_N - 1);
     if constexpr (FLOAT_OUT) {
 #pragma unroll
         for (int c = 0; c < 3; ++c) of[c] = tone_lut(lut, lut_n, lin[c]);
@@ -522,7 +520,7 @@ __device__ __forceinline__ void isp_cell_row(const float (&win)[6][6], float cor
 // The Bayer phase (RX, RY) is a template parameter: each of the four pixels of a cell is then a
 // site known at compile time (a run-time colour per pixel cost a branch tree per pixel).
 template <int RX, int RY, bool FLOAT_OUT>
-__device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
+__device__ __forceinline__ void isp_main_strip(IspMainShared& sm, const unsigned char* tone8,
                                                const unsigned short* __restrict__ raw, int w,
                                                int h, float corr8,
                                                const float* __restrict__ lut, int lut_n,
@@ -534,8 +532,6 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm,
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int x0 = blockIdx.x * TILE_W;
-    const unsigned char* tone8 = reinterpret_cast<const unsigned char*>(sm.tone8);
-
     const int y_first = blockIdx.y * (ISP_STRIP * TILE_H);
     const int y_end = gt_imin(h, y_first + ISP_STRIP * TILE_H);
     gt_u32x4 next[RawTile<MAIN_HY>::LOADS];
@@ -616,24 +612,33 @@ __device__ __forceinline__ void isp_main_block(const unsigned short* __restrict_
                                                float* __restrict__ rgbf,
                                                unsigned char* __restrict__ nv12) {
     __shared__ IspMainShared sm;
+    // The tone table is a __shared__ variable of its own, not a member of `sm`: its lookups then
+    // address as [code + the block's shared base in a uniform register], with no add per
+    // lookup; as a member, ptxas kept that base in a vector register and added it to each code.
+    __shared__ gt_u32x4 tone8_table[TONE8_N / 16];
+    const unsigned char* tone8 = reinterpret_cast<const unsigned char*>(tone8_table);
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    isp_stage_tone8(reinterpret_cast<unsigned char*>(sm.tone8), lut8, tid);
+    isp_stage_tone8(reinterpret_cast<unsigned char*>(tone8_table), lut8, tid);
     if (tid < 9) sm.ccm[tid] = cfg[CFG_CCM + tid];
     if (tid == 0) isp_norm_setup(sm.n, cfg, awb, rx & 1, ry & 1, w, h);
     __syncthreads();  // the first tile's normalisation reads sm.n
     const float corr8 = method == DEMOSAIC_MHC ? 0.125f : 0.0f;
     switch (((ry & 1) << 1) | (rx & 1)) {  // uniform: one branch per block
         case 0:
-            isp_main_strip<0, 0, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<0, 0, FLOAT_OUT>(sm, tone8, raw, w, h, corr8, lut, lut_n, rgb8, rgbf,
+                                              nv12);
             break;
         case 1:
-            isp_main_strip<1, 0, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<1, 0, FLOAT_OUT>(sm, tone8, raw, w, h, corr8, lut, lut_n, rgb8, rgbf,
+                                              nv12);
             break;
         case 2:
-            isp_main_strip<0, 1, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<0, 1, FLOAT_OUT>(sm, tone8, raw, w, h, corr8, lut, lut_n, rgb8, rgbf,
+                                              nv12);
             break;
         default:
-            isp_main_strip<1, 1, FLOAT_OUT>(sm, raw, w, h, corr8, lut, lut_n, rgb8, rgbf, nv12);
+            isp_main_strip<1, 1, FLOAT_OUT>(sm, tone8, raw, w, h, corr8, lut, lut_n, rgb8, rgbf,
+                                              nv12);
             break;
     }
 }
