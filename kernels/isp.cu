@@ -338,9 +338,7 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
         const int gi = g0 + tid + j * ISP_THREADS;
         if (gi >= RawTile<HY>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
-        // x: a even, y: a odd, z: b even, w: b odd column. The row's parity from the unmirrored
-        // row (reflect-101 keeps it), so that only lens shading needs the mirrored one.
-        const gt_f32x4 nr = n.norm[(y0 - HY + g.tr) & 1];
+        const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         // The RAW values as float: the even pixels (low halves) through the conversion unit,
         // one I2F.U16 each; the odd ones through the float mantissa (gt_u2f: a shift-or and
