@@ -6,7 +6,8 @@ without a GPU.
 For each kernel: registers, spills, static SASS instructions, the commonest opcodes, and the
 instructions between consecutive barriers (`BAR.SYNC`), which for a staged kernel are its
 stages in order (a kernel with several template bodies repeats the pattern per body); with
---loads, how many global loads go out before the first use of their data, batch by batch.
+--loads, how many global loads go out before the first use of their data, batch by batch;
+with --dump DIR, each kernel's instructions in DIR/<kernel>.sass, one a line.
 
 Static counts are not run time: an instruction in a loop or in every warp counts once, an
 edge path as much as the hot one. Compare two builds of the same kernel, and weight the parts
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loads", action="store_true",
                     help="global loads issued before the first use of their data, per batch "
                     "(straight-line order: a hint)")  # fmt: skip
+    ap.add_argument("--dump", type=Path, metavar="DIR",
+                    help="also write each kernel's SASS to DIR/<kernel>.sass, one instruction "
+                    "a line (to diff two builds or read a hot loop)")  # fmt: skip
     args = ap.parse_args(argv)
 
     cuobjdump = find_cuobjdump()
@@ -200,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  between barriers: {shown}{more}")
         if args.loads:
             print(f"  global load batches: {', '.join(map(str, load_batches(instructions)))}")
+        if args.dump:
+            args.dump.mkdir(parents=True, exist_ok=True)
+            listing = args.dump / f"{name}.sass"
+            listing.write_text("\n".join(instructions) + "\n")
+            print(f"  listing: {listing}")
     return 0
 
 

@@ -66,13 +66,19 @@ needs_tools = pytest.mark.skipif(
 
 
 @needs_tools
-def test_report_on_a_real_kernel(capsys):
+def test_report_on_a_real_kernel(capsys, tmp_path):
     sass = load_script("sass_report")
-    assert sass.main([str(REPO / "kernels" / "isp.cu"), "isp_main", "--segments", "3"]) == 0
+    isp = str(REPO / "kernels" / "isp.cu")
+    assert sass.main([isp, "isp_main", "--segments", "3", "--dump", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("isp_main:"))
-    assert int(line.split()[1]) > 1000 and "0 B spills" in line
+    count = int(line.split()[1])
+    assert count > 1000 and "0 B spills" in line
     assert "between barriers:" in out
+    # the listing: every counted instruction, one a line, as parse_sass reads them
+    listing = (tmp_path / "isp_main.sass").read_text().splitlines()
+    assert len(listing) == count and "EXIT" in {sass.opcode(i) for i in listing}
+    assert sum(sass.opcode(i) == "BAR" for i in listing) >= 2
 
 
 @needs_tools
