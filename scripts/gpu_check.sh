@@ -11,6 +11,7 @@
 # The device tool brings back 8 files at most: $OUT gets the JSON results, the run log and
 # every log in one gpu_logs.tar.gz.
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
+# and, to time an older commit in the same run:  scripts/gpu_check.sh --baseline 0a2f719
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
 # With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
 # (add '.baseline' to carry to time an older commit in the same run: see below)
@@ -31,6 +32,22 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     [ -d "$data/$d" ] && cp -r "$data/$d" .whl/data/
   done
   du -sh .whl; exit 0
+fi
+
+# An older commit checked out at .baseline/ (a git worktree, git-ignored), its short hash in
+# .baseline/.commit: carried with .whl, its bench_isp.py runs right after ours (below).
+if [ "${1:-}" = "--baseline" ]; then
+  rev=${2:?usage: scripts/gpu_check.sh --baseline COMMIT}
+  if ! git rev-parse --verify -q "$rev^{commit}" >/dev/null; then
+    echo "no commit '$rev' in this repository" >&2; exit 2
+  fi
+  if [ -e .baseline ]; then
+    git worktree remove --force .baseline 2>/dev/null || rm -rf .baseline
+    git worktree prune
+  fi
+  git worktree add -q --detach .baseline "$rev" || exit 1
+  git -C .baseline rev-parse --short HEAD > .baseline/.commit
+  echo "baseline: .baseline at $(cat .baseline/.commit)"; exit 0
 fi
 
 LOG=/tmp/gputrack-gpu
@@ -87,10 +104,10 @@ for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   fi
 done
 
-# A baseline timed in the same run: an older commit checked out at .baseline/ (git-ignored),
-#   git worktree add .baseline <commit> && git -C .baseline rev-parse --short HEAD > .baseline/.commit
-# and carried (carry=['.whl', '.baseline']), has its bench_isp.py run right after ours on this
-# machine, so that old and new kernel times are ratios within one run.
+# A baseline timed in the same run: an older commit checked out at .baseline/ (git-ignored;
+# `scripts/gpu_check.sh --baseline COMMIT` makes it) and carried (carry=['.whl', '.baseline']),
+# has its bench_isp.py run right after ours on this machine, so that old and new kernel times
+# are ratios within one run.
 if [ -f .baseline/scripts/bench_isp.py ]; then
   base=$(cat .baseline/.commit 2>/dev/null || echo "?")
   step "baseline bench_isp at $base"
