@@ -23,6 +23,18 @@ def load_script(name: str):
     return module
 
 
+def _sass_tools_missing() -> bool:
+    from gputrack.device.compile_report import nvrtc_version
+
+    return nvrtc_version()[0] is None or load_script("sass_report").find_cuobjdump() is None
+
+
+# Tests that build a kernel file to SASS (NVRTC) and read it (cuobjdump, nvdisasm).
+needs_sass_tools = pytest.mark.skipif(
+    _sass_tools_missing(), reason="NVRTC or cuobjdump absent (pip install -e '.[dev]')"
+)
+
+
 # emu twice: threads of a block in index order, then in reverse. The emulator runs a block's
 # threads one after another, so a race between them (a shared-memory read with no barrier
 # after another thread's write) gives the right answer in one order and not in the other.

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from gputrack.device.compile_report import nvrtc_version
-from tests.conftest import load_script
+from tests.conftest import load_script, needs_sass_tools
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,13 +56,7 @@ def test_load_batches_end_where_loaded_data_is_first_used():
     assert sass.load_batches(listing) == [2, 1, 1, 1]
 
 
-needs_tools = pytest.mark.skipif(
-    nvrtc_version()[0] is None or load_script("sass_report").find_cuobjdump() is None,
-    reason="NVRTC or cuobjdump absent (pip install -e '.[dev]')",
-)
-
-
-@needs_tools
+@needs_sass_tools
 def test_report_on_a_real_kernel(capsys, tmp_path):
     sass = load_script("sass_report")
     isp = str(REPO / "kernels" / "isp.cu")
@@ -81,7 +72,7 @@ def test_report_on_a_real_kernel(capsys, tmp_path):
     assert sum(sass.opcode(i) == "BAR" for i in listing) >= 2
 
 
-@needs_tools
+@needs_sass_tools
 def test_unknown_kernel_is_an_error(capsys):
     sass = load_script("sass_report")
     assert sass.main([str(REPO / "kernels" / "sensor.cu"), "no_such_kernel"]) == 1

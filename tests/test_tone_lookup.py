@@ -12,18 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gputrack.device.compile_report import compile_cubin, nvrtc_version
+from gputrack.device.compile_report import compile_cubin
 from gputrack.isp.params import TONE8_SIZE
-from tests.conftest import load_script
+from tests.conftest import load_script, needs_sass_tools
 
 REPO = Path(__file__).resolve().parent.parent
 LAST_CODE = TONE8_SIZE - 1  # isp.cu: gt_lookup_rint(tone8, lin, TONE8_N - 1)
 
 
+def denormal(n: int) -> np.float32:
+    """The float32 whose bits are n."""
+    return np.array([n], dtype=np.uint32).view(np.float32)[0]
+
+
 def denormal_index(x: np.ndarray, n: int) -> np.ndarray:
     """The GPU's index: the float32 product of x and the denormal with bits n, as bits."""
-    scale = np.array([n], dtype=np.uint32).view(np.float32)[0]
-    return (x.astype(np.float32) * scale).view(np.uint32)
+    return (x.astype(np.float32) * denormal(n)).view(np.uint32)
 
 
 def flushes_denormals() -> bool:
@@ -50,31 +54,30 @@ def test_denormal_product_bits_are_the_rounded_index():
     assert got.max() == LAST_CODE and got.min() == 0
     np.testing.assert_array_equal(got, expected.astype(np.uint32))
     # the halfway cases that float32 holds exactly go to the even code, as rint does
-    exact_ties = x[: 2 * LAST_CODE + 1][LAST_CODE + 1:]
+    exact_ties = ties.astype(np.float32)
     exact_ties = exact_ties[exact_ties.astype(np.float64) * LAST_CODE % 1 == 0.5]
     assert exact_ties.size > 0
     assert (denormal_index(exact_ties, LAST_CODE) % 2 == 0).all()
 
 
-needs_tools = pytest.mark.skipif(
-    nvrtc_version()[0] is None or load_script("sass_report").find_cuobjdump() is None,
-    reason="NVRTC or cuobjdump absent (pip install -e '.[dev]')",
-)
-
-
-@needs_tools
-@pytest.mark.parametrize("kernel", ["isp_main", "isp_main_dir"])
-def test_tone_lookup_multiplies_by_the_denormal_without_flush_to_zero(kernel):
-    """Built as the cuda backend builds it (-ftz=true), the index's FMA must keep its denormal
-    operand and result: an FFMA.FTZ (a plain fmaf in C under -ftz) would make every index 0,
-    a black image on the GPU that emu would not show."""
+@pytest.fixture(scope="module")
+def isp_sass() -> dict[str, list[str]]:
+    """isp.cu's SASS, built once for the module as the cuda backend builds it."""
     sass = load_script("sass_report")
     report, cubin = compile_cubin(REPO / "kernels" / "isp.cu")
     assert cubin is not None, report.error
-    instructions = sass.disassemble(cubin, sass.find_cuobjdump())[kernel]
-    scale = float(np.array([LAST_CODE], dtype=np.uint32).view(np.float32)[0])
+    return sass.disassemble(cubin, sass.find_cuobjdump())
+
+
+@needs_sass_tools
+@pytest.mark.parametrize("kernel", ["isp_main", "isp_main_dir"])
+def test_tone_lookup_multiplies_by_the_denormal_without_flush_to_zero(kernel, isp_sass):
+    """Built as the cuda backend builds it (-ftz=true), the index's FMA must keep its denormal
+    operand and result: an FFMA.FTZ (a plain fmaf in C under -ftz) would make every index 0,
+    a black image on the GPU that emu would not show."""
+    scale = float(denormal(LAST_CODE))
     by_scale = []
-    for ins in instructions:
+    for ins in isp_sass[kernel]:
         for value in re.findall(r"[-+]?\d\.\d+e-\d+", ins):
             if float(value) == pytest.approx(scale, rel=1e-6, abs=0):
                 by_scale.append(ins)
