@@ -2,15 +2,17 @@
 // second small pass, grey-world white-balance statistics in a reduction.
 // The algorithm is stated once in NumPy in gputrack/isp/reference.py; this is its schedule.
 //
-// isp_main: a block of 32x8 threads walks down a strip of ISP_STRIP tiles of 64x16 pixels, one
-// thread per 2x2 Bayer cell.
-//   1. The tile plus a 2-pixel halo (rows y0-2..y0+17, columns x0-8..x0+71 so that every
+// isp_main: a block of 32x8 threads walks down a strip of ISP_STRIP tiles of 64x32 pixels
+// (ISP_CELLS = 2, the default: two 2x2 Bayer cells per thread, one above the other; 64x16
+// with one).
+//   1. The tile plus a 2-pixel halo (rows y0-2..y0+33, columns x0-8..x0+71 so that every
 //      row is read in aligned 16-byte groups) is normalised (black level, range, lens shading,
 //      white balance, clip) into shared memory as float; its RAW was loaded into registers
 //      while the block worked on the tile above.
-//   2. Each thread reads its 6x6 neighbourhood into registers and demosaics its four pixels
-//      (Malvar-He-Cutler 5x5 or bilinear), applies the colour matrix, clips, and looks up
-//      the 8-bit tone table (shared memory) at the linear value's 12-bit code.
+//   2. For each of its cells, a thread reads the 6x6 neighbourhood into registers and
+//      demosaics the four pixels (Malvar-He-Cutler 5x5 or bilinear), applies the colour
+//      matrix, clips, and looks up the 8-bit tone table (shared memory) at the linear value's
+//      12-bit code.
 //   3. RGB8 / NV12 bytes are staged in shared memory and written as 16-byte stores when the
 //      row layout allows it (width a multiple of 16), else byte by byte.
 // isp_main_dir: the same chain with the directional demosaic, staged through shared memory
@@ -24,9 +26,20 @@
 #define TILE_W (2 * ISP_BX)      // 64 pixels
 #define TILE_H (2 * ISP_BY)      // 16 pixels
 #define SM_W (TILE_W + 16)       // 80 floats: x0-8 .. x0+71 (whole 16-byte RAW groups)
-#define SM_H (TILE_H + 4)        // 20 rows: y0-2 .. y0+17
 #define SM_P (SM_W / 2)          // pairs per row
 #define GROUPS_X (SM_W / 8)      // 16-byte groups of RAW per row
+// isp_main's 2x2 cells per thread and tile step, stacked down (pipeline.CELLS; a schedule
+// knob, 1 or 2): its tile is ISP_CELLS * TILE_H rows, and what a thread does once per step
+// (the step's addresses and bounds, the loop, the barrier, the per-step part of fetching,
+// normalising and writing out) serves ISP_CELLS cells: with 2, the common path's loop body is
+// 707 SASS instructions per thread for 8 pixels against 420 for 4 (sm_90). Each cell reads its
+// own window: keeping the 4 rows two cells share in registers saved 13 of the 707, at the
+// 64-register cap. 3 or more would not fit the 48 KB of static shared memory.
+#ifndef ISP_CELLS
+#define ISP_CELLS 2
+#endif
+static_assert(ISP_CELLS == 1 || ISP_CELLS == 2, "ISP_CELLS: 1 or 2");
+#define MAIN_TILE_H (ISP_CELLS * TILE_H)
 
 // cfg (float32[16]) layout, written by gputrack/isp/pipeline.py
 #define CFG_BLACK 0
@@ -150,14 +163,14 @@ __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ out,
 }
 
 // The staging buffers of the 8-bit outputs of one tile.
-#define STAGE_RGB_N (TILE_H * (TILE_W * 3 / 16))  // 16 rows x 192 bytes
-#define STAGE_Y_N (TILE_H * (TILE_W / 16))        // 16 rows x 64 bytes
-#define STAGE_UV_N ((TILE_H / 2) * (TILE_W / 16)) // 8 rows x 64 bytes
-static_assert(STAGE_RGB_N + STAGE_Y_N <= ISP_THREADS && STAGE_UV_N <= ISP_THREADS,
-              "isp_write_tile: one 16-byte store per thread");
+// The staging buffers of the 8-bit outputs of a tile of TH rows, in 16-byte units.
+#define STAGE_RGB_N(TH) ((TH) * (TILE_W * 3 / 16))  // TH rows x 192 bytes
+#define STAGE_Y_N(TH) ((TH) * (TILE_W / 16))        // TH rows x 64 bytes
+#define STAGE_UV_N(TH) (((TH) / 2) * (TILE_W / 16)) // TH / 2 rows x 64 bytes
 
-// Write the staged bytes: 16-byte stores when the width is a multiple of 16 and the tile is
-// whole, else byte by byte.
+// Write the staged bytes of a tile of TH rows: 16-byte stores when the width is a multiple of
+// 16 and the tile is whole, else byte by byte.
+template <int TH>
 __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stage_rgb,
                                                const gt_u32x4* __restrict__ stage_y,
                                                const gt_u32x4* __restrict__ stage_uv, int w,
@@ -168,16 +181,23 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
     const unsigned char* sy = reinterpret_cast<const unsigned char*>(stage_y);
     const unsigned char* suv = reinterpret_cast<const unsigned char*>(stage_uv);
     const bool fast = (w & 15) == 0 && x0 + TILE_W <= w;
-    const int rows = gt_imin(TILE_H, h - y0);
-    // Whole tiles: one 16-byte store per thread at most (192 RGB, then 64 Y by other threads,
-    // 32 UV), so an `if` rather than a loop, and each address as the tile row's 64-bit base
-    // plus a 32-bit offset within the tile: the loop's hoisted 64-bit addresses were spilled.
+    const int rows = gt_imin(TH, h - y0);
+    // Whole tiles: the RGB units, then the Y units, dealt out a unit per thread and round (one
+    // round for a 16-row tile: 192 RGB, then 64 Y by other threads, 32 UV; an `if`, not a
+    // loop), each address the tile row's 64-bit base plus a 32-bit offset within the tile: a
+    // loop's hoisted 64-bit addresses were spilled.
+    constexpr int RGB_ROW = TILE_W * 3 / 16, Y_ROW = TILE_W / 16;  // 16-byte units a row
+    constexpr int ROUNDS = (STAGE_RGB_N(TH) + STAGE_Y_N(TH) + ISP_THREADS - 1) / ISP_THREADS;
+    static_assert(STAGE_UV_N(TH) <= ISP_THREADS, "isp_write_tile: a UV unit per thread");
     if (fast) {
-        const int per_row = TILE_W * 3 / 16;  // 12 x 16 bytes
-        if (tid < rows * per_row) {
-            const int r = tid / per_row, c = tid - r * per_row;
-            unsigned char* tile_rgb = rgb8 + (long long)y0 * w * 3;
-            reinterpret_cast<gt_u32x4*>(tile_rgb + (r * w + x0) * 3)[c] = stage_rgb[tid];
+#pragma unroll
+        for (int k = 0; k < ROUNDS; ++k) {
+            const int u = tid + k * ISP_THREADS;
+            if (u < rows * RGB_ROW) {
+                const int r = u / RGB_ROW, c = u - r * RGB_ROW;
+                unsigned char* tile_rgb = rgb8 + (long long)y0 * w * 3;
+                reinterpret_cast<gt_u32x4*>(tile_rgb + (r * w + x0) * 3)[c] = stage_rgb[u];
+            }
         }
     } else {
         const int cols = gt_imin(TILE_W, w - x0) * 3;
@@ -189,15 +209,17 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
     if (nv12 != nullptr) {
         unsigned char* uv = nv12 + (long long)w * h;
         if (fast) {
-            const int per_row = TILE_W / 16;
-            const int j = tid - STAGE_RGB_N;  // Y by the threads that store no RGB
-            if (j >= 0 && j < rows * per_row) {
-                const int r = j / per_row, c = j - r * per_row;
-                unsigned char* tile_y = nv12 + (long long)y0 * w;
-                reinterpret_cast<gt_u32x4*>(tile_y + r * w + x0)[c] = stage_y[j];
+#pragma unroll
+            for (int k = 0; k < ROUNDS; ++k) {
+                const int j = tid + k * ISP_THREADS - STAGE_RGB_N(TH);  // no RGB this round
+                if (j >= 0 && j < rows * Y_ROW) {
+                    const int r = j / Y_ROW, c = j - r * Y_ROW;
+                    unsigned char* tile_y = nv12 + (long long)y0 * w;
+                    reinterpret_cast<gt_u32x4*>(tile_y + r * w + x0)[c] = stage_y[j];
+                }
             }
-            if (tid < (rows / 2) * per_row) {
-                const int r = tid / per_row, c = tid - r * per_row;
+            if (tid < (rows / 2) * Y_ROW) {
+                const int r = tid / Y_ROW, c = tid - r * Y_ROW;
                 unsigned char* tile_uv = uv + (long long)(y0 / 2) * w;
                 reinterpret_cast<gt_u32x4*>(tile_uv + r * w + x0)[c] = stage_uv[tid];
             }
@@ -218,7 +240,7 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 
 // ---- isp_main: MHC or bilinear --------------------------------------------------------------
 #ifndef ISP_STRIP
-#define ISP_STRIP 4  // tiles per block, stacked down (pipeline.STRIP)
+#define ISP_STRIP 2  // tiles per block, stacked down (pipeline.STRIP): 64 rows with 2 cells
 #endif
 // 1: isp_main and isp_main_dir store each cell row's 6 RGB bytes (and 2 luma, 2 chroma)
 // straight to the image as 2-byte stores instead of staging the tile in shared memory for
@@ -233,12 +255,13 @@ __device__ __forceinline__ void isp_write_tile(const gt_u32x4* __restrict__ stag
 #endif
 
 // ---- the RAW tile, fetched and normalised (isp_main and isp_main_dir) -----------------------
-// A tile of TILE_H rows with HY halo rows above and below and 8 columns either side (columns
+// A tile of TH rows with HY halo rows above and below and 8 columns either side (columns
 // x0-8 .. x0+71: whole 16-byte groups of 8 pixels, SM_W floats a row), as float in shared
-// memory, gt_f32x2[TILE_H + 2 HY][SM_P]. isp_main: HY = 2; isp_main_dir: HY = 5.
-template <int HY>
+// memory, gt_f32x2[TH + 2 HY][SM_P]. isp_main: HY = 2, TH = MAIN_TILE_H; isp_main_dir: HY = 5,
+// TH = TILE_H.
+template <int HY, int TH = TILE_H>
 struct RawTile {
-    static constexpr int ROWS = TILE_H + 2 * HY;
+    static constexpr int ROWS = TH + 2 * HY;
     static constexpr int GROUPS = ROWS * GROUPS_X;                          // 16-byte groups
     static constexpr int LOADS = (GROUPS + ISP_THREADS - 1) / ISP_THREADS;  // per thread
 };
@@ -300,15 +323,15 @@ __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
 // words stay packed until isp_store_tile: unpacking them here made every warp wait for its
 // prefetch at once (measured: the first use of the load right after it was isp_main's hottest
 // stall).
-template <int HY>
-__device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
+template <int HY, int TH = TILE_H>
+__device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY, TH>::LOADS],
                                           const unsigned short* __restrict__ raw, int w, int h,
                                           int x0, int y0, int tid, int g0 = 0) {
     const bool vec_rows = (w & 7) == 0;  // every row starts 16-byte aligned
 #pragma unroll
-    for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
+    for (int j = 0; j < RawTile<HY, TH>::LOADS; ++j) {
         const int gi = g0 + tid + j * ISP_THREADS;
-        if (gi >= RawTile<HY>::GROUPS) break;
+        if (gi >= RawTile<HY, TH>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
         const int gx = x0 - 8 + 8 * g.tg;
         const unsigned short* src = raw + (long long)g.y * w;
@@ -328,15 +351,15 @@ __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY>::LOADS],
 // Normalise the fetched groups into the float tile: black level, range, white balance, lens
 // shading, clip. Reflect-101 keeps the parity of an index, so a group's colours follow from
 // its row and the position within the group.
-template <int HY>
+template <int HY, int TH = TILE_H>
 __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const IspNorm& n,
-                                               const gt_u32x4 (&v)[RawTile<HY>::LOADS], int w,
+                                               const gt_u32x4 (&v)[RawTile<HY, TH>::LOADS], int w,
                                                int h, int y0, int tid, int g0 = 0) {
     const float* shade = n.shade;
 #pragma unroll
-    for (int j = 0; j < RawTile<HY>::LOADS; ++j) {
+    for (int j = 0; j < RawTile<HY, TH>::LOADS; ++j) {
         const int gi = g0 + tid + j * ISP_THREADS;
-        if (gi >= RawTile<HY>::GROUPS) break;
+        if (gi >= RawTile<HY, TH>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
         const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
         const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
@@ -381,12 +404,14 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
 
 // The shared-memory pieces of isp_main.
 #define MAIN_HY 2  // halo rows of isp_main's tile: y0-2 .. y0+17
-static_assert(RawTile<MAIN_HY>::ROWS == SM_H, "isp_main's tile is SM_H rows");
+#define MAIN_SM_H (MAIN_TILE_H + 2 * MAIN_HY)  // 20 rows (one cell per thread): y0-2 .. y0+17
+using MainTile = RawTile<MAIN_HY, MAIN_TILE_H>;
+static_assert(MainTile::ROWS == MAIN_SM_H, "isp_main's tile is MAIN_SM_H rows");
 struct IspMainBuffers {  // one tile's: two of them, the tile step alternating
-    alignas(16) gt_f32x2 tile[SM_H][SM_P];  // 16-byte stores of normalised groups
-    gt_u32x4 stage_rgb[STAGE_RGB_N];
-    gt_u32x4 stage_y[STAGE_Y_N];
-    gt_u32x4 stage_uv[STAGE_UV_N];
+    alignas(16) gt_f32x2 tile[MAIN_SM_H][SM_P];  // 16-byte stores of normalised groups
+    gt_u32x4 stage_rgb[STAGE_RGB_N(MAIN_TILE_H)];
+    gt_u32x4 stage_y[STAGE_Y_N(MAIN_TILE_H)];
+    gt_u32x4 stage_uv[STAGE_UV_N(MAIN_TILE_H)];
 };
 struct IspMainShared {
     IspMainBuffers buf[2];
@@ -395,19 +420,19 @@ struct IspMainShared {
 };
 
 // The rows two tiles of a strip share: the next tile's top halo (rows 0 .. 2 HY - 1) is this
-// tile's bottom rows (TILE_H ..), so only the rest is fetched and normalised again; the shared
-// rows are copied in shared memory, 16 bytes a thread, by the last threads of the block (those
-// that normalise nothing).
+// tile's bottom rows (MAIN_TILE_H ..), so only the rest is fetched and normalised again; the
+// shared rows are copied in shared memory, 16 bytes a thread, by the last threads of the block
+// (those with a group fewer to normalise: none at all with one cell per thread).
 #define MAIN_HALO_GROUPS (2 * MAIN_HY * GROUPS_X)     // 40 RAW groups
 #define MAIN_HALO_UNITS (2 * MAIN_HY * SM_P / 2)      // 80 16-byte units
-static_assert(RawTile<MAIN_HY>::GROUPS - MAIN_HALO_GROUPS <= ISP_THREADS - MAIN_HALO_UNITS,
-              "the threads that copy the shared rows normalise none");
+static_assert((MainTile::GROUPS - MAIN_HALO_GROUPS) % ISP_THREADS <= ISP_THREADS - MAIN_HALO_UNITS,
+              "the threads that copy the shared rows normalise a group fewer");
 __device__ __forceinline__ void isp_copy_halo(gt_f32x2 (*dst)[SM_P],
                                               const gt_f32x2 (*src)[SM_P], int tid) {
     const int i = tid - (ISP_THREADS - MAIN_HALO_UNITS);
     if (i >= 0)
         reinterpret_cast<gt_f32x4*>(&dst[0][0])[i] =
-            reinterpret_cast<const gt_f32x4*>(&src[TILE_H][0])[i];
+            reinterpret_cast<const gt_f32x4*>(&src[MAIN_TILE_H][0])[i];
 }
 
 // Colour matrix, clip and 8-bit tone of one pixel of a cell; the float output too when
@@ -529,20 +554,21 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm, const unsigned
                                                unsigned char* __restrict__ nv12) {
     constexpr int K00 = cell_site<RX, RY, 0, 0>, K01 = cell_site<RX, RY, 1, 0>;
     constexpr int K10 = cell_site<RX, RY, 0, 1>, K11 = cell_site<RX, RY, 1, 1>;
+    constexpr int TH = MAIN_TILE_H;
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
-    const int qx = threadIdx.x, qy = threadIdx.y;
+    const int qx = threadIdx.x;
     const int x0 = blockIdx.x * TILE_W;
-    const int y_first = blockIdx.y * (ISP_STRIP * TILE_H);
-    const int y_end = gt_imin(h, y_first + ISP_STRIP * TILE_H);
-    gt_u32x4 next[RawTile<MAIN_HY>::LOADS];
+    const int y_first = blockIdx.y * (ISP_STRIP * TH);
+    const int y_end = gt_imin(h, y_first + ISP_STRIP * TH);
+    gt_u32x4 next[MainTile::LOADS];
     // The first tile whole, and the new rows of the second.
-    isp_fetch<MAIN_HY>(next, raw, w, h, x0, y_first, tid);
-    isp_store_tile<MAIN_HY>(sm.buf[0].tile, sm.n, next, w, h, y_first, tid);
-    if (y_first + TILE_H < y_end)
-        isp_fetch<MAIN_HY>(next, raw, w, h, x0, y_first + TILE_H, tid, MAIN_HALO_GROUPS);
+    isp_fetch<MAIN_HY, TH>(next, raw, w, h, x0, y_first, tid);
+    isp_store_tile<MAIN_HY, TH>(sm.buf[0].tile, sm.n, next, w, h, y_first, tid);
+    if (y_first + TH < y_end)
+        isp_fetch<MAIN_HY, TH>(next, raw, w, h, x0, y_first + TH, tid, MAIN_HALO_GROUPS);
     __syncthreads();
     int y0 = y_first, cur = 0;
-    for (; y0 < y_end; y0 += TILE_H, cur ^= 1) {
+    for (; y0 < y_end; y0 += TH, cur ^= 1) {
         // The thread index as the compiler cannot know it across tile steps (plus a zero read
         // from shared memory after a barrier): every index derived from it is recomputed per
         // step instead of hoisted out of the loop and held, which took isp_main from 64 to
@@ -551,53 +577,57 @@ __device__ __forceinline__ void isp_main_strip(IspMainShared& sm, const unsigned
         IspMainBuffers& b = sm.buf[cur];       // this tile's
         IspMainBuffers& o = sm.buf[cur ^ 1];  // the previous tile's staging, the next tile
 
-        // ---- 1. demosaic, colour, tone: one 2x2 cell per thread ----------------------------
-        const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
-        if (X < w && Y < h) {
-            // The cell's window, pixels X-2..X+3 of rows Y-2..Y+3, once for both rows (the
-            // outer rows only at X, X+1: the only columns read there).
-            float win[6][6];
+        // ---- 1. demosaic, colour, tone: ISP_CELLS 2x2 cells per thread, stacked down -------
 #pragma unroll
-            for (int r = 0; r < 6; ++r) {
+        for (int c = 0; c < ISP_CELLS; ++c) {
+            const int qy = ISP_CELLS * (int)threadIdx.y + c;
+            const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
+            if (X < w && Y < h) {
+                // The cell's window, pixels X-2..X+3 of rows Y-2..Y+3, once for both rows (the
+                // outer rows only at X, X+1: the only columns read there).
+                float win[6][6];
 #pragma unroll
-                for (int p = 0; p < 3; ++p) {
-                    if ((r == 0 || r == 5) && p != 1) continue;
-                    const gt_f32x2 v = b.tile[2 * qy + r][qx + 3 + p];  // from column X - 2
-                    win[r][2 * p] = v.x;
-                    win[r][2 * p + 1] = v.y;
+                for (int r = 0; r < 6; ++r) {
+#pragma unroll
+                    for (int p = 0; p < 3; ++p) {
+                        if ((r == 0 || r == 5) && p != 1) continue;
+                        const gt_f32x2 v = b.tile[2 * qy + r][qx + 3 + p];  // column X - 2 on
+                        win[r][2 * p] = v.x;
+                        win[r][2 * p + 1] = v.y;
+                    }
                 }
+                unsigned int sum[3] = {0u, 0u, 0u};
+                const IspCellOut out =
+                    isp_cell_out(rgb8, nv12, b.stage_rgb, b.stage_y, qx, qy, X, Y, w);
+                isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y,
+                                                     w, out, rgbf, nv12 != nullptr, sum);
+                isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y,
+                                                     w, out, rgbf, nv12 != nullptr, sum);
+                if (nv12 != nullptr)
+                    isp_finish_uv(isp_cell_uv(nv12, b.stage_uv, qx, qy, X, Y, w, h), sum[0],
+                                  sum[1], sum[2]);
             }
-            unsigned int sum[3] = {0u, 0u, 0u};
-            const IspCellOut out =
-                isp_cell_out(rgb8, nv12, b.stage_rgb, b.stage_y, qx, qy, X, Y, w);
-            isp_cell_row<0, K00, K01, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y, w,
-                                                 out, rgbf, nv12 != nullptr, sum);
-            isp_cell_row<1, K10, K11, FLOAT_OUT>(win, corr8, sm.ccm, tone8, lut, lut_n, X, Y, w,
-                                                 out, rgbf, nv12 != nullptr, sum);
-            if (nv12 != nullptr)
-                isp_finish_uv(isp_cell_uv(nv12, b.stage_uv, qx, qy, X, Y, w, h), sum[0], sum[1],
-                              sum[2]);
         }
 
         // ---- 2. the previous tile's staged bytes out --------------------------------------
         if (!ISP_DIRECT_STORE && y0 != y_first)
-            isp_write_tile(o.stage_rgb, o.stage_y, o.stage_uv, w, h, x0, y0 - TILE_H, t, rgb8,
-                           nv12);
+            isp_write_tile<TH>(o.stage_rgb, o.stage_y, o.stage_uv, w, h, x0, y0 - TH, t, rgb8,
+                               nv12);
 
         // ---- 3. the next tile into the other buffer; the RAW of the one after -------------
-        if (y0 + TILE_H < y_end) {
+        if (y0 + TH < y_end) {
             isp_copy_halo(o.tile, b.tile, t);
-            isp_store_tile<MAIN_HY>(o.tile, sm.n, next, w, h, y0 + TILE_H, t, MAIN_HALO_GROUPS);
-            if (y0 + 2 * TILE_H < y_end)
-                isp_fetch<MAIN_HY>(next, raw, w, h, x0, y0 + 2 * TILE_H, t, MAIN_HALO_GROUPS);
+            isp_store_tile<MAIN_HY, TH>(o.tile, sm.n, next, w, h, y0 + TH, t, MAIN_HALO_GROUPS);
+            if (y0 + 2 * TH < y_end)
+                isp_fetch<MAIN_HY, TH>(next, raw, w, h, x0, y0 + 2 * TH, t, MAIN_HALO_GROUPS);
         }
         __syncthreads();
     }
     // The last tile's bytes (staged in the buffer set of the step before the loop ended).
     const IspMainBuffers& last = sm.buf[cur ^ 1];
     if (!ISP_DIRECT_STORE)
-        isp_write_tile(last.stage_rgb, last.stage_y, last.stage_uv, w, h, x0, y0 - TILE_H, tid,
-                       rgb8, nv12);
+        isp_write_tile<TH>(last.stage_rgb, last.stage_y, last.stage_uv, w, h, x0, y0 - TH, tid,
+                           rgb8, nv12);
 }
 
 // The block's setup, then its strip with the Bayer phase as a template argument.
@@ -861,8 +891,8 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
 
     // ---- D. red and blue, colour, tone: one 2x2 cell per thread ---------------------------
     gt_u32x4* stage_rgb = sh.pool;  // C_H/C_V are dead now
-    gt_u32x4* stage_y = stage_rgb + STAGE_RGB_N;
-    gt_u32x4* stage_uv = stage_y + STAGE_Y_N;
+    gt_u32x4* stage_y = stage_rgb + STAGE_RGB_N(TILE_H);
+    gt_u32x4* stage_uv = stage_y + STAGE_Y_N(TILE_H);
     const int qx = threadIdx.x, qy = threadIdx.y;
     const int X = x0 + 2 * qx, Y = y0 + 2 * qy;
     if (X < w && Y < h) {
@@ -884,7 +914,7 @@ __device__ __forceinline__ void isp_dir_body(const DirShared& sh,
     }
     if (!ISP_DIRECT_STORE) {
         __syncthreads();
-        isp_write_tile(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
+        isp_write_tile<TILE_H>(stage_rgb, stage_y, stage_uv, w, h, x0, y0, tid, rgb8, nv12);
     }
 }
 
@@ -913,7 +943,8 @@ extern "C" __global__ void __launch_bounds__(ISP_THREADS) isp_main_dir(
     __shared__ float sccm[9];
     __shared__ float kd[DIR_KH * DIR_KW];
     __shared__ gt_u32x4 pool[(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW + 3) / 4];
-    static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >= 4 * (STAGE_RGB_N + STAGE_Y_N + STAGE_UV_N),
+    static_assert(DIR_KH * DIR_CHW + DIR_CVH * DIR_KW >=
+                      4 * (STAGE_RGB_N(TILE_H) + STAGE_Y_N(TILE_H) + STAGE_UV_N(TILE_H)),
                   "the staging buffers fit in the C_H/C_V space");
     const int tid = threadIdx.y * ISP_BX + threadIdx.x;
     unsigned char* tone8 = reinterpret_cast<unsigned char*>(stone8);

@@ -60,12 +60,18 @@ TENSOR = TensorSpec(640, 640)  # a YOLO-sized input: 3840x2160 -> 640x360 letter
 # scale (10.9), where a footprint's end rows are partial.
 TENSOR_DET = TensorSpec(352, 352)
 
-# --sweep: isp_main's (strip, blocks per SM, direct stores), then isp_awb_stats' cell rows.
-# Strip 2 and 2 blocks per SM lost clearly at 0a2f719. 5 blocks per SM (48 registers) spilled
-# then and no longer does: 40 warps per SM instead of 32, for a loop 3 % longer.
-MAIN_SWEEP = [(8, 4, 0), (16, 4, 0), (4, 3, 0), (4, 5, 0), (8, 5, 0), (4, 4, 1), (8, 4, 1)]
+# --sweep: isp_main's (cells per thread, strip, blocks per SM, direct stores), then
+# isp_awb_stats' cell rows. One cell per thread, strip 4, 4 blocks per SM is the schedule
+# timed at 0a2f719 (16-row tiles; strip 2 and 2 blocks per SM lost clearly then); with one
+# cell, 5 blocks per SM (48 registers) no longer spills. Two cells per thread (the default,
+# strip 2: the same 64 rows per block) take 45.7 KB of shared memory per block: 4 blocks per
+# SM at most.
+OLD_MAIN = (1, 4, 4, 0)
+MAIN_SWEEP = [OLD_MAIN, (1, 8, 4, 0), (1, 4, 5, 0), (1, 4, 4, 1),
+              (2, 1, 4, 0), (2, 4, 4, 0), (2, 2, 3, 0), (2, 2, 4, 1)]  # fmt: skip
 SWEEP: list[dict[str, int]] = [
-    {"ISP_STRIP": s, "ISP_MIN_BLOCKS": b, "ISP_DIRECT_STORE": d} for s, b, d in MAIN_SWEEP
+    {"ISP_CELLS": c, "ISP_STRIP": s, "ISP_MIN_BLOCKS": b, "ISP_DIRECT_STORE": d}
+    for c, s, b, d in MAIN_SWEEP
 ] + [{"AWB_ROWS": r} for r in (2, 3, 8)]  # 3: all 6 loads before the first use
 
 
@@ -286,19 +292,22 @@ def bench_device(
             cases.append((f"isp_awb_stats [{rows} cell rows/thread]",
                           lambda m=variant._module, r=rows: awb(m, r), 2 * px, None))  # fmt: skip
             continue
-        strip, min_blocks = knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
+        cells, strip, min_blocks = knobs["ISP_CELLS"], knobs["ISP_STRIP"], knobs["ISP_MIN_BLOCKS"]
         direct = ", direct" if knobs["ISP_DIRECT_STORE"] else ""  # stores
         res = kernel_resources(variant._module, "isp_main", MAIN_BLOCK) if on_gpu else ""
-        cases.append((f"isp_main -> RGB8 [strip {strip}, {min_blocks} blocks/SM{direct}{res}]",
+        shape = f"{cells} cell{'s' if cells > 1 else ''}, strip {strip}"
+        cases.append((f"isp_main -> RGB8 [{shape}, {min_blocks} blocks/SM{direct}{res}]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px, None))  # fmt: skip
-        if strip == 4 and (knobs["ISP_DIRECT_STORE"] or min_blocks > 4):  # NV12 too
+        old = tuple(knobs[k] for k in ("ISP_CELLS", "ISP_STRIP", "ISP_MIN_BLOCKS",
+                                       "ISP_DIRECT_STORE")) == OLD_MAIN  # fmt: skip
+        if old or knobs["ISP_DIRECT_STORE"] or min_blocks > 4:  # NV12 too
             nv12_variant = IspPipeline(params.with_(nv12=True), be, schedule=knobs)
-            cases.append((f"isp_main -> RGB8 + NV12 [strip {strip}, {min_blocks}/SM{direct}]",
+            cases.append((f"isp_main -> RGB8 + NV12 [{shape}, {min_blocks}/SM{direct}]",
                           lambda v=nv12_variant: v.process(dev_raw, download=False,
                                                            stream=stream),
                           2 * px + 4.5 * px, None))  # fmt: skip
-        if knobs["ISP_DIRECT_STORE"] and strip == 4:  # isp_main_dir has no ISP_MIN_BLOCKS
+        if knobs["ISP_DIRECT_STORE"] and cells == 1:  # isp_main_dir: no cells, strip, blocks
             dir_variant = IspPipeline(params.with_(demosaic="directional"), be, schedule=knobs)
             cases.append((f"isp_main_dir -> RGB8 [{direct[2:]}]",
                           lambda v=dir_variant: v.process(dev_raw, download=False,
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--sweep", action="store_true",
-                    help="GPU: also time the schedule knobs (isp_main's ISP_STRIP, "
+                    help="GPU: also time the schedule knobs (isp_main's ISP_CELLS, ISP_STRIP, "
                     "ISP_MIN_BLOCKS and ISP_DIRECT_STORE, isp_awb_stats' AWB_ROWS)")
     ap.add_argument("--no-cpu", action="store_true", help="only the kernel table")
     ap.add_argument("--device", choices=("auto", "cuda", "emu"), default="auto",
@@ -343,7 +352,6 @@ def main(argv: list[str] | None = None) -> int:
     cuda = probe("cuda")
     device = "cuda" if args.device == "auto" and cuda.available else args.device
     if device != "auto" and probe(device).available:
-        # (strip, direct stores); strip 2 and 2 blocks per SM lost clearly at 0a2f719
         sweep = SWEEP if args.sweep else []
         g = bench_device(device, scene, raw, params, args.reps, sweep)
         result["gpu"] = g

@@ -27,9 +27,11 @@ def test_kernel_table_runs_on_emu(tmp_path):
     for kernel in ("isp_awb_stats", "isp_main -> RGB8", "isp_main_dir", "isp_tensor 640",
                    "isp_tensor 352", "sensor"):
         assert any(kernel in n for n in names), kernel
-    assert sum("strip" in n for n in names) == 9  # the schedule sweep: 7 isp_main, 2 with NV12
-    assert sum("5 blocks/SM" in n or "5/SM" in n for n in names) == 3
-    assert sum("direct]" in n for n in names) == 4
+    assert sum("strip" in n for n in names) == 12  # the schedule sweep: 8 isp_main, 4 + NV12
+    assert sum("1 cell, strip 4, 4 blocks/SM]" in n for n in names) == 1  # timed at 0a2f719
+    assert sum("2 cells" in n for n in names) == 5
+    assert sum("5 blocks/SM" in n or "5/SM" in n for n in names) == 2
+    assert sum("direct]" in n for n in names) == 5
     assert sum("cell rows/thread" in n for n in names) == 3
     for r in table["rows"]:
         assert len(r["ms"]) == 2 and all(math.isfinite(v) and v > 0 for v in r["ms"])

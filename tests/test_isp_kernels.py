@@ -406,15 +406,22 @@ def test_tensor_area_paths_match_reference(kernel_backend, rng, size, tensor):
         {"ISP_STRIP": 3, "ISP_MIN_BLOCKS": 2},
         {"ISP_DIRECT_STORE": 1},
         {"ISP_DIRECT_STORE": 1, "ISP_STRIP": 3},
+        {"ISP_CELLS": 1},  # one cell per thread: 16-row tiles
+        {"ISP_CELLS": 1, "ISP_STRIP": 3, "ISP_MIN_BLOCKS": 5},
+        {"ISP_CELLS": 1, "ISP_DIRECT_STORE": 1},
         {"AWB_ROWS": 1},
         {"AWB_ROWS": 3},
         {"AWB_ROWS": 16},
     ],
+    ids=lambda knobs: ",".join(f"{k}={v}" for k, v in knobs.items()),
 )
 def test_schedule_knobs_leave_the_result_alone(kernel_backend, rng, schedule):
     methods = ("mhc", "directional") if "ISP_DIRECT_STORE" in schedule else ("mhc",)
-    cases = [(m, shape) for m in methods for shape in ((150, 70), (150, 128))]
-    for method, shape in cases:  # 16-byte RAW loads only for the second shape
+    # 16-byte RAW loads only where the width is a multiple of 8; a frame shorter than a
+    # 32-row tile, and a single row of cells per thread
+    shapes = [(150, 70), (150, 128), (22, 64), (6, 128)]
+    cases = [(m, shape) for m in methods for shape in shapes]
+    for method, shape in cases:
         params = IspParams(nv12=True, wb="auto", demosaic=method)
         raw = rng.integers(0, 4096, shape).astype(np.uint16)
         base = IspPipeline(params, kernel_backend, float_output=True)
@@ -448,15 +455,17 @@ def test_unknown_schedule_knob_is_refused():
 
 
 def test_pipeline_strip_is_the_kernels_default():
-    """IspPipeline sizes isp_main's grid by STRIP; a kernel default smaller than it would
-    leave rows unprocessed, a larger one would only waste blocks: keep the two equal."""
+    """IspPipeline sizes isp_main's grid by STRIP and CELLS; a kernel default smaller than
+    either would leave rows unprocessed, a larger one would only waste blocks: keep them
+    equal."""
     import re
 
     from gputrack.device.kernel_source import resolve
-    from gputrack.isp.pipeline import STRIP
+    from gputrack.isp.pipeline import CELLS, STRIP
 
     text = resolve("isp.cu").read_text()
     assert int(re.search(r"#define ISP_STRIP (\d+)", text).group(1)) == STRIP
+    assert int(re.search(r"#define ISP_CELLS (\d+)", text).group(1)) == CELLS
 
 
 def test_a_device_mosaic_that_starts_misaligned_is_copied_first(kernel_backend, rng):

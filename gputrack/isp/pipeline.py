@@ -21,8 +21,9 @@ from gputrack.isp.params import IspParams, pattern_offsets
 from gputrack.sensor.frame import RawFrame
 
 MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
-TILE = (64, 16)  # pixels per tile of isp_main
-STRIP = 4  # isp.cu ISP_STRIP: tiles per block of isp_main, stacked down
+TILE = (64, 16)  # pixels per tile of isp_main (and isp_main_dir) with one cell per thread
+CELLS = 2  # isp.cu ISP_CELLS: isp_main's 2x2 cells per thread and tile step, stacked down
+STRIP = 2  # isp.cu ISP_STRIP: tiles (of 16 CELLS rows) per block of isp_main, stacked down
 TENSOR_BLOCK = (32, 8, 1)  # isp.cu TEN_BX x TEN_BY
 AWB_BLOCK = (32, 8, 1)  # isp.cu AWB_BX x AWB_BY
 AWB_ROWS = 4  # isp.cu AWB_ROWS: cell rows per thread of isp_awb_stats
@@ -39,7 +40,9 @@ def awb_grid(w: int, h: int, rows: int = AWB_ROWS) -> tuple[int, int]:
 
 
 # isp.cu's tuning knobs (-D defines): they change the speed, never the result.
-SCHEDULE_KNOBS = frozenset({"ISP_STRIP", "ISP_MIN_BLOCKS", "ISP_DIRECT_STORE", "AWB_ROWS"})
+SCHEDULE_KNOBS = frozenset(
+    {"ISP_STRIP", "ISP_CELLS", "ISP_MIN_BLOCKS", "ISP_DIRECT_STORE", "AWB_ROWS"}
+)
 
 DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
 # The directional method has its own entry (a wider halo, staged through shared memory), so
@@ -95,6 +98,7 @@ class IspPipeline:
         if unknown:
             raise GputrackError(f"unknown ISP schedule knobs: {', '.join(sorted(unknown))}")
         self.strip = int(self.schedule.get("ISP_STRIP", STRIP))
+        self.cells = int(self.schedule.get("ISP_CELLS", CELLS))
         self.awb_rows = int(self.schedule.get("AWB_ROWS", AWB_ROWS))
         self._module = backend.load("isp.cu", self.schedule) if backend.runs_kernels else None
         self._buffers: dict[str, Any] = {}
@@ -243,8 +247,8 @@ class IspPipeline:
         rgbf = self._buffer("rgbf", (h, w, 3), np.float32) if self.float_output else None
         lut = self._lut(p)
         grid = (-(-w // TILE[0]), -(-h // TILE[1]))
-        if p.demosaic != "directional":
-            grid = (grid[0], -(-grid[1] // self.strip))
+        if p.demosaic != "directional":  # a block of isp_main: a strip of taller tiles
+            grid = (grid[0], -(-h // (TILE[1] * self.cells * self.strip)))
         tail = (self._cfg(p), stats, lut, i32(int(lut.shape[0])), self._lut8(p), rgb8, rgbf, nv12)
         head = (dev_raw, i32(w), i32(h), i32(rx), i32(ry))
         if p.demosaic == "directional":
