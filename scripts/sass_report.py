@@ -7,7 +7,8 @@ For each kernel: registers, spills, static SASS instructions, the commonest opco
 instructions between consecutive barriers (`BAR.SYNC`), which for a staged kernel are its
 stages in order (a kernel with several template bodies repeats the pattern per body); with
 --loads, how many global loads go out before the first use of their data, batch by batch;
-with --dump DIR, each kernel's instructions in DIR/<kernel>.sass, one a line.
+with --dump DIR, each kernel's instructions in DIR/<kernel>.sass, one a line; with
+--common-path, what a whole interior tile runs, alone (see COMMON_PATH).
 
 Static counts are not run time: an instruction in a loop or in every warp counts once, an
 edge path as much as the hot one. Compare two builds of the same kernel, and weight the parts
@@ -33,6 +34,35 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gputrack.device.compile_report import DEFAULT_ARCH, compile_cubin  # noqa: E402
+
+# --common-path: the conditions that pick an edge path, made constant in a temporary copy of
+# the file, so that the compiler drops the edge paths and a barrier segment counts what a whole
+# interior tile runs (width a multiple of 16, no lens shading; RGB8 + NV12 as both are in the
+# code). Such a build is wrong at frame edges: for counting only. A condition no longer found in
+# the file is an error, not a silent miscount.
+COMMON_PATH = {
+    "isp.cu": [
+        ("const bool fast = (w & 15) == 0 && x0 + TILE_W <= w;", "const bool fast = true;"),
+        ("if (vec_rows && gx >= 0 && gx + 7 < w)", "if (true)"),
+        ("if (shade[3] == 0.0f)", "if (true)"),
+        ("if (X < w && Y < h)", "if (true)"),
+        ("const int rows = gt_imin(TH, h - y0);", "const int rows = TH;"),
+    ],
+}
+
+
+def common_path_source(path: Path) -> str:
+    """The file's source with its COMMON_PATH conditions made constant."""
+    rules = COMMON_PATH.get(path.name)
+    if rules is None:
+        raise ValueError(f"--common-path: no edge conditions known for {path.name}")
+    text = path.read_text()
+    for condition, constant in rules:
+        if condition not in text:
+            raise ValueError(f"--common-path: '{condition}' is no longer in {path.name}")
+        text = text.replace(condition, constant)
+    return text
+
 
 _FUNCTION = re.compile(r"^\s*Function\s*:\s*(\S+)")
 _INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(.*?)\s*;")
@@ -167,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dump", type=Path, metavar="DIR",
                     help="also write each kernel's SASS to DIR/<kernel>.sass, one instruction "
                     "a line (to diff two builds or read a hot loop)")  # fmt: skip
+    ap.add_argument("--common-path", action="store_true",
+                    help="count the common path only: a copy with the edge-path conditions "
+                    "made constant (COMMON_PATH), wrong at frame edges")  # fmt: skip
     args = ap.parse_args(argv)
 
     cuobjdump = find_cuobjdump()
@@ -178,7 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     defines = dict(d.split("=", 1) for d in args.defines)
-    report, cubin = compile_cubin(args.file, args.arch, defines)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.file
+        if args.common_path:
+            try:
+                text = common_path_source(args.file)
+            except ValueError as err:
+                print(err, file=sys.stderr)
+                return 1
+            source = Path(tmp, args.file.name)  # common.cuh still comes from kernels/
+            source.write_text(text)
+        report, cubin = compile_cubin(source, args.arch, defines)
     if cubin is None:
         print(f"{args.file}: {report.error or 'did not compile'}", file=sys.stderr)
         return 1
@@ -189,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"not in {args.file.name}: {', '.join(missing)}", file=sys.stderr)
         return 1
-    print(f"{args.file.name} for {args.arch} ({report.compiler}, as the cuda backend builds it)")
+    what = "its common path only" if args.common_path else "as the cuda backend builds it"
+    print(f"{args.file.name} for {args.arch} ({report.compiler}, {what})")
     for name in names:
         instructions = sass[name]
         res = resources.get(name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import load_script, needs_sass_tools
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,3 +79,42 @@ def test_unknown_kernel_is_an_error(capsys):
     sass = load_script("sass_report")
     assert sass.main([str(REPO / "kernels" / "sensor.cu"), "no_such_kernel"]) == 1
     assert "no_such_kernel" in capsys.readouterr().err
+
+
+def _loop_body(sass, capsys, *argv: str) -> int:
+    """isp_main's third barrier segment (the first Bayer phase's tile loop), as reported."""
+    assert sass.main([str(REPO / "kernels" / "isp.cu"), "isp_main", "--segments", "3", *argv]) == 0
+    out = capsys.readouterr().out
+    segments = next(ln for ln in out.splitlines() if "between barriers:" in ln)
+    return int(segments.split(":")[1].split("|")[2])
+
+
+@needs_sass_tools
+def test_common_path_drops_the_edge_paths_and_two_cells_cost_less_per_pixel(capsys):
+    """--common-path counts what a whole interior tile runs; by that count a thread's tile
+    step with two cells (8 pixels) costs less per pixel than with one (4 pixels): the reason
+    ISP_CELLS is 2 (docs/ISP.md)."""
+    sass = load_script("sass_report")
+    whole = _loop_body(sass, capsys, "-D", "ISP_CELLS=2")
+    two = _loop_body(sass, capsys, "-D", "ISP_CELLS=2", "--common-path")
+    one = _loop_body(sass, capsys, "-D", "ISP_CELLS=1", "--common-path")
+    assert two < whole / 2  # the edge paths were most of the loop's code
+    assert two / 8 < 0.9 * one / 4
+
+
+def test_common_path_refuses_a_file_it_has_no_rules_for(tmp_path):
+    sass = load_script("sass_report")
+    other = tmp_path / "other.cu"
+    other.write_text("__global__ void k() {}\n")
+    with pytest.raises(ValueError, match="no edge conditions known for other.cu"):
+        sass.common_path_source(other)
+
+
+def test_common_path_refuses_a_condition_that_left_the_source(tmp_path):
+    sass = load_script("sass_report")
+    assert "if (true)" in sass.common_path_source(REPO / "kernels" / "isp.cu")
+    copy = tmp_path / "isp.cu"
+    text = (REPO / "kernels" / "isp.cu").read_text()
+    copy.write_text(text.replace("if (shade[3] == 0.0f)", "if (shade[3] == 0.0f && true)"))
+    with pytest.raises(ValueError, match=r"'if \(shade\[3\] == 0.0f\)' is no longer in isp.cu"):
+        sass.common_path_source(copy)
