@@ -36,10 +36,20 @@ __device__ __forceinline__ float gt_fma_sat(float a, float b, float c) {
 #endif
 }
 
-// Mirror an index into [0, n) without repeating the edge (reflect-101: -1 -> 1, n -> n - 2).
-// It keeps the Bayer phase. Indices further out than one reflection are clamped: they only
-// feed pixels outside the image, which are never stored.
+// Mirror an index of a Bayer mosaic's row or column (n even) into [0, n) without repeating the
+// edge (reflect-101: -1 -> 1, n -> n - 2), which keeps the Bayer phase. An index further out
+// than one reflection (a frame narrower than a kernel's reach, e.g. 4 pixels against the
+// directional demosaic's 6) goes to the nearest index of its own parity, so that a mirrored
+// pixel still has the colour its position says (reference.reflect101 does the same).
 __device__ __forceinline__ int gt_reflect101(int i, int n) {
+    if (i < 0) i = -i;
+    if (i >= n) i = 2 * (n - 1) - i;  // the parity of i, but maybe still outside [0, n)
+    return gt_imin(gt_imax(i, i & 1), (n - 1) - ((n - 1 - i) & 1));
+}
+// The same for a caller that reads no index beyond one reflection (|i| <= n - 1 past either
+// edge), where the two agree: further out it still lands in [0, n), but not on the parity's
+// colour, so only for halo pixels that are loaded and never read. Two instructions cheaper.
+__device__ __forceinline__ int gt_reflect101_near(int i, int n) {
     if (i < 0) i = -i;
     if (i >= n) i = 2 * (n - 1) - i;
     return gt_imin(gt_imax(i, 0), n - 1);

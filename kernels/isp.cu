@@ -306,6 +306,19 @@ __device__ __forceinline__ void isp_norm_setup(IspNorm& n, const float* __restri
     n.zero = 0;
 }
 
+// The border of a RAW tile with HY halo rows: isp_main (HY = 2) reads 2 pixels past a cell,
+// which every frame the pipeline takes (4x4 and up, pipeline.check_raw) mirrors within one
+// reflection, so the cheaper form is exact for every pixel it reads (its halo's outer columns
+// are loaded and never read); isp_main_dir reads up to 6 pixels out, beyond one reflection of
+// a 4-pixel-wide frame, where a mirrored pixel must keep its colour.
+template <int HY>
+__device__ __forceinline__ int isp_mirror(int i, int n) {
+    if constexpr (HY <= 2)
+        return gt_reflect101_near(i, n);
+    else
+        return gt_reflect101(i, n);
+}
+
 // RAW group gi of the tile at row y0: tile row tr, group column tg, frame row y (mirrored).
 // Recomputed where needed rather than kept: registers are the scarce resource.
 struct IspGroup {
@@ -314,7 +327,7 @@ struct IspGroup {
 template <int HY>
 __device__ __forceinline__ IspGroup isp_group(int gi, int y0, int h) {
     const int tr = (int)((unsigned int)gi / GROUPS_X);  // unsigned: one instruction fewer
-    return IspGroup{tr, gi - tr * GROUPS_X, gt_reflect101(y0 - HY + tr, h)};
+    return IspGroup{tr, gi - tr * GROUPS_X, isp_mirror<HY>(y0 - HY + tr, h)};
 }
 
 // Issue the loads of tile (x0, y0) with its halo; element j of `v` is group g0 + tid + j *
@@ -341,8 +354,8 @@ __device__ __forceinline__ void isp_fetch(gt_u32x4 (&v)[RawTile<HY, TH>::LOADS],
             unsigned int q[4];
 #pragma unroll
             for (int k = 0; k < 4; ++k)
-                q[k] = (unsigned int)src[gt_reflect101(gx + 2 * k, w)] |
-                       ((unsigned int)src[gt_reflect101(gx + 2 * k + 1, w)] << 16);
+                q[k] = (unsigned int)src[isp_mirror<HY>(gx + 2 * k, w)] |
+                       ((unsigned int)src[isp_mirror<HY>(gx + 2 * k + 1, w)] << 16);
             v[j] = gt_u32x4{q[0], q[1], q[2], q[3]};
         }
     }
@@ -389,7 +402,7 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
             const int gx = n.halo_x0 + 8 * g.tg;
 #pragma unroll
             for (int k = 0; k < 8; ++k) {
-                const int x = gt_reflect101(gx + k, w);
+                const int x = isp_mirror<HY>(gx + k, w);
                 const float dx = (float)x + shade[4];
                 const float r2 = (dx * dx + dy * dy) * inv_d2;
                 const float m = fmaf(v[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);

@@ -105,10 +105,11 @@ def test_random_raw_matches_reference(kernel_backend, rng, size):
         run_and_compare(kernel_backend, raw, params, f"{w}x{h} {pattern} {params.demosaic}")
 
 
-@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (6, 4)])
+@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (6, 4), (4, 4), (4, 34)])
 def test_random_raw_directional_matches_reference(kernel_backend, rng, size):
     """isp_main_dir: its own halo (5 rows, 8 columns) and shared-memory stages; the smallest
-    frame mirrors beyond one reflection."""
+    frames mirror beyond one reflection (its reach is 6 pixels), where a mirrored pixel must
+    keep its Bayer colour."""
     w, h = size
     for pattern in BAYER_PATTERNS:
         raw = rng.integers(0, 4096, (h, w)).astype(np.uint16)

@@ -188,3 +188,17 @@ def test_colour_checker_and_grey_ramp_with_other_methods(method):
     out = ref.process(model.reference(ramp, sp), sp.isp).rgb8.astype(np.int64)[8:-8, 8:-8]
     assert np.abs(out - ramp[8:-8, 8:-8]).max() <= 3
     assert (out.max(-1) - out.min(-1)).max() <= 3
+
+
+@pytest.mark.parametrize("n", [4, 6, 10])
+def test_mirrored_border_keeps_the_bayer_colour_of_every_position(n):
+    """reference.reflect101 (and the kernels' gt_reflect101): reflect-101 within one reflection,
+    and further out (a frame narrower than a kernel's reach) an index of the same parity, so a
+    mirrored pixel has the colour its position says."""
+    i = np.arange(-12, n + 12)
+    got = ref.reflect101(i, n)
+    assert got.min() >= 0 and got.max() <= n - 1
+    assert np.array_equal(got & 1, i & 1)
+    near = (i >= -(n - 1)) & (i <= 2 * (n - 1))
+    want = np.pad(np.arange(n), n - 1, mode="reflect")[i[near] + n - 1]  # numpy's reflect-101
+    assert np.array_equal(got[near], want)

@@ -142,11 +142,13 @@ DIR_EPS = 1e-4
 
 
 def reflect101(i: np.ndarray, n: int) -> np.ndarray:
-    """Mirror indices into [0, n) without repeating the edge; further out, clamp (the kernel's
-    gt_reflect101, so that even a 4-pixel-wide frame pads the same way)."""
+    """Mirror indices of a mosaic's rows or columns (n even) into [0, n) without repeating the
+    edge; further out than one reflection, the nearest index of the same parity, so that a
+    mirrored pixel keeps the Bayer colour of its position (the kernel's gt_reflect101: even a
+    4-pixel-wide frame pads the same way)."""
     i = np.abs(i)
     i = np.where(i >= n, 2 * (n - 1) - i, i)
-    return np.clip(i, 0, n - 1)
+    return np.minimum(np.maximum(i, i & 1), (n - 1) - ((n - 1 - i) & 1))
 
 
 def demosaic_directional(m: np.ndarray, pattern: str) -> np.ndarray:
