@@ -32,8 +32,8 @@
 // knob, 1 or 2): its tile is ISP_CELLS * TILE_H rows, and what a thread does once per step
 // (the step's addresses and bounds, the loop, the barrier, the per-step part of fetching,
 // normalising and writing out) serves ISP_CELLS cells: with 2, the common path's loop body is
-// 707 SASS instructions per thread for 8 pixels against 420 for 4 (sm_90). Each cell reads its
-// own window: keeping the 4 rows two cells share in registers saved 13 of the 707, at the
+// 693 SASS instructions per thread for 8 pixels against 413 for 4 (sm_90). Each cell reads its
+// own window: keeping the 4 rows two cells share in registers saved about 2 %, at the
 // 64-register cap. 3 or more would not fit the 48 KB of static shared memory.
 #ifndef ISP_CELLS
 #define ISP_CELLS 2
@@ -374,7 +374,10 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
         const int gi = g0 + tid + j * ISP_THREADS;
         if (gi >= RawTile<HY, TH>::GROUPS) break;
         const IspGroup g = isp_group<HY>(gi, y0, h);
-        const gt_f32x4 nr = n.norm[g.y & 1];  // x: a even, y: a odd, z: b even, w: b odd column
+        // The row's colours from its unmirrored index: isp_mirror keeps the parity of every row
+        // that is read (the mirror of the others is only loaded). x: a even, y: a odd, z: b
+        // even, w: b odd column.
+        const gt_f32x4 nr = n.norm[(y0 - HY + g.tr) & 1];
         const unsigned int words[4] = {v[j].a, v[j].b, v[j].c, v[j].d};
         // The RAW values as float: the even pixels (low halves) through the conversion unit,
         // one I2F.U16 each; the odd ones through the float mantissa (gt_u2f: a shift-or and

@@ -87,9 +87,14 @@ def run_and_compare(backend, raw: np.ndarray | RawFrame, params: IspParams, what
         assert_nv12_of_own_rgb8(out8, f"{what} (8-bit only)")
 
 
-# (70, 150): three strips of isp_main (4, 4 and 2 tiles, the last one partial); (128, 40):
-# 16-byte stores with a last tile of 8 rows; (192, 22): a strip of one whole and one 6-row tile
-@pytest.mark.parametrize("size", [(70, 46), (130, 34), (128, 64), (70, 150), (128, 40), (192, 22)])
+# isp_main's blocks are strips of 2 tiles of 32 rows: (70, 150) three strips, the last one a
+# 22-row tile; (128, 40) 16-byte stores with a last tile of 8 rows; (192, 22) one partial tile;
+# (70, 100) a last tile of 4 rows; (4, 4), (4, 6), (6, 4) mirror across the whole frame.
+@pytest.mark.parametrize(
+    "size",
+    [(70, 46), (130, 34), (128, 64), (70, 150), (128, 40), (192, 22), (70, 100), (4, 4), (4, 6),
+     (6, 4)],
+)  # fmt: skip
 def test_random_raw_matches_reference(kernel_backend, rng, size):
     w, h = size
     for pattern in BAYER_PATTERNS:
