@@ -107,3 +107,33 @@ def test_an_image_output_opencv_cannot_write_is_refused_before_the_run(capsys, t
             msg = _refused(capsys, [*argv, option, str(tmp_path / name)], verb)
             assert f"OpenCV writes no image format for {why}" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        (np.full((31, 47), 100, np.uint16), "odd"),  # refused at its first frame
+        (np.full((32, 48), 65000, np.uint16), "exceeds the declared bit depth"),
+    ],
+)
+def test_a_run_that_fails_before_its_first_frame_leaves_earlier_outputs_alone(
+    capsys, tmp_path, raw, needle
+):
+    """--log, --mot and --video of an earlier run survive a run whose input turns out wrong
+    only when its first frame is read: no frame done, nothing to keep, nothing replaced."""
+    src = tmp_path / "frame.npy"
+    np.save(src, raw)
+    outs = {opt: tmp_path / f"earlier{ext}" for opt, ext in
+            (("--log", ".jsonl"), ("--mot", ".txt"), ("--video", ".mp4"))}  # fmt: skip
+    for path in outs.values():
+        path.write_text("precious\n")
+    argv = ["run", str(src), "--backend", "cpu", "--no-ui", "--bit-depth", "12"]
+    for opt, path in outs.items():
+        argv += [opt, str(path)]
+    assert main(argv) == 1
+    assert needle in capsys.readouterr().err
+    for path in outs.values():
+        assert path.read_text() == "precious\n", path.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["frame.npy", *(p.name for p in outs.values())]
+    ), "no temporary file left behind"

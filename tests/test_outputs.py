@@ -46,3 +46,30 @@ def test_track_log_is_flushed_per_frame_and_complete_after_an_error(tmp_path):
         assert (tmp_path / "t.jsonl.part").read_text().count("\n") == 1, "flushed at once"
         raise RuntimeError
     assert path.read_text().count("\n") == 1 and not (tmp_path / "t.jsonl.part").exists()
+
+
+def test_track_log_failing_before_its_first_frame_leaves_the_old_log(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("earlier run\n")
+    with pytest.raises(RuntimeError), TrackLogWriter(path):
+        raise RuntimeError
+    assert path.read_text() == "earlier run\n" and not (tmp_path / "t.jsonl.part").exists()
+
+
+def test_atomic_path_asks_at_the_error_whether_to_keep(tmp_path):
+    out = tmp_path / "mot.txt"
+    out.write_text("earlier\n")
+    wrote = {"frames": 0}
+
+    def any_frame() -> bool:
+        return wrote["frames"] > 0
+
+    with pytest.raises(RuntimeError), atomic_path(out, keep_on_error=any_frame):
+        raise RuntimeError
+    assert out.read_text() == "earlier\n"
+    with pytest.raises(RuntimeError), atomic_path(out, keep_on_error=any_frame) as tmp:
+        tmp.write_text("frame 1\n")
+        wrote["frames"] = 1
+        raise RuntimeError
+    assert out.read_text() == "frame 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]

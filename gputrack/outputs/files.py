@@ -5,7 +5,7 @@ complete, remove the temporary file on any error."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,11 +16,14 @@ from gputrack.errors import GputrackError, UsageError
 
 
 @contextmanager
-def atomic_path(path: str | Path, keep_on_error: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, keep_on_error: bool | Callable[[], bool] = False
+) -> Iterator[Path]:
     """`with atomic_path(out) as tmp: write(tmp)` -> `out` appears only when complete.
 
     `keep_on_error`: a log of whole records (flushed one at a time) is worth keeping when
-    the run fails, so it is renamed then too; a half-written image is not."""
+    the run fails, so it is renamed then too; a half-written image is not. A callable decides
+    when the error comes (a run that failed before its first record replaces nothing)."""
     out = Path(path)
     if out.is_dir():
         raise GputrackError(f"{out}: is a folder, give a file name")
@@ -34,7 +37,8 @@ def atomic_path(path: str | Path, keep_on_error: bool = False) -> Iterator[Path]
     try:
         yield tmp
     except BaseException:
-        if keep_on_error and tmp.exists():
+        keep = keep_on_error() if callable(keep_on_error) else keep_on_error
+        if keep and tmp.exists():
             os.replace(tmp, out)
         raise
     else:

@@ -60,17 +60,22 @@ class RunOutputs:
     ) -> None:
         self.names = names
         self.fps = fps
+        self.frames = 0  # written: an error before the first replaces no earlier file
         self.log = stack.enter_context(TrackLogWriter(log)) if log else None
         self.mot = None
+        keep = self._any_frame
         if mot:
-            tmp = stack.enter_context(atomic_path(mot, keep_on_error=True))
+            tmp = stack.enter_context(atomic_path(mot, keep_on_error=keep))
             self.mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
         self.video_path = video
         self._video_tmp = (
-            stack.enter_context(atomic_path(video, keep_on_error=True)) if video else None
+            stack.enter_context(atomic_path(video, keep_on_error=keep)) if video else None
         )
         self._video: Any = None
         stack.callback(self._close_video)
+
+    def _any_frame(self) -> bool:
+        return self.frames > 0
 
     @property
     def wants_image(self) -> bool:
@@ -100,6 +105,7 @@ class RunOutputs:
             rgb8 = image()
             if rgb8 is not None:
                 self._write_video(draw_tracks(rgb8, result.tracks, self.names))
+        self.frames += 1
 
     def _write_video(self, bgr: np.ndarray) -> None:
         if self._video is None:

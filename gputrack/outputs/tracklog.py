@@ -1,6 +1,7 @@
 """The JSONL track log: one line per frame, flushed per frame, written under a temporary
 name and renamed when complete, so a reader never sees a half-written file under the final
-name and a crash or Ctrl-C still leaves every finished frame in the `.part` file."""
+name, and a crash or Ctrl-C still leaves every finished frame under the final name. A run that
+fails before its first frame leaves an earlier log of that name as it was."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ class TrackLogWriter:
         if complete:
             os.replace(self.partial, self.path)
 
+    def discard(self) -> None:
+        """Close and remove the `.part` file: the final name keeps what it had."""
+        self._file.close()
+        self.partial.unlink(missing_ok=True)
+
     def __enter__(self) -> TrackLogWriter:
         return self
 
@@ -54,8 +60,12 @@ class TrackLogWriter:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Ctrl-C and end of input both leave a complete log of the frames done; an error too,
-        # so what was processed is never lost.
-        self.close(complete=True)
+        # so what was processed is never lost; an error before the first frame replaces
+        # nothing.
+        if kind is not None and self.frames == 0:
+            self.discard()
+        else:
+            self.close(complete=True)
 
 
 def track_entry(track: Any) -> dict[str, Any]:
