@@ -196,3 +196,89 @@ def test_bad_colour_options_are_one_line(capsys, tmp_path, image_png, extra, cod
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == code and needle in err[-1] and "Traceback" not in "\n".join(err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--stages", "demosaic", "--noise"], "--noise apply to --stages full"),
+        (["--stages", "demosaic", "--bit-depth", "12"], "--bit-depth apply to --stages full"),
+        (["--stages", "demosaic", "--black-level", "100"], "--black-level apply to"),
+        (["--stages", "demosaic", "--wb", "3,1,3"], "--wb apply to --stages full"),
+        (["--seed", "3"], "applies with --noise"),
+        (["--size", "96x64"], "--size applies to headerless .raw input"),
+        (["--bit-depth", "16"], "the sensor model reads out 10, 12, 14 bits"),
+        (["--bit-depth", "8"], "the sensor model reads out 10, 12, 14 bits"),
+    ],
+)
+def test_options_an_rgb_input_would_ignore_are_usage_errors(
+    capsys, tmp_path, image_png, extra, needle
+):
+    """Rather than a run that silently drops them (and a --json that reports them as used)."""
+    src, _ = image_png
+    out = tmp_path / "o.png"
+    assert main(["isp", str(src), "--out", str(out), "--backend", "cpu", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert needle in err[-1] and "Traceback" not in "\n".join(err)
+    assert not out.exists()
+
+
+def test_options_a_raw_input_would_ignore_are_usage_errors(capsys, tmp_path, rng):
+    npy = tmp_path / "frame.npy"
+    np.save(npy, rng.integers(0, 4096, (32, 48)).astype(np.uint16))
+    out = str(tmp_path / "o.png")
+    base = ["isp", str(npy), "--out", out, "--backend", "cpu"]
+    assert "--size applies" in _error(capsys, [*base, "--size", "48x32"])
+    assert "--wb apply" in _error(capsys, [*base, "--stages", "demosaic", "--wb", "2,1,2"])
+    # what a RAW input does take with --stages demosaic: its readout's bit depth
+    info = _run_json(capsys, [*base, "--stages", "demosaic", "--bit-depth", "12", "--json"])
+    assert info["bit_depth"] == 12 and info["stages"] == "demosaic"
+
+
+def test_one_frame_files_only_and_either_byte_order(capsys, tmp_path, rng):
+    """isp takes one frame: a stack in one .npy is refused (run reads stacks), a folder too;
+    a big-endian uint16 mosaic is RAW like a little-endian one."""
+    raw = rng.integers(0, 4096, (32, 48)).astype(np.uint16)
+    out = tmp_path / "o.npy"
+    little, big = tmp_path / "le.npy", tmp_path / "be.npy"
+    np.save(little, raw)
+    np.save(big, raw.astype(">u2"))
+    base = ["--out", str(out), "--backend", "cpu", "--json", "--wb", "1.5,1,1.5"]
+    a = _run_json(capsys, ["isp", str(little), *base])
+    want = np.load(out)
+    b = _run_json(capsys, ["isp", str(big), *base])
+    assert a["kind"] == b["kind"] == "raw" and np.array_equal(np.load(out), want)
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.stack([raw, raw, raw]))
+    assert main(["isp", str(stack), "--out", str(out)]) == 2
+    assert "holds 3 frames; isp takes one" in capsys.readouterr().err
+    rgb_stack = tmp_path / "rgb_stack.npy"
+    np.save(rgb_stack, rng.integers(0, 256, (2, 32, 48, 3)).astype(np.uint8))
+    assert main(["isp", str(rgb_stack), "--out", str(out)]) == 2
+    assert "holds 2 frames" in capsys.readouterr().err
+    folder = tmp_path / "frames.raw"  # a folder, whatever its name says
+    folder.mkdir()
+    assert main(["isp", str(folder), "--out", str(out)]) == 2
+    assert "a folder; isp takes one file" in capsys.readouterr().err
+
+
+def test_small_inputs_and_an_output_folder_are_named(capsys, tmp_path):
+    tiny = tmp_path / "tiny.npy"
+    np.save(tiny, np.full((2, 2), 100, np.uint16))
+    msg = _error(capsys, ["isp", str(tiny), "--out", str(tmp_path / "o.png"), "--backend", "cpu"])
+    assert "tiny.npy" in msg and "at least 4x4" in msg
+    png = tmp_path / "tiny.png"
+    cv2.imwrite(str(png), np.full((2, 2, 3), 100, np.uint8))
+    msg = _error(capsys, ["isp", str(png), "--out", str(tmp_path / "o.png"), "--backend", "cpu"])
+    assert "tiny.png" in msg and "at least 4x4" in msg
+    (tmp_path / "d.png").mkdir()
+    assert main(["isp", str(png), "--out", str(tmp_path / "d.png")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_an_empty_raw_file_gets_no_nonsense_size_hint(capsys, tmp_path):
+    empty = tmp_path / "zero.raw"
+    empty.write_bytes(b"")
+    msg = _error(capsys, ["isp", str(empty), "--out", str(tmp_path / "o.png"), "--size", "48x32",
+                          "--backend", "cpu"])  # fmt: skip
+    assert "0 bytes" in msg and "would be" not in msg

@@ -449,6 +449,26 @@ def test_dng(tmp_path, pattern):
     assert f.meta["camera_whitebalance"][:3] == pytest.approx([2.0, 1.0, 1.5])
 
 
+def test_dng_states_its_own_pattern_and_levels(tmp_path):
+    """A --pattern or --black-level given for a DNG would be silently ignored: refused."""
+    pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
+    _write_dng(tmp_path / "shot.dng", _raw(48, 32, top=4095), "RGGB", 12, black=64)
+    for option, flag in (({"pattern": "BGGR"}, "--pattern"),
+                         ({"black_level": 10}, "--black-level")):  # fmt: skip
+        with pytest.raises(GputrackError, match=f"states its own Bayer pattern.*{flag} does not"):
+            open_source(str(tmp_path / "shot.dng"), **option)
+    with open_source(str(tmp_path / "shot.dng"), bit_depth=14) as src:  # the depth may be set
+        assert next(src).raw.bit_depth == 14
+
+
+def test_npy_raw_in_either_byte_order(tmp_path):
+    data = _raw(48, 32, top=4095)
+    np.save(tmp_path / "be.npy", data.astype(">u2"))
+    with open_source(str(tmp_path / "be.npy")) as src:
+        f = next(src)
+    assert f.raw.data.dtype == np.uint16 and np.array_equal(f.raw.data, data)
+
+
 def test_dng_unreadable(tmp_path):
     pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
     (tmp_path / "bad.dng").write_bytes(b"\x00" * 64)

@@ -7,7 +7,7 @@ import argparse
 import math
 from typing import Any
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import check_shading, tone_curve
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
 
@@ -29,6 +29,18 @@ def bit_depth(text: str) -> int:
             f"bit depth '{text}' not supported (choose from {', '.join(map(str, BIT_DEPTHS))})"
         )
     return value
+
+
+SENSOR_BIT_DEPTHS = (10, 12, 14)  # what the sensor model reads out (RAW files: BIT_DEPTHS)
+
+
+def check_sensor_bit_depth(depth: int | None) -> None:
+    """--bit-depth for the sensor model (an RGB input): 10, 12 or 14, else a usage error."""
+    if depth is not None and depth not in SENSOR_BIT_DEPTHS:
+        raise UsageError(
+            f"--bit-depth {depth}: the sensor model reads out "
+            f"{', '.join(map(str, SENSOR_BIT_DEPTHS))} bits (RAW files may be 8 to 16)"
+        )
 
 
 def fraction(text: str) -> float:

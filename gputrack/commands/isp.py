@@ -29,6 +29,7 @@ from gputrack.commands.args import (
     add_isp_options,
     bayer_pattern,
     bit_depth,
+    check_sensor_bit_depth,
     isp_choices,
     non_negative_int,
     white_balance,
@@ -77,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=bit_depth,
         default=None,
         metavar="N",
-        help="sensor bit depth 10 | 12 | 14 (default 12, or the RAW file name's)",
+        help="bit depth: of the sensor model for an RGB input, 10 | 12 | 14 (default 12); of "
+        "a RAW file, 8 to 16 (default: the file name's, else 12; a DNG's own)",
     )
     p.add_argument(
         "--black-level",
@@ -97,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_isp_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default 0; with --noise)")
     p.add_argument(
         "--stages",
         default="full",
@@ -121,9 +123,16 @@ def _is_raw_input(path: Path) -> bool:
     if ext == ".npy":
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, EOFError) as err:
             raise GputrackError(f"{path}: not a readable .npy array ({err})") from None
-        return arr.dtype == np.uint16 and arr.ndim == 2
+        raw = arr.dtype.kind == "u" and arr.dtype.itemsize == 2  # either byte order
+        stacked = arr.ndim == 3 if raw else arr.ndim == 4 and arr.shape[-1] == 3
+        if stacked:
+            raise UsageError(
+                f"{path}: holds {arr.shape[0]} frames; isp takes one (gputrack run reads them "
+                "all)"
+            )
+        return raw and arr.ndim == 2
     from gputrack.sensor.sources import CAMERA_RAW_EXTS
 
     return ext in CAMERA_RAW_EXTS
@@ -176,21 +185,45 @@ def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
         write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")
 
 
+def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path) -> None:
+    """An option this input or stage would ignore is a usage error, not a silent no-op."""
+    if args.size is not None and src.suffix.lower() != ".raw":
+        raise UsageError(f"--size applies to headerless .raw input, not to {src}")
+    if args.seed is not None and not args.noise:
+        raise UsageError("--seed sets the sensor model's noise: it applies with --noise")
+    if args.stages == "demosaic":
+        given = [f"--{k.replace('_', '-')}" for k in ("ccm", "tone", "lens_shading", "wb")
+                 if getattr(args, k) is not None]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} apply to --stages full (the demosaicing benchmark uses "
+                "the identity matrix, a linear tone, no shading and no white balance)"
+            )
+        if not _is_raw_input(src):
+            given = [o for o, v in (("--noise", args.noise), ("--bit-depth", args.bit_depth),
+                                    ("--black-level", args.black_level)) if v]  # fmt: skip
+            if given:
+                raise UsageError(
+                    f"{', '.join(given)} apply to --stages full: with --stages demosaic the "
+                    "image is only mosaicked as given (8-bit, no black level, no noise)"
+                )
+
+
 def run(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
         raise GputrackError(f"input '{src}' not found")
+    if src.is_dir():
+        raise UsageError(f"{src}: a folder; isp takes one file (gputrack run reads folders)")
     if out.suffix.lower() not in IMAGE_OUT_EXTS | {".npy"}:
         raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder, give a file name")
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
+    _refuse_options_that_do_not_apply(args, src)
     chosen = isp_choices(args)
-    if chosen and args.stages == "demosaic":
-        raise UsageError(
-            "--ccm, --tone and --lens-shading apply to --stages full (the demosaicing "
-            "benchmark uses the identity matrix, a linear tone and no shading)"
-        )
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
         "input": str(src),
@@ -218,16 +251,15 @@ def run(args: argparse.Namespace) -> int:
             raise GputrackError(
                 f"{src}: image size {w}x{h} is odd; a Bayer sensor needs even width and height"
             )
+        if h < 4 or w < 4:
+            raise GputrackError(f"{src}: image size {w}x{h}: at least 4x4 pixels")
         pattern = args.pattern or "RGGB"
         if args.stages == "demosaic":
             raw = model.mosaic_only(image, pattern)
             params = demosaic_only(pattern, raw.bit_depth, args.demosaic)
         else:
+            check_sensor_bit_depth(args.bit_depth)
             depth = 12 if args.bit_depth is None else args.bit_depth
-            if depth not in (10, 12, 14):
-                raise GputrackError(
-                    f"--bit-depth {depth}: the sensor model reads out 10, 12 or 14 bits"
-                )
             params = IspParams(
                 pattern=pattern,
                 bit_depth=depth,
@@ -237,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                 **chosen,
             )
             sensor = model.SensorModel(
-                model.SensorParams(isp=params, noise=args.noise, seed=args.seed), backend
+                model.SensorParams(isp=params, noise=args.noise, seed=args.seed or 0), backend
             )
             raw = sensor.render(image)
         info["kind"] = "rgb"

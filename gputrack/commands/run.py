@@ -28,6 +28,7 @@ from gputrack.commands.args import (
     add_isp_options,
     bayer_pattern,
     bit_depth,
+    check_sensor_bit_depth,
     fraction,
     isp_choices,
     positive_int,
@@ -103,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bit-depth",
         type=bit_depth,
         default=None,
-        help="sensor bit depth: of RAW input, or of the sensor model for RGB sources",
+        help="bit depth: of RAW input (8 to 16), or of the sensor model for RGB sources "
+        "(10, 12 or 14; default 12)",
     )
     p.add_argument(
         "--pattern",
@@ -162,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
         bit_depth=args.bit_depth,
         pattern=args.pattern,
     )
+    if not source.is_raw:  # the bit depth is the sensor model's
+        try:
+            check_sensor_bit_depth(args.bit_depth)
+        except UsageError:
+            source.close()
+            raise
     if kind == "truth":
         detector: Any = NoisyTruthDetector(args.seed)
         names: list[str] = list(getattr(source, "class_names", ("person", "car", "ball")))

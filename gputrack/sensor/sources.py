@@ -434,6 +434,8 @@ def _make_raw(name: str, data: np.ndarray, params: dict[str, Any], index: int,
     if w % 2 or h % 2:
         raise GputrackError(f"{name}: RAW size {w}x{h} is odd; a Bayer frame needs even "
                             "width and height")
+    if w < 4 or h < 4:
+        raise GputrackError(f"{name}: RAW size {w}x{h}: at least 4x4 pixels")
     try:
         frame = RawFrame(data, index=index, timestamp=timestamp, **params)
         frame.check_values()
@@ -473,9 +475,9 @@ class RawFileSource(Source):
             got = f.stat().st_size
             if got != need:
                 fits = ""
-                if got % (2 * h) == 0:
+                if got and got % (2 * h) == 0:
                     fits = f" (that would be {got // (2 * h)}x{h})"
-                elif got % (2 * w) == 0:
+                elif got and got % (2 * w) == 0:
                     fits = f" (that would be {w}x{got // (2 * w)})"
                 raise GputrackError(f"{f}: {got} bytes, but {w}x{h} 16-bit RAW needs {need}"
                                     f"{fits}; check --size")
@@ -541,7 +543,7 @@ class NpySource(Source):
     def _load(self, path: Path) -> tuple[bool, tuple[int, int], int]:
         """(is_raw, (h, w), frames) of one file, or a clear error."""
         a = self._open(path)
-        if a.dtype == np.uint16 and a.ndim in (2, 3):
+        if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.ndim in (2, 3):  # either order
             return True, a.shape[-2:], 1 if a.ndim == 2 else a.shape[0]
         if a.dtype == np.uint8 and a.ndim in (3, 4) and a.shape[-1] == 3:
             return False, a.shape[-3:-1], 1 if a.ndim == 3 else a.shape[0]
@@ -561,7 +563,8 @@ class NpySource(Source):
             self._arr = self._open(path)
         a = self._arr
         one = a.ndim == (2 if self.is_raw else 3)
-        data = np.array(a if one else a[self._j])  # a copy: the map stays read-only
+        # a copy (the map stays read-only), in this machine's byte order
+        data = np.array(a if one else a[self._j], dtype=np.uint16 if self.is_raw else np.uint8)
         i = self._i
         self._j += 1
         self._i += 1
@@ -741,6 +744,11 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
         if kind == "npy":
             return NpySource(members, name, fps=fps, **raw_opts, **common)
         if kind == "camera":
+            stated = [k for k in ("pattern", "black_level", "white_level") if k in opts]
+            if stated:
+                flags = ", ".join(f"--{k.replace('_', '-')}" for k in stated)
+                raise GputrackError(f"{name}: a DNG/camera RAW file states its own Bayer pattern, "
+                                    f"black and white level; {flags} does not apply")
             return CameraRawSource(members, name, bit_depth=opts.get("bit_depth"), fps=fps,
                                    **common)
         return VideoSource(str(path), live=False, fps=fps, max_drops=opts.get("max_drops"),
