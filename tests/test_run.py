@@ -124,6 +124,7 @@ def test_ctrl_c_keeps_finished_frames_and_exits_130(tmp_path, capsys, monkeypatc
         (["synthetic:64x48", "--ccm", "1,0,0,1,0,0,0,0,1"], "is singular"),
         (["synthetic:64x48", "--tone", "gamma-2"], "gamma must be positive"),
         (["synthetic:64x48", "--wb", "1,1"], "three positive gains"),
+        (["synthetic:64x48", "--bit-depth", "16"], "the sensor model reads out 10, 12, 14"),
     ],
 )
 def test_bad_input_is_one_line(args, needle, capsys):
