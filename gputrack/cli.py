@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,16 @@ def _attach_signed_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own log lines ('[ WARN:0@0.7] global grfmt_png.cpp ...') say again, less
+    clearly, what a gputrack error line says about a bad input: off, unless the user set
+    OPENCV_LOG_LEVEL."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -82,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _stop_on_sigterm()
+    _quiet_opencv()
     try:
         return int(args.func(args) or 0)
     except GputrackError as err:

@@ -282,3 +282,12 @@ def test_an_empty_raw_file_gets_no_nonsense_size_hint(capsys, tmp_path):
     msg = _error(capsys, ["isp", str(empty), "--out", str(tmp_path / "o.png"), "--size", "48x32",
                           "--backend", "cpu"])  # fmt: skip
     assert "0 bytes" in msg and "would be" not in msg
+
+
+def test_a_corrupt_image_is_one_line_without_opencvs_log(capfd, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 64)  # a PNG signature, then garbage
+    assert main(["isp", str(bad), "--out", str(tmp_path / "o.png"), "--backend", "cpu"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == [f"gputrack isp: error: {bad}: not an image OpenCV can read"], err
