@@ -162,7 +162,6 @@ __device__ __forceinline__ void isp_finish_uv(unsigned char* __restrict__ out,
     reinterpret_cast<unsigned short*>(out)[0] = (unsigned short)((cb >> 24) | ((cr >> 24) << 8));
 }
 
-// The staging buffers of the 8-bit outputs of one tile.
 // The staging buffers of the 8-bit outputs of a tile of TH rows, in 16-byte units.
 #define STAGE_RGB_N(TH) ((TH) * (TILE_W * 3 / 16))  // TH rows x 192 bytes
 #define STAGE_Y_N(TH) ((TH) * (TILE_W / 16))        // TH rows x 64 bytes
@@ -419,8 +418,8 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
 }
 
 // The shared-memory pieces of isp_main.
-#define MAIN_HY 2  // halo rows of isp_main's tile: y0-2 .. y0+17
-#define MAIN_SM_H (MAIN_TILE_H + 2 * MAIN_HY)  // 20 rows (one cell per thread): y0-2 .. y0+17
+#define MAIN_HY 2  // halo rows of isp_main's tile: y0-2 .. y0+MAIN_TILE_H+1
+#define MAIN_SM_H (MAIN_TILE_H + 2 * MAIN_HY)  // 36 rows with two cells per thread, 20 with one
 using MainTile = RawTile<MAIN_HY, MAIN_TILE_H>;
 static_assert(MainTile::ROWS == MAIN_SM_H, "isp_main's tile is MAIN_SM_H rows");
 struct IspMainBuffers {  // one tile's: two of them, the tile step alternating
