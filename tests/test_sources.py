@@ -199,6 +199,39 @@ def test_video_file_that_stops_decoding_ends_cleanly():
     assert src._cap.released
 
 
+class StuckCapture(FakeCapture):
+    """A damaged stretch [bad0, bad1): after a failed read the decoder stays stuck (every read
+    fails) until a seek, as OpenCV's FFmpeg reader can on a damaged file."""
+
+    def __init__(self, n: int, bad0: int, bad1: int) -> None:
+        super().__init__(n, set(range(bad0, bad1)))
+        self.stuck = False
+        self.seeks = 0
+
+    def set(self, prop: int, value: float) -> bool:
+        self.stuck = False
+        self.seeks += 1
+        return super().set(prop, value)
+
+    def read(self):
+        if self.stuck:
+            self.reads += 1
+            return False, None
+        ok, img = super().read()
+        self.stuck = not ok
+        return ok, img
+
+
+def test_video_file_reads_on_after_a_damaged_stretch():
+    cap = StuckCapture(100, 10, 50)
+    src = VideoSource("fake.avi", live=False, capture=cap, max_drops=5)
+    frames = list(src)
+    assert [f.index for f in frames] == [*range(10), *range(50, 100)]
+    assert [_frame_number(f.image) for f in frames] == [i % 12 for i in [*range(10),
+                                                                         *range(50, 100)]]
+    assert src.dropped == 40 and src.end_reason is None and cap.seeks == 8
+
+
 def test_webcam_skips_and_counts_dropped_frames():
     src = VideoSource(0, capture=FakeCapture(10**6, {2, 3, 7}))
     assert src.live and src.num_frames is None

@@ -219,8 +219,10 @@ class VideoSource(Source):
 
     ``capture`` may be any object with OpenCV's ``VideoCapture`` methods (tests use a fake).
     Live input skips frames that fail to read and counts them; ``max_drops`` failures in a
-    row raise an error. A file skips and counts frames that fail to decode, and ends cleanly
-    (``end_reason`` says why) after ``max_drops`` failures in a row.
+    row raise an error. A file skips and counts frames that fail to decode; after each
+    ``max_drops`` failures in a row it seeks past them (a damaged stretch can leave the decoder
+    stuck where later frames would decode), and it ends cleanly (``end_reason`` says why) where
+    no frame decodes up to the end or the seek fails.
     """
 
     kind = "video"
@@ -286,9 +288,14 @@ class VideoSource(Source):
                                         "(camera disconnected?)")
                 continue
             at_end = self.num_frames is None or pos >= self.num_frames - 1
-            if at_end or pending >= self.max_drops:
-                # A failed read at the end is the end; a run of them before it ends the file
-                # early, and the user is told where.
+            # After max_drops failures in a row the decoder may be stuck in a damaged stretch:
+            # a seek past the last failed frame restarts it (from the keyframe before), so the
+            # frames after the damage are still read. A failed read at the end is the end; a
+            # run of them up to it, or a seek that fails, ends the file early, and the user is
+            # told where.
+            restarted = (not at_end and pending % self.max_drops == 0
+                         and bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)))
+            if at_end or (pending % self.max_drops == 0 and not restarted):
                 if pending > 1 or not at_end:
                     self.end_reason = (f"{self._what}: frames from {first_bad} on cannot be "
                                        f"decoded (the file says it has {self.num_frames}); "
