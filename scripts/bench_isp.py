@@ -299,8 +299,7 @@ def bench_device(
         cases.append((f"isp_main -> RGB8 [{shape}, {min_blocks} blocks/SM{direct}{res}]",
                       lambda v=variant: v.process(dev_raw, download=False, stream=stream),
                       2 * px + 3 * px, None))  # fmt: skip
-        old = tuple(knobs[k] for k in ("ISP_CELLS", "ISP_STRIP", "ISP_MIN_BLOCKS",
-                                       "ISP_DIRECT_STORE")) == OLD_MAIN  # fmt: skip
+        old = (cells, strip, min_blocks, knobs["ISP_DIRECT_STORE"]) == OLD_MAIN
         if old or knobs["ISP_DIRECT_STORE"] or min_blocks > 4:  # NV12 too
             nv12_variant = IspPipeline(params.with_(nv12=True), be, schedule=knobs)
             cases.append((f"isp_main -> RGB8 + NV12 [{shape}, {min_blocks}/SM{direct}]",

@@ -185,21 +185,21 @@ def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
         write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")
 
 
-def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path) -> None:
+def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_raw: bool) -> None:
     """An option this input or stage would ignore is a usage error, not a silent no-op."""
     if args.size is not None and src.suffix.lower() != ".raw":
         raise UsageError(f"--size applies to headerless .raw input, not to {src}")
     if args.seed is not None and not args.noise:
         raise UsageError("--seed sets the sensor model's noise: it applies with --noise")
     if args.stages == "demosaic":
-        given = [f"--{k.replace('_', '-')}" for k in ("ccm", "tone", "lens_shading", "wb")
-                 if getattr(args, k) is not None]  # fmt: skip
+        chosen = [*isp_choices(args), *(["wb"] if args.wb is not None else [])]
+        given = [f"--{k.replace('_', '-')}" for k in chosen]
         if given:
             raise UsageError(
                 f"{', '.join(given)} apply to --stages full (the demosaicing benchmark uses "
                 "the identity matrix, a linear tone, no shading and no white balance)"
             )
-        if not _is_raw_input(src):
+        if not is_raw:
             given = [o for o, v in (("--noise", args.noise), ("--bit-depth", args.bit_depth),
                                     ("--black-level", args.black_level)) if v]  # fmt: skip
             if given:
@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise GputrackError(f"--out {out}: no such directory {out.parent}")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
-    _refuse_options_that_do_not_apply(args, src)
+    is_raw = _is_raw_input(src)
+    _refuse_options_that_do_not_apply(args, src, is_raw)
     chosen = isp_choices(args)
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     }
     t0 = time.perf_counter()
 
-    if _is_raw_input(src):
+    if is_raw:
         if args.noise:
             raise GputrackError("--noise applies to RGB inputs (the sensor model), not RAW files")
         raw = _read_raw(src, args)
