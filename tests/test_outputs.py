@@ -73,3 +73,37 @@ def test_atomic_path_asks_at_the_error_whether_to_keep(tmp_path):
         raise RuntimeError
     assert out.read_text() == "frame 1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_outputs_through_a_link_or_into_a_pipe_keep_the_link_and_the_pipe(tmp_path):
+    import os
+    import threading
+
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    for name in ("a.txt", "b.jsonl"):
+        (tmp_path / name).symlink_to(target)
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("new\n")
+    assert (tmp_path / "a.txt").is_symlink() and target.read_text() == "new\n"
+    with TrackLogWriter(tmp_path / "b.jsonl") as log:
+        log.write(0, 0.0, [], {"total": 1.0})
+    assert (tmp_path / "b.jsonl").is_symlink() and target.read_text().startswith('{"frame":0')
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    for writer in ("atomic", "log"):
+        reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+        reader.start()
+        if writer == "atomic":
+            with atomic_path(fifo) as tmp:
+                tmp.write_text("through the pipe\n")
+        else:
+            with TrackLogWriter(fifo) as log:
+                log.write(3, 0.1, [], {"total": 1.0})
+        reader.join(timeout=30)
+        assert fifo.is_fifo()
+    assert got[0] == "through the pipe\n" and got[1].startswith('{"frame":3')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.jsonl", "pipe",
+                                                          "real.jsonl"]

@@ -114,6 +114,28 @@ def test_ctrl_c_keeps_finished_frames_and_exits_130(tmp_path, capsys, monkeypatc
     assert len(log.read_text().splitlines()) == 3 and not (tmp_path / "t.jsonl.part").exists()
 
 
+def test_an_error_mid_run_keeps_the_frames_done_and_says_so(tmp_path, capsys, monkeypatch):
+    from gputrack.errors import GputrackError
+
+    real = pipeline.Pipeline.process
+    calls = {"n": 0}
+
+    def failing_on_the_fourth(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise GputrackError("the camera went away")
+        return real(self, frame)
+
+    monkeypatch.setattr(pipeline.Pipeline, "process", failing_on_the_fourth)
+    log, mot = tmp_path / "t.jsonl", tmp_path / "r.txt"
+    argv = ["synthetic:128x96", "--backend", "cpu", "--frames", "10", "--log", str(log)]
+    assert main(["run", *argv, "--mot", str(mot), "--no-ui"]) == 1
+    err = capsys.readouterr().err
+    assert f"--log {log}, --mot {mot}: kept, with the 3 frames done before the error" in err
+    assert err.rstrip().endswith("the camera went away")
+    assert len(log.read_text().splitlines()) == 3 and mot.exists()
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -204,6 +204,26 @@ def test_lost_track_reported_then_removed_after_lost_time():
     assert lost_frames == 15 and len(tr) == 0
 
 
+@pytest.mark.parametrize("gap", [5, 16, 17, 10**9])
+def test_skipped_frames_bridge_a_gap_up_to_lost_time_and_cost_nothing_beyond(gap):
+    """A jump in frame_index: the track survives it exactly when it would have survived
+    that many frames without detections, and a huge jump returns at once."""
+    p = TrackerParams(fps=30, lost_time=0.5)  # max_lost 15
+    jumped, stepped = Tracker(p), Tracker(p)
+    for i in range(10):
+        jumped.update(dets(box(300, 300)), i)
+        stepped.update(dets(box(300, 300)), i)
+    for i in range(10, 10 + min(gap, 40) - 1):
+        stepped.update(dets(), i)
+    again = dets(box(300, 300))
+    after_jump = jumped.update(again, 9 + gap)  # frames 10 .. 8+gap skipped
+    after_steps = stepped.update(again, 9 + gap)
+    survives = gap - 1 <= p.max_lost
+    assert [t.id for t in confirmed(after_jump)] == ([1] if survives else [])
+    assert [t.id for t in confirmed(after_steps)] == [t.id for t in confirmed(after_jump)]
+    assert len(jumped) == len(stepped) == 1
+
+
 def test_class_is_kept_and_other_classes_do_not_steal():
     tr = Tracker(fps=30)
     # A person (0) walks right and a car (1) left along the same line: they cross at i = 20.

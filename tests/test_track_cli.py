@@ -38,7 +38,9 @@ def test_track_writes_mot_result_and_json_summary(tmp_path, capsys):
         ("3,-1,1,abc,40,80,0.9", "det.txt:3: 'abc' is not a number"),
         ("3.5,-1,1,2,40,80,0.9", "det.txt:3: frame must be a whole number"),
         ("3,-1,1,2,0,80,0.9", "det.txt:3: box width and height must be positive"),
-        ("3,-1,1,2,40,80,nan", "det.txt:3: box or score is not finite"),
+        ("3,-1,1,2,40,80,nan", "det.txt:3: id, box or score is not a finite number"),
+        ("3,-1,1e300,2,40,80,0.9", "det.txt:3: id, box or score is not a finite number"),
+        ("1e10,-1,1,2,40,80,0.9", "det.txt:3: frame must be a whole number from 1 to"),
     ],
 )
 def test_malformed_line_names_file_line_and_problem(tmp_path, capsys, line, message):
@@ -54,7 +56,10 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     assert main(["track", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "r.txt")]) == 1
     assert "nope.txt: no such detection file" in capsys.readouterr().err
     det = write(tmp_path / "det.txt", LINES)
-    assert main(["track", str(det), "--out", str(tmp_path / "r.txt"), "--fps", "0"]) == 2
+    for bad in (["--fps", "0"], ["--fps", "nan"], ["--fps", "inf"], ["--min-score", "nan"],
+                ["--high-score", "inf"], ["--min-score", "0.6", "--high-score", "0.5"]):
+        assert main(["track", str(det), "--out", str(tmp_path / "r.txt"), *bad]) == 2, bad
+    assert not (tmp_path / "r.txt").exists()
     assert main(["track", str(det), "--out", str(tmp_path / "no" / "r.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
@@ -86,3 +91,101 @@ def test_ctrl_c_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
     assert "holds frames 1-5 of 10" in capsys.readouterr().err
     assert [line.split(",")[0] for line in out.read_text().splitlines()] == list("12345")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_frame_numbers_that_jump_far_cost_nothing(tmp_path, capsys):
+    far = [line.replace("10,", "1000000000,", 1) for line in LINES[9:]]
+    det = write(tmp_path / "det.txt", LINES[:9] + far)
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out), "--json"]) == 0  # at once, not hours
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 10**9 and summary["tracks"] == 1
+    frames = [int(line.split(",")[0]) for line in out.read_text().splitlines()]
+    assert frames == list(range(1, 10))  # the far detection starts a track, tentative
+
+
+def test_an_error_mid_run_leaves_the_earlier_result(tmp_path, capsys, monkeypatch):
+    from gputrack.errors import GputrackError
+    from gputrack.track import Tracker
+
+    real = Tracker.update_array
+
+    def failing(self, dets, frame=None):
+        if frame == 6:
+            raise GputrackError("disk on fire")
+        return real(self, dets, frame)
+
+    det = write(tmp_path / "det.txt", LINES)
+    out = write(tmp_path / "result.txt", ["earlier result"])
+    monkeypatch.setattr(Tracker, "update_array", failing)
+    assert main(["track", str(det), "--out", str(out)]) == 1
+    assert "disk on fire" in capsys.readouterr().err
+    assert out.read_text() == "earlier result\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ground_truth_is_checked_before_tracking(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+
+    def track_with(gt_lines):
+        gt = write(tmp_path / "gt.txt", gt_lines)
+        code = main(["track", str(det), "--out", str(out), "--gt", str(gt)])
+        return code, capsys.readouterr().err
+
+    code, err = track_with(LINES[:3] + ["4,1,1,2,40,x,1"])
+    assert code == 1 and "gt.txt:4: 'x' is not a number" in err
+    gt = [f"{f},7,{100 + 3 * f},{50 + f},40,80,1,1,1" for f in range(1, 11)]
+    code, err = track_with(gt + [gt[4]])
+    assert code == 1 and "gt.txt:11: identity 7 is already in frame 5 (line 5)" in err
+    code, err = track_with([g.replace(g.split(",")[0], str(500 + i), 1)
+                            for i, g in enumerate(gt)])
+    assert code == 2 and "covers frames 500-509, the detections 1-10" in err
+    code, err = track_with(["# nothing"])
+    assert code == 2 and "no ground truth boxes" in err
+    assert not out.exists()  # every refusal came before the result was written
+    code, _ = track_with(gt)
+    assert code == 0 and out.exists()
+
+
+def test_json_has_no_nan_when_ground_truth_has_nothing_to_count(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    # Every box flagged 'ignore' (confidence 0): nothing to divide MOTA by.
+    gt = write(tmp_path / "gt.txt", [f"{f},7,100,50,40,80,0,1,1" for f in range(1, 11)])
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["metrics"]["mota"] is None
+    assert main(["track", str(det), "--out", str(out), "--gt", str(gt)]) == 0
+    assert "MOTA - %" in capsys.readouterr().out
+
+
+def test_a_high_score_no_detection_reaches_is_said(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out), "--high-score", "0.95"]) == 0
+    assert "no detection reaches --high-score 0.95 (the highest is 0.9)" in (
+        capsys.readouterr().err)
+    assert out.read_text() == ""
+
+
+def test_result_to_a_link_or_a_pipe_keeps_it_a_link_or_a_pipe(tmp_path):
+    import os
+    import threading
+
+    det = write(tmp_path / "det.txt", LINES)
+    target = write(tmp_path / "real.txt", ["old"])
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    assert main(["track", str(det), "--out", str(link)]) == 0
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 10
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    assert main(["track", str(det), "--out", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and len(got[0].splitlines()) == 10

@@ -224,6 +224,13 @@ def run(args: argparse.Namespace) -> int:
                     scored.append(_score_row(frame.truth, result.tracks))
         except KeyboardInterrupt:
             interrupted = True
+        except Exception:
+            kept = [f"{o} {v}" for o, v in (("--log", args.log), ("--mot", args.mot),
+                                            ("--video", args.video)) if v]  # fmt: skip
+            if kept and outputs.frames:
+                sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the "
+                                 f"{outputs.frames} frames done before the error\n")  # fmt: skip
+            raise
     if result is None:
         raise UsageError(f"{args.source}: the source gave no frames")
     if args.image:

@@ -3,19 +3,23 @@
 The whole detection file is read and checked first, so a malformed line stops the run before
 anything is written. The result is written under a temporary name beside RESULT and renamed
 when done. On Ctrl-C the frames finished so far are kept: the partial result is renamed to
-RESULT (every frame in it is complete) and the command says how far it got.
+RESULT (every frame in it is complete) and the command says how far it got. Any other error
+leaves an earlier RESULT as it was. --gt is read and checked before tracking starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gputrack.commands.args import finite_float, positive_float
 from gputrack.errors import UsageError
 from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs
 from gputrack.track import Tracker, TrackerParams
@@ -35,20 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RESULT", help="result file to write")
     p.add_argument(
         "--fps",
-        type=float,
+        type=positive_float,
         default=d.fps,
         help="frame rate of the video (default %(default)g); "
         "times in the tracker become frame counts through it",
     )
     p.add_argument(
         "--min-score",
-        type=float,
+        type=finite_float,
         default=d.low_score,
         help="ignore detections below this score (default %(default)g)",
     )
     p.add_argument(
         "--high-score",
-        type=float,
+        type=finite_float,
         default=d.high_score,
         help="detections at or above this score are matched first and may start "
         "tracks (default %(default)g)",
@@ -69,14 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.fps <= 0:
-        raise UsageError(f"--fps must be positive, got {args.fps:g}")
     if not 0 <= args.min_score <= args.high_score:
         raise UsageError("--min-score must be >= 0 and <= --high-score")
     refuse_overwriting_inputs(
         {"detection file": args.detections, "--gt": args.gt}, {"--out": args.out}
     )
     frames = read_detections(args.detections)
+    if args.gt:  # read and checked now: a bad --gt found after tracking would waste the run
+        _check_ground_truth_covers(args.gt, frames)
+    top = max((float(d[:, 4].max()) for d in frames.values()), default=None)
+    if top is not None and top < args.high_score:
+        sys.stderr.write(f"gputrack track: note: no detection reaches --high-score "
+                         f"{args.high_score:g} (the highest is {top:g}), so no track can "
+                         "start\n")  # fmt: skip
     out = Path(args.out)
     params = TrackerParams(
         fps=args.fps,
@@ -86,20 +95,32 @@ def run(args: argparse.Namespace) -> int:
     )
     tracker = Tracker(params)
     empty = np.zeros((0, 6), np.float32)
+    with_detections = list(frames)  # sorted
     last = max(frames, default=0)
     done, lines, busy = 0, 0, 0.0
+    interrupted = False
     # Written under a temporary name and renamed at the end; on Ctrl-C (or SIGTERM) the
-    # frames finished so far are renamed to --out too, and said so.
-    with atomic_path(out, keep_on_error=True) as tmp, tmp.open("w") as f:
+    # frames finished so far are renamed to --out too, and said so; any other error leaves
+    # an earlier --out as it was.
+    with atomic_path(out, keep_on_error=lambda: interrupted) as tmp, tmp.open("w") as f:
         try:
-            # Every frame up to the last is an update, also those without detections.
-            for frame in range(1, last + 1):
+            # Every frame up to the last is an update, also those without detections, but
+            # while no track is alive such a frame changes nothing and is skipped (a file
+            # whose frame numbers jump to a billion takes no longer than a short one).
+            frame = 1
+            while frame <= last:
+                if frame not in frames and len(tracker) == 0 and tracker.updates > 0:
+                    frame = with_detections[bisect.bisect(with_detections, frame)]
+                    done = frame - 1
+                    continue
                 t0 = time.perf_counter()
                 rows = tracker.update_array(frames.get(frame, empty), frame)
                 busy += time.perf_counter() - t0
                 lines += write_results(f, frame, rows, include_lost=args.write_lost)
                 done = frame
+                frame += 1
         except KeyboardInterrupt:
+            interrupted = True
             sys.stderr.write(
                 f"gputrack track: interrupted; {out} holds frames 1-{done} of {last}\n"
             )
@@ -110,16 +131,19 @@ def run(args: argparse.Namespace) -> int:
         "detections": int(sum(len(d) for d in frames.values())),
         "tracks": tracker.next_id - 1,
         "result_lines": lines,
-        "updates_per_s": round(done / busy, 1) if busy > 0 else None,
+        "updates_per_s": round(tracker.updates / busy, 1) if busy > 0 else None,
         "out": str(out),
     }
     if args.gt:
         from gputrack.track.mot_eval import evaluate, format_summary
 
         metrics = evaluate(args.gt, out)
-        summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+        # JSON has no NaN: a ratio with nothing to divide by (no ground truth boxes) is null
+        summary["metrics"] = {
+            k: round(v, 4) if math.isfinite(v) else None for k, v in metrics.items()
+        }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     else:
         rate = summary["updates_per_s"]
         print(
@@ -129,3 +153,17 @@ def run(args: argparse.Namespace) -> int:
         if args.gt:
             print(format_summary(metrics))
     return 0
+
+
+def _check_ground_truth_covers(gt: str, frames: dict[int, np.ndarray]) -> None:
+    """--gt reads, and shares frames with the detections (else it is another sequence's)."""
+    from gputrack.track.mot_eval import check_ground_truth
+
+    first, last = check_ground_truth(gt)
+    if first == 0:
+        raise UsageError(f"--gt {gt}: has no ground truth boxes to score against")
+    if frames and (last < min(frames) or first > max(frames)):
+        raise UsageError(
+            f"--gt {gt}: covers frames {first}-{last}, the detections {min(frames)}-"
+            f"{max(frames)}; no frame in common (another sequence's file?)"
+        )

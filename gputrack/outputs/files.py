@@ -27,6 +27,13 @@ def atomic_path(
     out = Path(path)
     if out.is_dir():
         raise GputrackError(f"{out}: is a folder, give a file name")
+    if out.exists() and not out.is_file():
+        # A device or a pipe (/dev/null, /dev/stdout, a FIFO): renaming over it would
+        # replace it with a plain file, so it is written in place.
+        yield out
+        return
+    if out.is_symlink():
+        out = out.resolve()  # the link stays; its target is what gets replaced
     if not out.resolve().parent.is_dir():
         raise GputrackError(f"{out}: folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")

@@ -23,7 +23,13 @@ class TrackLogWriter:
             raise GputrackError(f"track log {self.path}: is a folder, give a file name")
         if not self.path.parent.exists():
             raise GputrackError(f"track log {self.path}: folder {self.path.parent} does not exist")
-        self.partial = self.path.with_name(self.path.name + ".part")
+        # A link's target is replaced (the link stays); a device or a pipe (/dev/stdout, a
+        # FIFO) is written in place, as renaming over it would replace it with a plain file.
+        self.target = self.path.resolve() if self.path.is_symlink() else self.path
+        self.in_place = self.target.exists() and not self.target.is_file()
+        self.partial = (
+            self.target if self.in_place else self.target.with_name(self.target.name + ".part")
+        )
         self._file = open(self.partial, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.frames = 0
 
@@ -45,13 +51,14 @@ class TrackLogWriter:
         if self._file.closed:
             return
         self._file.close()
-        if complete:
-            os.replace(self.partial, self.path)
+        if complete and not self.in_place:
+            os.replace(self.partial, self.target)
 
     def discard(self) -> None:
         """Close and remove the `.part` file: the final name keeps what it had."""
         self._file.close()
-        self.partial.unlink(missing_ok=True)
+        if not self.in_place:
+            self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> TrackLogWriter:
         return self

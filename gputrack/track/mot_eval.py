@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.track.mot_io import read_detections
+from gputrack.track.mot_io import read_ground_truth, read_mot_rows
 
 METRICS = ("mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp",
            "precision", "recall", "num_objects", "num_unique_objects", "mostly_tracked",
@@ -70,10 +70,8 @@ def evaluate(gt_path: str | Path, result_path: str | Path, iou: float = 0.5) -> 
 
     Ratios are fractions (0.627 is 62.7 %); counts are whole numbers."""
     mm = _motmetrics()
-    for p in (gt_path, result_path):
-        if not Path(p).is_file():
-            raise GputrackError(f"{p}: no such file")
-        read_detections(p)  # the same line checks as for detections: FILE:LINE: what is wrong
+    check_ground_truth(gt_path)  # FILE:LINE: what is wrong, rather than a pandas error
+    read_mot_rows(result_path, "result file")
     with _asfarray_shim(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas FutureWarnings from inside motmetrics
         try:
@@ -85,8 +83,21 @@ def evaluate(gt_path: str | Path, result_path: str | Path, iou: float = 0.5) -> 
         return _summarise(mm, acc)
 
 
+def check_ground_truth(gt_path: str | Path) -> tuple[int, int]:
+    """Before any work: the scorer is installed and the ground truth reads; returns the
+    first and last frame it covers ((0, 0) when it has no boxes)."""
+    _motmetrics()
+    rows = read_ground_truth(gt_path)
+    if len(rows) == 0:
+        return 0, 0
+    return int(rows[:, 0].min()), int(rows[:, 0].max())
+
+
 def format_summary(m: dict[str, float]) -> str:
     """One line: MOTA, IDF1, IDsw, FP, misses."""
-    return (f"MOTA {100 * m['mota']:.1f} %  IDF1 {100 * m['idf1']:.1f} %  "
+    def percent(v: float) -> str:  # NaN: nothing to divide by (no ground truth boxes)
+        return f"{100 * v:.1f} %" if np.isfinite(v) else "- %"
+
+    return (f"MOTA {percent(m['mota'])}  IDF1 {percent(m['idf1'])}  "
             f"IDsw {int(m['num_switches'])}  FP {int(m['num_false_positives'])}  "
             f"misses {int(m['num_misses'])}  (GT boxes {int(m['num_objects'])})")

@@ -17,18 +17,50 @@ from gputrack.errors import GputrackError
 
 from .tracker import CONFIRMED, LOST
 
+MAX_FRAME = 2**31 - 1  # what MOTChallenge tools (and int32 frame columns) hold
+MAX_COORD = 1e7  # pixels; beyond it a box is a broken file, and its area overflows float32
+
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     """Detections per frame, each `float32[N, 6]` (x1, y1, x2, y2, score, class 0), in file
     order. A malformed line is a `GputrackError` naming the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise GputrackError(f"{path}: no such detection file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GputrackError(f"{path}: cannot read detections ({err})") from None
+    rows, _ = read_mot_rows(path, "detection file")
     frames: dict[int, list[list[float]]] = {}
+    for frame, _, x, y, w, h, score in rows.tolist():
+        frames.setdefault(int(frame), []).append([x, y, x + w, y + h, score, 0.0])
+    return {f: np.asarray(r, dtype=np.float32) for f, r in sorted(frames.items())}
+
+
+def read_ground_truth(path: str | Path) -> np.ndarray:
+    """A MOTChallenge ground truth (or result) file checked line by line, as
+    `float64[N, 7]` rows (frame, id, x, y, w, h, score); an identity twice in one frame is a
+    `GputrackError` naming both lines (a scorer would count one of them as a miss)."""
+    rows, lines = read_mot_rows(path, "ground truth file")
+    order = np.lexsort((lines, rows[:, 1], rows[:, 0]))  # by frame, then id, then line
+    pairs = rows[order, :2]
+    twice = np.flatnonzero((pairs[1:] == pairs[:-1]).all(axis=1))
+    if len(twice):
+        a, b = lines[order[twice[0]]], lines[order[twice[0] + 1]]
+        frame, ident = rows[order[twice[0]], :2]
+        raise GputrackError(f"{path}:{b}: identity {ident:g} is already in frame {frame:g} "
+                            f"(line {a})")  # fmt: skip
+    return rows
+
+
+def read_mot_rows(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first 7 fields of each line as `float64[N, 7]`, with each row's line number;
+    comments (#) and blank lines skipped, a malformed line a `GputrackError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise GputrackError(f"{path}: is a folder, give a {what}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is no field
+    except FileNotFoundError:
+        raise GputrackError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GputrackError(f"{path}: cannot read this {what} ({err})") from None
+    rows: list[list[float]] = []
+    numbers: list[int] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -43,17 +75,19 @@ def read_detections(path: str | Path) -> dict[int, np.ndarray]:
         except ValueError:
             bad = next(f for f in fields[:7] if not _is_number(f))
             raise GputrackError(f"{path}:{lineno}: '{bad.strip()}' is not a number") from None
-        frame, _, x, y, w, h, score = values
-        if not frame.is_integer() or frame < 1:
-            raise GputrackError(f"{path}:{lineno}: frame must be a whole number >= 1, "
-                                f"got {fields[0].strip()}")
-        if not all(np.isfinite(values)):
-            raise GputrackError(f"{path}:{lineno}: box or score is not finite")
+        frame, ident, x, y, w, h, score = values
+        if not frame.is_integer() or not 1 <= frame <= MAX_FRAME:
+            raise GputrackError(f"{path}:{lineno}: frame must be a whole number from 1 to "
+                                f"{MAX_FRAME}, got {fields[0].strip()}")  # fmt: skip
+        if not all(np.isfinite(values)) or max(abs(x), abs(y), w, h) > MAX_COORD:
+            raise GputrackError(f"{path}:{lineno}: id, box or score is not a finite number "
+                                f"(boxes up to {MAX_COORD:g} px)")  # fmt: skip
         if w <= 0 or h <= 0:
             raise GputrackError(f"{path}:{lineno}: box width and height must be positive, "
                                 f"got {w:g} x {h:g}")
-        frames.setdefault(int(frame), []).append([x, y, x + w, y + h, score, 0.0])
-    return {f: np.asarray(rows, dtype=np.float32) for f, rows in sorted(frames.items())}
+        rows.append(values)
+        numbers.append(lineno)
+    return np.asarray(rows, np.float64).reshape(-1, 7), np.asarray(numbers, np.int64)
 
 
 def _is_number(s: str) -> bool:

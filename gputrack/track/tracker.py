@@ -131,7 +131,14 @@ class Tracker:
             if self.frame is not None:
                 steps = max(1, int(frame_index) - self.frame)
             self.frame = int(frame_index)
-        for _ in range(steps):
+        if steps > 1:
+            # A track unseen for more than max_lost of the skipped frames would have been
+            # removed in them; removing it first also bounds the predictions below, so a
+            # jump of a billion frames costs no more than one of max_lost.
+            stale = c["missed"] + (steps - 1) > p.max_lost
+            if stale.any():
+                self._keep(~stale)
+        for _ in range(steps if len(self.kf) else 0):
             self.kf.predict()
         c["age"] += steps
         c["missed"] += steps
