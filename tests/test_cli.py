@@ -63,6 +63,7 @@ def test_check_human_output_names_the_backends():
         (["check", "--bogus"], "--bogus"),
         (["frobnicate"], "frobnicate"),
         (["check", "--arch"], "--arch"),
+        (["check", "--arch", "foo"], "'foo' is not a GPU architecture such as sm_90"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(argv, needle):
@@ -96,3 +97,14 @@ def test_bad_argument_values_are_exit_2_before_any_work(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], "one line naming the option, nothing else"
+
+
+def test_an_architecture_nvrtc_does_not_know_is_a_bad_argument():
+    from gputrack.device.compile_report import check_arch
+
+    assert check_arch("sm_90") == "sm_90" and check_arch("compute_90a") == "compute_90a"
+    with pytest.raises(ValueError, match="sm_9 "):
+        check_arch("sm_9 ")
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    with pytest.raises(ValueError, match="this NVRTC compiles for .*sm_90"):
+        check_arch("sm_20")

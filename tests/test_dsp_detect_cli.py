@@ -88,3 +88,49 @@ def test_detect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "\n" not in err and "not a readable ONNX" in err
     assert main(["detect", str(img), "--backend", "cpu", "--iou", "2"]) == 2  # a bad argument
     assert "--iou" in capsys.readouterr().err
+
+
+def _model(path, nodes, inputs, outputs, inits=()):
+    from onnx import helper, save
+
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return str(path)
+
+
+def test_a_model_that_is_not_a_one_input_detector_is_one_line(tmp_path, capsys):
+    from onnx import TensorProto, helper, numpy_helper
+
+    def tensor(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    def conv(name, channels, stride, hw):  # a 1x1 convolution: 3 -> channels, strided
+        w = numpy_helper.from_array(np.full((channels, 3, 1, 1), 0.1, np.float32), "w")
+        node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[stride, stride])
+        out = [1, channels, -(-hw[0] // stride), -(-hw[1] // stride)]
+        return _model(tmp_path / f"{name}.onnx", [node], [tensor("x", [1, 3, *hw])],
+                      [tensor("y", out)], [w])
+
+    cases = {
+        _model(tmp_path / "empty.onnx", [], [], []): "has 0 (none)",
+        _model(tmp_path / "two.onnx", [helper.make_node("Add", ["a", "b"], ["y"])],
+               [tensor("a", [1, 3, 8, 8]), tensor("b", [1, 3, 8, 8])],
+               [tensor("y", [1, 3, 8, 8])]): "one input (the image) is needed, this one has 2",
+        _model(tmp_path / "dyn.onnx", [helper.make_node("Relu", ["x"], ["y"])],
+               [tensor("x", ["batch", 3, 64, 64])], [tensor("y", ["batch", 3, 64, 64])]):
+            "shapes must be static, got (batch, 3, 64, 64)",
+        conv("per_pixel", 6, 1, (32, 32)): "grid of cells of 4 or more pixels",
+        conv("uneven", 6, 3, (64, 64)): "its grid is 22x22",
+        conv("big_grid", 6, 4, (160, 160)): "at most 1024 cells; 40x40 has 1600",
+        conv("few_channels", 5, 16, (64, 64)): "1 x (5 + classes) x H x W; it is 1 x 5 x 4 x 4",
+    }
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((48, 64, 3), 90, np.uint8))
+    for model, needle in cases.items():
+        assert main(["detect", str(img), "--backend", "cpu", "--model", model]) == 1, model
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and needle in err, (model, err)
+    assert main(["detect", str(img), "--backend", "cpu", "--max-det", "1025"]) == 2
+    assert "--max-det: '1025' is not a whole number from 1 to 1024" in capsys.readouterr().err

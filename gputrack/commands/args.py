@@ -83,6 +83,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def max_detections(text: str) -> int:
+    """--max-det: 1 to MAX_CELLS (the decode keeps at most one candidate per grid cell)."""
+    from gputrack.dsp.decode import MAX_CELLS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CELLS:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to {MAX_CELLS}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)

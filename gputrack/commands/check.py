@@ -14,7 +14,7 @@ from typing import Any
 
 from gputrack import __version__
 from gputrack.device import BACKEND_NAMES, auto_choice, probe
-from gputrack.device.compile_report import DEFAULT_ARCH, nvrtc_version, report_all
+from gputrack.device.compile_report import DEFAULT_ARCH, check_arch, nvrtc_version, report_all
 
 _PACKAGES = (
     "numpy",
@@ -37,13 +37,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object for programs")
     p.add_argument("--no-kernels", action="store_true", help="skip compiling the kernels")
-    p.add_argument("--arch", default=DEFAULT_ARCH, help="GPU architecture to compile for")
+    p.add_argument(
+        "--arch", default=DEFAULT_ARCH, type=gpu_arch, help="GPU architecture to compile for"
+    )
     p.add_argument(
         "--strict",
         action="store_true",
         help="also fail (exit 1) when a kernel does not compile or spills registers",
     )
     p.set_defaults(func=run)
+
+
+def gpu_arch(text: str) -> str:
+    try:
+        return check_arch(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _versions() -> dict[str, str | None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gputrack.commands.args import fraction, positive_int
+from gputrack.commands.args import fraction, max_detections
 from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=CHOICES, help="default: auto")
     p.add_argument("--score", type=fraction, default=0.55, help="score threshold (0.55)")
     p.add_argument("--iou", type=fraction, default=0.65, help="NMS IoU threshold (0.65)")
-    p.add_argument("--max-det", type=positive_int, default=10, help="most detections kept (10)")
+    p.add_argument("--max-det", type=max_detections, default=10, help="most detections kept (10)")
     p.add_argument("--out", default=None, metavar="IMAGE", help="write the annotated image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

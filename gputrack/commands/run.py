@@ -31,7 +31,7 @@ from gputrack.commands.args import (
     check_sensor_bit_depth,
     fraction,
     isp_choices,
-    positive_int,
+    max_detections,
     size_wxh,
     white_balance,
 )
@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "source, FastestDet otherwise)",
     )
     p.add_argument("--score", type=fraction, default=0.45, help="detection score threshold")
-    p.add_argument("--max-det", type=positive_int, default=50, help="most detections per frame")
+    p.add_argument("--max-det", type=max_detections, default=50, help="most detections per frame")
     p.add_argument("--log", default=None, help="JSONL track log (one line per frame)")
     p.add_argument("--mot", default=None, help="MOTChallenge result file")
     p.add_argument("--image", default=None, help="write the annotated last frame (PNG/JPEG)")

@@ -98,6 +98,28 @@ def parse_ptxas_log(log: str, file: str, compiler: str) -> list[KernelReport]:
     return list(reports.values())
 
 
+_ARCH_RE = re.compile(r"(sm|compute)_(\d{2,3})[af]?")
+
+
+def check_arch(arch: str) -> str:
+    """`sm_90`, `compute_90`, `sm_90a`...: a `ValueError` naming what NVRTC supports when
+    the name is malformed or the number is not one of them (where NVRTC can say)."""
+    m = _ARCH_RE.fullmatch(arch)
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        supported = tuple(nvrtc.getSupportedArchs())
+    except Exception:  # no NVRTC here: the compile itself will say so
+        supported = ()
+    listed = ", ".join(f"sm_{n}" for n in supported)
+    if m is None:
+        raise ValueError(f"'{arch}' is not a GPU architecture such as sm_90"
+                         + (f" (NVRTC compiles for {listed})" if listed else ""))  # fmt: skip
+    if supported and int(m.group(2)) not in supported:
+        raise ValueError(f"'{arch}': this NVRTC compiles for {listed}")
+    return arch
+
+
 def nvrtc_version() -> tuple[str | None, str]:
     """('13.0', '') or (None, why not)."""
     try:

@@ -11,7 +11,7 @@ import numpy as np
 
 from gputrack.data import data_dir
 from gputrack.device.base import Backend
-from gputrack.dsp.decode import Decoder, DetectParams, FrameMapping
+from gputrack.dsp.decode import MAX_CELLS, Decoder, DetectParams, FrameMapping
 from gputrack.dsp.runner import Network
 from gputrack.errors import GputrackError
 from gputrack.isp.params import TensorSpec
@@ -50,6 +50,27 @@ def default_model() -> Path:
     return path
 
 
+def check_head(model: str | Path, head: tuple[int, ...], input_hw: tuple[int, int]) -> None:
+    """Before any frame: the first output looks like a FastestDet head, 1 x (5 + classes) x
+    H x W over a grid of at most MAX_CELLS cells whose cells are stride x stride pixels of the
+    input (a classifier's or a segmenter's output is refused, not decoded into nonsense)."""
+    what = f"model {model}: the first output should be a FastestDet detection head"
+    if len(head) != 4 or head[0] != 1 or head[1] < 6:
+        raise GputrackError(f"{what}, 1 x (5 + classes) x H x W; it is {_dims(head)}")
+    _, _, gh, gw = head
+    if gh * gw > MAX_CELLS:
+        raise GputrackError(f"{what} with at most {MAX_CELLS} cells; {gw}x{gh} has "
+                            f"{gw * gh}")  # fmt: skip
+    (h, w), stride = input_hw, input_hw[0] // gh
+    if stride < 4 or (h, w) != (stride * gh, stride * gw):
+        raise GputrackError(f"{what}, a grid of cells of 4 or more pixels square over the "
+                            f"{w}x{h} input; its grid is {gw}x{gh}")  # fmt: skip
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape)) or "a scalar"
+
+
 class Detector:
     def __init__(
         self, model: str | Path, backend: Backend, params: DetectParams | None = None
@@ -61,6 +82,8 @@ class Detector:
         if c != 3:
             raise GputrackError(f"model {model}: input must have 3 channels, got {c}")
         self.spec = TensorSpec(width=w, height=h)
+        head = self.network.graph.shapes.get(self.network.output_names[0], ())
+        check_head(model, head, (h, w))
         self.decoder = Decoder(backend, params)
 
     def tensor(self, rgb8: np.ndarray) -> np.ndarray:

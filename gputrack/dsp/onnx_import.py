@@ -86,6 +86,7 @@ def load_model(model: str | Path | Any) -> Graph:
             raise GputrackError(f"model {path}: not a readable ONNX file ({err})") from None
     else:
         proto = model
+    where = f"model {model}" if isinstance(model, (str, Path)) else "model"
     g = proto.graph
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
     constants = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -96,10 +97,19 @@ def load_model(model: str | Path | Any) -> Graph:
             continue
         dims = i.type.tensor_type.shape.dim
         if not all(d.HasField("dim_value") for d in dims):
-            raise GputrackError(f"model input '{i.name}': shapes must be static, got {dims}")
+            named = ", ".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
+                              for d in dims)  # fmt: skip
+            raise GputrackError(f"model input '{i.name}': shapes must be static, got "
+                                f"({named}); export it with a fixed size")  # fmt: skip
         shapes[i.name] = tuple(int(d.dim_value) for d in dims)
         if i.type.tensor_type.elem_type != 1:
             raise GputrackError(f"model input '{i.name}': only float32 inputs are supported")
+    if len(inputs) != 1:
+        names = ", ".join(f"'{n}'" for n in inputs) or "none"
+        raise GputrackError(f"{where}: a network with one input (the image) is needed, this "
+                            f"one has {len(inputs)} ({names})")  # fmt: skip
+    if not g.output:
+        raise GputrackError(f"{where}: the network has no output")
     graph = Graph([], inputs, [o.name for o in g.output], constants, shapes, opset, g.name)
     for k, p in enumerate(g.node):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in p.attribute}
