@@ -62,6 +62,15 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     assert not (tmp_path / "r.txt").exists()
     assert main(["track", str(det), "--out", str(tmp_path / "no" / "r.txt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert main(["track", str(tmp_path), "--out", str(tmp_path / "r.txt")]) == 1
+    assert "is a folder, give a detection file" in capsys.readouterr().err
+
+
+def test_a_byte_order_mark_is_not_a_field(tmp_path, capsys):
+    det = tmp_path / "det.txt"
+    det.write_bytes(b"\xef\xbb\xbf" + "\n".join(LINES).encode())
+    assert main(["track", str(det), "--out", str(tmp_path / "r.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["detections"] == 10
 
 
 def test_track_scores_against_ground_truth(tmp_path, capsys):
