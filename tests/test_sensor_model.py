@@ -154,3 +154,14 @@ def test_kernel_noise_is_the_reference_noise(kernel_backend):
     want = model.reference(scene, sp, frame=9)
     assert want.std() > 10
     _compare(got, want, "noise")
+
+
+def test_kernel_takes_a_strided_view_of_the_scene(kernel_backend, rng):
+    """An odd frame cropped to even (the pipeline's view), or a BGR view flipped to RGB."""
+    sp = model.SensorParams()
+    scene = rng.integers(0, 256, (49, 67, 3), dtype=np.uint8)
+    sensor = model.SensorModel(sp, kernel_backend)
+    for view in (scene[:48, :66], scene[:48, :66, ::-1]):
+        assert not view.flags.c_contiguous
+        got = sensor.render(view).data
+        _compare(got, model.reference(np.ascontiguousarray(view), sp, 0), "view")

@@ -284,6 +284,14 @@ class Backend(ABC):
         self, array: Any, out: np.ndarray | None = None, stream: Any = None
     ) -> np.ndarray: ...
 
+    def contiguous(self, array: Any) -> Any:
+        """`array` as a C-contiguous device array: itself, or a copy of a strided view (a
+        kernel's pointer parameters need one; cropping an odd frame to even makes a view)."""
+        if self.is_device_array(array) and array.flags.c_contiguous:
+            return array
+        host = array if isinstance(array, np.ndarray) else self.to_host(array)
+        return self.to_device(np.ascontiguousarray(host))
+
     def copy(self, dst: Any, src: Any, stream: Any = None) -> None:
         """Device-to-device copy of equal shapes, queued on `stream` (in order with launches)."""
         _check_same("copy", dst, src)
@@ -351,6 +359,9 @@ class HostArrayBackend(Backend):
 
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
+
+    def contiguous(self, array: Any) -> Any:
+        return np.ascontiguousarray(array)
 
     def address(self, array: Any) -> int:
         return int(array.ctypes.data)

@@ -148,6 +148,11 @@ class CudaBackend(Backend):
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, self.cp.ndarray)
 
+    def contiguous(self, array: Any) -> Any:
+        if self.is_device_array(array):
+            return self.cp.ascontiguousarray(array)  # on the device, no round trip
+        return self.to_device(np.ascontiguousarray(array))
+
     def address(self, array: Any) -> int:
         return int(array.data.ptr)
 

@@ -233,11 +233,7 @@ class SensorModel:
         check_scene(scene)
         h, w = scene.shape[:2]
         rx, ry = pattern_offsets(p.pattern)
-        dev = (
-            scene
-            if self.backend.is_device_array(scene)
-            else self.backend.to_device(np.ascontiguousarray(scene))
-        )
+        dev = self.backend.contiguous(scene)
         out = self._buffer("raw", (h, w), np.uint16)
         grid = (-(-(w // 2) // self.BLOCK[0]), -(-h // self.BLOCK[1]))
         key = frame_key(p.seed, frame)
