@@ -147,6 +147,7 @@ def test_an_error_mid_run_keeps_the_frames_done_and_says_so(tmp_path, capsys, mo
         (["synthetic:64x48", "--tone", "gamma-2"], "gamma must be positive"),
         (["synthetic:64x48", "--wb", "1,1"], "three positive gains"),
         (["synthetic:64x48", "--bit-depth", "16"], "the sensor model reads out 10, 12, 14"),
+        (["synthetic:64x48,frames=0"], "frames=0: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line(args, needle, capsys):
@@ -154,6 +155,12 @@ def test_bad_input_is_one_line(args, needle, capsys):
     assert rc != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert needle in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_frames_in_the_synthetic_spec_count_and_the_option_wins(capsys):
+    argv = ("--backend", "cpu", "--detector", "truth")
+    assert _run(capsys, "synthetic:64x48,frames=4", *argv)[1]["frames"] == 4
+    assert _run(capsys, "synthetic:64x48,frames=4", "--frames", "2", *argv)[1]["frames"] == 2
 
 
 def test_annotated_video_has_every_frame(tmp_path, capsys):

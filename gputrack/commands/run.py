@@ -146,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
         folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
     )
     synthetic = args.source.split(":")[0] == "synthetic"
-    frames = args.frames or (SYNTHETIC_FRAMES if synthetic else None)
     kind = "network" if args.detector == "auto" else args.detector
     if args.size and not _headerless_raw(args.source):
         raise UsageError(
@@ -159,11 +158,14 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, verbose=True)
     source = open_source(
         args.source,
-        frames=frames,
+        frames=args.frames,
         size=args.size,
         bit_depth=args.bit_depth,
         pattern=args.pattern,
     )
+    if synthetic and source.limit is None:  # neither --frames nor frames= in the spec
+        source.limit = SYNTHETIC_FRAMES
+    frames = source.limit
     if not source.is_raw:  # the bit depth is the sensor model's
         try:
             check_sensor_bit_depth(args.bit_depth)

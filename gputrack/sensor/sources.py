@@ -93,7 +93,9 @@ class Source:
         self.dropped = 0  # frames that could not be read and were skipped
         self.end_reason: str | None = None  # why a source ended early, when it did
         self.closed = False
-        self._limit = None if frames is None else int(frames)
+        if frames is not None and int(frames) < 1:
+            raise GputrackError(f"{name}: frames={frames}: must be at least 1")
+        self.limit = None if frames is None else int(frames)  # stop after this many
         self._loop = bool(loop)
         self._emitted = 0
         self._offset = 0  # index offset added on each loop pass
@@ -113,7 +115,7 @@ class Source:
         return self
 
     def __next__(self) -> Frame:
-        if self.closed or (self._limit is not None and self._emitted >= self._limit):
+        if self.closed or (self.limit is not None and self._emitted >= self.limit):
             raise StopIteration
         try:
             frame = self._read()
