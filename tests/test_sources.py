@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -515,3 +516,14 @@ def test_dng_unreadable(tmp_path):
 def test_missing_file():
     with pytest.raises(GputrackError, match="input 'no/such/clip.mp4' not found"):
         open_source("no/such/clip.mp4")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("synthetic:64x48@1e-300", "fps='1e-300' must be from 0.1 to 1000"),
+    ("synthetic:64x48@2000", "must be from 0.1 to 1000"),
+    ("synthetic:64x48,seed=-1", "seed='-1' must be >= 0"),
+    ("synthetic:64x48,frames=0", "frames=0: must be at least 1"),
+])
+def test_synthetic_spec_values_out_of_range_are_refused(spec, message):
+    with pytest.raises(GputrackError, match=re.escape(message)):
+        open_source(spec)

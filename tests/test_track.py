@@ -263,6 +263,12 @@ def test_weak_detections_keep_a_track_but_do_not_start_one():
         assert [(t.id, t.state, t.det_index) for t in tracks] == [(1, "confirmed", 0)]
 
 
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf")])
+def test_a_frame_rate_that_is_no_positive_number_is_refused(fps):
+    with pytest.raises(GputrackError, match="fps must be a positive number"):
+        Tracker(fps=fps)
+
+
 def test_bad_detections_array_is_a_clear_error():
     with pytest.raises(GputrackError, match="N x 6"):
         Tracker().update(np.zeros((3, 4)), 0)

@@ -99,7 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_isp_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed (default 0; with --noise)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=None, help="noise seed (default 0; with --noise)"
+    )
     p.add_argument(
         "--stages",
         default="full",

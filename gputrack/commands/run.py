@@ -32,6 +32,7 @@ from gputrack.commands.args import (
     fraction,
     isp_choices,
     max_detections,
+    non_negative_int,
     size_wxh,
     white_balance,
 )
@@ -96,7 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
-    p.add_argument("--seed", type=int, default=0, help="sensor noise and stand-in seed")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="sensor noise and stand-in seed"
+    )
     p.add_argument(
         "--size", type=size_wxh, default=None, help="RAW input size WxH (headerless .raw files)"
     )

@@ -47,6 +47,9 @@ CAMERA_RAW_EXTS = {
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
     ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf", ".mef",
 }
+# Frame rates a source may claim: from one frame in 10 s (time lapse) to 1000 fps. Beyond
+# them the tracker's frame counts and a video writer's timing make no sense.
+MIN_FPS, MAX_FPS = 0.1, 1000.0
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440),
                "4k": (3840, 2160), "2160p": (3840, 2160), "uhd": (3840, 2160)}
 # Every option any source understands; a source ignores the ones that do not concern it
@@ -773,13 +776,21 @@ def _int(value: Any, key: str, where: str) -> int:
         raise GputrackError(f"{where}: {key}={value!r} is not a whole number") from None
 
 
+def _seed(value: Any, where: str) -> int:
+    seed = _int(value, "seed", where)
+    if seed < 0:
+        raise GputrackError(f"{where}: seed={value!r} must be >= 0")
+    return seed
+
+
 def _float(value: Any, key: str, where: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise GputrackError(f"{where}: {key}={value!r} is not a number") from None
-    if not v > 0 or math.isinf(v):
-        raise GputrackError(f"{where}: {key}={value!r} must be positive")
+    if not MIN_FPS <= v <= MAX_FPS:  # NaN fails too
+        raise GputrackError(f"{where}: {key}={value!r} must be from {MIN_FPS:g} to "
+                            f"{MAX_FPS:g}")  # fmt: skip
     return v
 
 
@@ -799,7 +810,7 @@ def _open_synthetic(spec: str, opts: dict[str, Any], fps: float | None) -> Synth
         classes = [c for c in re.split(r"[+ ;|/]", classes) if c]
     objects = merged.get("num_objects", merged.get("objects", 8))
     return SyntheticSource(
-        size=size, fps=rate, seed=_int(merged.get("seed", 0), "seed", spec),
+        size=size, fps=rate, seed=_seed(merged.get("seed", 0), spec),
         num_objects=_int(objects, "objects", spec), classes=classes,
         ring=_int(merged["ring"], "ring", spec) if "ring" in merged else None,
         frames=_int(merged["frames"], "frames", spec) if "frames" in merged else None,

@@ -94,8 +94,8 @@ class Tracker:
     def __init__(self, params: TrackerParams | None = None, **overrides) -> None:
         base = params or TrackerParams()
         self.params = TrackerParams(**{**base.__dict__, **overrides}) if overrides else base
-        if self.params.fps <= 0:
-            raise GputrackError(f"fps must be positive, got {self.params.fps}")
+        if not 0 < self.params.fps < math.inf:  # NaN fails too
+            raise GputrackError(f"fps must be a positive number, got {self.params.fps}")
         self.kf = BatchKalman(self.params.fps, self.params.noise)
         self.next_id = 1
         self.frame: int | None = None
