@@ -114,6 +114,29 @@ def test_ctrl_c_keeps_finished_frames_and_exits_130(tmp_path, capsys, monkeypatc
     assert len(log.read_text().splitlines()) == 3 and not (tmp_path / "t.jsonl.part").exists()
 
 
+def test_nothing_done_replaces_no_earlier_output(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before the first frame, or a source without frames: the outputs of an
+    earlier run under those names stay as they were."""
+    outputs = {o: tmp_path / f"old.{s}" for o, s in (("log", "jsonl"), ("mot", "txt"),
+                                                     ("video", "avi"))}  # fmt: skip
+    for path in outputs.values():
+        path.write_text("an earlier run's\n")
+    argv = [a for o, p in outputs.items() for a in (f"--{o}", str(p))]
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 8, 8), np.uint16))
+    assert main(["run", str(empty), "--backend", "cpu", "--no-ui", *argv]) == 1
+    assert "the source gave no frames" in capsys.readouterr().err
+
+    def interrupted_at_once(self, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.Pipeline, "process", interrupted_at_once)
+    assert main(["run", "synthetic:64x48", "--backend", "cpu", "--no-ui", *argv]) == 130
+    assert all(p.read_text() == "an earlier run's\n" for p in outputs.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["empty.npy", *(p.name for p in outputs.values())])
+
+
 def test_an_error_mid_run_keeps_the_frames_done_and_says_so(tmp_path, capsys, monkeypatch):
     from gputrack.errors import GputrackError
 

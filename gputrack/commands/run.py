@@ -41,7 +41,7 @@ from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, bundled_model, default_model, model_classes
 from gputrack.dsp.standin import NoisyTruthDetector
-from gputrack.errors import UsageError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
 from gputrack.outputs.draw import draw_tracks
@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
                 if frame.truth is not None:
                     scored.append(_score_row(frame.truth, result.tracks))
         except KeyboardInterrupt:
+            if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
+                raise
             interrupted = True
         except Exception:
             kept = [f"{o} {v}" for o, v in (("--log", args.log), ("--mot", args.mot),
@@ -236,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the "
                                  f"{outputs.frames} frames done before the error\n")  # fmt: skip
             raise
-    if result is None:
-        raise UsageError(f"{args.source}: the source gave no frames")
+        if result is None:  # raised inside the outputs' context: nothing replaced
+            raise GputrackError(f"{args.source}: the source gave no frames")
     if args.image:
         rgb8 = pipe.last_image()
         if rgb8 is not None:
