@@ -137,3 +137,27 @@ def test_a_run_that_fails_before_its_first_frame_leaves_earlier_outputs_alone(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["frame.npy", *(p.name for p in outs.values())]
     ), "no temporary file left behind"
+
+
+def test_run_refuses_to_write_over_the_default_model(capsys, tmp_path, photo, monkeypatch):
+    """The model run loads when no --model is given is an input like any other."""
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    model = data / "models" / "FastestDet.onnx"
+    model.write_bytes(b"a model's bytes")
+    monkeypatch.setenv("GPUTRACK_DATA", str(data))
+    msg = _refused(capsys, ["run", str(photo), "--no-ui", "--mot", str(model)], "run")
+    assert "--mot" in msg and "is the model" in msg
+    assert model.read_bytes() == b"a model's bytes"
+    bundled = tmp_path / "synthetic_det.onnx"  # the bundled model, stood in for: not at risk
+    bundled.write_bytes(b"bundled")
+    monkeypatch.setattr("gputrack.commands.run.bundled_model", lambda: bundled)
+    msg = _refused(capsys, ["run", "synthetic:64x48", "--no-ui", "--log", str(bundled)], "run")
+    assert "is the model" in msg and bundled.read_bytes() == b"bundled"
+
+
+def test_options_of_the_network_detector_are_refused_with_the_truth_stand_in(capsys):
+    for option, value in (("--model", "m.onnx"), ("--score", "0.3"), ("--max-det", "5")):
+        msg = _refused(capsys, ["run", "synthetic:64x48", "--no-ui", "--detector", "truth",
+                                option, value], "run")  # fmt: skip
+        assert f"{option}: for the network detector, not for --detector truth" in msg

@@ -90,8 +90,8 @@ def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
     check_output_path("--out", args.out, image=True)
-    refuse_overwriting_inputs({"input": args.input, "--model": args.model}, {"--out": args.out})
-    model = Path(args.model) if args.model else default_model()
+    model = Path(args.model) if args.model else default_model()  # the default is an input too
+    refuse_overwriting_inputs({"input": args.input, "model": model}, {"--out": args.out})
     rgb = read_rgb(Path(args.input))
     backend = get_backend(args.backend, verbose=not args.json)
     detector = Detector(model, backend, params)

@@ -53,6 +53,7 @@ from gputrack.sensor.sources import CAMERA_RAW_EXTS, IMAGE_EXTS, open_source
 from gputrack.track import Tracker
 from gputrack.ui import LiveView
 
+SCORE, MAX_DET = 0.45, 50  # the network detector's defaults
 SYNTHETIC_FRAMES = 300  # an endless source needs an end when no --frames is given
 
 
@@ -89,8 +90,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ONNX detector (default: the bundled synthetic-world model on the synthetic "
         "source, FastestDet otherwise)",
     )
-    p.add_argument("--score", type=fraction, default=0.45, help="detection score threshold")
-    p.add_argument("--max-det", type=max_detections, default=50, help="most detections per frame")
+    p.add_argument(
+        "--score", type=fraction, default=None, help=f"detection score threshold ({SCORE})"
+    )
+    p.add_argument(
+        "--max-det",
+        type=max_detections,
+        default=None,
+        help=f"most detections per frame ({MAX_DET})",
+    )
     p.add_argument("--log", default=None, help="JSONL track log (one line per frame)")
     p.add_argument("--mot", default=None, help="MOTChallenge result file")
     p.add_argument("--image", default=None, help="write the annotated last frame (PNG/JPEG)")
@@ -142,14 +150,23 @@ def run(args: argparse.Namespace) -> int:
     for option in ("log", "mot", "image"):
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
+    synthetic = args.source.split(":")[0] == "synthetic"
+    kind = "network" if args.detector == "auto" else args.detector
+    if kind == "truth":
+        given = [o for o in ("model", "score", "max_det") if getattr(args, o) is not None]
+        if given:
+            names = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise UsageError(f"{names}: for the network detector, not for --detector truth")
+    # The model is an input too, the default one included: no output may be written over it.
+    model = None
+    if kind == "network":
+        model = args.model or (bundled_model() if synthetic else default_model())
     source_path = Path(args.source).expanduser()
     refuse_overwriting_inputs(
-        {"source": source_path if source_path.exists() else None, "--model": args.model},
+        {"source": source_path if source_path.exists() else None, "model": model},
         {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image")},
         folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
     )
-    synthetic = args.source.split(":")[0] == "synthetic"
-    kind = "network" if args.detector == "auto" else args.detector
     if args.size and not _headerless_raw(args.source):
         raise UsageError(
             f"--size applies to headerless .raw input (for the synthetic world: "
@@ -179,8 +196,11 @@ def run(args: argparse.Namespace) -> int:
         detector: Any = NoisyTruthDetector(args.seed)
         names: list[str] = list(getattr(source, "class_names", ("person", "car", "ball")))
     else:
-        params = DetectParams(score=args.score, max_det=args.max_det)
-        model = args.model or (bundled_model() if synthetic else default_model())
+        params = DetectParams(
+            score=SCORE if args.score is None else args.score,
+            max_det=args.max_det or MAX_DET,
+        )
+        assert model is not None
         detector = Detector(model, backend, params)
         names = model_classes(model) or [class_name(i) for i in range(80)]
     tracker = Tracker(fps=source.fps)
