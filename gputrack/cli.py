@@ -83,7 +83,19 @@ def _quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
+def _safe_streams() -> None:
+    """A file name that is not UTF-8 reaches Python with surrogates; printed, it goes out as
+    the bytes it was, not as an error. A closed stdout (`>&-`) swallows the summary."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _safe_streams()
     parser = build_parser()
     try:
         args = parser.parse_args(_attach_signed_values(sys.argv[1:] if argv is None else argv))

@@ -107,3 +107,31 @@ def test_outputs_through_a_link_or_into_a_pipe_keep_the_link_and_the_pipe(tmp_pa
     assert got[0] == "through the pipe\n" and got[1].startswith('{"frame":3')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.jsonl", "pipe",
                                                           "real.jsonl"]
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written_or_refused(tmp_path, rng):
+    """OpenCV's file functions crash on such names; images go through Python's file I/O,
+    and the summary prints the name as the bytes it is (a UTF-8 locale, strict by default)."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    photo, out = tmp_path / "photo\udcff.png", tmp_path / "isp\udcfe.png"  # b"\xff", b"\xfe"
+    ok, png = cv2.imencode(".png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    photo.write_bytes(png.tobytes())
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0"}
+
+    def gputrack(*argv):
+        return subprocess.run([sys.executable, "-m", "gputrack", *map(os.fsencode, argv)],
+                              capture_output=True, env=env, timeout=300)  # fmt: skip
+
+    done = gputrack("isp", photo, "--out", out, "--backend", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert os.fsencode(out) in done.stdout
+    assert cv2.imdecode(np.fromfile(out, np.uint8), cv2.IMREAD_COLOR).shape == (32, 48, 3)
+    video = tmp_path / "v\udcfe.avi"
+    done = gputrack("run", photo, "--backend", "cpu", "--no-ui", "--video", video)
+    assert done.returncode == 2
+    assert b"OpenCV cannot open a file whose name is not UTF-8" in done.stderr

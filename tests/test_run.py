@@ -285,3 +285,16 @@ def test_white_balance_colour_matrix_and_tone_reach_the_chain(capsys, tmp_path):
     assert rc == 0 and t["frames"] == s["frames"] == 2
     ia, ib = (cv2.imread(str(f)).astype(int) for f in (a, b))
     assert ia.shape == ib.shape and np.abs(ia - ib).mean() > 2
+
+
+def test_mot_result_to_stdout_through_a_pipe():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gputrack", "run", "synthetic:128x96", "--frames", "3",
+         "--backend", "cpu", "--no-ui", "--detector", "truth", "--mot", "/dev/stdout"],
+        capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(",") for line in done.stdout.splitlines() if line.count(",") == 9]
+    assert rows and {r[0] for r in rows} <= {"1", "2", "3"}

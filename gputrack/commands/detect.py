@@ -23,6 +23,7 @@ from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model
 from gputrack.errors import GputrackError
+from gputrack.opencv_files import opencv_name, read_image
 from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import check_output_path
 
@@ -56,13 +57,13 @@ def read_rgb(path: Path) -> np.ndarray:
     if not path.is_file():
         raise GputrackError(f"input {path}: no such file")
     if path.suffix.lower() in VIDEO_EXTS:
-        cap = cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(opencv_name(path, "input"))
         ok, bgr = cap.read()
         cap.release()
         if not ok:
             raise GputrackError(f"input {path}: no frame could be read from the video")
     else:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = read_image(path)
         if bgr is None:
             raise GputrackError(f"input {path}: not a readable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -39,6 +39,7 @@ from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
+from gputrack.opencv_files import read_image
 from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs, write_image
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
@@ -149,7 +150,7 @@ def _read_rgb(path: Path) -> np.ndarray:
                 "RGB (uint8/uint16 HxWx3)"
             )
         return np.ascontiguousarray(arr)
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = read_image(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise GputrackError(f"{path}: not an image OpenCV can read")
     if img.dtype not in (np.uint8, np.uint16):

@@ -251,12 +251,14 @@ def run(args: argparse.Namespace) -> int:
             if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
                 raise
             interrupted = True
-        except Exception:
+        except Exception as err:
             kept = [f"{o} {v}" for o, v in (("--log", args.log), ("--mot", args.mot),
                                             ("--video", args.video)) if v]  # fmt: skip
-            if kept and outputs.frames:
-                sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the "
-                                 f"{outputs.frames} frames done before the error\n")  # fmt: skip
+            n = outputs.frames
+            if kept and n and not isinstance(err, BrokenPipeError):  # a reader that left
+                frames = f"{n} frame{'s' if n > 1 else ''}"
+                sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the {frames} "
+                                 "done before the error\n")  # fmt: skip
             raise
         if result is None:  # raised inside the outputs' context: nothing replaced
             raise GputrackError(f"{args.source}: the source gave no frames")

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from gputrack.errors import GputrackError, UsageError
+from gputrack.opencv_files import encode_image
 
 
 @contextmanager
@@ -58,12 +58,12 @@ def atomic_path(
 def write_image(path: str | Path, bgr: np.ndarray, what: str = "image") -> None:
     """An 8-bit BGR image, by the extension's format; one-line errors naming the file."""
     out = Path(path)
-    try:
-        with atomic_path(out) as tmp:
-            if not cv2.imwrite(str(tmp), bgr):
-                raise GputrackError(f"{what} {out}: cannot write this image format or place")
-    except cv2.error as err:
-        raise GputrackError(f"{what} {out}: {str(err).strip().splitlines()[-1]}") from None
+    data = encode_image(out.suffix, bgr)  # in memory: any file name, not only UTF-8 ones
+    if data is None:
+        raise GputrackError(f"{what} {out}: OpenCV cannot write this image as "
+                            f"'{out.suffix or 'no suffix'}'")  # fmt: skip
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
 
 
 def _same_file(a: Path, b: Path) -> bool:

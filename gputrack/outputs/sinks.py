@@ -4,6 +4,7 @@ renamed when the run ends (Ctrl-C and errors included), so nothing finished is l
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -13,7 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gputrack.errors import UsageError
+from gputrack.errors import GputrackError, UsageError
+from gputrack.opencv_files import can_write_colour, opencv_name
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import atomic_path
 from gputrack.outputs.tracklog import TrackLogWriter, track_entry
@@ -31,6 +33,12 @@ def check_output_path(
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {path}: is a folder, give a file name")
+    if p.exists() and not p.is_file() and not suffixes and not image:
+        # A device or a pipe (/dev/stdout, a FIFO): written in place, nothing to probe beside
+        # it (the folder of a piped /dev/stdout resolves into /proc)
+        if not os.access(p, os.W_OK):
+            raise UsageError(f"{option} {path}: cannot write there (permission denied)")
+        return
     if not p.resolve().parent.is_dir():
         raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
     try:  # really try: permission bits do not tell root about read-only file systems
@@ -39,9 +47,14 @@ def check_output_path(
         raise UsageError(f"{option} {path}: cannot write there ({err.strerror})") from None
     if suffixes and p.suffix.lower() not in suffixes:
         raise UsageError(f"{option} {path}: use one of {', '.join(suffixes)}")
-    if image and not cv2.haveImageWriter(str(p)):
+    if suffixes:  # a video, which OpenCV writes under the name itself
+        try:
+            opencv_name(p, option)
+        except GputrackError as err:
+            raise UsageError(str(err)) from None
+    if image and not can_write_colour(p.suffix):
         what = f"'{p.suffix}'" if p.suffix else "a name without a suffix"
-        raise UsageError(f"{option} {path}: OpenCV writes no image format for {what} (use .png "
+        raise UsageError(f"{option} {path}: OpenCV writes no colour image as {what} (use .png "
                          "or .jpg)")  # fmt: skip
 
 
@@ -113,7 +126,10 @@ class RunOutputs:
             codec = VIDEO_CODECS[self._video_tmp.suffix.lower()]
             h, w = bgr.shape[:2]
             self._video = cv2.VideoWriter(
-                str(self._video_tmp), cv2.VideoWriter_fourcc(*codec), self.fps, (w, h)
+                opencv_name(self._video_tmp, "--video"),
+                cv2.VideoWriter_fourcc(*codec),
+                self.fps,
+                (w, h),
             )
             if not self._video.isOpened():
                 raise UsageError(f"--video {self.video_path}: OpenCV cannot write {codec} video")

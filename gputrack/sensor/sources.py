@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from gputrack.errors import GputrackError
+from gputrack.opencv_files import opencv_name, read_image
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
 from gputrack.sensor.synthetic import ALL_CLASSES, FrameRing, SyntheticWorld
 
@@ -243,7 +244,9 @@ class VideoSource(Source):
             # Read by OpenCV when it first loads FFmpeg; a value the user set wins.
             os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
             with _quiet_opencv():
-                capture = cv2.VideoCapture(target)
+                capture = cv2.VideoCapture(
+                    target if isinstance(target, int) else opencv_name(target, "video")
+                )
                 if isinstance(target, int) and capture.isOpened():
                     if size:  # a request: the camera picks the nearest mode it has
                         capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
@@ -349,7 +352,7 @@ class ImageFolderSource(Source):
         self.files = list(files)
         self._first: tuple[int, np.ndarray] | None = None
         for k, f in enumerate(self.files):  # the size comes from the first readable image
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            img = read_image(f)
             if img is not None:
                 self._first = (k, img)
                 break
@@ -369,7 +372,7 @@ class ImageFolderSource(Source):
                 img = self._first[1]
                 self._first = None
             else:
-                img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                img = read_image(path)
             if img is None:
                 self.dropped += 1
                 log.warning("%s: cannot read image, skipped", path)
