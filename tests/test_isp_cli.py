@@ -178,13 +178,16 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
     "extra, code, needle",
     [
         (["--ccm", "1,2,3"], 2, "give 'identity' or 9 numbers"),
-        (["--ccm", "1,0,0,0,1,0,0,0,nan"], 2, "give 'identity' or 9 numbers"),
+        (["--ccm", "1,0,0,0,1,0,0,0,nan"], 2, "every entry must be a number within +-16"),
+        (["--ccm", "1e300,-1e300,0,0,1,0,0,0,1"], 2, "every entry must be a number within +-16"),
         (["--tone", "gamma0"], 2, "gamma must be positive"),
         (["--tone", "film"], 2, "unknown (srgb, linear, gammaX)"),
         (["--ccm", "1,0,0,1,0,0,0,0,1"], 1, "singular"),  # the sensor model cannot invert it
         (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),
-        (["--wb", "nan,1,1"], 2, "three positive gains"),
-        (["--lens-shading", "-1,0"], 2, "must stay positive"),  # a value led by a minus sign
+        (["--wb", "nan,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
+        (["--wb", "1e39,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
+        (["--lens-shading", "-1,0"], 2, "must stay above 0"),  # a value led by a minus sign
+        (["--lens-shading", "0,1e308"], 2, "at most 64"),
         (["--lens-shading", "0.2"], 2, "give two numbers"),
         (["--lens-shading", "0.2,0", "--stages", "demosaic"], 2, "apply to --stages full"),
     ],

@@ -385,6 +385,36 @@ def test_custom_tone_lut_size_is_checked(size):
         IspParams(lut=tuple(np.linspace(0, 1, size)))
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"wb": (NAN, 1, 1)}, "white balance gains"),
+    ({"wb": (INF, 1, 1)}, "white balance gains"),
+    ({"wb": (1e39, 1, 1)}, "white balance gains"),
+    ({"wb": (0, 1, 1)}, "white balance gains"),
+    ({"awb_clip": NAN}, "awb_clip"),
+    ({"awb_clip": 0}, "awb_clip"),
+    ({"awb_clip": 5}, "awb_clip"),
+    ({"ccm": ((1e300, 0, 0), (0, 1, 0), (0, 0, 1))}, "within \\+-16"),
+    ({"ccm": ((NAN, 0, 0), (0, 1, 0), (0, 0, 1))}, "within \\+-16"),
+    ({"lens_shading": (0, 1e308)}, "at most 64"),
+    ({"lut": (0.0, NAN, 1.0)}, "finite numbers"),
+])
+def test_colour_parameters_out_of_range_are_refused(changes, message):
+    """Caught where they are made: a NaN gain had passed and the backends disagreed on it."""
+    with pytest.raises(GputrackError, match=message):
+        IspParams(**changes)
+
+
+@pytest.mark.parametrize("changes", [
+    {"mean": (NAN, 0, 0)}, {"scale": (1, 1)}, {"scale": (1, INF, 1)}, {"pad_value": NAN},
+])
+def test_tensor_normalisation_must_be_finite(changes):
+    with pytest.raises(GputrackError, match="tensor"):
+        TensorSpec(**changes)
+
+
 @pytest.mark.parametrize(
     "size, tensor",
     [

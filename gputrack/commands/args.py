@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from gputrack.errors import GputrackError, UsageError
-from gputrack.isp.params import check_shading, tone_curve
+from gputrack.isp.params import MAX_GAIN, check_ccm, check_shading, check_wb_gains, tone_curve
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
 
 
@@ -39,7 +39,7 @@ def check_sensor_bit_depth(depth: int | None) -> None:
     if depth is not None and depth not in SENSOR_BIT_DEPTHS:
         raise UsageError(
             f"--bit-depth {depth}: the sensor model reads out "
-            f"{', '.join(map(str, SENSOR_BIT_DEPTHS))} bits (RAW files may be 8 to 16)"
+            f"{', '.join(map(str, SENSOR_BIT_DEPTHS))} bits (RAW files 8, 10, 12, 14 or 16)"
         )
 
 
@@ -124,11 +124,14 @@ def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 9 or not all(math.isfinite(v) for v in values):
+    if len(values) != 9:
         raise argparse.ArgumentTypeError(
             f"'{text}': give 'identity' or 9 numbers, the 3x3 colour matrix row by row"
         )
-    return tuple(tuple(values[3 * r : 3 * r + 3]) for r in range(3))  # type: ignore[return-value]
+    try:
+        return check_ccm([values[3 * r : 3 * r + 3] for r in range(3)])
+    except GputrackError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def tone(text: str) -> str:
@@ -144,12 +147,11 @@ def white_balance(text: str) -> str | tuple[float, float, float]:
     if text.strip().lower() == "auto":
         return "auto"
     try:
-        gains = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        gains = ()
-    if len(gains) != 3 or not all(0 < g < math.inf for g in gains):  # NaN fails too
-        raise argparse.ArgumentTypeError(f"'{text}': give 'auto' or three positive gains R,G,B")
-    return gains  # type: ignore[return-value]
+        return check_wb_gains(text.split(","))
+    except GputrackError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': give 'auto' or three gains R,G,B from {1 / MAX_GAIN:g} to {MAX_GAIN:g}"
+        ) from None
 
 
 def lens_shading(text: str) -> tuple[float, float]:

@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="bit depth: of the sensor model for an RGB input, 10 | 12 | 14 (default 12); of "
-        "a RAW file, 8 to 16 (default: the file name's, else 12; a DNG's own)",
+        "a RAW file, 8, 10, 12, 14 or 16 (default: the file name's, else 12; a DNG's own)",
     )
     p.add_argument(
         "--black-level",

@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bit-depth",
         type=bit_depth,
         default=None,
-        help="bit depth: of RAW input (8 to 16), or of the sensor model for RGB sources "
+        help="bit depth: of RAW input (8, 10, 12, 14, 16), or of the sensor model for RGB sources "
         "(10, 12 or 14; default 12)",
     )
     p.add_argument(

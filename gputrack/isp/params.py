@@ -71,6 +71,16 @@ class TensorSpec:
             raise GputrackError(f"tensor channel order '{self.channel_order}' (RGB or BGR)")
         if self.dtype not in ("float32", "float16"):
             raise GputrackError(f"tensor dtype '{self.dtype}' (float32 or float16)")
+        for name in ("mean", "scale"):
+            try:
+                values = tuple(float(v) for v in getattr(self, name))
+            except (TypeError, ValueError):
+                values = ()
+            if len(values) != 3 or not np.isfinite(values).all():
+                raise GputrackError(f"tensor {name} {getattr(self, name)!r}: three finite numbers")
+            object.__setattr__(self, name, values)
+        if not np.isfinite(self.pad_value):
+            raise GputrackError(f"tensor pad value {self.pad_value}: a finite number")
 
     def geometry(self, src_w: int, src_h: int) -> tuple[int, int, int, int]:
         """(content_w, content_h, pad_x, pad_y): where the resized image sits in the tensor."""
@@ -113,17 +123,11 @@ class IspParams:
             if self.wb != "auto":
                 raise GputrackError(f"white balance '{self.wb}': give three gains or 'auto'")
         else:
-            wb = tuple(float(g) for g in self.wb)
-            if len(wb) != 3 or min(wb) <= 0:
-                raise GputrackError(f"white balance gains {self.wb}: need three positive numbers")
-            object.__setattr__(self, "wb", wb)
-        ccm = np.asarray(self.ccm, dtype=np.float64)
-        if ccm.shape != (3, 3):
-            raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
-        if not np.isfinite(ccm).all():
-            raise GputrackError(f"colour matrix {ccm.tolist()}: every entry must be finite")
+            object.__setattr__(self, "wb", check_wb_gains(self.wb))
+        if not 0 < self.awb_clip <= 1:  # NaN fails too
+            raise GputrackError(f"awb_clip {self.awb_clip}: a fraction of white in (0, 1]")
         object.__setattr__(self, "lens_shading", check_shading(self.lens_shading))
-        object.__setattr__(self, "ccm", tuple(tuple(float(v) for v in row) for row in ccm))
+        object.__setattr__(self, "ccm", check_ccm(self.ccm))
         tone_curve(self.tone)  # validates
         if self.lut is not None:
             self.tone_lut()  # validates
@@ -157,6 +161,8 @@ class IspParams:
                 raise GputrackError(
                     f"a custom tone LUT needs 2 to {LUT_SIZE} samples, got shape {lut.shape}"
                 )
+            if not np.isfinite(lut).all():
+                raise GputrackError("a custom tone LUT must hold finite numbers")
             return lut
         return tone_curve(self.tone)(np.linspace(0.0, 1.0, LUT_SIZE))
 
@@ -173,6 +179,38 @@ def srgb_decode(v: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.04045, v / 12.92, np.power((v + 0.055) / 1.055, 2.4))
 
 
+# Bounds on the colour parameters: far beyond any real sensor's, and so far inside float32's
+# range that no product of them with a pixel overflows (a gain of 1e39 did, on one backend).
+MAX_GAIN = 64.0  # white balance gains from 1/64 to 64; the lens shading gain up to 64
+MAX_CCM = 16.0  # colour matrix entries within +-16 (real ones stay within +-3)
+
+
+def check_wb_gains(gains: object) -> tuple[float, float, float]:
+    """Three white-balance gains R, G, B, each from 1/MAX_GAIN to MAX_GAIN."""
+    try:
+        wb = tuple(float(g) for g in gains)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        wb = ()
+    if len(wb) != 3 or not all(1 / MAX_GAIN <= g <= MAX_GAIN for g in wb):  # NaN fails too
+        raise GputrackError(f"white balance gains {gains}: need three numbers from "
+                            f"{1 / MAX_GAIN:g} to {MAX_GAIN:g}")  # fmt: skip
+    return wb  # type: ignore[return-value]
+
+
+def check_ccm(matrix: object) -> tuple[tuple[float, ...], ...]:
+    """A 3x3 colour matrix with finite entries within +-MAX_CCM."""
+    try:
+        ccm = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise GputrackError(f"colour matrix {matrix!r}: give 3x3 numbers") from None
+    if ccm.shape != (3, 3):
+        raise GputrackError(f"colour matrix must be 3x3, got shape {ccm.shape}")
+    if not (np.abs(ccm) <= MAX_CCM).all():  # NaN fails too
+        raise GputrackError(f"colour matrix {ccm.tolist()}: every entry must be a number "
+                            f"within +-{MAX_CCM:g}")  # fmt: skip
+    return tuple(tuple(float(v) for v in row) for row in ccm)
+
+
 def check_shading(k: object) -> tuple[float, float]:
     """(k1, k2) of the shading gain 1 + k1 r^2 + k2 r^4 (r from 0 at the centre to 1 at a
     corner): finite, and the gain positive everywhere (the sensor model divides by it)."""
@@ -181,10 +219,11 @@ def check_shading(k: object) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise GputrackError(f"lens shading {k!r}: give two numbers k1, k2") from None
     t = [0.0, 1.0] + ([-k1 / (2 * k2)] if k2 > 0 and 0 < -k1 / (2 * k2) < 1 else [])
-    if not (np.isfinite(k1) and np.isfinite(k2)) or min(1 + k1 * x + k2 * x * x for x in t) <= 0:
+    gains = [1 + k1 * x + k2 * x * x for x in t] if np.isfinite([k1, k2]).all() else [0.0]
+    if min(gains) <= 0 or max(gains) > MAX_GAIN:
         raise GputrackError(
             f"lens shading k1={k1:g}, k2={k2:g}: the gain 1 + k1 r^2 + k2 r^4 must stay "
-            "positive from the centre (r = 0) to the corners (r = 1)"
+            f"above 0 and at most {MAX_GAIN:g} from the centre (r = 0) to the corners (r = 1)"
         )
     return (k1, k2)
 
