@@ -298,3 +298,15 @@ def test_mot_result_to_stdout_through_a_pipe():
     assert done.returncode == 0, done.stderr
     rows = [line.split(",") for line in done.stdout.splitlines() if line.count(",") == 9]
     assert rows and {r[0] for r in rows} <= {"1", "2", "3"}
+
+
+def test_summary_of_a_world_without_objects_is_valid_json(capsys):
+    """No ground truth boxes: MOTA and IDF1 have nothing to divide by, so they are null."""
+
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    rc = main(["run", "synthetic:128x96,objects=0", "--frames", "3", "--backend", "cpu",
+               "--no-ui", "--json"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+    assert rc == 0 and summary["mota"] is None and summary["idf1"] is None

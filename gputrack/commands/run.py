@@ -318,11 +318,13 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
     if network is not None and network.plan is not None:  # the network on gputrack's kernels
         summary["network_graph"] = network.graph_error or "one graph per frame"
     if scored:
-        from gputrack.track.mot_eval import score_frames
+        from gputrack.track.mot_eval import finite_or_none, score_frames
 
         m = score_frames(scored)
         summary.update(
-            mota=round(m["mota"], 4), idf1=round(m["idf1"], 4), id_switches=int(m["num_switches"])
+            mota=finite_or_none(m["mota"]),
+            idf1=finite_or_none(m["idf1"]),
+            id_switches=int(m["num_switches"]),
         )
     return summary
 
@@ -331,6 +333,8 @@ def _print_summary(s: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from gputrack.track.mot_eval import percent
 
     console = Console()
     # The heading on a line of its own: as a table title it wraps to the narrow table's width.
@@ -353,8 +357,8 @@ def _print_summary(s: dict) -> None:
         console.print(f"network: {escape(s['network_graph'])}")
     if "mota" in s:
         console.print(
-            f"tracking vs ground truth: MOTA {100 * s['mota']:.1f} %, IDF1 "
-            f"{100 * s['idf1']:.1f} %, {s['id_switches']} identity switches"
+            f"tracking vs ground truth: MOTA {percent(s['mota'])}, IDF1 "
+            f"{percent(s['idf1'])}, {s['id_switches']} identity switches"
         )
     wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"]) if p]
     if wrote:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -135,13 +134,11 @@ def run(args: argparse.Namespace) -> int:
         "out": str(out),
     }
     if args.gt:
-        from gputrack.track.mot_eval import evaluate, format_summary
+        from gputrack.track.mot_eval import evaluate, finite_or_none, format_summary
 
         metrics = evaluate(args.gt, out)
         # JSON has no NaN: a ratio with nothing to divide by (no ground truth boxes) is null
-        summary["metrics"] = {
-            k: round(v, 4) if math.isfinite(v) else None for k, v in metrics.items()
-        }
+        summary["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
     if args.json:
         print(json.dumps(summary, allow_nan=False))
     else:

@@ -93,11 +93,19 @@ def check_ground_truth(gt_path: str | Path) -> tuple[int, int]:
     return int(rows[:, 0].min()), int(rows[:, 0].max())
 
 
+def finite_or_none(value: float, digits: int = 4) -> float | None:
+    """A metric for JSON, which has no NaN: a ratio with nothing to divide by (no ground
+    truth boxes) is None."""
+    return round(value, digits) if np.isfinite(value) else None
+
+
+def percent(value: float | None) -> str:
+    """A ratio as '62.7 %', or '- %' where there was nothing to divide by."""
+    return f"{100 * value:.1f} %" if value is not None and np.isfinite(value) else "- %"
+
+
 def format_summary(m: dict[str, float]) -> str:
     """One line: MOTA, IDF1, IDsw, FP, misses."""
-    def percent(v: float) -> str:  # NaN: nothing to divide by (no ground truth boxes)
-        return f"{100 * v:.1f} %" if np.isfinite(v) else "- %"
-
     return (f"MOTA {percent(m['mota'])}  IDF1 {percent(m['idf1'])}  "
             f"IDsw {int(m['num_switches'])}  FP {int(m['num_false_positives'])}  "
             f"misses {int(m['num_misses'])}  (GT boxes {int(m['num_objects'])})")
