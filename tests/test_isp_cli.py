@@ -259,6 +259,9 @@ def test_one_frame_files_only_and_either_byte_order(capsys, tmp_path, rng):
     np.save(rgb_stack, rng.integers(0, 256, (2, 32, 48, 3)).astype(np.uint8))
     assert main(["isp", str(rgb_stack), "--out", str(out)]) == 2
     assert "holds 2 frames" in capsys.readouterr().err
+    rgb16 = tmp_path / "rgb16.npy"  # a 16-bit RGB image, not 32 RAW frames 3 pixels wide
+    np.save(rgb16, rng.integers(0, 65536, (32, 48, 3)).astype(np.uint16))
+    assert _run_json(capsys, ["isp", str(rgb16), *base[:5]])["kind"] == "rgb"
     folder = tmp_path / "frames.raw"  # a folder, whatever its name says
     folder.mkdir()
     assert main(["isp", str(folder), "--out", str(out)]) == 2

@@ -171,6 +171,7 @@ def test_an_error_mid_run_keeps_the_frames_done_and_says_so(tmp_path, capsys, mo
         (["synthetic:64x48", "--wb", "1,1"], "three gains R,G,B from"),
         (["synthetic:64x48", "--bit-depth", "16"], "the sensor model reads out 10, 12, 14"),
         (["synthetic:64x48,frames=0"], "frames=0: must be at least 1"),
+        (["synthetic:64x48", "--ui", "--json"], "--ui and --json both write"),
     ],
 )
 def test_bad_input_is_one_line(args, needle, capsys):

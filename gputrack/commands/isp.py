@@ -129,7 +129,11 @@ def _is_raw_input(path: Path) -> bool:
         except (ValueError, OSError, EOFError) as err:
             raise GputrackError(f"{path}: not a readable .npy array ({err})") from None
         raw = arr.dtype.kind == "u" and arr.dtype.itemsize == 2  # either byte order
-        stacked = arr.ndim == 3 if raw else arr.ndim == 4 and arr.shape[-1] == 3
+        # uint16 H x W x 3 is a 16-bit RGB image (a RAW frame is at least 4 wide, not 3)
+        if raw:
+            stacked = arr.ndim == 3 and arr.shape[-1] != 3
+        else:
+            stacked = arr.ndim == 4 and arr.shape[-1] == 3
         if stacked:
             raise UsageError(
                 f"{path}: holds {arr.shape[0]} frames; isp takes one (gputrack run reads them "

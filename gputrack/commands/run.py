@@ -145,6 +145,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ui and args.json:
+        raise UsageError("--ui and --json both write to the terminal's output; choose one")
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
     for option in ("log", "mot", "image"):
