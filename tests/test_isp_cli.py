@@ -232,6 +232,10 @@ def test_options_a_raw_input_would_ignore_are_usage_errors(capsys, tmp_path, rng
     out = str(tmp_path / "o.png")
     base = ["isp", str(npy), "--out", out, "--backend", "cpu"]
     assert "--size applies" in _error(capsys, [*base, "--size", "48x32"])
+    assert main([*base, "--noise"]) == 2
+    assert "--noise applies to RGB inputs" in capsys.readouterr().err
+    assert main([*base, "--size", "abc"]) == 2
+    assert "'abc' is not a size WxH" in capsys.readouterr().err
     assert "--wb apply" in _error(capsys, [*base, "--stages", "demosaic", "--wb", "2,1,2"])
     # what a RAW input does take with --stages demosaic: its readout's bit depth
     info = _run_json(capsys, [*base, "--stages", "demosaic", "--bit-depth", "12", "--json"])

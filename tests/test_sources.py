@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.sensor.frame import RawFrame
 from gputrack.sensor.sources import (
     CameraRawSource,
@@ -489,7 +489,7 @@ def test_dng_states_its_own_pattern_and_levels(tmp_path):
     _write_dng(tmp_path / "shot.dng", _raw(48, 32, top=4095), "RGGB", 12, black=64)
     for option, flag in (({"pattern": "BGGR"}, "--pattern"),
                          ({"black_level": 10}, "--black-level")):  # fmt: skip
-        with pytest.raises(GputrackError, match=f"states its own Bayer pattern.*{flag} does not"):
+        with pytest.raises(UsageError, match=f"states its own Bayer pattern.*{flag} does not"):
             open_source(str(tmp_path / "shot.dng"), **option)
     with open_source(str(tmp_path / "shot.dng"), bit_depth=14) as src:  # the depth may be set
         assert next(src).raw.bit_depth == 14

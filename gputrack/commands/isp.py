@@ -32,6 +32,7 @@ from gputrack.commands.args import (
     check_sensor_bit_depth,
     isp_choices,
     non_negative_int,
+    size_wxh,
     white_balance,
 )
 from gputrack.device import CHOICES, get_backend
@@ -109,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("full", "demosaic"),
         help="full chain (default), or demosaic only (the benchmark setting)",
     )
-    p.add_argument("--size", default=None, metavar="WxH", help="size of a headerless .raw")
+    p.add_argument(
+        "--size", type=size_wxh, default=None, metavar="WxH", help="size of a headerless .raw"
+    )
     p.add_argument("--json", action="store_true", help="print what was done as one JSON object")
     p.set_defaults(func=run)
 
@@ -198,6 +201,8 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_ra
         raise UsageError(f"--size applies to headerless .raw input, not to {src}")
     if args.seed is not None and not args.noise:
         raise UsageError("--seed sets the sensor model's noise: it applies with --noise")
+    if is_raw and args.noise:
+        raise UsageError("--noise applies to RGB inputs (the sensor model), not RAW files")
     if args.stages == "demosaic":
         chosen = [*isp_choices(args), *(["wb"] if args.wb is not None else [])]
         given = [f"--{k.replace('_', '-')}" for k in chosen]
@@ -243,8 +248,6 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     if is_raw:
-        if args.noise:
-            raise GputrackError("--noise applies to RGB inputs (the sensor model), not RAW files")
         raw = _read_raw(src, args)
         if args.stages == "demosaic":
             params = demosaic_only(raw.pattern, raw.bit_depth, args.demosaic)

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.opencv_files import opencv_name, read_image
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
 from gputrack.sensor.synthetic import ALL_CLASSES, FrameRing, SyntheticWorld
@@ -762,8 +762,8 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
             stated = [k for k in ("pattern", "black_level", "white_level") if k in opts]
             if stated:
                 flags = ", ".join(f"--{k.replace('_', '-')}" for k in stated)
-                raise GputrackError(f"{name}: a DNG/camera RAW file states its own Bayer pattern, "
-                                    f"black and white level; {flags} does not apply")
+                raise UsageError(f"{name}: a DNG/camera RAW file states its own Bayer pattern, "
+                                 f"black and white level; {flags} does not apply")
             return CameraRawSource(members, name, bit_depth=opts.get("bit_depth"), fps=fps,
                                    **common)
         return VideoSource(str(path), live=False, fps=fps, max_drops=opts.get("max_drops"),
