@@ -19,6 +19,21 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+usage() {
+  cat <<'USAGE'
+usage: scripts/gpu_check.sh                    the whole check (on the GPU machine; its logs
+                                               replace /tmp/gputrack-gpu)
+       scripts/gpu_check.sh --fetch-wheels     gather the wheels and data it needs in .whl/
+       scripts/gpu_check.sh --baseline COMMIT  check COMMIT out at .baseline/ to time it too
+       scripts/gpu_check.sh --help             this text
+USAGE
+}
+case "${1:-}" in
+  ""|--fetch-wheels|--baseline) ;;
+  -h|--help) usage; exit 0 ;;
+  *) echo "gpu_check.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+esac
+
 # The GPU machines have CuPy, NumPy, SciPy, OpenCV, onnx, onnxruntime, rich, pandas and pytest
 # but reach no network, and ../shared does not travel: the pure-Python rest travels as wheels
 # in .whl/ (git-ignored), with the shared data the kernel tests and benchmarks use (~20 MB).

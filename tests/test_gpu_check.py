@@ -65,3 +65,13 @@ def test_baseline_unknown_commit_is_refused_and_leaves_nothing(scratch: Path):
     assert "no commit 'no-such-commit'" in done.stderr
     assert not (scratch / ".baseline").exists()
     assert prepare(scratch).returncode != 0  # no commit given
+
+
+@pytest.mark.parametrize("argument, code", [("--help", 0), ("-h", 0), ("--bogus", 2)])
+def test_help_and_unknown_arguments_start_nothing(scratch: Path, argument: str, code: int):
+    """The check itself begins by clearing its log folder: a typo must not start it."""
+    done = subprocess.run(["bash", "scripts/gpu_check.sh", argument], cwd=scratch,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == code
+    assert "usage: scripts/gpu_check.sh" in (done.stdout if code == 0 else done.stderr)
+    assert "===" not in done.stdout  # no step began
