@@ -165,3 +165,13 @@ def test_kernel_takes_a_strided_view_of_the_scene(kernel_backend, rng):
         assert not view.flags.c_contiguous
         got = sensor.render(view).data
         _compare(got, model.reference(np.ascontiguousarray(view), sp, 0), "view")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"full_well_e": 0}, "full well"), ({"full_well_e": float("nan")}, "full well"),
+    ({"full_well_e": -5}, "full well"), ({"read_noise_e": -1}, "read noise"),
+    ({"seed": 1.5}, "a whole number"), ({"seed": -3}, "must be >= 0"),
+])
+def test_sensor_parameters_out_of_range_are_refused(changes, message):
+    with pytest.raises(GputrackError, match=message):
+        model.SensorParams(**changes)

@@ -44,6 +44,16 @@ class SensorParams:
     read_noise_e: float = 3.0  # electrons RMS
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.full_well_e <= 1e9:  # NaN fails too
+            raise GputrackError(f"full well {self.full_well_e} electrons: from 1 to 1e9")
+        if not 0 <= self.read_noise_e <= 1e6:
+            raise GputrackError(f"read noise {self.read_noise_e} electrons: from 0 to 1e6")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise GputrackError(f"noise seed {self.seed!r}: a whole number")
+        if self.seed < 0:
+            raise GputrackError(f"noise seed {self.seed}: must be >= 0")
+
     @property
     def pattern(self) -> str:
         return self.isp.pattern
