@@ -303,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=SYNTHETIC_DET)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=SYNTHETIC_DET,
+        help="the ONNX file to write (default: the bundled model, which it replaces)",
+    )
     ap.add_argument("--eval-only", action="store_true", help="evaluate --out, train nothing")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
