@@ -527,3 +527,10 @@ def test_missing_file():
 def test_synthetic_spec_values_out_of_range_are_refused(spec, message):
     with pytest.raises(GputrackError, match=re.escape(message)):
         open_source(spec)
+
+
+def test_an_image_too_small_for_the_sensor_is_named(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((2, 3, 3), 90, np.uint8))
+    with pytest.raises(GputrackError, match="tiny.png: image is 3x2; the sensor needs at least"):
+        open_source(str(tiny))

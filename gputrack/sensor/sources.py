@@ -359,6 +359,9 @@ class ImageFolderSource(Source):
         if self._first is None:
             raise GputrackError(f"{name}: no readable image among {len(self.files)} file(s)")
         h, w = self._first[1].shape[:2]
+        if w < 4 or h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping to even
+            raise GputrackError(f"{self.files[self._first[0]]}: image is {w}x{h}; the sensor "
+                                "needs at least 4x4 pixels")  # fmt: skip
         super().__init__(name, fps or 30.0, (w, h), num_frames=len(self.files), frames=frames,
                          loop=loop)
         self._k = 0
