@@ -96,11 +96,14 @@ def _safe_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _safe_streams()
-    parser = build_parser()
     try:
+        parser = build_parser()  # imports every verb (NumPy, OpenCV...): Ctrl-C may come here
         args = parser.parse_args(_attach_signed_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help, --version, or a bad argument (already printed)
         return int(done.code or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("gputrack: interrupted\n")
+        return 130
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
