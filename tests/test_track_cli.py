@@ -157,17 +157,74 @@ def test_ground_truth_is_checked_before_tracking(tmp_path, capsys):
     assert code == 0 and out.exists()
 
 
-def test_json_has_no_nan_when_ground_truth_has_nothing_to_count(tmp_path, capsys):
+def test_json_has_no_nan_when_a_ratio_has_nothing_to_divide_by(tmp_path, capsys):
     det = write(tmp_path / "det.txt", LINES)
-    # Every box flagged 'ignore' (confidence 0): nothing to divide MOTA by.
-    gt = write(tmp_path / "gt.txt", [f"{f},7,100,50,40,80,0,1,1" for f in range(1, 11)])
+    gt = write(tmp_path / "gt.txt", [f"{f},7,100,50,40,80,1,1,1" for f in range(1, 11)])
     out = tmp_path / "result.txt"
-    assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+    # No track starts, so the result is empty: precision and MOTP divide by 0 matches.
+    assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json",
+                 "--high-score", "0.95"]) == 0
     text = capsys.readouterr().out
     assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text)["metrics"]["mota"] is None
-    assert main(["track", str(det), "--out", str(out), "--gt", str(gt)]) == 0
-    assert "MOTA - %" in capsys.readouterr().out
+    m = json.loads(text)["metrics"]
+    assert m["precision"] is None and m["motp"] is None and m["mota"] == 0.0
+
+
+def mot17_gt(frames=range(1, 11)):
+    """MOT17-style ground truth: the person of LINES (class 1), a static person (class 7,
+    conf 0 as in MOT17) standing at (300, 200) and a car (class 3) at (600, 300)."""
+    return [line for f in frames for line in (f"{f},1,{100 + 3 * f},{50 + f},40,80,1,1,1",
+                                              f"{f},2,300,200,40,80,0,7,1",
+                                              f"{f},3,600,300,80,40,1,3,1")]
+
+
+def test_ground_truth_classes_are_scored_as_the_devkit(tmp_path, capsys):
+    # Detections of the person and of the static person; none of the car.
+    det = write(tmp_path / "det.txt", LINES + [f"{f},-1,301,201,40,80,0.9"
+                                               for f in range(1, 11)])
+    out = tmp_path / "result.txt"
+    gt = write(tmp_path / "gt.txt", mot17_gt())
+    assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tracks"] == 2 and summary["result_lines"] == 20
+    # The static person's track is no false positive, the car no miss.
+    m = summary["metrics"]
+    assert m["num_objects"] == 10 and m["num_false_positives"] == 0 and m["num_misses"] == 0
+    assert m["mota"] == 1.0
+
+
+def test_ground_truth_of_only_distractors_or_ignored_rows_is_refused(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    for rows in ([f"{f},2,100,50,40,80,1,7,1" for f in range(1, 11)],  # static persons
+                 [f"{f},7,100,50,40,80,0,1,1" for f in range(1, 11)],  # flagged 'ignore'
+                 ["1,3,600,300,80,40,1,3,1", "2,5,100,50,40,80,1,12,1"]):  # car, reflection
+        gt = write(tmp_path / "gt.txt", rows)
+        assert main(["track", str(det), "--out", str(out), "--gt", str(gt)]) == 2
+        assert "has no ground truth boxes to score against" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_identity_twice_only_among_unscored_rows_is_no_error(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    gt = mot17_gt()
+    gt = write(tmp_path / "gt.txt", gt + [g for g in gt if not g.endswith(",1,1,1")])
+    assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["num_objects"] == 10
+
+
+def test_comment_lines_and_comma_space_in_ground_truth_are_scored(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    plain = write(tmp_path / "plain.txt", mot17_gt())
+    odd = write(tmp_path / "odd.txt", ["# frame, id, x, y, w, h, conf, class, visibility"]
+                + [g.replace(",", ", ") for g in mot17_gt()])
+    got = []
+    for gt in (plain, odd):  # motmetrics' own reader failed on the second after tracking
+        assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+        got.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert got[0] == got[1] and got[0]["num_objects"] == 10
 
 
 def test_a_high_score_no_detection_reaches_is_said(tmp_path, capsys):

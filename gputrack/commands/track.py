@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gt",
         metavar="GT",
         help="score the result against this ground truth "
-        "(MOTChallenge gt.txt): MOTA, IDF1, ID switches, FP, misses",
+        "(MOTChallenge gt.txt): MOTA, IDF1, ID switches, FP, misses; as the MOTChallenge "
+        "devkit, only pedestrians with conf != 0 count, hypotheses on distractors are dropped",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
@@ -158,7 +159,10 @@ def _check_ground_truth_covers(gt: str, frames: dict[int, np.ndarray]) -> None:
 
     first, last = check_ground_truth(gt)
     if first == 0:
-        raise UsageError(f"--gt {gt}: has no ground truth boxes to score against")
+        raise UsageError(
+            f"--gt {gt}: has no ground truth boxes to score against (scored are rows with "
+            "conf != 0 and class 1, or no class as in MOT15)"
+        )
     if frames and (last < min(frames) or first > max(frames)):
         raise UsageError(
             f"--gt {gt}: covers frames {first}-{last}, the detections {min(frames)}-"

@@ -1,5 +1,11 @@
 """Score a MOTChallenge result against ground truth with `motmetrics` (CLEAR MOT and IDF1).
 
+Which ground truth counts follows the MOTChallenge devkit (`mot_io.scored_ground_truth`):
+boxes with conf 0 and classes other than pedestrian are not scored, and a hypothesis that
+covers a distractor (static person, reflection, ...) is dropped, not counted as a false
+positive (`not_on_distractors`). Files are scored from the rows `mot_io` parsed, so any
+file that passes its checks is scored; motmetrics only accumulates and sums up.
+
 motmetrics 1.4.0, the latest release, calls `np.asfarray`, which NumPy 2 removed (fixed
 upstream, not released). `_asfarray_shim` lends NumPy that one function for the duration of
 a scoring call and takes it back afterwards, so nothing else sees a patched NumPy.
@@ -15,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.track.mot_io import read_ground_truth, read_mot_rows
+from gputrack.track.mot_io import GroundTruth, read_ground_truth, read_mot_rows
+
+DISTRACTOR_IOU = 0.5  # the devkit's, whatever IoU the scoring itself uses
 
 METRICS = ("mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp",
            "precision", "recall", "num_objects", "num_unique_objects", "mostly_tracked",
@@ -69,28 +77,80 @@ def evaluate(gt_path: str | Path, result_path: str | Path, iou: float = 0.5) -> 
     """MOTA, IDF1, ID switches, false positives, misses and more, matching at IoU >= `iou`.
 
     Ratios are fractions (0.627 is 62.7 %); counts are whole numbers."""
-    mm = _motmetrics()
-    check_ground_truth(gt_path)  # FILE:LINE: what is wrong, rather than a pandas error
-    read_mot_rows(result_path, "result file")
-    with _asfarray_shim(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas FutureWarnings from inside motmetrics
-        try:
-            gt = mm.io.loadtxt(str(gt_path), fmt="mot15-2D", min_confidence=1)
-            hyp = mm.io.loadtxt(str(result_path), fmt="mot15-2D")
-        except Exception as err:  # pandas parser errors come in many types
-            raise GputrackError(f"cannot read {gt_path} or {result_path}: {err}") from None
-        acc = mm.utils.compare_to_groundtruth(gt, hyp, "iou", distth=1.0 - iou)
-        return _summarise(mm, acc)
+    _motmetrics()
+    gt = read_ground_truth(gt_path)  # FILE:LINE: what is wrong, rather than a pandas error
+    hyp, _ = read_mot_rows(result_path, "result file")
+    return score_frames(ground_truth_frames(gt, hyp), iou)
+
+
+def ground_truth_frames(
+    gt: GroundTruth, hyp: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """`score_frames` input from a ground truth and result rows (frame, id, x, y, w, h, ...):
+    one entry per frame that has a scored box or a hypothesis, in frame order, boxes in file
+    order (as motmetrics' own loader gives them), hypotheses on distractors dropped."""
+    gt_at = _by_frame(gt.rows[:, 0])
+    other_at = _by_frame(gt.others[:, 0])
+    hyp_at = _by_frame(hyp[:, 0])
+    none = np.zeros(0, np.int64)
+    frames = []
+    for frame in sorted(gt_at.keys() | hyp_at.keys()):
+        g = gt.rows[gt_at.get(frame, none)]
+        h = hyp[hyp_at.get(frame, none)]
+        o = other_at.get(frame, none)
+        if len(o) and len(h):  # all boxes of the frame take part in the matching
+            boxes = np.concatenate([g[:, 2:6], gt.others[o, 1:5]])
+            flags = np.concatenate([np.zeros(len(g), bool), gt.distractor[o]])
+            h = h[not_on_distractors(boxes, flags, h[:, 2:6])]
+        frames.append((g[:, 1], g[:, 2:6], h[:, 1], h[:, 2:6]))
+    return frames
+
+
+def _by_frame(frames: np.ndarray) -> dict[int, np.ndarray]:
+    """Row indices per frame, each in file order."""
+    if len(frames) == 0:
+        return {}
+    order = np.argsort(frames, kind="stable")
+    values, starts = np.unique(frames[order], return_index=True)
+    return {int(f): i for f, i in zip(values, np.split(order, starts[1:]), strict=True)}
+
+
+def not_on_distractors(gt_xywh: np.ndarray, distractor: np.ndarray,
+                         hyp_xywh: np.ndarray) -> np.ndarray:
+    """Which hypotheses of one frame to keep (bool mask): the devkit matches hypotheses to
+    all ground truth boxes of the frame, of any class or conf, one to one by the largest
+    total IoU among pairs with IoU >= 0.5, and drops those matched to a distractor box.
+    Matching to all boxes, not just distractors, keeps a hypothesis on a pedestrian who
+    stands next to a static person."""
+    from scipy.optimize import linear_sum_assignment
+
+    keep = np.ones(len(hyp_xywh), bool)
+    if not distractor.any() or len(hyp_xywh) == 0:
+        return keep
+    sim = _iou_xywh(np.asarray(gt_xywh, float), np.asarray(hyp_xywh, float))
+    sim[sim < DISTRACTOR_IOU - 1e-12] = 0.0  # 1e-12: an IoU of exactly 0.5 still matches
+    rows, cols = linear_sum_assignment(sim, maximize=True)
+    matched = sim[rows, cols] > 0
+    keep[cols[matched & distractor[rows]]] = False
+    return keep
+
+
+def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` with every box in `b`, both `[N, 4]` x, y, w, h."""
+    ax2, ay2, bx2, by2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.minimum(ax2[:, None], bx2) - np.maximum(a[:, None, 0], b[:, 0])
+    ih = np.minimum(ay2[:, None], by2) - np.maximum(a[:, None, 1], b[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
+    return inter / union
 
 
 def check_ground_truth(gt_path: str | Path) -> tuple[int, int]:
     """Before any work: the scorer is installed and the ground truth reads; returns the
-    first and last frame it covers ((0, 0) when it has no boxes)."""
+    first and last frame with a scored box ((0, 0) when it has none: only distractors, other
+    classes or conf 0 rows)."""
     _motmetrics()
-    rows = read_ground_truth(gt_path)
-    if len(rows) == 0:
-        return 0, 0
-    return int(rows[:, 0].min()), int(rows[:, 0].max())
+    return read_ground_truth(gt_path).frames()
 
 
 def finite_or_none(value: float, digits: int = 4) -> float | None:

@@ -8,6 +8,7 @@ detection read here is class 0.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -31,11 +32,56 @@ def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     return {f: np.asarray(r, dtype=np.float32) for f, r in sorted(frames.items())}
 
 
-def read_ground_truth(path: str | Path) -> np.ndarray:
-    """A MOTChallenge ground truth (or result) file checked line by line, as
-    `float64[N, 7]` rows (frame, id, x, y, w, h, score); an identity twice in one frame is a
-    `GputrackError` naming both lines (a scorer would count one of them as a miss)."""
-    rows, lines = read_mot_rows(path, "ground truth file")
+# MOT16/17/20 classes (column 8). Only pedestrians are scored; a hypothesis on a distractor
+# is neither right nor wrong (the devkit drops it rather than count a false positive).
+PEDESTRIAN = 1
+DISTRACTOR_CLASSES = (2, 7, 8, 12)  # person on vehicle, static person, distractor, reflection
+NO_CLASS = -1.0  # MOT15 and result files: no class, every box is a pedestrian
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A ground truth file as it is scored (see `scored_ground_truth`)."""
+
+    rows: np.ndarray  # float64[N, 7] scored boxes: frame, id, x, y, w, h, conf; file order
+    lines: np.ndarray  # int64[N], the line of each scored row
+    others: np.ndarray  # float64[K, 5] frame, x, y, w, h of every box not scored
+    distractor: np.ndarray  # bool[K]: that box is a distractor (a hypothesis on it is dropped)
+
+    def frames(self) -> tuple[int, int]:
+        """First and last frame with a scored box ((0, 0) when there is none)."""
+        if len(self.rows) == 0:
+            return 0, 0
+        return int(self.rows[:, 0].min()), int(self.rows[:, 0].max())
+
+
+def scored_ground_truth(rows: np.ndarray, lines: np.ndarray) -> GroundTruth:
+    """The MOTChallenge devkit's rule for which ground truth counts, from
+    `read_mot_rows(..., with_class=True)` rows: a box is scored when its conf (the 'consider'
+    flag) is not 0 and its class is 1 (pedestrian) or none (MOT15). Every other box is kept,
+    with whether it is a distractor, only to take hypotheses away
+    (`mot_eval.not_on_distractors`)."""
+    rows = np.asarray(rows, np.float64).reshape(-1, 8)
+    cls = rows[:, 7]
+    # The devkit reads the flag as an integer: 0.5 is 0 there (and was below motmetrics' 1).
+    considered = np.trunc(rows[:, 6]) != 0
+    scored = considered & ((cls == PEDESTRIAN) | (cls == NO_CLASS))
+    rest = rows[~scored]
+    return GroundTruth(
+        rows=rows[scored, :7],
+        lines=np.asarray(lines, np.int64)[scored],
+        others=rest[:, [0, 2, 3, 4, 5]],
+        distractor=np.isin(rest[:, 7], DISTRACTOR_CLASSES),
+    )
+
+
+def read_ground_truth(path: str | Path) -> GroundTruth:
+    """A MOTChallenge ground truth (or result) file checked line by line and cut down to
+    what is scored (`scored_ground_truth`); an identity twice in one frame among the scored
+    boxes is a `GputrackError` naming both lines (a scorer would count one of them as a
+    miss). Twice among boxes that are not scored harms nothing and passes."""
+    gt = scored_ground_truth(*read_mot_rows(path, "ground truth file", with_class=True))
+    rows, lines = gt.rows, gt.lines
     order = np.lexsort((lines, rows[:, 1], rows[:, 0]))  # by frame, then id, then line
     pairs = rows[order, :2]
     twice = np.flatnonzero((pairs[1:] == pairs[:-1]).all(axis=1))
@@ -44,12 +90,16 @@ def read_ground_truth(path: str | Path) -> np.ndarray:
         frame, ident = rows[order[twice[0]], :2]
         raise GputrackError(f"{path}:{b}: identity {ident:g} is already in frame {frame:g} "
                             f"(line {a})")  # fmt: skip
-    return rows
+    return gt
 
 
-def read_mot_rows(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+def read_mot_rows(
+    path: str | Path, what: str, with_class: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The first 7 fields of each line as `float64[N, 7]`, with each row's line number;
-    comments (#) and blank lines skipped, a malformed line a `GputrackError`."""
+    comments (#) and blank lines skipped, a malformed line a `GputrackError`. Fields are
+    separated by commas, spaces around them allowed. `with_class` adds an 8th column, the
+    MOT16/17/20 class (`NO_CLASS` for other files, see `_class_field`)."""
     path = Path(path)
     if path.is_dir():
         raise GputrackError(f"{path}: is a folder, give a {what}")
@@ -85,9 +135,25 @@ def read_mot_rows(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray]:
         if w <= 0 or h <= 0:
             raise GputrackError(f"{path}:{lineno}: box width and height must be positive, "
                                 f"got {w:g} x {h:g}")
+        if with_class:
+            values.append(_class_field(path, lineno, fields))
         rows.append(values)
         numbers.append(lineno)
-    return np.asarray(rows, np.float64).reshape(-1, 7), np.asarray(numbers, np.int64)
+    width = 8 if with_class else 7
+    return np.asarray(rows, np.float64).reshape(-1, width), np.asarray(numbers, np.int64)
+
+
+def _class_field(path: Path, lineno: int, fields: list[str]) -> float:
+    """Field 8 of a line of 8 or 9 fields (MOT16/17/20 ground truth); `NO_CLASS` for 7 fields
+    and for 10 (MOT15 ground truth and result files end in 3 world coordinates, not a
+    class)."""
+    text = fields[7].strip() if len(fields) in (8, 9) else ""
+    if not text:  # a trailing comma is no class either
+        return NO_CLASS
+    if not _is_number(text) or not float(text).is_integer():
+        raise GputrackError(f"{path}:{lineno}: class (field 8) must be a whole number, "
+                            f"got '{text}'")
+    return float(text)
 
 
 def _is_number(s: str) -> bool:
