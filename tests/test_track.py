@@ -3,11 +3,14 @@ and the real TUD-Campus sequence."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from gputrack.errors import GputrackError
-from gputrack.track import Track, Tracker, TrackerParams
+from gputrack.track import Track, Tracker, TrackerParams, mot_io
+from gputrack.track import tracker as tracker_module
 from gputrack.track.association import assign, iou_matrix, match, similarity
 from gputrack.track.kalman import (
     BatchKalman,
@@ -263,16 +266,174 @@ def test_weak_detections_keep_a_track_but_do_not_start_one():
         assert [(t.id, t.state, t.det_index) for t in tracks] == [(1, "confirmed", 0)]
 
 
-@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf")])
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf"), 2e6])
 def test_a_frame_rate_that_is_no_positive_number_is_refused(fps):
-    with pytest.raises(GputrackError, match="fps must be a positive number"):
+    with pytest.raises(GputrackError, match=r"fps=.*: must be a number in \(0, 1e\+06\]"):
         Tracker(fps=fps)
 
 
 def test_bad_detections_array_is_a_clear_error():
     with pytest.raises(GputrackError, match="N x 6"):
         Tracker().update(np.zeros((3, 4)), 0)
+    with pytest.raises(GputrackError, match="N x 6 array of numbers"):
+        Tracker().update([[1, 2, 3, 4, 0.9, "person"]], 0)
     assert Tracker().update(np.zeros((0, 6)), 0) == []
+
+
+# -- input checks: a refused call says what was wrong and changes nothing --------------------
+
+
+def test_defaults_are_valid_and_numbers_become_floats():
+    p = TrackerParams(fps=np.float32(25), lost_time=2)
+    assert (p.fps, p.lost_time) == (25.0, 2.0) and type(p.fps) is float
+    assert Tracker(p).params.max_lost == 50
+    # What the CLI builds from its defaults (gputrack track, gputrack run).
+    d = TrackerParams()
+    assert TrackerParams(fps=d.fps, low_score=d.low_score, high_score=d.high_score,
+                         new_track_score=max(d.new_track_score, d.high_score)) == d
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("high_score", float("nan"), r"high_score=nan: must be a finite number"),
+    ("low_score", float("-inf"), r"low_score=-inf: must be a finite number"),
+    ("new_track_score", None, r"new_track_score=None: must be a finite number"),
+    ("low_score", 0.7, r"low_score=0.7 is above high_score=0.5"),
+    ("lost_time", 0, r"lost_time=0: must be a number in \(0, 1e\+06\]"),
+    ("lost_time", -1.0, r"lost_time=-1.0: must be a number in \(0, 1e\+06\]"),
+    ("lost_time", float("inf"), r"lost_time=inf: must be a number in \(0, 1e\+06\]"),
+    ("lost_time", float("nan"), r"lost_time=nan: must be a number in \(0, 1e\+06\]"),
+    ("confirm_time", float("inf"), r"confirm_time=inf: must be a number in \[0, 1e\+06\]"),
+    ("confirm_time", -0.1, r"confirm_time=-0.1: must be a number in \[0, 1e\+06\]"),
+    ("centre_gate", 0, r"centre_gate=0: must be a number in \(0, 1e\+06\]"),
+    ("centre_margin", -0.5, r"centre_margin=-0.5: must be a number in \[0, 1e\+06\]"),
+    ("centre_weight", 1.5, r"centre_weight=1.5: must be a number in \[0, 1\]"),
+    ("match_sim", 0.0, r"match_sim=0.0: must be a number in \(0, 1\]"),
+    ("low_match_sim", 1.01, r"low_match_sim=1.01: must be a number in \(0, 1\]"),
+    ("tentative_match_sim", np.float64("nan"), r"tentative_match_sim=nan: must be"),
+    ("fps", True, r"fps=True: must be a number"),
+    ("fps", "30", r"fps='30': must be a number"),
+    ("fps", 10**400, r"fps=1000.*: must be a number in \(0, 1e\+06\]"),
+    ("noise", MotionNoise(measure=0.0), r"noise.measure=0.0: must be a number in \(0, 1e\+06\]"),
+    ("noise", MotionNoise(accel=float("nan")), r"noise.accel=nan: must be a number in \[0, "),
+    ("noise", MotionNoise(init_velocity=-1.0), r"noise.init_velocity=-1.0: must be"),
+    ("noise", 3.0, r"noise=3.0: must be a MotionNoise"),
+])
+def test_every_parameter_is_checked_naming_field_value_and_range(field, value, message):
+    with pytest.raises(GputrackError, match=message):
+        TrackerParams(**{field: value})
+    with pytest.raises(GputrackError, match=message):  # also as an override
+        Tracker(**{field: value})
+
+
+def test_limits_themselves_are_allowed_and_an_unknown_parameter_is_refused():
+    p = TrackerParams(fps=1e6, low_score=0.5, high_score=0.5, new_track_score=0.0,
+                      match_sim=1.0, confirm_time=0, lost_time=1e-9, centre_weight=0,
+                      centre_margin=0, noise=MotionNoise(accel=0, size_accel=0))
+    assert (p.min_hits, p.max_lost) == (1, 1)
+    with pytest.raises(GputrackError, match="unknown tracker parameter 'max_lost'"):
+        Tracker(max_lost=3)
+
+
+def _state(tr: Tracker) -> tuple:
+    cols = {k: v.copy() for k, v in tr.cols.items()}
+    kf = [a.copy() for a in (tr.kf.x, tr.kf.pp, tr.kf.pv, tr.kf.vv)]
+    return tr.next_id, tr.frame, tr.updates, cols, kf
+
+
+def _assert_same_state(a: tuple, b: tuple) -> None:
+    assert a[:3] == b[:3]
+    assert a[3].keys() == b[3].keys()
+    for k in a[3]:
+        np.testing.assert_array_equal(a[3][k], b[3][k])
+    for x, y in zip(a[4], b[4], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _two_trackers() -> tuple[Tracker, Tracker]:
+    """Two trackers in the same state: four tracks, one of them lost, one tentative."""
+    pair = Tracker(fps=30), Tracker(fps=30)
+    for tr in pair:
+        for i in range(8):
+            frame = [box(100 + 3 * i, 100), box(300, 200 + 2 * i), box(500, 400)]
+            if i < 5:
+                frame.append(box(700, 100))  # lost from frame 5
+            if i == 7:
+                frame.append(box(900, 500))  # tentative
+            tr.update(dets(*frame), i)
+    assert sorted(pair[0].cols["state"].tolist()) == [0, 1, 1, 1, 2]
+    return pair
+
+
+BAD_UPDATES = [
+    # (detections, frame_index, message)
+    (dets(box(100, 100)), 7, r"frame_index 7 after frame 7: frame indices must count up"),
+    (dets(box(100, 100)), 3, r"frame_index 3 after frame 7"),
+    (dets(box(100, 100)), float("nan"), r"frame_index nan: must be a whole number from 0"),
+    (dets(box(100, 100)), float("inf"), r"frame_index inf: must be a whole number"),
+    (dets(box(100, 100)), 8.5, r"frame_index 8.5: must be a whole number"),
+    (dets(box(100, 100)), -1, r"frame_index -1: must be a whole number from 0"),
+    (dets(box(100, 100)), 2**53 + 1, r"frame_index 9007199254740993: must be"),
+    (dets(box(100, 100)), "8", r"frame_index '8': must be a whole number"),
+    (dets(box(100, 100)), True, r"frame_index True: must be a whole number"),
+    (dets(box(100, 100), box(300, 300, cls=1.5)), 8,
+     r"detection row 1 .*: the class must be a whole number from 0 to 2147483647"),
+    (dets(box(100, 100, cls=float("nan"))), 8, r"row 0 .*nan\]: the class must be"),
+    (dets(box(100, 100, cls=-1)), 8, r"row 0 .*: the class must be a whole number"),
+    (np.array([box(100, 100), [1e200, 0, 2e200, 10, 0.9, 0]]), 8,
+     r"row 1 .*: x1 = 1e\+200 is not in \[-1e\+07, 1e\+07\] px"),
+    (dets(box(100, 100), [0, 0, float("nan"), 10, 0.9, 0]), 8, r"row 1 .*: width x2 - x1 = nan"),
+    (dets(box(100, 100), [0, -2e7, 10, 10, 0.9, 0]), 8, r"row 1 .*: y1 = -2e\+07 is not in"),
+    (dets(box(100, 100), [0, 0, 1.2e7, 10, 0.9, 0]), 8,
+     r"row 1 .*: width x2 - x1 = 1.2e\+07 is not in \[0, 1e\+07\] px"),
+    (dets([50, 50, 60, 10, 0.9, 0]), 8, r"row 0 .*: height y2 - y1 = -40 is not in \[0, "),
+    (np.array([[-1.5e308, 0, 1.5e308, 10, 0.9, 0]]), 8, r"row 0 .*: x1 = -1.5e\+308 is"),
+    (dets(box(100, 100, score=float("nan")), box(1, 1, score=float("inf"))), 8,
+     r"row 0 .*: the score must be a finite number \(1 more bad row\)"),
+]
+
+
+@pytest.mark.parametrize(("bad", "frame_index", "message"), BAD_UPDATES)
+def test_a_refused_update_says_why_and_leaves_the_tracker_as_it_was(bad, frame_index,
+                                                                     message):
+    tr, twin = _two_trackers()
+    before = _state(tr)
+    with pytest.raises(GputrackError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused cleanly: no overflow or invalid-value warning
+        tr.update(bad, frame_index)
+    _assert_same_state(_state(tr), before)
+    # And it goes on exactly as the tracker that never saw the refused call.
+    good = dets(box(124, 100), box(300, 216), box(500, 400), box(900, 500))
+    np.testing.assert_array_equal(tr.update_array(good, 8), twin.update_array(good, 8))
+    _assert_same_state(_state(tr), _state(twin))
+
+
+def test_frame_indices_count_up_and_none_is_the_next_frame():
+    tr = Tracker(fps=30)
+    tr.update(dets(box(100, 100)), np.int64(5))
+    tr.update(dets(box(100, 100)), 6.0)  # a whole float is a frame number
+    tr.update(dets(box(100, 100)))  # frame 7
+    assert tr.frame == 7
+    with pytest.raises(GputrackError, match="frame_index 7 after frame 7"):
+        tr.update(dets(box(100, 100)), 7)
+    tracks = tr.update(dets(box(100, 100)), 2**53)  # the largest; the old track is gone
+    assert tr.frame == 2**53 and [(t.id, t.age) for t in tracks] == [(-1, 0)]
+    unnumbered = Tracker(fps=30)
+    unnumbered.update(dets(box(100, 100)))
+    assert unnumbered.frame is None
+    unnumbered.update(dets(box(100, 100)), 0)  # numbering may start at any frame
+    assert unnumbered.frame == 0
+
+
+def test_detections_at_the_limits_are_taken_and_empty_boxes_ignored():
+    tr = Tracker(fps=30)
+    limit = np.array([[-1e7, -1e7, 0, 0, 0.9, 2**31 - 1], [0, 0, 0, 50, 0.9, 0],
+                      [1e7, 0, 2e7, 80, 1.5, 3]])  # a score above 1: a detector's own scale
+    tracks = tr.update(limit, 0)
+    assert sorted((t.cls, t.det_index) for t in tracks) == [(3, 2), (2**31 - 1, 0)]
+
+
+def test_the_coordinate_bound_is_the_mot_readers():
+    assert tracker_module.MAX_COORD == mot_io.MAX_COORD
 
 
 # -- accuracy --------------------------------------------------------------------------------

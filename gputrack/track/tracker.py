@@ -15,12 +15,14 @@ Each frame (`Tracker.update`):
      matched in `confirm_time` worth of consecutive frames is confirmed and only then gets its
      ID, so IDs count up without gaps.
 Times are in seconds and become frame counts through `fps`, so defaults hold at 30 and 60 fps.
+Parameters are checked when made (`PARAM_RANGES`), detections and the frame index before an
+update changes anything (`check_detections`, `frame_steps`): a refused update loses nothing.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -61,9 +63,35 @@ class Track:
     det_index: int = -1
 
 
+# The range of each number in `TrackerParams` and `MotionNoise`: (low, high, low allowed).
+# Scores are compared with the detector's own scores, whatever their scale (a MOTChallenge
+# file's may be any number), so only their order is checked.
+PARAM_RANGES: dict[str, tuple[float, float, bool]] = {
+    "fps": (0.0, 1e6, False),
+    "high_score": (-math.inf, math.inf, True),
+    "low_score": (-math.inf, math.inf, True),
+    "new_track_score": (-math.inf, math.inf, True),
+    "match_sim": (0.0, 1.0, False),
+    "low_match_sim": (0.0, 1.0, False),
+    "tentative_match_sim": (0.0, 1.0, False),
+    "confirm_time": (0.0, 1e6, True),
+    "lost_time": (0.0, 1e6, False),
+    "centre_gate": (0.0, 1e6, False),
+    "centre_margin": (0.0, 1e6, True),
+    "centre_weight": (0.0, 1.0, True),
+}
+NOISE_RANGES: dict[str, tuple[float, float, bool]] = {
+    "accel": (0.0, 1e6, True),
+    "size_accel": (0.0, 1e6, True),
+    "measure": (0.0, 1e6, False),  # 0 would divide by zero in the Kalman gain
+    "init_velocity": (0.0, 1e6, True),
+}
+
+
 @dataclass(frozen=True)
 class TrackerParams:
-    """Defaults meant for 25-60 fps video and detector scores in [0, 1]."""
+    """Defaults meant for 25-60 fps video and detector scores in [0, 1]. Every number is
+    checked against `PARAM_RANGES` (and `NOISE_RANGES`), and `low_score <= high_score`."""
 
     fps: float = 30.0
     high_score: float = 0.5  # detections at/above: first-stage matching, may start tracks
@@ -79,6 +107,17 @@ class TrackerParams:
     centre_weight: float = 0.5  # weight of centre similarity against IoU (0 turns it off)
     noise: MotionNoise = field(default_factory=MotionNoise)
 
+    def __post_init__(self) -> None:
+        for name, limits in PARAM_RANGES.items():
+            object.__setattr__(self, name, check_number(name, getattr(self, name), *limits))
+        if self.low_score > self.high_score:
+            raise GputrackError(f"tracker parameter low_score={self.low_score:g} is above "
+                                f"high_score={self.high_score:g}: must be <= it")
+        if not isinstance(self.noise, MotionNoise):
+            raise GputrackError(f"tracker parameter noise={self.noise!r}: must be a MotionNoise")
+        for name, limits in NOISE_RANGES.items():
+            check_number(f"noise.{name}", getattr(self.noise, name), *limits)
+
     @property
     def min_hits(self) -> int:
         return max(1, math.ceil(self.confirm_time * self.fps - 1e-9))
@@ -91,11 +130,12 @@ class TrackerParams:
 class Tracker:
     """Multi-object tracker; call `update(detections, frame_index)` once per frame."""
 
-    def __init__(self, params: TrackerParams | None = None, **overrides) -> None:
+    def __init__(self, params: TrackerParams | None = None, **overrides: object) -> None:
         base = params or TrackerParams()
-        self.params = TrackerParams(**{**base.__dict__, **overrides}) if overrides else base
-        if not 0 < self.params.fps < math.inf:  # NaN fails too
-            raise GputrackError(f"fps must be a positive number, got {self.params.fps}")
+        unknown = sorted(set(overrides) - {f.name for f in fields(TrackerParams)})
+        if unknown:
+            raise GputrackError(f"unknown tracker parameter {unknown[0]!r}")
+        self.params = replace(base, **overrides) if overrides else base  # checked again
         self.kf = BatchKalman(self.params.fps, self.params.noise)
         self.next_id = 1
         self.frame: int | None = None
@@ -118,19 +158,23 @@ class Tracker:
     # -- the frame update -------------------------------------------------------------------
 
     def update(self, detections: np.ndarray, frame_index: int | None = None) -> list[Track]:
-        """Advance one frame with `detections[N, 6]` (x1, y1, x2, y2, score, class)."""
+        """Advance one frame with `detections[N, 6]` (x1, y1, x2, y2, score, class).
+
+        `frame_index`: a whole number from 0 to `MAX_FRAME_INDEX`, above the last one given
+        (frames skipped in between are predicted through); None is the next frame. Bad
+        detections (`check_detections`) or a frame index that does not count up are a
+        `GputrackError`, and the tracker is left exactly as it was.
+        """
         return to_tracks(self.update_array(detections, frame_index))
 
     def update_array(self, detections: np.ndarray, frame_index: int | None = None) -> np.ndarray:
         """As `update`, but returns `float64[T, 13]` with the columns of `COLUMNS`."""
         p, c = self.params, self.cols
-        dets = _check_detections(detections)
+        # Everything is checked before anything changes: a refused update loses nothing.
+        dets = check_detections(detections)
+        frame, steps = frame_steps(self.frame, frame_index)
+        self.frame = frame
         # Skipped frames (frame_index jumping) are predicted through, not ignored.
-        steps = 1
-        if frame_index is not None:
-            if self.frame is not None:
-                steps = max(1, int(frame_index) - self.frame)
-            self.frame = int(frame_index)
         if steps > 1:
             # A track unseen for more than max_lost of the skipped frames would have been
             # removed in them; removing it first also bounds the predictions below, so a
@@ -151,8 +195,8 @@ class Tracker:
                              + (p.centre_margin * self.kf.x[:, 2:4]) ** 2)
         score, dcls = dets[:, 4], dets[:, 5].astype(np.int64)
         det_boxes = _xyxy_to_cxcywh(dets)
-        usable = (np.isfinite(dets).all(axis=1) & (det_boxes[:, 2:4] > 0).all(axis=1)
-                  & (score >= p.low_score))
+        # An empty box (one clipped to the frame's edge) is no detection.
+        usable = (det_boxes[:, 2:4] > 0).all(axis=1) & (score >= p.low_score)
         high = np.flatnonzero(usable & (score >= p.high_score))
         low = np.flatnonzero(usable & (score < p.high_score))
         state = c["state"]
@@ -265,8 +309,102 @@ def to_tracks(rows: np.ndarray) -> list[Track]:
     return list(map(Track, tid, x, y, w, h, score, cls, names, age, hits, vx, vy, det))
 
 
-def _check_detections(detections: np.ndarray) -> np.ndarray:
-    dets = np.asarray(detections, dtype=np.float64)
+# -- input checks ------------------------------------------------------------------------
+
+MAX_FRAME_INDEX = 2**53  # frame numbers and ages stay exact in update_array's float64 rows
+MAX_COORD = 1e7  # px: corner and size bound, the same as mot_io.MAX_COORD for MOT files
+MAX_CLASS = 2**31 - 1  # int32, as the detector's labels
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+# What a detection may hold, with its box as top-left corner and size (as a MOTChallenge line
+# gives it, so every box mot_io reads passes). A class must also be a whole number. An empty
+# box (clipped to the frame's edge by the detector) passes, and is then ignored.
+DETECTION_RANGES: dict[str, tuple[float, float]] = {
+    "x1": (-MAX_COORD, MAX_COORD),
+    "y1": (-MAX_COORD, MAX_COORD),
+    "width x2 - x1": (0.0, MAX_COORD),
+    "height y2 - y1": (0.0, MAX_COORD),
+    "score": (-_FLOAT_MAX, _FLOAT_MAX),  # any finite number: detectors have their own scales
+    "class": (0.0, MAX_CLASS),
+}
+_LOW, _HIGH = np.array(list(DETECTION_RANGES.values())).T
+
+
+def frame_steps(last: int | None, frame_index: object) -> tuple[int | None, int]:
+    """(this frame's number, frames to predict ahead) after frame `last`; None numbers the
+    frame after `last`. A frame index that is no whole number in [0, `MAX_FRAME_INDEX`], or
+    not above `last`, is a `GputrackError`."""
+    if frame_index is None:
+        return (None if last is None else last + 1), 1
+    frame = _frame_number(frame_index)
+    if last is None:
+        return frame, 1
+    if frame <= last:
+        raise GputrackError(f"frame_index {frame} after frame {last}: frame indices must "
+                            "count up (a frame given twice, or out of order?)")
+    return frame, frame - last
+
+
+def _frame_number(frame_index: object) -> int:
+    number = _real(frame_index)
+    if number is not None and number.is_integer():  # NaN and inf are not
+        # An int as it is: above 2**53 its float is rounded.
+        frame = int(frame_index) if isinstance(frame_index, (int, np.integer)) else int(number)
+        if 0 <= frame <= MAX_FRAME_INDEX:
+            return frame
+    raise GputrackError(f"frame_index {_show(frame_index)}: must be a whole number from 0 "
+                        f"to {MAX_FRAME_INDEX}")
+
+
+def check_number(name: str, value: object, low: float, high: float, low_ok: bool) -> float:
+    """`value` as a float if it is a finite real number from `low` to `high` (`low` itself
+    only if `low_ok`); else a `GputrackError` naming the parameter, the value and the range."""
+    number = _real(value)
+    if number is not None and math.isfinite(number) and number <= high and (
+            number >= low if low_ok else number > low):
+        return number
+    if math.isinf(high):
+        allowed = "a finite number"
+    else:
+        allowed = f"a number in {'[' if low_ok else '('}{low:g}, {high:g}]"
+    raise GputrackError(f"tracker parameter {name}={_show(value)}: must be {allowed}")
+
+
+def _real(value: object) -> float | None:
+    """`value` as a float if it is a real number (a bool is not), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float: out of every range
+        return math.inf
+
+
+def _show(value: object) -> str:
+    """`value` for a message: NumPy scalars as the plain numbers they hold."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def check_detections(detections: np.ndarray) -> np.ndarray:
+    """`detections[N, 6+]` as `float64[N, 6]` (x1, y1, x2, y2, score, class), or a
+    `GputrackError` naming the first bad row and what is wrong with it (`DETECTION_RANGES`)."""
+    dets = _as_table(detections)
+    sized = dets.copy()
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 - -1e308: inf, refused below
+        sized[:, 2:4] -= dets[:, :2]  # x1, y1, width, height, score, class
+    fits = (sized >= _LOW) & (sized <= _HIGH)  # NaN fits nowhere
+    whole = sized[:, 5] == np.floor(sized[:, 5])
+    if not (fits.all() and whole.all()):
+        _refuse(dets, sized, np.flatnonzero(~(fits.all(axis=1) & whole)))
+    return dets
+
+
+def _as_table(detections: np.ndarray) -> np.ndarray:
+    try:
+        dets = np.asarray(detections, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise GputrackError(f"detections must be an N x 6 array of numbers ({err})") from None
     if dets.size == 0:
         return np.zeros((0, 6))
     if dets.ndim != 2 or dets.shape[1] < 6:
@@ -274,6 +412,23 @@ def _check_detections(detections: np.ndarray) -> np.ndarray:
             f"detections must be an N x 6 array (x1, y1, x2, y2, score, class), got shape "
             f"{dets.shape}")
     return dets[:, :6]
+
+
+def _refuse(dets: np.ndarray, sized: np.ndarray, rows: np.ndarray) -> None:
+    """The `GputrackError` for the first of the bad `rows`, naming its first bad column."""
+    r = rows[0]
+    col = next((k for k in range(6) if not _LOW[k] <= sized[r, k] <= _HIGH[k]), 5)
+    name, (low, high) = list(DETECTION_RANGES.items())[col]
+    if col == 4:
+        what = "the score must be a finite number"
+    elif col == 5:
+        what = f"the class must be a whole number from 0 to {MAX_CLASS}"
+    else:
+        what = f"{name} = {sized[r, col]:g} is not in [{low:g}, {high:g}] px"
+    n = len(rows) - 1
+    more = f" ({n} more bad row{'s' if n > 1 else ''})" if n else ""
+    values = ", ".join(f"{v:g}" for v in dets[r].tolist())
+    raise GputrackError(f"detection row {r} [{values}]: {what}{more}")
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
