@@ -8,6 +8,11 @@
 //   3. boxes are decoded into frame pixels (letterbox undone, clipped);
 //   4. greedy NMS: candidate i, if still alive, is kept and every later candidate of the
 //      same class with IoU > threshold is removed, all threads testing in parallel.
+// Non-finite outputs are dropped: a cell is no candidate when its score is not finite (NaN in
+// any class probability counts as NaN, as NumPy's max has it; fmaxf alone would skip it), and
+// a candidate whose decoded box has a non-finite coordinate (tested before clipping: fminf and
+// fmaxf turn NaN into the clip bound) is marked removed before the NMS, so it is neither kept
+// nor removes another.
 #include "common.cuh"
 
 #define DET_THREADS 256
@@ -36,9 +41,14 @@ extern "C" __global__ void __launch_bounds__(DET_THREADS) detect_fastestdet(
     // 1. candidates
     for (int c = tid; c < cells; c += DET_THREADS) {
         float best = head[5 * cells + c];
-        for (int k = 1; k < num_classes; ++k) best = fmaxf(best, head[(5 + k) * cells + c]);
+        bool cls_nan = isnan(best);
+        for (int k = 1; k < num_classes; ++k) {
+            const float v = head[(5 + k) * cells + c];
+            cls_nan = cls_nan || isnan(v);
+            best = fmaxf(best, v);
+        }
         const float score = powf(head[c], obj_power) * powf(best, 1.0f - obj_power);
-        if (score > score_thr) {
+        if (!cls_nan && isfinite(score) && score > score_thr) {
             const int slot = atomicAdd(&s_n, 1);
             if (slot < DET_MAX_CAND) {
                 s_score[slot] = score;
@@ -105,7 +115,7 @@ extern "C" __global__ void __launch_bounds__(DET_THREADS) detect_fastestdet(
         s_box[i][2] = fminf(fmaxf(x2, 0.0f), frame_w);
         s_box[i][3] = fminf(fmaxf(y2, 0.0f), frame_h);
         s_label[i] = label;
-        s_removed[i] = 0;
+        s_removed[i] = !(isfinite(x1) && isfinite(y1) && isfinite(x2) && isfinite(y2));
     }
     __syncthreads();
 

@@ -64,6 +64,75 @@ def test_decode_kernel_writes_nothing_beyond_count(kernel_backend, rng):
     assert not np.isnan(host[:n]).any() and np.isnan(host[n:]).all()
 
 
+def _poisoned_head(rng, where: str):
+    """A random head with NaN/+inf/-inf at random positions of the chosen channels, and the
+    cells whose poison must drop them (NaN anywhere; obj +-inf or a class +inf: a non-finite
+    score; every class -inf: max(cls)^0.4 = inf). Infinite box terms decode to finite boxes
+    (tanh(+-inf) = +-1, sigmoid(+-inf) = 1 or 0), so those cells stay."""
+    classes = int(rng.integers(1, 5))
+    gh, gw = int(rng.integers(3, 24)), int(rng.integers(3, 24))
+    head = random_head(rng, classes, gh, gw)
+    chans = {"obj": [0], "box": [1, 2, 3, 4], "cls": list(range(5, 5 + classes)),
+             "any": list(range(5 + classes))}[where]  # fmt: skip
+    h = head[0].reshape(5 + classes, -1)
+    for _ in range(int(rng.integers(1, 2 * gh * gw))):
+        h[rng.choice(chans), rng.integers(gh * gw)] = rng.choice([np.nan, np.inf, -np.inf])
+    cls = h[5:]
+    dead = (np.isnan(h).any(axis=0) | np.isinf(h[0]) | (cls == np.inf).any(axis=0)
+            | (cls == -np.inf).all(axis=0))  # fmt: skip
+    return head, dead
+
+
+@pytest.mark.parametrize("where", ["obj", "box", "cls", "any"])
+def test_non_finite_outputs_are_dropped(kernel_backend, rng, where):
+    """Fresh random heads with NaN/inf poisoned in: detect.cu == reference, every row finite,
+    and the poisoned cells that must go give what the head gives with those cells empty."""
+    head, dead = _poisoned_head(rng, where)
+    assert not np.isfinite(head).all()
+    _, c, gh, gw = head.shape
+    clean = head[0].reshape(c, -1).copy()
+    clean[:, dead] = 0.0  # objectness 0: never over a threshold >= 0.05
+    clean = clean.reshape(head.shape)
+    spec = TensorSpec(width=int(rng.integers(100, 400)), height=int(rng.integers(100, 400)))
+    m = FrameMapping.of(spec, int(rng.integers(200, 2000)), int(rng.integers(200, 2000)))
+    for _ in range(3):
+        p = DetectParams(
+            score=float(rng.uniform(0.05, 0.6)),
+            iou=float(rng.uniform(0.3, 0.7)),
+            max_det=int(rng.integers(1, 300)),
+        )
+        want = decode_reference(head, p, m)
+        assert np.isfinite(want).all()
+        np.testing.assert_array_equal(want, decode_reference(clean, p, m))
+        dec = Decoder(kernel_backend, p)
+        dec._out = kernel_backend.full((p.max_det, 6), np.nan, np.float32)
+        dec._count = kernel_backend.full((1,), -1, np.int32)
+        out, count = dec.launch(kernel_backend.to_device(head), m)
+        host = kernel_backend.to_host(out)
+        n = int(kernel_backend.to_host(count)[0])
+        assert n == len(want), f"{where} {p}: {n} kept, reference {len(want)}"
+        assert np.isfinite(host[:n]).all() and np.isnan(host[n:]).all()
+        np.testing.assert_array_equal(host[:n, 5], want[:, 5])
+        np.testing.assert_allclose(host[:n, :5], want[:, :5], rtol=1e-5, atol=1e-3)
+
+
+def test_reference_drops_each_kind_of_non_finite_cell():
+    """By hand: a 1x4 grid, every cell a sure detection, then one poison per cell."""
+    head = np.zeros((1, 7, 1, 4), np.float32)
+    head[0, 0], head[0, 5], head[0, 6] = 0.9, 0.8, 0.2
+    m = FrameMapping.of(TensorSpec(width=64, height=16), 64, 16)
+    p = DetectParams(score=0.5, iou=1.0, max_det=10)
+    assert len(decode_reference(head, p, m)) == 4
+    head[0, 1, 0, 0] = np.nan  # NaN box term, finite score: was a NaN box
+    head[0, 0, 0, 1] = np.inf  # inf objectness: was an inf score
+    head[0, 6, 0, 2] = np.nan  # NaN class probability (detect.cu's fmaxf alone skipped it)
+    head[0, 3, 0, 3] = np.inf  # inf width term: sigmoid = 1, a finite box that stays
+    d = decode_reference(head, p, m)
+    assert np.isfinite(d).all() and len(d) == 1
+    # cell 3: cx = 3/4, w = sigmoid(inf) = 1 (x 0.25..1.25), cy = 0, h = 0.5; then clipped
+    np.testing.assert_allclose(d[0, :4], [16, 0, 64, 4], atol=1e-4)
+
+
 def test_reference_decode_by_hand():
     """Two cells of one class overlapping, one of another class: letterbox undone, NMS."""
     head = np.zeros((1, 7, 2, 2), np.float32)

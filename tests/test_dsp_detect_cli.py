@@ -134,3 +134,69 @@ def test_a_model_that_is_not_a_one_input_detector_is_one_line(tmp_path, capsys):
         assert "\n" not in err and needle in err, (model, err)
     assert main(["detect", str(img), "--backend", "cpu", "--max-det", "1025"]) == 2
     assert "--max-det: '1025' is not a whole number from 1 to 1024" in capsys.readouterr().err
+
+
+def _poisoned_model(path):
+    """A 32x32 -> 1x7x4x4 two-conv "detector" whose head is non-finite where the image says:
+    x1 = 1e30 * rgb (1x1, stride 8); obj = 0.9 + 1e30 * g' (inf where g = 1), box x term
+    = inf * r' (NaN where r = 0, +inf elsewhere: tanh = 1, a finite box), class 0.8 / 0.2."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * np.float32(1e30)
+    w2 = np.zeros((7, 3, 1, 1), np.float32)
+    w2[0, 1] = 1e30
+    w2[1, 0] = np.inf
+    b2 = np.array([0.9, 0, 0, 0, 0, 0.8, 0.2], np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in [(w1, "w1"), (w2, "w2"), (b2, "b2")]]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["h"], strides=[8, 8]),
+        helper.make_node("Conv", ["h", "w2", "b2"], ["y"]),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+          for n, s in [("x", [1, 3, 32, 32]), ("y", [1, 7, 4, 4])]]  # fmt: skip
+    return _model(path, nodes, io[:1], io[1:], inits)
+
+
+def _strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"{name} in the JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+def test_detect_json_drops_non_finite_model_outputs(backend, tmp_path, capsys):
+    """NaN box terms (finite score) and inf scores never reach the output: strict JSON."""
+    model = _poisoned_model(tmp_path / "poisoned.onnx")
+    img = np.zeros((32, 32, 3), np.uint8)  # BGR; cells sample pixels 0, 8 | 16, 24
+    img[:, :, 2] = 255  # red everywhere: finite boxes...
+    img[:16, 16:, 2] = 0  # ...but the top-right quadrant: NaN box terms
+    img[16:, :16, 1] = 255  # bottom-left: green, an infinite objectness
+    path = tmp_path / "quadrants.png"
+    cv2.imwrite(str(path), img)
+    args = ["detect", str(path), "--model", model, "--backend", backend, "--json"]
+    assert main([*args, "--iou", "1", "--max-det", "16"]) == 0
+    report = _strict_json(capsys.readouterr().out)
+    dets = report["detections"]
+    # only the top-left and bottom-right quadrants' cells, equal scores so in cell order; a
+    # cell's box: cx = (gx + tanh(inf)) / 4, cy = gy / 4, w = h = sigmoid(0) = 0.5, clipped
+    cells = [(gy, gx) for gy in range(4) for gx in range(4) if (gy < 2) == (gx < 2)]
+    want = [[8 * gx, max(0, 8 * gy - 8), min(32, 8 * gx + 16), 8 * gy + 8] for gy, gx in cells]
+    assert [d["bbox"] for d in dets] == want, dets
+    assert all(d["score"] == round(0.9**0.6 * 0.8**0.4, 4) for d in dets), dets
+
+
+def test_detect_refuses_to_print_a_non_finite_detection(tmp_path, capsys, monkeypatch):
+    """Should a NaN get past the decoder, it is a one-line error, never NaN in the output."""
+    from gputrack.dsp import detector
+
+    row = np.array([[1, 2, np.nan, 4, 0.9, 0]], np.float32)
+    monkeypatch.setattr(detector.Detector, "__call__", lambda self, rgb, *a, **k: row)
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((32, 32, 3), 90, np.uint8))
+    model = _poisoned_model(tmp_path / "poisoned.onnx")
+    for extra in (["--json"], []):
+        assert main(["detect", str(img), "--backend", "cpu", "--model", model, *extra]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and "\n" not in err.strip(), err
+        assert "poisoned.onnx" in err and "detection 0 has a non-finite value" in err, err

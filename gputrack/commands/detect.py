@@ -88,6 +88,19 @@ def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
     return bgr
 
 
+def check_finite(dets: np.ndarray, model: Path) -> None:
+    """The decoder drops non-finite outputs; should one get through, say so rather than print
+    NaN (invalid JSON) or draw it."""
+    bad = ~np.isfinite(np.asarray(dets, dtype=np.float64)).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise GputrackError(
+            f"model {model}: detection {i} has a non-finite value "
+            f"({', '.join(str(float(v)) for v in dets[i])}); "
+            f"{int(bad.sum())} of {len(dets)} detections are not finite"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
     check_output_path("--out", args.out, image=True)
@@ -99,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     dets = detector(rgb)
     ms = (time.perf_counter() - t0) * 1e3
+    check_finite(dets, model)
     if args.out:
         write_image(Path(args.out), annotate(rgb, dets), "--out")
     rows = [
@@ -120,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                     "frame": [int(rgb.shape[1]), int(rgb.shape[0])],
                     "ms": round(ms, 2),
                     "detections": rows,
-                }
+                },
+                allow_nan=False,  # never NaN/Infinity in the output: they are not JSON
             )
         )
     else:

@@ -11,6 +11,10 @@ softmax). Per cell (gx, gy), as FastestDet's own decoder does:
 in fractions of the network input. Boxes go back to the frame through the letterbox
 (`TensorSpec.geometry`), are clipped to it, and a class-aware greedy NMS keeps at most
 `max_det` in descending score order (ties: lower cell index first).
+
+Non-finite model outputs never become detections: a cell whose score is not finite (NaN or
+inf in the objectness, NaN or +inf in a class probability) or whose decoded box has a
+non-finite coordinate (NaN in a box term) is not a candidate, and takes no part in the NMS.
 """
 
 from __future__ import annotations
@@ -86,27 +90,32 @@ def candidates_reference(head: np.ndarray, params: DetectParams, m: FrameMapping
     h = _head(head).astype(F)
     _, gh, gw = h.shape
     cls = h[5:]
-    best = cls.max(axis=0)
+    best = cls.max(axis=0)  # NaN in any class probability makes the score NaN
     label = cls.argmax(axis=0)
-    score = (h[0] ** F(params.obj_power)) * (best ** F(1.0 - params.obj_power))
-    cells = np.flatnonzero(score.ravel() > F(params.score))
-    order = np.lexsort((cells, -score.ravel()[cells]))  # score descending, then cell index
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite outputs are dropped below
+        score = ((h[0] ** F(params.obj_power)) * (best ** F(1.0 - params.obj_power))).ravel()
+    cells = np.flatnonzero(np.isfinite(score) & (score > F(params.score)))
+    order = np.lexsort((cells, -score[cells]))  # score descending, then cell index
     cells = cells[order]
     gy, gx = cells // gw, cells % gw
     t = h[1:5].reshape(4, -1)[:, cells]
     one = F(1)
-    cx = (gx.astype(F) + np.tanh(t[0])) / F(gw)
-    cy = (gy.astype(F) + np.tanh(t[1])) / F(gh)
-    bw = one / (one + np.exp(-t[2]))
-    bh = one / (one + np.exp(-t[3]))
     g = m.scalars()
-    x1 = ((cx - bw * F(0.5)) * g[0] - g[2]) * g[4]
-    x2 = ((cx + bw * F(0.5)) * g[0] - g[2]) * g[4]
-    y1 = ((cy - bh * F(0.5)) * g[1] - g[3]) * g[5]
-    y2 = ((cy + bh * F(0.5)) * g[1] - g[3]) * g[5]
+    with np.errstate(invalid="ignore", over="ignore"):
+        cx = (gx.astype(F) + np.tanh(t[0])) / F(gw)
+        cy = (gy.astype(F) + np.tanh(t[1])) / F(gh)
+        bw = one / (one + np.exp(-t[2]))  # exp overflow: 1 / inf = 0, still finite
+        bh = one / (one + np.exp(-t[3]))
+        x1 = ((cx - bw * F(0.5)) * g[0] - g[2]) * g[4]
+        x2 = ((cx + bw * F(0.5)) * g[0] - g[2]) * g[4]
+        y1 = ((cy - bh * F(0.5)) * g[1] - g[3]) * g[5]
+        y2 = ((cy + bh * F(0.5)) * g[1] - g[3]) * g[5]
+    # a box with a non-finite coordinate (before clipping, which would hide a NaN) is dropped
+    keep = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+    cells, x1, y1, x2, y2 = cells[keep], x1[keep], y1[keep], x2[keep], y2[keep]
     boxes = np.stack([np.clip(x1, 0, g[6]), np.clip(y1, 0, g[7]),
                       np.clip(x2, 0, g[6]), np.clip(y2, 0, g[7])], axis=1).astype(F)  # fmt: skip
-    return score.ravel()[cells], label.ravel()[cells], boxes
+    return score[cells], label.ravel()[cells], boxes
 
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
