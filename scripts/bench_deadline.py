@@ -43,6 +43,12 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gputrack.commands.args import (  # noqa: E402
+    ScriptParser,
+    frame_rate,
+    frame_size,
+    positive_int,
+)
 from gputrack.device import get_backend, probe  # noqa: E402
 from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
 from gputrack.dsp.decode import FrameMapping  # noqa: E402
@@ -58,10 +64,11 @@ from gputrack.track import Tracker  # noqa: E402
 IMX500_MS = 3.1  # Sony's figure for the IMX500's own ISP + DSP per frame
 STAGES = ("upload", "isp", "dsp", "decode", "download")
 DEFAULTS = {  # backend: (size, frames)
-    "cuda": ("3840x2160", 300),
-    "cpu": ("3840x2160", 6),
-    "emu": ("320x240", 3),
+    "cuda": ((3840, 2160), 300),
+    "cpu": ((3840, 2160), 6),
+    "emu": ((320, 240), 3),
 }
+MIN_SIDE = 16  # the synthetic world's smallest frame
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -619,7 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         name = "cuda" if probe("cuda").available else "cpu"
     be = get_backend(name)
     size, frames = DEFAULTS.get(name, DEFAULTS["cpu"])
-    w, h = (int(v) for v in (args.size or size).lower().split("x"))
+    w, h = args.size or size
     frames = args.frames or frames
     notes: list[str] = []
     model: Path | None
@@ -804,10 +811,12 @@ def report(res: dict[str, Any]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", default=None, help="WxH (default 3840x2160; emu 320x240)")
-    ap.add_argument("--fps", type=float, default=60.0)
-    ap.add_argument("--frames", type=int, default=None, help="default 300 on cuda, few on CPU")
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=frame_size(MIN_SIDE), default=None, metavar="WxH",
+                    help="frame size, even, at least 16x16 (default 3840x2160; emu 320x240)")
+    ap.add_argument("--fps", type=frame_rate, default=60.0)
+    ap.add_argument("--frames", type=positive_int, default=None,
+                    help="default 300 on cuda, few on CPU")
     ap.add_argument("--backend", default="auto", choices=("auto", "cuda", "emu", "cpu"))
     ap.add_argument("--engine", default="auto", choices=("auto", "graph", "host"),
                     help="graph: the GPU path (graphs, two frames in flight), also on emu to "
@@ -815,20 +824,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="ONNX model (default: FastestDet)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
+    ap.check_output("--json", args.json)  # now, not after the benchmark
     try:
-        if args.fps <= 0 or (args.frames is not None and args.frames < 1):
-            raise GputrackError("--fps must be positive and --frames at least 1")
         res = run(args)
         res["summary"] = report(res)
     except (GputrackError, ValueError, OSError) as err:
-        print(f"bench_deadline: {err}", file=sys.stderr)
-        if args.json:
-            Path(args.json).write_text(json.dumps({"summary": {"error": str(err)}}))
+        print(f"bench_deadline: error: {err}", file=sys.stderr)
+        # gpu_check.sh's summary table shows the error from the JSON; failing to write it
+        # adds nothing to the error just printed
+        with contextlib.suppress(GputrackError, OSError):
+            write_json(args.json, {"summary": {"error": str(err)}})
+        return getattr(err, "exit_code", 1)
+    try:
+        write_json(args.json, res)
+    except (GputrackError, OSError) as err:  # e.g. the folder went away during the run
+        print(f"bench_deadline: error: {err}", file=sys.stderr)
         return 1
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(res, indent=1, default=float))
     return 0
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    """Written whole or not at all (atomic_path): never a partial JSON file."""
+    if path:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, default=float))
 
 
 if __name__ == "__main__":

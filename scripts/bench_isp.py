@@ -34,8 +34,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gputrack.commands.args import ScriptParser, frame_size, positive_int  # noqa: E402
 from gputrack.device import get_backend, probe  # noqa: E402
 from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
+from gputrack.errors import GputrackError  # noqa: E402
 from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
@@ -326,10 +328,16 @@ def bench_device(
             "ring_frames": ring}  # fmt: skip
 
 
+# The synthetic world's smallest frame; even sides: whole Bayer cells.
+MIN_SIDE = 16
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", default="3840x2160")
-    ap.add_argument("--reps", type=int, default=200, help="GPU repetitions (CPU: reps // 40)")
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=frame_size(MIN_SIDE), default=(3840, 2160), metavar="WxH",
+                    help="frame size, even, at least 16x16 (default 3840x2160)")
+    ap.add_argument("--reps", type=positive_int, default=200,
+                    help="GPU repetitions (CPU: reps // 40, at least 3)")
     ap.add_argument("--emu", action="store_true", help="also time isp_main on the emulator")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--sweep", action="store_true",
@@ -340,7 +348,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="backend of the kernel table (auto: cuda when there is one; emu only "
                     "checks that the table runs)")
     args = ap.parse_args(argv)
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    ap.check_output("--json", args.json)  # now, not after minutes of timing
+    try:
+        return bench(args)
+    except GputrackError as err:
+        print(f"bench_isp: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def bench(args: argparse.Namespace) -> int:
+    w, h = args.size
     t0 = time.perf_counter()
     scene, raw, params = make_frame(w, h)
     print(f"frame {w}x{h} 12-bit RGGB from the synthetic world ({time.perf_counter() - t0:.1f} s); "

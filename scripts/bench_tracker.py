@@ -27,6 +27,13 @@ from filterpy.kalman import KalmanFilter  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gputrack.commands.args import (  # noqa: E402
+    ScriptParser,
+    int_at_least,
+    positive_float,
+    positive_int,
+)
+from gputrack.errors import GputrackError  # noqa: E402
 from gputrack.track import Tracker  # noqa: E402
 from gputrack.track.association import iou_matrix  # noqa: E402
 
@@ -128,12 +135,15 @@ def scene(n: int, frames: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+WARM_UP = 5  # frames before the timing: rate() needs at least one more
+
+
 def rate(step, frames: list[np.ndarray], seconds: float) -> float:
-    """Updates per second, over as many frames as fit in `seconds` (after 5 warm-up frames)."""
-    for d in frames[:5]:
+    """Updates per second, over as many frames as fit in `seconds` (after the warm-up)."""
+    for d in frames[:WARM_UP]:
         step(d)
     done, t0 = 0, time.perf_counter()
-    for d in frames[5:]:
+    for d in frames[WARM_UP:]:
         step(d)
         done += 1
         if time.perf_counter() - t0 > seconds:
@@ -141,12 +151,22 @@ def rate(step, frames: list[np.ndarray], seconds: float) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--objects", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--frames", type=int, default=400)
-    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--objects", type=positive_int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--frames", type=int_at_least(WARM_UP + 1), default=400,
+                    help=f"frames per scene, the first {WARM_UP} a warm-up (default 400)")
+    ap.add_argument("--seconds", type=positive_float, default=2.0, help="time per measurement")
+    args = ap.parse_args(argv)
+    try:
+        bench(args)
+    except GputrackError as err:
+        print(f"bench_tracker: error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+def bench(args: argparse.Namespace) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -166,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

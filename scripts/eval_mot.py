@@ -10,7 +10,6 @@ identity switches, false positives and misses, one line per result.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from gputrack.commands.args import (  # noqa: E402
+    ScriptParser,
+    frame_rate,
+    input_file,
+    positive_fraction,
+)
 from gputrack.errors import GputrackError  # noqa: E402
 from gputrack.track import Tracker, TrackerParams  # noqa: E402
 from gputrack.track.mot_eval import evaluate  # noqa: E402
@@ -47,14 +52,17 @@ def run_sort(det: Path, out: Path) -> None:
                         f"1,-1,-1,-1\n")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("gt", type=Path, help="ground truth, MOTChallenge gt.txt")
-    ap.add_argument("results", type=Path, nargs="*", help="result files to score")
-    ap.add_argument("--det", type=Path, help="detections: run gputrack and SORT on them")
-    ap.add_argument("--fps", type=float, default=30.0, help="frame rate for gputrack")
-    ap.add_argument("--iou", type=float, default=0.5, help="IoU for a match (default 0.5)")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("gt", type=input_file, help="ground truth, MOTChallenge gt.txt")
+    ap.add_argument("results", type=input_file, nargs="*", help="result files to score")
+    ap.add_argument("--det", type=input_file, help="detections: run gputrack and SORT on them")
+    ap.add_argument("--fps", type=frame_rate, default=30.0, help="frame rate for gputrack")
+    ap.add_argument("--iou", type=positive_fraction, default=0.5,
+                    help="IoU for a match, in (0, 1] (default 0.5)")
+    args = ap.parse_args(argv)
+    if not args.results and not args.det:
+        ap.error("give result files, or --det")
     named = [(str(p), p) for p in args.results]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +71,6 @@ def main() -> int:
                 run_gputrack(args.det, ours, args.fps)
                 run_sort(args.det, sort)
                 named += [(f"gputrack (fps {args.fps:g})", ours), ("SORT baseline", sort)]
-            if not named:
-                ap.error("give result files, or --det")
             width = max(len(n) for n, _ in named)
             print(f"{'result':<{width}}  {'MOTA':>6} {'IDF1':>6} {'IDsw':>5} {'FP':>5} "
                   f"{'misses':>6} {'GT':>5}")
@@ -75,7 +81,7 @@ def main() -> int:
                       f"{int(m['num_misses']):6d} {int(m['num_objects']):5d}")
     except GputrackError as err:
         print(f"eval_mot: error: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     return 0
 
 

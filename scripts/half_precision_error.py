@@ -24,8 +24,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gputrack.commands.args import ScriptParser, non_negative_int  # noqa: E402
 from gputrack.data import data_dir  # noqa: E402
 from gputrack.device import get_backend  # noqa: E402
+from gputrack.errors import GputrackError  # noqa: E402
 from gputrack.isp import IspParams  # noqa: E402
 from gputrack.isp import reference as ref  # noqa: E402
 from gputrack.isp.params import pattern_offsets  # noqa: E402
@@ -79,24 +81,56 @@ def compare(raw: np.ndarray, params: IspParams) -> dict[str, tuple[float, int]]:
     return result
 
 
+# The sensor model's smallest frame; a RAW mosaic's sides are even (whole Bayer cells).
+MIN_RANDOM = 4
+
+
+def random_side(text: str) -> int:
+    """--random N: 0 (none, as --images 0), or an even side of at least MIN_RANDOM."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value != 0 and (value < MIN_RANDOM or value % 2):
+        raise argparse.ArgumentTypeError(
+            f"'{text}': give an even whole number >= {MIN_RANDOM} (a RAW's side), or 0 (none)"
+        )
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--random", type=int, metavar="N", help="also an NxN uniform random RAW")
-    ap.add_argument("--images", type=int, default=24, help="Kodak images to use (0: none)")
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--random", type=random_side, default=0, metavar="N",
+                    help=f"also an NxN uniform random RAW (N even, >= {MIN_RANDOM}; 0: none)")
+    ap.add_argument("--images", type=non_negative_int, default=24,
+                    help="Kodak images to use (0: none)")
     args = ap.parse_args(argv)
+    if args.images == 0 and args.random == 0:
+        ap.error("--images 0 and no --random N: nothing to measure")
+    try:
+        return measure(args.images, args.random)
+    except GputrackError as err:
+        print(f"half_precision_error: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def measure(images: int, random: int) -> int:
     params = IspParams()
     sensor = model.SensorModel(model.SensorParams(isp=params, noise=False), get_backend("cpu"))
     cases: list[tuple[str, np.ndarray]] = []
     kodak = data_dir() / "kodak"
-    for path in sorted(kodak.glob("*.png"))[: args.images]:
-        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    for path in sorted(kodak.glob("*.png"))[:images]:
+        bgr = cv2.imread(str(path))
+        if bgr is None:  # cvtColor's own error would be a traceback naming no file
+            raise GputrackError(f"{path}: OpenCV cannot read this image")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         cases.append((path.name, sensor.render(rgb).data))
-    if args.random:
+    if random:
         rng = np.random.default_rng(1)
-        cases.append(("random RAW", rng.integers(0, 4096, (args.random,) * 2).astype(np.uint16)))
+        cases.append(("random RAW", rng.integers(0, 4096, (random,) * 2).astype(np.uint16)))
     if not cases:
-        print("no images: Kodak not found under GPUTRACK_DATA and no --random", file=sys.stderr)
-        return 1
+        raise GputrackError(f"no images: Kodak not found in {kodak} (set GPUTRACK_DATA) and "
+                            "no --random N")  # fmt: skip
     worst = {"float32": [0.0, 0], "float16": [0.0, 0]}
     print(f"{'image':<14} {'float32 >1 %':>13} {'max':>4} {'float16 >1 %':>13} {'max':>4}")
     for name, raw in cases:

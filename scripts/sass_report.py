@@ -33,7 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gputrack.device.compile_report import DEFAULT_ARCH, compile_cubin  # noqa: E402
+from gputrack.commands.args import (  # noqa: E402
+    ScriptParser,
+    input_file,
+    macro_define,
+    output_folder,
+    positive_int,
+)
+from gputrack.device.compile_report import DEFAULT_ARCH, check_arch, compile_cubin  # noqa: E402
+from gputrack.errors import GputrackError  # noqa: E402
 
 # --common-path: the conditions that pick an edge path, made constant in a temporary copy of
 # the file, so that the compiler drops the edge paths and a barrier segment counts what a whole
@@ -183,25 +191,49 @@ def disassemble(cubin: bytes, cuobjdump: str) -> dict[str, list[str]]:
     return parse_sass(done.stdout)
 
 
+def gpu_arch(text: str) -> str:
+    """--arch: a real architecture NVRTC builds for (sm_90, sm_90a): a virtual one (compute_90)
+    gives PTX, which has no SASS to count."""
+    try:
+        check_arch(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not text.startswith("sm_"):
+        raise argparse.ArgumentTypeError(f"'{text}': give a real architecture (sm_XX), whose "
+                                         "cubin has SASS")  # fmt: skip
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("file", type=Path, help="a kernel file, e.g. kernels/isp.cu")
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", type=input_file, help="a kernel file, e.g. kernels/isp.cu")
     ap.add_argument("kernels", nargs="*", help="kernels to report (default: every one)")
-    ap.add_argument("--arch", default=DEFAULT_ARCH)
-    ap.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--segments", type=int, default=8, help="barrier segments to print")
-    ap.add_argument("--top", type=int, default=8, help="commonest opcodes to print")
+    ap.add_argument("--arch", type=gpu_arch, default=DEFAULT_ARCH)
+    ap.add_argument("-D", dest="defines", type=macro_define, action="append", default=[],
+                    metavar="NAME[=VALUE]", help="a macro for the build (NAME alone: 1)")
+    ap.add_argument("--segments", type=positive_int, default=8, help="barrier segments to print")
+    ap.add_argument("--top", type=positive_int, default=8, help="commonest opcodes to print")
     ap.add_argument("--loads", action="store_true",
                     help="global loads issued before the first use of their data, per batch "
                     "(straight-line order: a hint)")  # fmt: skip
-    ap.add_argument("--dump", type=Path, metavar="DIR",
+    ap.add_argument("--dump", type=output_folder, metavar="DIR",
                     help="also write each kernel's SASS to DIR/<kernel>.sass, one instruction "
                     "a line (to diff two builds or read a hot loop)")  # fmt: skip
     ap.add_argument("--common-path", action="store_true",
                     help="count the common path only: a copy with the edge-path conditions "
                     "made constant (COMMON_PATH), wrong at frame edges")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.common_path and args.file.name not in COMMON_PATH:  # before looking for tools
+        ap.error(f"--common-path: no edge conditions known for {args.file.name} (only "
+                 f"{', '.join(COMMON_PATH)})")  # fmt: skip
+    try:
+        return run(args)
+    except (GputrackError, RuntimeError, OSError) as err:  # one line, not a traceback
+        print(f"sass_report: error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 1)
 
+
+def run(args: argparse.Namespace) -> int:
     cuobjdump = find_cuobjdump()
     if cuobjdump is None:
         print(
@@ -210,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    defines = dict(d.split("=", 1) for d in args.defines)
+    defines = dict(args.defines)
     with tempfile.TemporaryDirectory() as tmp:
         source = args.file
         if args.common_path:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
 from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import MAX_GAIN, check_ccm, check_shading, check_wb_gains, tone_curve
@@ -114,6 +119,122 @@ def size_wxh(text: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size WxH, e.g. 1920x1080")
     return w, h
+
+
+def int_at_least(low: int, even: bool = False) -> Callable[[str], int]:
+    """A type for a whole number >= `low` (`even`: and even, e.g. a Bayer mosaic's side)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (even and value % 2):
+            kind = "an even whole number" if even else "a whole number"
+            raise argparse.ArgumentTypeError(f"'{text}' is not {kind} >= {low}")
+        return value
+
+    return parse
+
+
+def frame_size(min_side: int) -> Callable[[str], tuple[int, int]]:
+    """A type for a Bayer frame's size WxH: both even (whole 2x2 cells) and >= `min_side`."""
+
+    def parse(text: str) -> tuple[int, int]:
+        w, h = size_wxh(text)
+        if w % 2 or h % 2:
+            raise argparse.ArgumentTypeError(
+                f"'{text}': width and height must be even for a Bayer sensor"
+            )
+        if w < min_side or h < min_side:
+            raise argparse.ArgumentTypeError(f"'{text}': at least {min_side}x{min_side}")
+        return w, h
+
+    return parse
+
+
+def positive_fraction(text: str) -> float:
+    """A number in (0, 1], e.g. an IoU threshold (0 would match boxes that do not overlap)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, 1]")
+    return value
+
+
+def frame_rate(text: str) -> float:
+    """A frame rate the tracker takes: > 0 and at most its limit (PARAM_RANGES['fps'])."""
+    from gputrack.track.tracker import PARAM_RANGES
+
+    high = PARAM_RANGES["fps"][1]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= high:  # NaN and inf fail too
+        raise argparse.ArgumentTypeError(f"'{text}' is not a frame rate > 0 and <= {high:g}")
+    return value
+
+
+def input_file(text: str) -> Path:
+    """An existing file to read: a missing one is refused before any work, not after it."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is a folder, give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"'{text}': no such file")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into, made later if absent: refused now when it is a file or when
+    the nearest existing folder above it cannot be written (nothing is created here)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is a file, give a folder")
+    existing = path.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}': {existing} is a file, not a folder")
+    try:  # really try: permission bits do not tell root about read-only file systems
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"'{text}': cannot write in {existing} "
+                                         f"({err.strerror})") from None  # fmt: skip
+    return path
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def macro_define(text: str) -> tuple[str, str]:
+    """-D NAME[=VALUE] as nvcc and gcc take it: NAME alone defines it to 1."""
+    name, eq, value = text.partition("=")
+    if not _IDENTIFIER.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"'{text}': give NAME or NAME=VALUE, NAME a C identifier")
+    return name, value if eq else "1"
+
+
+class ScriptParser(argparse.ArgumentParser):
+    """argparse for scripts/: a bad argument is one line naming it and exit code 2, as the
+    gputrack command's parser does (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+    def check_output(self, option: str, path: str | Path | None) -> None:
+        """An output file that cannot be written (no such folder, a folder, read-only) is a
+        usage error now, before the work whose result it was to hold."""
+        from gputrack.outputs.sinks import check_output_path
+
+        try:
+            check_output_path(option, None if path is None else str(path))
+        except GputrackError as err:
+            self.error(str(err))
 
 
 def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
