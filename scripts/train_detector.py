@@ -22,7 +22,6 @@ Seeded and deterministic on one machine (torch's CPU kernels with a fixed thread
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,6 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gputrack.commands.args import (  # noqa: E402
+    ScriptParser,
+    int_at_least,
+    non_negative_int,
+    positive_float,
+)
 from gputrack.dsp.decode import DetectParams, FrameMapping, decode_reference  # noqa: E402
 from gputrack.isp.params import TensorSpec  # noqa: E402
 from gputrack.isp.reference import make_tensor  # noqa: E402
@@ -296,13 +301,14 @@ def onnx_detector(path: Path, params: DetectParams):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--worlds", type=int, default=300, help="training worlds (seeds 1000..)")
-    ap.add_argument("--frames-per-world", type=int, default=12)
-    ap.add_argument("--epochs", type=int, default=18)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=4e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = ScriptParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worlds", type=int_at_least(1), default=300,
+                    help="training worlds (seeds 1000..)")
+    ap.add_argument("--frames-per-world", type=int_at_least(1), default=12)
+    ap.add_argument("--epochs", type=int_at_least(1), default=18)
+    ap.add_argument("--batch", type=int_at_least(1), default=32)
+    ap.add_argument("--lr", type=positive_float, default=4e-3)
+    ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument(
         "--out",
         type=Path,
@@ -311,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--eval-only", action="store_true", help="evaluate --out, train nothing")
     args = ap.parse_args(argv)
+    # Checked now, not after an hour of training: the model is written, then its .json beside.
+    if args.eval_only and not args.out.is_file():
+        ap.error(f"argument --out: '{args.out}': no such model to evaluate")
+    if not args.eval_only:
+        ap.check_output("--out", args.out)
+    ap.check_output("--out (its .json)", args.out.with_suffix(".json"))
     t0 = time.perf_counter()
     info: dict = {}
     if not args.eval_only:

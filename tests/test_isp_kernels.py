@@ -491,6 +491,17 @@ def test_unknown_schedule_knob_is_refused():
         IspPipeline(IspParams(), get_backend("cpu"), schedule={"TILE": 8})
 
 
+@pytest.mark.parametrize(
+    "knobs", [{"ISP_STRIP": 0}, {"ISP_CELLS": 3}, {"AWB_ROWS": 17}, {"ISP_MIN_BLOCKS": -1},
+              {"ISP_DIRECT_STORE": True}, {"ISP_STRIP": 2.5}],
+)
+def test_schedule_knob_outside_its_range_is_refused(knobs):
+    """Before any build: a strip of 0 tiles divided by zero, 3 cells failed a static_assert
+    in the compiler's words."""
+    with pytest.raises(GputrackError, match=f"ISP schedule knob {next(iter(knobs))}="):
+        IspPipeline(IspParams(), get_backend("cpu"), schedule=knobs)
+
+
 def test_pipeline_strip_is_the_kernels_default():
     """IspPipeline sizes isp_main's grid by STRIP and CELLS; a kernel default smaller than
     either would leave rows unprocessed, a larger one would only waste blocks: keep them

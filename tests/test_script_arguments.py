@@ -79,6 +79,16 @@ USAGE_ERRORS = [
     ("half_precision_error", ["--random", "5"], "--random"),  # odd: not a Bayer mosaic
     ("half_precision_error", ["--random", "0", "--images", "0"], "nothing to measure"),
     ("half_precision_error", ["--images", "-1"], "--images"),
+    ("profile_isp", ["--size", "foo"], "--size"),
+    ("profile_isp", ["--size", "65x33"], "--size"),
+    ("profile_isp", ["--schedule", "ISP_STRIP"], "--schedule"),  # no =N
+    ("profile_isp", ["--schedule", "ISP_STRIP=0"], "--schedule"),  # divided by zero
+    ("profile_isp", ["--schedule", "TILE=8"], "--schedule"),  # no such knob
+    ("train_detector", ["--epochs", "0"], "--epochs"),
+    ("train_detector", ["--worlds", "-1"], "--worlds"),
+    ("train_detector", ["--lr", "nan"], "--lr"),
+    ("train_detector", ["--eval-only", "--out", "{tmp}/missing.onnx"], "--out"),
+    ("train_detector", ["--out", "{tmp}/no-such-folder/det.onnx"], "--out"),  # before training
 ]
 
 

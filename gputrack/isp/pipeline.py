@@ -39,10 +39,16 @@ def awb_grid(w: int, h: int, rows: int = AWB_ROWS) -> tuple[int, int]:
     return -(-w // (8 * bx)), -(-(h // 2) // (by * rows))
 
 
-# isp.cu's tuning knobs (-D defines): they change the speed, never the result.
-SCHEDULE_KNOBS = frozenset(
-    {"ISP_STRIP", "ISP_CELLS", "ISP_MIN_BLOCKS", "ISP_DIRECT_STORE", "AWB_ROWS"}
-)
+# isp.cu's tuning knobs (-D defines) and the values it builds with (its static_asserts, and
+# a strip of 0 tiles would divide by zero): they change the speed, never the result.
+SCHEDULE_RANGES = {
+    "ISP_STRIP": (1, 64),
+    "ISP_CELLS": (1, 2),
+    "ISP_MIN_BLOCKS": (1, 16),
+    "ISP_DIRECT_STORE": (0, 1),
+    "AWB_ROWS": (1, 16),
+}
+SCHEDULE_KNOBS = frozenset(SCHEDULE_RANGES)
 
 DEMOSAIC_CODES = {"mhc": 0, "bilinear": 1, "directional": 2}  # isp_main's `method`
 # The directional method has its own entry (a wider halo, staged through shared memory), so
@@ -97,6 +103,13 @@ class IspPipeline:
         unknown = set(self.schedule) - SCHEDULE_KNOBS
         if unknown:
             raise GputrackError(f"unknown ISP schedule knobs: {', '.join(sorted(unknown))}")
+        for knob, value in self.schedule.items():
+            low, high = SCHEDULE_RANGES[knob]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+                low <= value <= high
+            ):
+                raise GputrackError(f"ISP schedule knob {knob}={value!r}: a whole number "
+                                    f"from {low} to {high}")  # fmt: skip
         self.strip = int(self.schedule.get("ISP_STRIP", STRIP))
         self.cells = int(self.schedule.get("ISP_CELLS", CELLS))
         self.awb_rows = int(self.schedule.get("AWB_ROWS", AWB_ROWS))
