@@ -180,7 +180,9 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
         (["--ccm", "1,2,3"], 2, "give 'identity' or 9 numbers"),
         (["--ccm", "1,0,0,0,1,0,0,0,nan"], 2, "every entry must be a number within +-16"),
         (["--ccm", "1e300,-1e300,0,0,1,0,0,0,1"], 2, "every entry must be a number within +-16"),
-        (["--tone", "gamma0"], 2, "gamma must be positive"),
+        (["--tone", "gamma0"], 2, "gamma must be from 0.1 to 10"),
+        (["--tone", "gamma0.001"], 2, "gamma must be from 0.1 to 10"),  # a flat table
+        (["--tone", "gamma11"], 2, "gamma must be from 0.1 to 10"),
         (["--tone", "film"], 2, "unknown (srgb, linear, gammaX)"),
         (["--ccm", "1,0,0,1,0,0,0,0,1"], 1, "singular"),  # the sensor model cannot invert it
         (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),

@@ -167,7 +167,7 @@ def test_an_error_mid_run_keeps_the_frames_done_and_says_so(tmp_path, capsys, mo
         (["no_such_video.avi"], "no_such_video.avi"),
         (["no_such_video.avi", "--detector", "truth"], "--detector truth needs the synthetic"),
         (["synthetic:64x48", "--ccm", "1,0,0,1,0,0,0,0,1"], "is singular"),
-        (["synthetic:64x48", "--tone", "gamma-2"], "gamma must be positive"),
+        (["synthetic:64x48", "--tone", "gamma-2"], "gamma must be from 0.1 to 10"),
         (["synthetic:64x48", "--wb", "1,1"], "three gains R,G,B from"),
         (["synthetic:64x48", "--bit-depth", "16"], "the sensor model reads out 10, 12, 14"),
         (["synthetic:64x48,frames=0"], "frames=0: must be at least 1"),

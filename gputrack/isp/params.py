@@ -16,6 +16,7 @@ from gputrack.sensor.frame import BAYER_PATTERNS, check_levels, check_pattern
 
 DEMOSAIC_METHODS = ("mhc", "bilinear", "directional")
 TONE_CURVES = ("srgb", "linear", "gamma2.2")
+GAMMA_RANGE = (0.1, 10.0)  # gammaX: the X a tone curve may have
 LUT_SIZE = 4097  # samples of the tone curve on [0, 1], linearly interpolated
 TONE8_SIZE = 4096  # 12-bit codes of the linear value -> 8-bit output (isp.cu TONE8_N)
 
@@ -239,8 +240,11 @@ def tone_curve(name: str):
             g = float(name[5:])
         except ValueError:
             g = 0.0
-        if not (0 < g < float("inf")):  # NaN fails too
-            raise GputrackError(f"tone curve '{name}': gamma must be positive (e.g. gamma2.2)")
+        # Beyond these the 12-bit table flattens (x^(1/0.01) is 0 below x = 0.0005), and the
+        # sensor model could not invert it; no display gamma is anywhere near them.
+        if not (GAMMA_RANGE[0] <= g <= GAMMA_RANGE[1]):  # NaN fails too
+            raise GputrackError(f"tone curve '{name}': gamma must be from {GAMMA_RANGE[0]:g} "
+                                f"to {GAMMA_RANGE[1]:g} (e.g. gamma2.2)")  # fmt: skip
         return lambda x: np.power(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0), 1 / g)
     raise GputrackError(f"tone curve '{name}' unknown (srgb, linear, gammaX)")
 
