@@ -90,6 +90,26 @@ def test_detect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "--iou" in capsys.readouterr().err
 
 
+def test_detect_knows_a_video_by_its_content(tmp_path, capfd, monkeypatch):
+    """An MPEG-1 .mpg is no extension detect lists: its first frame is read all the same;
+    a file that is neither image nor video is one line, without FFmpeg's own log."""
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
+    video = tmp_path / "clip.mpg"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mpg1"), 25, (96, 64))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV writes no MPEG-1")
+    for i in range(3):
+        writer.write(np.full((64, 96, 3), 60 + 40 * i, np.uint8))
+    writer.release()
+    assert main(["detect", str(video), "--backend", "cpu", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["frame"] == [96, 64]
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture\n")
+    assert main(["detect", str(text), "--backend", "cpu"]) == 1
+    err = capfd.readouterr().err.strip()
+    assert err.count("\n") == 0 and "neither an image nor a video" in err
+
+
 def _model(path, nodes, inputs, outputs, inits=()):
     from onnx import helper, save
 

@@ -268,6 +268,10 @@ def test_one_frame_files_only_and_either_byte_order(capsys, tmp_path, rng):
     rgb16 = tmp_path / "rgb16.npy"  # a 16-bit RGB image, not 32 RAW frames 3 pixels wide
     np.save(rgb16, rng.integers(0, 65536, (32, 48, 3)).astype(np.uint16))
     assert _run_json(capsys, ["isp", str(rgb16), *base[:5]])["kind"] == "rgb"
+    want = np.load(out)
+    np.save(rgb16, np.load(rgb16).astype(">u2"))  # the same image, big-endian
+    assert _run_json(capsys, ["isp", str(rgb16), *base[:5]])["kind"] == "rgb"
+    assert np.array_equal(np.load(out), want)
     folder = tmp_path / "frames.raw"  # a folder, whatever its name says
     folder.mkdir()
     assert main(["isp", str(folder), "--out", str(out)]) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,16 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_rgb(path: Path) -> np.ndarray:
     if not path.is_file():
         raise GputrackError(f"input {path}: no such file")
-    if path.suffix.lower() in VIDEO_EXTS:
+    video = path.suffix.lower() in VIDEO_EXTS
+    bgr = None if video else read_image(path)
+    if bgr is None:  # a video by its name, or by its content (.mpg, .ts, no extension ...)
+        # FFmpeg's own lines about a file it cannot read say less than our error line; read
+        # when OpenCV first loads FFmpeg, and a value the user set wins.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         cap = cv2.VideoCapture(opencv_name(path, "input"))
         ok, bgr = cap.read()
         cap.release()
         if not ok:
-            raise GputrackError(f"input {path}: no frame could be read from the video")
-    else:
-        bgr = read_image(path)
-        if bgr is None:
-            raise GputrackError(f"input {path}: not a readable image")
+            what = "no frame could be read from the video" if video else (
+                "neither an image nor a video OpenCV can read")
+            raise GputrackError(f"input {path}: {what}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

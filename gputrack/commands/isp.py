@@ -151,12 +151,14 @@ def _is_raw_input(path: Path) -> bool:
 def _read_rgb(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         arr = np.load(path, allow_pickle=False)
-        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype not in (np.uint8, np.uint16):
+        unsigned = arr.dtype.kind == "u" and arr.dtype.itemsize in (1, 2)
+        if arr.ndim != 3 or arr.shape[2] != 3 or not unsigned:
             raise GputrackError(
-                f"{path}: array {arr.dtype}{list(arr.shape)} is neither RAW (uint16 HxW) nor "
-                "RGB (uint8/uint16 HxWx3)"
+                f"{path}: array {arr.dtype.str}{list(arr.shape)} is neither RAW (uint16 HxW) "
+                "nor RGB (uint8/uint16 HxWx3)"
             )
-        return np.ascontiguousarray(arr)
+        # A big-endian file (>u2, as MATLAB or another machine may write) in native order.
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
     img = read_image(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise GputrackError(f"{path}: not an image OpenCV can read")
