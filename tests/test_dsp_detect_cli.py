@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -105,9 +108,13 @@ def test_detect_knows_a_video_by_its_content(tmp_path, capfd, monkeypatch):
     assert json.loads(capfd.readouterr().out)["frame"] == [96, 64]
     text = tmp_path / "notes.png"
     text.write_text("not a picture\n")
-    assert main(["detect", str(text), "--backend", "cpu"]) == 1
-    err = capfd.readouterr().err.strip()
-    assert err.count("\n") == 0 and "neither an image nor a video" in err
+    # A fresh process: FFmpeg reads its log level once, and the writer above loaded it here.
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    argv = [sys.executable, "-m", "gputrack", "detect", str(text), "--backend", "cpu"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 1 and "neither an image nor a video" in err
+    assert err.count("\n") == 0, err
 
 
 def _model(path, nodes, inputs, outputs, inits=()):
