@@ -64,3 +64,30 @@ def test_emu_kernels_match_onnxruntime_on_a_held_out_frame():
     assert len(a) == len(b) >= 3
     np.testing.assert_array_equal(a[:, 5], b[:, 5])
     np.testing.assert_allclose(a[:, :5], b[:, :5], atol=0.05)
+
+
+def test_detect_names_the_bundled_models_classes(tmp_path, capsys):
+    """`gputrack detect --model` names classes from the JSON beside the model, as `run` does
+    (it printed COCO's names, a ball as 'car', for any model)."""
+    import cv2
+
+    from gputrack.cli import main
+
+    world = SyntheticWorld(960, 540, 30.0, seed=3)
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), isp_frame(world, 120, noise_seed=3)[..., ::-1])
+    argv = ["detect", str(image), "--model", str(SYNTHETIC_DET), "--backend", "cpu",
+            "--score", "0.45", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["detections"]
+    assert len(rows) >= 3
+    names = model_classes(SYNTHETIC_DET)
+    assert all(r["class"] == names[r["class_id"]] for r in rows)
+    gt = world.ground_truth(120)
+    for r in rows:  # each named as the object it found: the best-overlapping truth's class
+        x1, y1, x2, y2 = r["bbox"]
+        iw = np.clip(np.minimum(gt[:, 2], x2) - np.maximum(gt[:, 0], x1), 0, None)
+        ih = np.clip(np.minimum(gt[:, 3], y2) - np.maximum(gt[:, 1], y1), 0, None)
+        union = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]) + (x2 - x1) * (y2 - y1)
+        iou = iw * ih / (union - iw * ih)
+        assert iou.max() > 0.5 and r["class"] == ALL_CLASSES[int(gt[iou.argmax(), 5])], r

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,7 @@ from gputrack.commands.args import fraction, max_detections
 from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
-from gputrack.dsp.detector import Detector, default_model
+from gputrack.dsp.detector import Detector, default_model, model_classes
 from gputrack.errors import GputrackError
 from gputrack.opencv_files import opencv_name, read_image
 from gputrack.outputs.files import refuse_overwriting_inputs, write_image
@@ -73,12 +74,22 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def annotate(rgb: np.ndarray, dets: np.ndarray) -> np.ndarray:
+def class_namer(model: Path) -> Callable[[int], str]:
+    """A model's class names, from the JSON beside it (the bundled model's ball, car, person)
+    or COCO-80's (FastestDet's, which has none), as `run` names them."""
+    names = model_classes(model)
+    if names is None:
+        return class_name
+    return lambda i: names[i] if 0 <= i < len(names) else f"class{i}"
+
+
+def annotate(rgb: np.ndarray, dets: np.ndarray,
+             name: Callable[[int], str] = class_name) -> np.ndarray:  # fmt: skip
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for x1, y1, x2, y2, score, cls in dets:
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
         cv2.rectangle(bgr, p1, p2, (0, 255, 0), 2)
-        label = f"{class_name(int(cls))} {score:.2f}"
+        label = f"{name(int(cls))} {score:.2f}"
         cv2.putText(
             bgr,
             label,
@@ -117,11 +128,12 @@ def run(args: argparse.Namespace) -> int:
     dets = detector(rgb)
     ms = (time.perf_counter() - t0) * 1e3
     check_finite(dets, model)
+    name = class_namer(model)
     if args.out:
-        write_image(Path(args.out), annotate(rgb, dets), "--out")
+        write_image(Path(args.out), annotate(rgb, dets, name), "--out")
     rows = [
         {
-            "class": class_name(int(d[5])),
+            "class": name(int(d[5])),
             "class_id": int(d[5]),
             "score": round(float(d[4]), 4),
             "bbox": [round(float(v), 1) for v in d[:4]],
