@@ -56,12 +56,16 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     assert main(["track", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "r.txt")]) == 1
     assert "nope.txt: no such detection file" in capsys.readouterr().err
     det = write(tmp_path / "det.txt", LINES)
-    for bad in (["--fps", "0"], ["--fps", "nan"], ["--fps", "inf"], ["--min-score", "nan"],
-                ["--high-score", "inf"], ["--min-score", "0.6", "--high-score", "0.5"]):
+    for bad in (["--fps", "0"], ["--fps", "nan"], ["--fps", "inf"], ["--fps", "1e7"],
+                ["--min-score", "nan"], ["--high-score", "inf"], ["--new-track-score", "nan"],
+                ["--min-score", "0.6", "--high-score", "0.5"]):  # fmt: skip
         assert main(["track", str(det), "--out", str(tmp_path / "r.txt"), *bad]) == 2, bad
+        assert bad[0] in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "r.txt").exists()
-    assert main(["track", str(det), "--out", str(tmp_path / "no" / "r.txt")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    # A usage error, found before the detection file is read (here it is not even there).
+    missing = str(tmp_path / "nope.txt")
+    assert main(["track", missing, "--out", str(tmp_path / "no" / "r.txt")]) == 2
+    assert "--out" in (err := capsys.readouterr().err) and "does not exist" in err
     assert main(["track", str(tmp_path), "--out", str(tmp_path / "r.txt")]) == 1
     assert "is a folder, give a detection file" in capsys.readouterr().err
 
@@ -231,9 +235,49 @@ def test_a_high_score_no_detection_reaches_is_said(tmp_path, capsys):
     det = write(tmp_path / "det.txt", LINES)
     out = tmp_path / "result.txt"
     assert main(["track", str(det), "--out", str(out), "--high-score", "0.95"]) == 0
-    assert "no detection reaches --high-score 0.95 (the highest is 0.9)" in (
-        capsys.readouterr().err)
+    assert "no detection reaches 0.95 (--high-score and --new-track-score; the highest is " \
+        "0.9)" in capsys.readouterr().err
     assert out.read_text() == ""
+
+
+def test_tracks_start_at_the_new_track_score(tmp_path, capsys):
+    """Scores of 0.55 pass --high-score 0.3 but not the default --new-track-score 0.6: no
+    track, and said so (nothing was said before); --new-track-score 0.5 starts one."""
+    det = write(tmp_path / "det.txt", [line.replace(",0.9,", ",0.55,") for line in LINES])
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out), "--high-score", "0.3"]) == 0
+    assert "no detection reaches 0.6" in capsys.readouterr().err
+    assert out.read_text() == ""
+    argv = ["track", str(det), "--out", str(out), "--high-score", "0.3", "--new-track-score",
+            "0.5", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["tracks"] == 1
+
+
+def test_scores_of_any_scale_negative_too(tmp_path, capsys):
+    """MOT16's DPM detections score below 0: --min-score may be negative."""
+    det = write(tmp_path / "det.txt", [line.replace(",0.9,", ",-0.4,") for line in LINES])
+    out = tmp_path / "result.txt"
+    argv = ["track", str(det), "--out", str(out), "--min-score", "-1", "--high-score", "-0.5",
+            "--new-track-score", "-0.5", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["tracks"] == 1
+
+
+def test_summary_goes_to_stderr_when_the_result_is_stdout(tmp_path):
+    """`--out /dev/stdout | reader`: the result stream holds result lines only."""
+    import subprocess
+    import sys
+
+    det = write(tmp_path / "det.txt", LINES)
+    for extra in ([], ["--json"]):
+        done = subprocess.run([sys.executable, "-m", "gputrack", "track", str(det), "--out",
+                               "/dev/stdout", *extra], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert len(lines) == 10 and all(line.count(",") == 9 for line in lines), lines
+        assert "10 frames" in done.stderr or '"frames": 10' in done.stderr
 
 
 def test_result_to_a_link_or_a_pipe_keeps_it_a_link_or_a_pipe(tmp_path):

@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gputrack.commands.args import finite_float, positive_float
+from gputrack.commands.args import finite_float, frame_rate
 from gputrack.errors import UsageError
 from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs
+from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
 from gputrack.track.mot_io import read_detections, write_results
 
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RESULT", help="result file to write")
     p.add_argument(
         "--fps",
-        type=positive_float,
+        type=frame_rate,
         default=d.fps,
         help="frame rate of the video (default %(default)g); "
         "times in the tracker become frame counts through it",
@@ -47,14 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-score",
         type=finite_float,
         default=d.low_score,
-        help="ignore detections below this score (default %(default)g)",
+        help="ignore detections below this score (default %(default)g; any scale a "
+        "detection file uses, negative too)",
     )
     p.add_argument(
         "--high-score",
         type=finite_float,
         default=d.high_score,
-        help="detections at or above this score are matched first and may start "
-        "tracks (default %(default)g)",
+        help="detections at or above this score are matched first (default %(default)g)",
+    )
+    p.add_argument(
+        "--new-track-score",
+        type=finite_float,
+        default=d.new_track_score,
+        help="an unmatched detection starts a track when its score is at least this and "
+        "--high-score (default %(default)g)",
     )
     p.add_argument(
         "--write-lost",
@@ -73,25 +82,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.min_score <= args.high_score:
-        raise UsageError("--min-score must be >= 0 and <= --high-score")
+    if args.min_score > args.high_score:
+        raise UsageError(f"--min-score {args.min_score:g} is above --high-score "
+                         f"{args.high_score:g}")  # fmt: skip
+    check_output_path("--out", args.out)  # before the detection file is read
     refuse_overwriting_inputs(
         {"detection file": args.detections, "--gt": args.gt}, {"--out": args.out}
     )
     frames = read_detections(args.detections)
     if args.gt:  # read and checked now: a bad --gt found after tracking would waste the run
         _check_ground_truth_covers(args.gt, frames)
+    start = max(args.new_track_score, args.high_score)  # what the tracker starts tracks at
     top = max((float(d[:, 4].max()) for d in frames.values()), default=None)
-    if top is not None and top < args.high_score:
-        sys.stderr.write(f"gputrack track: note: no detection reaches --high-score "
-                         f"{args.high_score:g} (the highest is {top:g}), so no track can "
+    if top is not None and top < start:
+        sys.stderr.write(f"gputrack track: note: no detection reaches {start:g} (--high-score "
+                         f"and --new-track-score; the highest is {top:g}), so no track can "
                          "start\n")  # fmt: skip
     out = Path(args.out)
     params = TrackerParams(
         fps=args.fps,
         low_score=args.min_score,
         high_score=args.high_score,
-        new_track_score=max(TrackerParams().new_track_score, args.high_score),
+        new_track_score=args.new_track_score,
     )
     tracker = Tracker(params)
     empty = np.zeros((0, 6), np.float32)
@@ -140,17 +152,30 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate(args.gt, out)
         # JSON has no NaN: a ratio with nothing to divide by (no ground truth boxes) is null
         summary["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
+    # The result itself on stdout (--out /dev/stdout): the summary goes beside it, on stderr.
+    report = sys.stderr if _is_stdout(out) else sys.stdout
     if args.json:
-        print(json.dumps(summary, allow_nan=False))
+        print(json.dumps(summary, allow_nan=False), file=report)
     else:
         rate = summary["updates_per_s"]
         print(
             f"{done} frames, {summary['detections']} detections -> {summary['tracks']} tracks "
-            f"({lines} lines) in {out}; {rate if rate is not None else '-'} updates/s"
+            f"({lines} lines) in {out}; {rate if rate is not None else '-'} updates/s",
+            file=report,
         )
         if args.gt:
-            print(format_summary(metrics))
+            print(format_summary(metrics), file=report)
     return 0
+
+
+def _is_stdout(path: Path) -> bool:
+    """`path` is where stdout goes (/dev/stdout, /dev/fd/1, or the file stdout is redirected
+    to)."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no such file, or stdout has no descriptor
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _check_ground_truth_covers(gt: str, frames: dict[int, np.ndarray]) -> None:
