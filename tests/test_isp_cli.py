@@ -290,6 +290,10 @@ def test_small_inputs_and_an_output_folder_are_named(capsys, tmp_path):
     (tmp_path / "d.png").mkdir()
     assert main(["isp", str(png), "--out", str(tmp_path / "d.png")]) == 2
     assert "is a folder" in capsys.readouterr().err
+    # A folder that is not there: a usage error naming --out, as run's outputs (was exit 1).
+    assert main(["isp", str(png), "--out", str(tmp_path / "none" / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "does not exist" in err
 
 
 def test_an_empty_raw_file_gets_no_nonsense_size_hint(capsys, tmp_path):

@@ -42,6 +42,7 @@ from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
 from gputrack.opencv_files import read_image
 from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs, write_image
+from gputrack.outputs.sinks import check_output_path
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
 
@@ -231,10 +232,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{src}: a folder; isp takes one file (gputrack run reads folders)")
     if out.suffix.lower() not in IMAGE_OUT_EXTS | {".npy"}:
         raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder, give a file name")
-    if not out.parent.is_dir():
-        raise GputrackError(f"--out {out}: no such directory {out.parent}")
+    # A folder, a missing folder, an unwritable one: usage errors (exit 2), as run's outputs.
+    check_output_path("--out", args.out, image=out.suffix.lower() != ".npy")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
     is_raw = _is_raw_input(src)
     _refuse_options_that_do_not_apply(args, src, is_raw)
