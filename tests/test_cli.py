@@ -108,3 +108,57 @@ def test_an_architecture_nvrtc_does_not_know_is_a_bad_argument():
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
     with pytest.raises(ValueError, match="this NVRTC compiles for .*sm_90"):
         check_arch("sm_20")
+
+
+def without_nvrtc(monkeypatch: pytest.MonkeyPatch, nvcc: bool) -> None:
+    """`check` as on a machine without CuPy's NVRTC, with or without nvcc on the PATH."""
+    import shutil
+
+    from gputrack.commands import check
+    from gputrack.device import compile_report, kernel_source
+
+    def missing() -> tuple[None, str]:
+        return None, "CuPy not installed (cupy_backends)"
+
+    monkeypatch.setattr(compile_report, "nvrtc_version", missing)
+    monkeypatch.setattr(check, "nvrtc_version", missing)
+    if not nvcc:
+        which = shutil.which
+        monkeypatch.setattr(
+            shutil, "which", lambda n, *a, **k: None if n == "nvcc" else which(n, *a, **k)
+        )
+    smallest = min(kernel_source.kernel_files(), key=lambda p: p.stat().st_size)
+    monkeypatch.setattr(kernel_source, "kernel_files", lambda: [smallest])  # one nvcc run
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps table cells to the terminal width
+
+
+def test_check_without_nvrtc_compiles_with_nvcc(monkeypatch, capsys):
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    without_nvrtc(monkeypatch, nvcc=True)
+    assert main(["check", "--json", "--strict"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["compiler"].startswith("nvcc") and report["nvrtc"]["version"] is None
+    assert report["kernels"] and report["kernel_errors"] == report["kernels_not_checked"] == []
+    assert all(k["compiler"].startswith("nvcc") for k in report["kernels"])
+
+
+def test_check_with_no_compiler_says_not_checked_not_does_not_compile(monkeypatch, capsys):
+    without_nvrtc(monkeypatch, nvcc=False)
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "not checked: no NVRTC" in out and "and no nvcc" in out
+    assert "does not compile" not in out
+
+    assert main(["check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["compiler"] is None and report["kernels"] == report["kernel_errors"] == []
+    assert [r["reason"][:12] for r in report["kernels_not_checked"]] == ["not checked:"]
+
+    assert main(["check", "--strict", "--no-kernels"]) == 0, "nothing compiled, nothing unknown"
+    capsys.readouterr()
+    assert main(["check", "--strict"]) == 1, "--strict cannot vouch for unchecked kernels"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--strict" in err[0] and "neither NVRTC nor nvcc" in err[0]

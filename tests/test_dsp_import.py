@@ -256,6 +256,35 @@ def test_missing_model_file_is_one_line(tmp_path):
         load_model(bad)
 
 
+def test_every_import_error_about_a_file_names_the_file(tmp_path):
+    """A symbolic batch dimension (as a default torch.onnx export gives), a float16 input and
+    an unsupported node: each one line that starts with the model's path."""
+    dyn = _one_node_model(
+        helper.make_node("Relu", ["x"], ["y"], "relu"),
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+    )
+    half = _one_node_model(
+        helper.make_node("Relu", ["x"], ["y"], "relu"),
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 3, 8, 8])],
+    )
+    lrn = _one_node_model(helper.make_node("LRN", ["x"], ["y"], "my_lrn", size=3))
+    cases = {
+        "dyn.onnx": (dyn, "input 'x': shapes must be static, got (batch, 3, 64, 64)"),
+        "half.onnx": (half, "input 'x': only float32 inputs are supported"),
+        "lrn.onnx": (lrn, "node 'my_lrn' (LRN): unsupported ONNX operator"),
+    }
+    for name, (model, needle) in cases.items():
+        path = tmp_path / name
+        onnx.save(model, str(path))
+        with pytest.raises(GputrackError) as err:
+            load_model(path)
+        msg = str(err.value)
+        assert msg.startswith(f"model {path}: ") and needle in msg and "\n" not in msg, msg
+        assert msg.count(str(path)) == 1, "named once, not once per layer"
+    with pytest.raises(GputrackError, match=r"^model: input 'x': shapes must be static"):
+        load_model(dyn)  # a ModelProto has no path to name
+
+
 def test_output_that_is_a_strided_view_is_copied_out(rng):
     if not probe("emu").available:
         pytest.skip("emu backend unavailable")

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from gputrack.device import compile_report
 from gputrack.device.compile_report import (
+    NOT_CHECKED,
     compile_nvcc,
     compile_nvrtc,
     nvrtc_version,
     parse_ptxas_log,
+    report_all,
 )
 from gputrack.device.kernel_source import kernel_files, signatures_of
 
@@ -71,3 +74,40 @@ def test_a_broken_kernel_reports_the_error(tmp_path):
     bad.write_text('extern "C" __global__ void k(float* x) { x[0] = undefined_thing; }\n')
     report = compile_nvrtc(bad)
     assert not report.compiled and "undefined_thing" in report.error
+
+
+def no_nvrtc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As where CuPy (so NVRTC) is not installed."""
+    monkeypatch.setattr(
+        compile_report, "nvrtc_version", lambda: (None, "CuPy not installed (cupy_backends)")
+    )
+
+
+def no_nvcc(monkeypatch: pytest.MonkeyPatch) -> None:
+    which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda n, *a, **k: None if n == "nvcc" else which(n, *a, **k)
+    )
+
+
+SMALLEST = min(kernel_files(), key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_without_nvrtc_the_report_compiles_with_nvcc(monkeypatch):
+    no_nvrtc(monkeypatch)
+    (report,) = report_all([SMALLEST], arch="sm_90")
+    assert report.checked and report.compiled, f"{report.error}\n{report.log}"
+    assert report.compiler.startswith("nvcc")
+    assert {k.name for k in report.kernels} == set(signatures_of(SMALLEST))
+    assert all(k.compiler == report.compiler and k.registers > 0 for k in report.kernels)
+
+
+def test_without_nvrtc_or_nvcc_the_kernels_are_not_checked_not_failed(monkeypatch):
+    no_nvrtc(monkeypatch)
+    no_nvcc(monkeypatch)
+    reports = report_all()
+    assert [r.file for r in reports] == [p.name for p in kernel_files()]
+    for r in reports:
+        assert not r.checked and not r.compiled and not r.kernels
+        assert r.error == NOT_CHECKED and r.error.startswith("not checked: no NVRTC")

@@ -1,5 +1,6 @@
 """`gputrack check`: what this machine can run — versions, backends (with the reason when one
-is unavailable), the GPU, NVRTC, and whether every kernel compiles for sm_90 with no spills."""
+is unavailable), the GPU, NVRTC, and whether every kernel compiles for sm_90 with no spills
+(through NVRTC, or nvcc where NVRTC is unavailable; with neither, the kernels are not checked)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import importlib.metadata
 import json
 import platform
 import shutil
-import subprocess
 import sys
 from typing import Any
 
 from gputrack import __version__
 from gputrack.device import BACKEND_NAMES, auto_choice, probe
-from gputrack.device.compile_report import DEFAULT_ARCH, check_arch, nvrtc_version, report_all
+from gputrack.device.compile_report import (
+    DEFAULT_ARCH,
+    check_arch,
+    nvcc_version,
+    nvrtc_version,
+    report_all,
+)
 
 _PACKAGES = (
     "numpy",
@@ -43,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="also fail (exit 1) when a kernel does not compile or spills registers",
+        help="also fail (exit 1) when a kernel does not compile or spills registers, or when "
+        "no compiler is here to check them (neither NVRTC nor nvcc)",
     )
     p.set_defaults(func=run)
 
@@ -69,8 +76,7 @@ def _nvcc_version() -> str | None:
     nvcc = shutil.which("nvcc")
     if not nvcc:
         return None
-    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
-    return out.strip().splitlines()[-1] if out.strip() else "unknown"
+    return nvcc_version(nvcc) or "unknown"
 
 
 def collect(compile_kernels: bool = True, arch: str = DEFAULT_ARCH) -> dict[str, Any]:
@@ -91,11 +97,17 @@ def collect(compile_kernels: bool = True, arch: str = DEFAULT_ARCH) -> dict[str,
         "nvrtc": {"version": version, "reason": why_not},
         "nvcc": _nvcc_version(),
         "arch": arch,
+        "compiler": None,  # what compiled the kernels: 'nvrtc 13.0', 'nvcc 13.0' or None
         "kernels": [],
-        "kernel_errors": [],
+        "kernel_errors": [],  # files that do not compile
+        "kernels_not_checked": [],  # files no compiler here could check
     }
     if compile_kernels:
         for file in report_all(arch=arch):
+            if not file.checked:
+                report["kernels_not_checked"].append({"file": file.file, "reason": file.error})
+                continue
+            report["compiler"] = report["compiler"] or file.compiler
             if file.compiled:
                 report["kernels"] += [k.as_dict() for k in file.kernels]
             else:
@@ -137,7 +149,7 @@ def _print_human(report: dict[str, Any], compiled: bool) -> None:
 
     if not compiled:
         return
-    table = Table(title=f"kernels ({report['arch']}, NVRTC)")
+    table = Table(title=f"kernels ({report['arch']}, {report['compiler'] or 'no compiler'})")
     for col in ("file", "kernel", "registers", "spills (B)", "smem (B)"):
         table.add_column(col)
     for k in report["kernels"]:
@@ -145,6 +157,8 @@ def _print_human(report: dict[str, Any], compiled: bool) -> None:
         table.add_row(k["file"], k["name"], str(k["registers"]), spill, str(k["shared_bytes"]))
     for err in report["kernel_errors"]:
         table.add_row(err["file"], "[red]does not compile[/]", "", "", escape(err["error"][:60]))
+    for row in report["kernels_not_checked"]:
+        table.add_row(row["file"], f"[yellow]{escape(row['reason'])}[/]", "", "", "")
     console.print(table)
 
 
@@ -156,6 +170,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_human(report, compiled=not args.no_kernels)
     if not any(b["available"] for b in report["backends"].values()):
+        return 1
+    if args.strict and report["kernels_not_checked"]:
+        sys.stderr.write(
+            "gputrack check: error: --strict: the kernels could not be compiled here (neither "
+            "NVRTC nor nvcc), so whether they compile is unknown\n"
+        )
         return 1
     if args.strict and (report["kernel_errors"] or any(k["spills"] for k in report["kernels"])):
         return 1

@@ -2,7 +2,9 @@
 
 NVRTC (through CuPy's low-level binding, which works with no driver) and, where it is on the
 PATH, nvcc both compile every kernel for `sm_90` with `-Xptxas -v`; the report gives registers,
-spills, stack frame and static shared memory per kernel. `gputrack check` and the tests use it.
+spills, stack frame and static shared memory per kernel. The tests compile with both;
+`gputrack check` (`report_all`) with NVRTC, or with nvcc where NVRTC is unavailable, and marks
+the files "not checked" where neither is.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 from gputrack.device import kernel_source
@@ -50,6 +53,7 @@ class FileReport:
     kernels: list[KernelReport] = field(default_factory=list)
     error: str = ""
     log: str = ""
+    checked: bool = True  # False: no compiler here, so `compiled` says nothing about the source
 
 
 def cuda_include_dirs() -> list[str]:
@@ -188,11 +192,25 @@ def compile_cubin(
     return FileReport(path.name, True, compiler, kernels, log=log), cubin
 
 
-def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
+@cache
+def nvcc_version(nvcc: str) -> str:
+    """'13.0' from `nvcc --version` ('release 13.0, V13.0.88'), or '' where it does not say."""
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    m = re.search(r"release (\d+\.\d+)", out.stdout)
+    return m.group(1) if m else ""
+
+
+def compile_nvcc(
+    path: Path, arch: str = DEFAULT_ARCH, defines: dict[str, str] | None = None
+) -> FileReport:
     """Compile one file to a cubin with nvcc, where nvcc is installed."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return FileReport(path.name, False, "nvcc", error="nvcc not on PATH")
+    compiler = f"nvcc {nvcc_version(nvcc)}".strip()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             nvcc,
@@ -203,6 +221,7 @@ def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
             "-Xptxas",
             "-v",
             *include_flags(path),
+            *[f"-D{k}={v}" for k, v in (defines or {}).items()],
             "-o",
             str(Path(tmp, "k.cubin")),
             str(path),
@@ -210,8 +229,24 @@ def compile_nvcc(path: Path, arch: str = DEFAULT_ARCH) -> FileReport:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        return FileReport(path.name, False, "nvcc", error=_first_error(log), log=log)
-    return FileReport(path.name, True, "nvcc", parse_ptxas_log(log, path.name, "nvcc"), log=log)
+        return FileReport(path.name, False, compiler, error=_first_error(log), log=log)
+    kernels = parse_ptxas_log(log, path.name, compiler)
+    return FileReport(path.name, True, compiler, kernels, log=log)
+
+
+NOT_CHECKED = "not checked: no NVRTC (pip install -e '.[dev]' or '.[cuda]') and no nvcc"
+
+
+def compile_any(
+    path: Path, arch: str = DEFAULT_ARCH, defines: dict[str, str] | None = None
+) -> FileReport:
+    """NVRTC's report (the compiler the cuda backend uses); nvcc's where NVRTC is unavailable;
+    with neither, a report with `checked` False, which says nothing about the source."""
+    if nvrtc_version()[0] is not None:
+        return compile_nvrtc(path, arch, defines)
+    if shutil.which("nvcc") is not None:
+        return compile_nvcc(path, arch, defines)
+    return FileReport(path.name, False, "", error=NOT_CHECKED, checked=False)
 
 
 def _first_error(log: str) -> str:
@@ -220,5 +255,5 @@ def _first_error(log: str) -> str:
 
 
 def report_all(files: list[Path] | None = None, arch: str = DEFAULT_ARCH) -> list[FileReport]:
-    """NVRTC reports for every kernel file (kernels/*.cu by default)."""
-    return [compile_nvrtc(p, arch) for p in (files or kernel_source.kernel_files())]
+    """A report for every kernel file (kernels/*.cu by default), through `compile_any`."""
+    return [compile_any(p, arch) for p in (files or kernel_source.kernel_files())]

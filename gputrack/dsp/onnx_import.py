@@ -72,21 +72,32 @@ def fail(node: Node, why: str) -> GputrackError:
 
 
 def load_model(model: str | Path | Any) -> Graph:
-    """An ONNX file (or ModelProto) as an IR graph with shapes, constants folded."""
+    """An ONNX file (or ModelProto) as an IR graph with shapes, constants folded. Every error
+    about a file names it first: `model PATH: ...` (a node's error too)."""
+    import onnx
+
+    if not isinstance(model, (str, Path)):
+        return _import(model, "model")
+    path = Path(model)
+    where = f"model {path}"
+    if not path.is_file():
+        raise GputrackError(f"{where}: no such file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as err:  # a truncated or foreign file: say so in one line
+        raise GputrackError(f"{where}: not a readable ONNX file ({err})") from None
+    try:
+        return _import(proto, where)
+    except GputrackError as err:
+        if str(err).startswith(f"{where}: "):
+            raise
+        raise type(err)(f"{where}: {err}") from None
+
+
+def _import(proto: Any, where: str) -> Graph:
     import onnx
     from onnx import numpy_helper
 
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise GputrackError(f"model {path}: no such file")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as err:  # a truncated or foreign file: say so in one line
-            raise GputrackError(f"model {path}: not a readable ONNX file ({err})") from None
-    else:
-        proto = model
-    where = f"model {model}" if isinstance(model, (str, Path)) else "model"
     g = proto.graph
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
     constants = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -99,11 +110,11 @@ def load_model(model: str | Path | Any) -> Graph:
         if not all(d.HasField("dim_value") for d in dims):
             named = ", ".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
                               for d in dims)  # fmt: skip
-            raise GputrackError(f"model input '{i.name}': shapes must be static, got "
+            raise GputrackError(f"{where}: input '{i.name}': shapes must be static, got "
                                 f"({named}); export it with a fixed size")  # fmt: skip
         shapes[i.name] = tuple(int(d.dim_value) for d in dims)
         if i.type.tensor_type.elem_type != 1:
-            raise GputrackError(f"model input '{i.name}': only float32 inputs are supported")
+            raise GputrackError(f"{where}: input '{i.name}': only float32 inputs are supported")
     if len(inputs) != 1:
         names = ", ".join(f"'{n}'" for n in inputs) or "none"
         raise GputrackError(f"{where}: a network with one input (the image) is needed, this "
@@ -125,7 +136,7 @@ def load_model(model: str | Path | Any) -> Graph:
         add_node(graph, node)
     for out in graph.outputs:
         if out not in graph.shapes and out not in graph.constants:
-            raise GputrackError(f"model output '{out}' is produced by no node")
+            raise GputrackError(f"{where}: output '{out}' is produced by no node")
     graph.prune()
     return graph
 
