@@ -4,6 +4,7 @@ usage error before any work, and the input is left as it was."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import cv2
@@ -162,3 +163,57 @@ def test_options_of_the_network_detector_are_refused_with_the_truth_stand_in(cap
         msg = _refused(capsys, ["run", "synthetic:64x48", "--no-ui", "--detector", "truth",
                                 option, value], "run")  # fmt: skip
         assert f"{option}: for the network detector, not for --detector truth" in msg
+
+
+def test_temporary_files_have_unique_names_and_never_touch_an_existing_file(capsys, tmp_path):
+    """The track log's temporary file was '<log>.part', opened with 'w': an unrelated
+    'notes.part' was lost, `--log y --mot y.part` swapped the outputs. Every temporary name is
+    now hidden, unique and created exclusively."""
+    notes = tmp_path / "notes.part"
+    notes.write_text("precious notes\n")
+    run = ["run", "synthetic:64x48", "--frames", "2", "--backend", "cpu", "--detector",
+           "truth", "--no-ui", "--json"]  # fmt: skip
+    assert main([*run, "--log", str(tmp_path / "notes")]) == 0
+    y = tmp_path / "y"
+    assert main([*run, "--log", str(y), "--mot", str(tmp_path / "y.part")]) == 0
+    capsys.readouterr()
+    assert notes.read_text() == "precious notes\n"
+    assert y.read_text().startswith('{"frame":0')
+    assert (tmp_path / "y.part").read_text().startswith("1,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "notes.part", "y", "y.part"]
+
+
+def test_a_source_named_like_a_temporary_file_is_read_not_written(capsys, tmp_path):
+    """`run clip.part --log clip` truncated the input video (a browser's partial download
+    is named so) while reading it, then renamed it to the log."""
+    clip = tmp_path / "clip.part"
+    writer = cv2.VideoWriter(str(tmp_path / "c.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (64, 48))  # fmt: skip
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    (tmp_path / "c.avi").rename(clip)
+    before = _digest(clip)
+    log = tmp_path / "clip"
+    assert main(["run", str(clip), "--backend", "cpu", "--no-ui", "--json", "--log", str(log)]) == 0
+    capsys.readouterr()
+    assert _digest(clip) == before
+    assert [json.loads(x)["frame"] for x in log.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_two_writers_of_one_log_do_not_mix(tmp_path):
+    """Two runs on the same --log: each writes its own temporary file; the last to finish
+    replaces the log whole (before, the second run renamed the first's half-written file)."""
+    from gputrack.outputs.tracklog import TrackLogWriter
+
+    path = tmp_path / "conc.jsonl"
+    first, second = TrackLogWriter(path), TrackLogWriter(path)
+    with first, second:
+        for frame in range(3):
+            first.write(frame, 0.0, [], {"total": 1.0})
+            second.write(100 + frame, 0.0, [], {"total": 2.0})
+        assert len(list(tmp_path.glob(".conc.jsonl.*.part.jsonl"))) == 2
+        second.close()
+        assert [json.loads(x)["frame"] for x in path.read_text().splitlines()] == [100, 101, 102]
+    assert [json.loads(x)["frame"] for x in path.read_text().splitlines()] == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conc.jsonl"]

@@ -43,9 +43,10 @@ def test_track_log_is_flushed_per_frame_and_complete_after_an_error(tmp_path):
     path = tmp_path / "t.jsonl"
     with pytest.raises(RuntimeError), TrackLogWriter(path) as log:
         log.write(0, 0.0, [], {"total": 1.0})
-        assert (tmp_path / "t.jsonl.part").read_text().count("\n") == 1, "flushed at once"
+        (part,) = tmp_path.glob(".t.jsonl.*.part.jsonl")  # hidden, unique, beside the log
+        assert part.read_text().count("\n") == 1, "flushed at once"
         raise RuntimeError
-    assert path.read_text().count("\n") == 1 and not (tmp_path / "t.jsonl.part").exists()
+    assert path.read_text().count("\n") == 1 and sorted(tmp_path.iterdir()) == [path]
 
 
 def test_track_log_failing_before_its_first_frame_leaves_the_old_log(tmp_path):
@@ -53,7 +54,7 @@ def test_track_log_failing_before_its_first_frame_leaves_the_old_log(tmp_path):
     path.write_text("earlier run\n")
     with pytest.raises(RuntimeError), TrackLogWriter(path):
         raise RuntimeError
-    assert path.read_text() == "earlier run\n" and not (tmp_path / "t.jsonl.part").exists()
+    assert path.read_text() == "earlier run\n" and sorted(tmp_path.iterdir()) == [path]
 
 
 def test_atomic_path_asks_at_the_error_whether_to_keep(tmp_path):

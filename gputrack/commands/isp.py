@@ -41,7 +41,7 @@ from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosai
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import cpsnr
 from gputrack.opencv_files import read_image
-from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs, write_image
+from gputrack.outputs.files import OutputFile, refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import check_output_path
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
@@ -192,7 +192,7 @@ def _read_raw(path: Path, args: argparse.Namespace) -> RawFrame:
 
 def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
     if out.suffix.lower() == ".npy":
-        with atomic_path(out) as tmp, tmp.open("wb") as f:
+        with OutputFile(out, "--out") as f:  # write errors name the file
             np.save(f, rgbf if rgbf is not None else rgb8)
     else:
         write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")

@@ -21,7 +21,7 @@ import numpy as np
 
 from gputrack.commands.args import finite_float, frame_rate
 from gputrack.errors import UsageError
-from gputrack.outputs.files import atomic_path, refuse_overwriting_inputs
+from gputrack.outputs.files import OutputFile, refuse_overwriting_inputs
 from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
 from gputrack.track.mot_io import read_detections, write_results
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     # Written under a temporary name and renamed at the end; on Ctrl-C (or SIGTERM) the
     # frames finished so far are renamed to --out too, and said so; any other error leaves
     # an earlier --out as it was.
-    with atomic_path(out, keep_on_error=lambda: interrupted) as tmp, tmp.open("w") as f:
+    with OutputFile(out, "--out", keep_on_error=lambda: interrupted) as f:
         try:
             # Every frame up to the last is an update, also those without detections, but
             # while no track is alive such a frame changes nothing and is skipped (a file

@@ -1,13 +1,16 @@
 """What `gputrack run` writes as frames go by: the JSONL track log, the MOTChallenge result
-and the annotated ISP video. Each is flushed per frame, written under a temporary name and
-renamed when the run ends (Ctrl-C and errors included), so nothing finished is lost."""
+and the annotated ISP video. Each is flushed per frame, written under a unique temporary name
+and renamed when the run ends (Ctrl-C and errors included), so nothing finished is lost; an
+output whose own writing failed (a full disk) is never renamed, and the earlier file stays.
+The video is reopened before it is renamed: OpenCV's writer reports no write error."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import numpy as np
 from gputrack.errors import GputrackError, UsageError
 from gputrack.opencv_files import can_write_colour, opencv_name
 from gputrack.outputs.draw import draw_tracks
-from gputrack.outputs.files import atomic_path
+from gputrack.outputs.files import OutputFile, atomic_path, check_descriptor
 from gputrack.outputs.tracklog import TrackLogWriter, track_entry
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
@@ -33,18 +36,20 @@ def check_output_path(
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {path}: is a folder, give a file name")
-    if p.exists() and not p.is_file() and not suffixes and not image:
-        # A device or a pipe (/dev/stdout, a FIFO): written in place, nothing to probe beside
-        # it (the folder of a piped /dev/stdout resolves into /proc)
-        if not os.access(p, os.W_OK):
-            raise UsageError(f"{option} {path}: cannot write there (permission denied)")
-        return
-    if not p.resolve().parent.is_dir():
-        raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
-    try:  # really try: permission bits do not tell root about read-only file systems
-        tempfile.TemporaryFile(dir=p.resolve().parent).close()
-    except OSError as err:
-        raise UsageError(f"{option} {path}: cannot write there ({err.strerror})") from None
+    # /dev/stdout, /dev/fd/N: written through the descriptor, nothing to probe beside it (the
+    # folder of a piped /dev/stdout resolves into /proc)
+    if not check_descriptor(f"{option} {path}", p):
+        if p.exists() and not p.is_file() and not suffixes and not image:
+            # A device or a FIFO: written in place
+            if not os.access(p, os.W_OK):
+                raise UsageError(f"{option} {path}: cannot write there (permission denied)")
+            return
+        if not p.resolve().parent.is_dir():
+            raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
+        try:  # really try: permission bits do not tell root about read-only file systems
+            tempfile.TemporaryFile(dir=p.resolve().parent).close()
+        except OSError as err:
+            raise UsageError(f"{option} {path}: cannot write there ({err.strerror})") from None
     if suffixes and p.suffix.lower() not in suffixes:
         raise UsageError(f"{option} {path}: use one of {', '.join(suffixes)}")
     if suffixes:  # a video, which OpenCV writes under the name itself
@@ -59,7 +64,10 @@ def check_output_path(
 
 
 class RunOutputs:
-    """`outputs.write(result, image)` once per frame; enter it into the run's ExitStack."""
+    """`outputs.write(result, image)` once per frame; enter it into the run's ExitStack.
+
+    When the run stops on an error, it says which outputs were kept with the frames done
+    (only those really renamed into place or written in place)."""
 
     def __init__(
         self,
@@ -74,21 +82,29 @@ class RunOutputs:
         self.names = names
         self.fps = fps
         self.frames = 0  # written: an error before the first replaces no earlier file
-        self.log = stack.enter_context(TrackLogWriter(log)) if log else None
-        self.mot = None
+        self._given = {"--log": log, "--mot": mot, "--video": video}  # as the user spelt them
+        stack.push(self._report)  # first in, last out: after every output was closed
+        self.log = stack.enter_context(TrackLogWriter(log, "--log")) if log else None
         keep = self._any_frame
-        if mot:
-            tmp = stack.enter_context(atomic_path(mot, keep_on_error=keep))
-            self.mot = stack.enter_context(tmp.open("w", encoding="utf-8"))
+        self.mot = (
+            stack.enter_context(OutputFile(mot, "--mot", keep_on_error=keep)) if mot else None
+        )
         self.video_path = video
         self._video_tmp = (
-            stack.enter_context(atomic_path(video, keep_on_error=keep)) if video else None
+            stack.enter_context(atomic_path(video, keep_on_error=self._video_good, what="--video"))
+            if video
+            else None
         )
         self._video: Any = None
-        stack.callback(self._close_video)
+        self._video_frames = 0
+        self._video_ok = False  # reopened after release and found whole
+        stack.push(self._close_video)  # before atomic_path decides to rename
 
     def _any_frame(self) -> bool:
         return self.frames > 0
+
+    def _video_good(self) -> bool:
+        return self.frames > 0 and self._video_ok
 
     @property
     def wants_image(self) -> bool:
@@ -134,7 +150,85 @@ class RunOutputs:
             if not self._video.isOpened():
                 raise UsageError(f"--video {self.video_path}: OpenCV cannot write {codec} video")
         self._video.write(bgr)
+        self._video_frames += 1
 
-    def _close_video(self) -> None:
+    def _close_video(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: object
+    ) -> None:
+        """Release the writer and reopen what it wrote: OpenCV ignores write errors (a full
+        disk leaves an unplayable file), so a video that does not read back with every frame
+        is not renamed over an earlier one."""
+        if self._video_tmp is None:
+            return
         if self._video is not None:
             self._video.release()
+            self._video = None
+        if self.frames == 0:
+            return  # nothing done: nothing replaced, nothing to say
+        problem = _video_problem(self._video_tmp, self._video_frames)
+        self._video_ok = problem is None
+        if problem and kind is None:  # with an error already on its way, that one is told
+            earlier = Path(self.video_path or "").exists()
+            what = "the earlier file is kept unchanged" if earlier else "not saved"
+            raise GputrackError(f"cannot write --video {self.video_path}: {problem} ({what})")
+
+    def _report(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: object
+    ) -> None:
+        """After an error (not Ctrl-C, not a reader that left the pipe), name the outputs that
+        hold the frames done; one whose writing failed is not among them."""
+        if not isinstance(err, Exception) or isinstance(err, BrokenPipeError) or not self.frames:
+            return
+        kept_by = {"--log": self.log is not None and self.log.kept,
+                   "--mot": self.mot is not None and self.mot.kept,
+                   "--video": self._video_good()}  # fmt: skip
+        kept = [f"{o} {self._given[o]}" for o, kept in kept_by.items() if kept]
+        if kept:
+            n = self.frames
+            sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the {n} "
+                             f"frame{'s' if n > 1 else ''} done before the error\n")  # fmt: skip
+
+
+def _video_problem(path: Path, frames: int) -> str | None:
+    """Why the video at `path` is not the `frames` frames written to it (None: it is). Cheap
+    for any length: the container's frame count, then the last frame decoded (a file cut
+    short by a full disk can still have a header that counts every frame)."""
+    if frames == 0:
+        return "no frame had an image to write"
+    if not path.exists() or path.stat().st_size == 0:
+        return "the video writer left no data; is the disk full?"
+    with _quiet_stderr():
+        cap = cv2.VideoCapture(opencv_name(path, "--video"))
+        try:
+            if not cap.isOpened():
+                return "the file written does not open as a video; is the disk full?"
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            last = cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and cap.read()[0]
+        finally:
+            cap.release()
+    if not count >= 1 or abs(count - frames) > max(1, frames // 100) or not last:
+        return f"the file written does not hold the {frames} frames; is the disk full?"
+    return None
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """FFmpeg prints its own lines while it probes a broken file ('moov atom not found'), past
+    OpenCV's log level; the error line says it better. Kept when OPENCV_LOG_LEVEL is set, as
+    OpenCV's own lines are."""
+    saved = -1
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:  # no stderr to quieten (2>&-)
+            pass
+    try:
+        yield
+    finally:
+        if saved >= 0:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -1,37 +1,33 @@
-"""The JSONL track log: one line per frame, flushed per frame, written under a temporary
-name and renamed when complete, so a reader never sees a half-written file under the final
-name, and a crash or Ctrl-C still leaves every finished frame under the final name. A run that
-fails before its first frame leaves an earlier log of that name as it was."""
+"""The JSONL track log: one line per frame, flushed per frame, written under a unique
+temporary name and renamed when complete (files.OutputFile), so a reader never sees a
+half-written file under the final name, and a crash or Ctrl-C still leaves every finished frame
+under the final name. A run that fails before its first frame, or whose log cannot be written
+(a full disk), leaves an earlier log of that name as it was. `/dev/stdout`, a device or a FIFO
+is written in place."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gputrack.errors import GputrackError
+from gputrack.outputs.files import OutputFile
 
 
 class TrackLogWriter:
     """`with TrackLogWriter(path) as log: log.write(frame, t, tracks, latency_ms)`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, what: str = "track log") -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise GputrackError(f"track log {self.path}: is a folder, give a file name")
-        if not self.path.parent.exists():
-            raise GputrackError(f"track log {self.path}: folder {self.path.parent} does not exist")
-        # A link's target is replaced (the link stays); a device or a pipe (/dev/stdout, a
-        # FIFO) is written in place, as renaming over it would replace it with a plain file.
-        self.target = self.path.resolve() if self.path.is_symlink() else self.path
-        self.in_place = self.target.exists() and not self.target.is_file()
-        self.partial = (
-            self.target if self.in_place else self.target.with_name(self.target.name + ".part")
-        )
-        self._file = open(self.partial, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.frames = 0
+        # Frames written are worth keeping when the run fails; none written replaces nothing.
+        self.out = OutputFile(path, what, keep_on_error=lambda: self.frames > 0)
+
+    @property
+    def kept(self) -> bool:
+        """The frames written are under the final name (after the `with`)."""
+        return self.out.kept
 
     def write(
         self, frame: int, t: float, tracks: list[dict[str, Any]], latency_ms: dict[str, float]
@@ -42,23 +38,20 @@ class TrackLogWriter:
             "tracks": tracks,
             "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
         }
-        self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self._file.flush()
+        self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self.out.flush()  # a reader (tail -f) sees each frame as it is done
         self.frames += 1
 
     def close(self, complete: bool = True) -> None:
-        """Close; rename to the final name when `complete` (else keep the `.part` file)."""
-        if self._file.closed:
-            return
-        self._file.close()
-        if complete and not self.in_place:
-            os.replace(self.partial, self.target)
+        """Close; rename to the final name when `complete` (else discard what was written)."""
+        if complete:
+            self.out.close()
+        else:
+            self.out.discard()
 
     def discard(self) -> None:
-        """Close and remove the `.part` file: the final name keeps what it had."""
-        self._file.close()
-        if not self.in_place:
-            self.partial.unlink(missing_ok=True)
+        """Close and remove the temporary file: the final name keeps what it had."""
+        self.out.discard()
 
     def __enter__(self) -> TrackLogWriter:
         return self
@@ -67,12 +60,9 @@ class TrackLogWriter:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Ctrl-C and end of input both leave a complete log of the frames done; an error too,
-        # so what was processed is never lost; an error before the first frame replaces
-        # nothing.
-        if kind is not None and self.frames == 0:
-            self.discard()
-        else:
-            self.close(complete=True)
+        # so what was processed is never lost; an error before the first frame, or in writing
+        # the log itself, replaces nothing.
+        self.out.__exit__(kind, err, tb)
 
 
 def track_entry(track: Any) -> dict[str, Any]:
