@@ -19,6 +19,8 @@ from gputrack.sensor.sources import (
     RawFileSource,
     SyntheticSource,
     VideoSource,
+    is_headerless_raw,
+    is_synthetic,
     open_source,
     parse_size,
 )
@@ -521,12 +523,20 @@ def test_missing_file():
 @pytest.mark.parametrize("spec, message", [
     ("synthetic:64x48@1e-300", "fps='1e-300' must be from 0.1 to 1000"),
     ("synthetic:64x48@2000", "must be from 0.1 to 1000"),
-    ("synthetic:64x48,seed=-1", "seed='-1' must be >= 0"),
+    ("synthetic:64x48,seed=-1", "seed='-1' must be from 0 to 2**64 - 1"),
+    (f"synthetic:64x48,seed={2**64}", f"seed='{2**64}' must be from 0 to 2**64 - 1"),
     ("synthetic:64x48,frames=0", "frames=0: must be at least 1"),
+    ("synthetic:64x48,objects=257", "objects=257 must be from 0 to 256"),
+    ("synthetic:64x48,ring=0", "ring=0 must be at least 1"),
+    ("synthetic:64x48,ring=-2", "ring=-2 must be at least 1"),
+    ("synthetic:100000x100000", "size 100000x100000 is too large (each side at most 16384"),
+    ("synthetic:16384x4096", "size 16384x4096 is too large"),  # 67 MP: over 40 MP in all
+    ("synthetic:64x48,loop=1", "unknown synthetic option(s) loop (known: WxH@FPS, size, fps"),
 ])
 def test_synthetic_spec_values_out_of_range_are_refused(spec, message):
-    with pytest.raises(GputrackError, match=re.escape(message)):
+    with pytest.raises(UsageError, match=re.escape(message)) as err:  # the spec is usage
         open_source(spec)
+    assert str(err.value).startswith(f"{spec}: ")
 
 
 def test_an_image_too_small_for_the_sensor_is_named(tmp_path):
@@ -534,3 +544,175 @@ def test_an_image_too_small_for_the_sensor_is_named(tmp_path):
     cv2.imwrite(str(tiny), np.full((2, 3, 3), 90, np.uint8))
     with pytest.raises(GputrackError, match="tiny.png: image is 3x2; the sensor needs at least"):
         open_source(str(tiny))
+
+
+# ---- audit E: one rule for each input ----------------------------------------------------
+
+
+def test_one_test_decides_what_is_the_synthetic_world():
+    assert is_synthetic(None) and is_synthetic("synthetic") and is_synthetic("synthetic:64x48")
+    for other in ("Synthetic", " synthetic", "synthetic ", "SYNTHETIC:64x48", "synthetics",
+                  "clip.mp4"):
+        assert not is_synthetic(other)
+    for empty in ("", "   "):
+        with pytest.raises(UsageError, match="is empty: give a file"):
+            is_synthetic(empty)
+        with pytest.raises(UsageError, match="is empty"):
+            open_source(empty)
+
+
+@pytest.mark.parametrize("spec", ["Synthetic", " synthetic", "SYNTHETIC:64x48"])
+def test_other_spellings_of_synthetic_are_paths_with_a_hint(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GputrackError, match=re.escape(f"input '{spec}' not found (the synthetic "
+                                                       "world is spelled 'synthetic'")):
+        open_source(spec)
+
+
+@pytest.mark.parametrize("index", ["100", "4294967296", "99999999999999999999999"])
+def test_a_webcam_index_beyond_99_is_a_usage_error(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as err:
+        open_source(index)
+    assert str(err.value) == f"webcam {index}: no such camera index (0 to 99)"
+    with pytest.raises(UsageError, match="no such camera index"):  # beyond C int, directly
+        VideoSource(int(index))
+
+
+class _Closed:
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return False
+
+
+def test_a_webcam_that_fails_suggests_the_file_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: _Closed())
+    with pytest.raises(GputrackError) as err:
+        open_source("5")
+    assert "webcam 5 did not open" in str(err.value) and "'./5'" not in str(err.value)
+    (tmp_path / "5").write_bytes(b"x")
+    (tmp_path / "150").write_bytes(b"x")
+    with pytest.raises(GputrackError, match=r"webcam 5 did not open .*; to read the file named "
+                                            r"'5' here, pass '\./5'$"):
+        open_source("5")
+    with pytest.raises(UsageError, match=r"\(0 to 99\); to read the file named '150' here, "
+                                         r"pass '\./150'$"):
+        open_source("150")
+
+
+def test_upper_case_extensions_are_read(tmp_path):
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    for i in (1, 2):
+        _raw(seed=i).astype("<u2").tofile(raws / f"A{i}.RAW")
+    assert is_headerless_raw(str(raws)) and is_headerless_raw(str(raws / "A1.RAW"))
+    with open_source(str(raws), size="32x16") as src:
+        assert isinstance(src, RawFileSource) and len(list(src)) == 2
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for i in (1, 2):
+        cv2.imwrite(str(pngs / f"f{i}.png"), _numbered(i))
+        (pngs / f"f{i}.png").rename(pngs / f"F{i}.PNG")
+    with open_source(str(pngs)) as src:
+        assert isinstance(src, ImageFolderSource) and len(list(src)) == 2
+    assert not is_headerless_raw(str(pngs)) and not is_headerless_raw("synthetic:64x48")
+
+
+def test_a_url_with_a_frame_count_is_a_file_that_ends(tmp_path):
+    path = _write_video(tmp_path / "three.avi", n=3)
+    with open_source(path.as_uri()) as src:  # file:///...: OpenCV's FFmpeg reads it
+        assert isinstance(src, VideoSource) and not src.live and src.num_frames == 3
+        assert [_frame_number(f.image) for f in src] == [0, 1, 2]
+        assert src.end_reason is None and src.dropped == 0
+    # the decision, with a stand-in: a count makes a file, none makes a live stream
+    clip = VideoSource("http://host/clip.mp4", capture=FakeCapture(5, set()))
+    assert not clip.live and len(list(clip)) == 5
+    cam = VideoSource("rtsp://host/cam", capture=FakeCapture(3, set(), count=0), max_drops=4)
+    assert cam.live and cam.num_frames is None
+    with pytest.raises(GputrackError, match=re.escape(
+            "stream 'rtsp://host/cam': no frame in 4 reads in a row (stream disconnected?)")):
+        list(cam)
+
+
+def _hinted(folder: Path, *names: str, top: int = 1023) -> Path:
+    folder.mkdir()
+    for i, name in enumerate(names):
+        _raw(top=top, seed=i).astype("<u2").tofile(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("names, words", [
+    (("f1_32x16_10bit.raw", "f2_32x16_12bit_bggr.raw"),
+     "f1_32x16_10bit.raw is 10-bit but f2_32x16_12bit_bggr.raw is 12-bit by their names"),
+    (("f1_32x16_rggb.raw", "f2_32x16_bggr.raw"),
+     "f1_32x16_rggb.raw is RGGB but f2_32x16_bggr.raw is BGGR by their names"),
+    (("f1_32x16.raw", "f2_16x32.raw"), "f1_32x16.raw is 32x16 but f2_16x32.raw is 16x32"),
+])
+def test_a_raw_folder_whose_names_disagree_is_refused(tmp_path, names, words):
+    folder = _hinted(tmp_path / "seq", *names)
+    with pytest.raises(GputrackError, match=re.escape(words)) as err:
+        open_source(str(folder))
+    assert str(err.value).startswith(f"{folder}: ") and "one stream has one format" in str(
+        err.value)
+
+
+def test_raw_folder_hints_are_read_for_every_file(tmp_path):
+    # a name that states nothing takes the others'; an option overrides every name
+    folder = _hinted(tmp_path / "seq", "a1.raw", "a2_32x16_bggr_10bit.raw")
+    frames = list(open_source(str(folder)))
+    assert [(f.raw.pattern, f.raw.bit_depth) for f in frames] == [("BGGR", 10)] * 2
+    folder = _hinted(tmp_path / "two", "f1_32x16_10bit.raw", "f2_32x16_12bit.raw")
+    assert {f.raw.bit_depth for f in open_source(str(folder), bit_depth=12)} == {12}
+
+
+def test_a_truncated_raw_whose_size_is_in_its_name_says_so(tmp_path):
+    path = tmp_path / "cut_32x16_10bit.raw"
+    _raw(top=1023)[:8].astype("<u2").tofile(path)
+    with pytest.raises(GputrackError) as err:
+        open_source(str(path))
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: 512 bytes, but 32x16 16-bit RAW needs 1024")
+    assert "the size comes from the file name" in msg and "check --size" not in msg
+
+
+def test_a_file_that_vanishes_mid_run_is_named(tmp_path):
+    folder = _hinted(tmp_path / "raws", "f1_32x16.raw", "f2_32x16.raw")
+    src = open_source(str(folder))
+    next(src)
+    (folder / "f2_32x16.raw").unlink()
+    with pytest.raises(GputrackError, match=re.escape(f"{folder / 'f2_32x16.raw'}: No such")):
+        next(src)
+    npys = tmp_path / "npys"
+    npys.mkdir()
+    for i in (1, 2):
+        np.save(npys / f"n{i}.npy", _raw())
+    src = open_source(str(npys))
+    next(src)
+    (npys / "n2.npy").unlink()
+    with pytest.raises(GputrackError, match=re.escape(f"{npys / 'n2.npy'}: No such")):
+        next(src)
+
+
+def test_a_video_too_small_for_the_sensor_is_named(tmp_path):
+    path = tmp_path / "small.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (2, 2))
+    for _ in range(3):
+        vw.write(np.zeros((2, 2, 3), np.uint8))
+    vw.release()
+    with pytest.raises(GputrackError) as err:
+        open_source(str(path))
+    assert str(err.value) == f"video '{path}': frames are 2x2; the sensor needs at least 4x4 pixels"
+
+
+@pytest.mark.parametrize("claimed, used, note", [
+    (1000.0, 1000.0, None),
+    (0.1, 0.1, None),
+    (1000.5, 30.0, "states 1000.5 fps, outside 0.1 to 1000; 30 fps assumed"),
+    (0.05, 30.0, "states 0.05 fps, outside 0.1 to 1000; 30 fps assumed"),
+    (0.0, 30.0, "states no frame rate; 30 fps assumed"),
+    (float("nan"), 30.0, "states no frame rate; 30 fps assumed"),
+])
+def test_a_containers_frame_rate_is_used_within_the_documented_range(claimed, used, note):
+    src = VideoSource("clip.avi", live=False, capture=FakeCapture(3, set(), fps=claimed))
+    assert src.fps == used
+    assert src.notes == ([] if note is None else [f"video 'clip.avi': {note}"])

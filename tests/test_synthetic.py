@@ -187,6 +187,12 @@ def test_frame_ring(world):
         (dict(width=8, height=8), "too small"),
         (dict(classes=("dragon",)), "dragon"),
         (dict(fps=0), "fps"),
+        (dict(width=16385, height=16), "too large"),
+        (dict(width=8192, height=8192), "at most 40 MP"),
+        (dict(num_objects=257), "num_objects 257 must be from 0 to 256"),
+        (dict(num_objects=-1), "must be from 0 to 256"),
+        (dict(seed=-1), "seed -1 must be from 0 to 2\\*\\*64 - 1"),
+        (dict(seed=2**64), "seed 18446744073709551616 must be from 0"),
     ],
 )
 def test_bad_arguments(kwargs, words):

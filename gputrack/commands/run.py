@@ -49,7 +49,14 @@ from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.model import SensorParams
-from gputrack.sensor.sources import CAMERA_RAW_EXTS, IMAGE_EXTS, open_source
+from gputrack.sensor.sources import (
+    CAMERA_RAW_EXTS,
+    IMAGE_EXTS,
+    MAX_SEED,
+    is_headerless_raw,
+    is_synthetic,
+    open_source,
+)
 from gputrack.track import Tracker
 from gputrack.ui import LiveView
 
@@ -152,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
     for option in ("log", "mot", "image"):
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
-    synthetic = args.source.split(":")[0] == "synthetic"
+    synthetic = is_synthetic(args.source)  # the sources' own test; '' is a usage error
+    if args.seed > MAX_SEED:  # 64-bit: a larger seed would wrap onto a smaller one
+        raise UsageError(f"--seed {args.seed}: must be from 0 to 2**64 - 1")
     kind = "network" if args.detector == "auto" else args.detector
     if kind == "truth":
         given = [o for o in ("model", "score", "max_det") if getattr(args, o) is not None]
@@ -169,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image")},
         folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
     )
-    if args.size and not _headerless_raw(args.source):
+    if args.size and not is_headerless_raw(args.source):
         raise UsageError(
             f"--size applies to headerless .raw input (for the synthetic world: "
             f"synthetic:WxH), not to {args.source}"
@@ -253,15 +262,8 @@ def run(args: argparse.Namespace) -> int:
             if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
                 raise
             interrupted = True
-        except Exception as err:
-            kept = [f"{o} {v}" for o, v in (("--log", args.log), ("--mot", args.mot),
-                                            ("--video", args.video)) if v]  # fmt: skip
-            n = outputs.frames
-            if kept and n and not isinstance(err, BrokenPipeError):  # a reader that left
-                frames = f"{n} frame{'s' if n > 1 else ''}"
-                sys.stderr.write(f"gputrack run: {', '.join(kept)}: kept, with the {frames} "
-                                 "done before the error\n")  # fmt: skip
-            raise
+        # On an error, `outputs` says which outputs were kept with the frames done, once it
+        # knows (an output whose own write failed is not renamed into place).
         if result is None:  # raised inside the outputs' context: nothing replaced
             raise GputrackError(f"{args.source}: the source gave no frames")
     if args.image:
@@ -276,11 +278,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 130 if interrupted else 0
-
-
-def _headerless_raw(source: str) -> bool:
-    path = Path(source)
-    return path.suffix.lower() == ".raw" or (path.is_dir() and any(path.glob("*.raw")))
 
 
 def _score_row(truth: np.ndarray, tracks: list) -> tuple:
@@ -303,6 +300,9 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "detector": detector.name,
         "frames": len(total),
         "dropped_frames": source.dropped,
+        # why the source ended before its end (frames from there on undecodable), or null
+        "source_end_reason": source.end_reason,
+        "source_notes": list(source.notes),  # e.g. a frame rate assumed for a video
         "fps": source.fps,
         "deadline_ms": round(deadline, 3),
         "deadline_misses": int((total > deadline).sum()),
@@ -355,6 +355,8 @@ def _print_summary(s: dict) -> None:
         f"{s['deadline_misses']} frames over the deadline; "
         f"{s['dropped_frames']} dropped by the source"
     )
+    for note in (*s["source_notes"], *filter(None, [s["source_end_reason"]])):
+        console.print(f"source: {escape(note)}")
     if "network_graph" in s:
         console.print(f"network: {escape(s['network_graph'])}")
     if "mota" in s:

@@ -7,7 +7,8 @@ folders and RAW files (headerless ``.raw``, ``.npy``, DNG and camera RAW through
 
 Bad input is a :class:`GputrackError` naming the input. Frames that cannot be read:
 
-- live input (webcam, network stream): the frame is skipped and counted in ``dropped``;
+- live input (webcam, a URL without a frame count): the frame is skipped and counted in
+  ``dropped``;
   only ``max_drops`` failed reads in a row (default 30, about a second) end the run, with an
   error, because the camera is then gone;
 - a video file: a frame that fails to decode before the end is skipped and counted in
@@ -38,7 +39,13 @@ import numpy as np
 from gputrack.errors import GputrackError, UsageError
 from gputrack.opencv_files import opencv_name, read_image
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
-from gputrack.sensor.synthetic import ALL_CLASSES, FrameRing, SyntheticWorld
+from gputrack.sensor.synthetic import (
+    ALL_CLASSES,
+    MAX_OBJECTS,
+    MAX_SEED,
+    FrameRing,
+    SyntheticWorld,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,44 @@ KNOWN_OPTIONS = {
     "size", "bit_depth", "pattern", "black_level", "white_level", "fps", "frames", "loop",
     "max_drops", "seed", "num_objects", "objects", "classes", "ring",
 }
+# Keys of the synthetic spec string (``synthetic:WxH@FPS,key=value,...``); "size" and "fps"
+# may also be written as keys. "loop" is not one: the synthetic world is endless.
+SYNTHETIC_KEYS = ("size", "fps", "seed", "objects", "num_objects", "classes", "ring", "frames")
+# Webcam indices: OpenCV reads a number of 100 or more as a backend choice plus an index
+# (200 = V4L2 camera 0), so only 0 to 99 name a camera.
+MAX_WEBCAM = 99
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def is_synthetic(spec: str | None) -> bool:
+    """Whether ``spec`` names the synthetic world: ``None`` (no input given), exactly
+    ``synthetic``, or ``synthetic:...`` (lower case, no spaces). The one test every caller
+    uses. Any other spelling (``Synthetic``, `` synthetic``) is a path like any other.
+
+    An empty or blank spec is a :class:`UsageError`: it is more likely a mistake (an unset
+    shell variable) than a request for the default.
+    """
+    if spec is None:
+        return True
+    text = str(spec)
+    if not text.strip():
+        raise UsageError(f"source {text!r} is empty: give a file, a folder, a webcam index, "
+                         "a URL or 'synthetic'")  # fmt: skip
+    return text == "synthetic" or text.startswith("synthetic:")
+
+
+def is_headerless_raw(spec: str) -> bool:
+    """Whether :func:`open_source` reads ``spec`` as headerless ``.raw``: a ``.raw`` file or a
+    folder with ``.raw`` files (the extension in any case, as everywhere in the sources)."""
+    if is_synthetic(spec) or URL.match(spec):
+        return False
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            return any(f.suffix.lower() == ".raw" for f in _files_in(path))
+    except OSError:
+        return False
+    return path.suffix.lower() == ".raw"
 
 
 @dataclass
@@ -96,6 +141,7 @@ class Source:
         self.num_frames = num_frames  # frames in one pass, None when unknown or endless
         self.dropped = 0  # frames that could not be read and were skipped
         self.end_reason: str | None = None  # why a source ended early, when it did
+        self.notes: list[str] = []  # what the user should know (an assumed frame rate)
         self.closed = False
         if frames is not None and int(frames) < 1:
             raise GputrackError(f"{name}: frames={frames}: must be at least 1")
@@ -173,10 +219,14 @@ class SyntheticSource(Source):
                  num_objects: int = 8, classes: Sequence[str] = ALL_CLASSES,
                  ring: int | None = None, frames: int | None = None,
                  name: str = "synthetic") -> None:
-        self.world = SyntheticWorld(size[0], size[1], fps, seed, num_objects, classes)
         super().__init__(name, fps, size, frames=frames)
+        try:
+            self.world = SyntheticWorld(size[0], size[1], fps, seed, num_objects, classes)
+            self.ring: FrameRing | None = (None if ring is None
+                                           else self.world.prerender(int(ring)))  # fmt: skip
+        except GputrackError as err:  # the world's own checks (size bounds): name the spec
+            raise type(err)(f"{name}: {err}") from None
         self.class_names = self.world.class_names
-        self.ring: FrameRing | None = self.world.prerender(int(ring)) if ring else None
         self._i = 0
 
     def _read(self) -> Frame:
@@ -220,10 +270,23 @@ def _quiet_opencv() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(level)
 
 
+def _prop(capture: Any, prop: int) -> float:
+    """A capture property as a finite number; 0 where OpenCV has none (NaN, inf, error)."""
+    try:
+        v = float(capture.get(prop) or 0)
+    except (TypeError, ValueError, cv2.error):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
 class VideoSource(Source):
     """A video file, a webcam (``device`` index) or a network stream, through OpenCV.
 
-    ``capture`` may be any object with OpenCV's ``VideoCapture`` methods (tests use a fake).
+    ``live=None`` decides: a webcam is live; a URL is live unless its capture reports a
+    frame count (a ``file://`` or ``http://.../clip.mp4`` is a file that ends; an RTSP
+    camera has no count). ``capture`` may be any object with OpenCV's ``VideoCapture``
+    methods (tests use a fake). The container's frame rate is used when it is from 0.1 to
+    1000 fps; otherwise ``fps`` (or 30) is assumed, and ``notes`` says so.
     Live input skips frames that fail to read and counts them; ``max_drops`` failures in a
     row raise an error. A file skips and counts frames that fail to decode; after each
     ``max_drops`` failures in a row it seeks past them (a damaged stretch can leave the decoder
@@ -237,17 +300,19 @@ class VideoSource(Source):
                  size: tuple[int, int] | None = None, fps: float | None = None,
                  max_drops: int | None = None, frames: int | None = None,
                  loop: bool = False) -> None:
-        self.live = isinstance(target, int) if live is None else live
-        what = f"webcam {target}" if isinstance(target, int) else f"video '{target}'"
+        webcam = isinstance(target, int)
+        stream = not webcam and bool(URL.match(str(target)))
+        what = (f"webcam {target}" if webcam else f"stream '{target}'" if stream
+                else f"video '{target}'")  # fmt: skip
+        if webcam and not 0 <= target <= MAX_WEBCAM:  # beyond: a backend choice, or no C int
+            raise UsageError(f"{what}: no such camera index (0 to {MAX_WEBCAM})")
         if capture is None:
             # FFmpeg prints its own line per bad packet; we report drops once, through logging.
             # Read by OpenCV when it first loads FFmpeg; a value the user set wins.
             os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
             with _quiet_opencv():
-                capture = cv2.VideoCapture(
-                    target if isinstance(target, int) else opencv_name(target, "video")
-                )
-                if isinstance(target, int) and capture.isOpened():
+                capture = cv2.VideoCapture(target if webcam else opencv_name(target, "video"))
+                if webcam and capture.isOpened():
                     if size:  # a request: the camera picks the nearest mode it has
                         capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
                         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
@@ -261,15 +326,31 @@ class VideoSource(Source):
                                 "this OpenCV build lacks)")
         self._cap = capture
         self._what = what
-        got_fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
-        if not (0 < got_fps < 1000) or math.isnan(got_fps):
-            got_fps = float(fps or 30.0)  # containers without a rate: assume the usual
-        w = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        h = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count = max(0, int(_prop(capture, cv2.CAP_PROP_FRAME_COUNT)))
+        # A URL with a frame count is a finite file (it ends at its end); without one it is
+        # a live stream (a camera: skip what fails, give up after max_drops in a row).
+        self.live = (webcam or count == 0) if live is None else live
+        w = int(_prop(capture, cv2.CAP_PROP_FRAME_WIDTH))
+        h = int(_prop(capture, cv2.CAP_PROP_FRAME_HEIGHT))
+        if 0 < w < 4 or 0 < h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping
+            capture.release()
+            raise GputrackError(f"{what}: frames are {w}x{h}; the sensor needs at least 4x4 "
+                                "pixels")  # fmt: skip
+        got_fps = _prop(capture, cv2.CAP_PROP_FPS)
+        note = None
+        if not MIN_FPS <= got_fps <= MAX_FPS:  # a container without a rate, or a wrong one
+            rate = float(fps or 30.0)
+            said = ("states no frame rate" if got_fps <= 0 else
+                    f"states {got_fps:g} fps, outside {MIN_FPS:g} to {MAX_FPS:g}")
+            note = f"{what}: {said}; {rate:g} fps assumed"
+            log.warning("%s", note)
+            got_fps = rate
         known = count if count > 0 and not self.live else None
         super().__init__(str(target), got_fps, (w, h), num_frames=known, frames=frames,
                          loop=loop and not self.live)
+        if note:
+            self.notes.append(note)
+        self._gone = "camera" if webcam else "stream"
         self.max_drops = int(max_drops or 30)
         self._pos = 0  # reads attempted in this pass = index of the next frame
         self._t0 = time.monotonic()
@@ -281,6 +362,9 @@ class VideoSource(Source):
             pos = self._pos
             self._pos += 1
             if ok and bgr is not None:
+                if bgr.shape[0] < 4 or bgr.shape[1] < 4:
+                    raise GputrackError(f"{self._what}: frame {pos} is {bgr.shape[1]}x"
+                                        f"{bgr.shape[0]}; the sensor needs at least 4x4 pixels")
                 if pending:
                     self.dropped += pending  # failures followed by a good frame were drops
                     log.warning("%s: %d frame(s) unreadable before frame %d, skipped",
@@ -293,7 +377,7 @@ class VideoSource(Source):
                 if pending >= self.max_drops:
                     self.dropped += pending
                     raise GputrackError(f"{self._what}: no frame in {pending} reads in a row "
-                                        "(camera disconnected?)")
+                                        f"({self._gone} disconnected?)")
                 continue
             at_end = self.num_frames is None or pos >= self.num_frames - 1
             # After max_drops failures in a row the decoder may be stuck in a damaged stretch:
@@ -427,6 +511,13 @@ def _hints(path: Path) -> dict[str, Any]:
     return out
 
 
+def _show(key: str, value: Any) -> str:
+    """A file-name hint as the user wrote it: '96x64', '10-bit', 'BGGR'."""
+    if key == "size":
+        return f"{value[0]}x{value[1]}"
+    return f"{value}-bit" if key == "bit_depth" else str(value)
+
+
 def _raw_params(name: str, bit_depth: Any, pattern: Any, black_level: Any,
                 white_level: Any) -> dict[str, Any]:
     try:
@@ -466,8 +557,10 @@ class RawFileSource(Source):
     """Headerless little-endian uint16 RAW files, one frame per file (one file or a folder).
 
     ``size`` (``WxH``), ``bit_depth`` (default 12), ``pattern`` (default RGGB) and
-    ``black_level`` come from the options, else from the file name (``_1920x1080_``,
-    ``_10bit``, ``_rggb``). Each file's byte size is checked up front.
+    ``black_level`` come from the options, else from the file names (``_1920x1080_``,
+    ``_10bit``, ``_rggb``), read for every file: files whose names state different values
+    are an error (a stream has one format); a file whose name states none takes the others'.
+    Each file's byte size is checked up front.
     """
 
     kind = "raw"
@@ -476,7 +569,8 @@ class RawFileSource(Source):
                  pattern: Any = None, black_level: Any = None, white_level: Any = None,
                  fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
         self.files = list(files)
-        hint = _hints(self.files[0])
+        hint = self._folder_hints(name, size is None, bit_depth is None, pattern is None)
+        from_name = size is None and "size" in hint
         size = size if size is not None else hint.get("size")
         if size is None:
             raise GputrackError(f"{name}: a headerless .raw needs its size (--size WxH); "
@@ -497,11 +591,36 @@ class RawFileSource(Source):
                     fits = f" (that would be {got // (2 * h)}x{h})"
                 elif got and got % (2 * w) == 0:
                     fits = f" (that would be {w}x{got // (2 * w)})"
+                why = ("; the size comes from the file name: the file is truncated or "
+                       "misnamed (--size overrides the name)" if from_name else "; check --size")
                 raise GputrackError(f"{f}: {got} bytes, but {w}x{h} 16-bit RAW needs {need}"
-                                    f"{fits}; check --size")
+                                    f"{fits}{why}")
         super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
                          frames=frames, loop=loop)
         self._k = 0
+
+    def _folder_hints(self, name: str, size: bool, bit_depth: bool,
+                      pattern: bool) -> dict[str, Any]:
+        """The size, bit depth and pattern the files' names state (only those asked for,
+        i.e. not given as options); two files that state different values are an error."""
+        keys = [k for k, ask in (("size", size), ("bit_depth", bit_depth),
+                                 ("pattern", pattern)) if ask]  # fmt: skip
+        out: dict[str, Any] = {}
+        first: dict[str, Path] = {}
+        for f in self.files:
+            hint = _hints(f)
+            for key in keys:
+                if key not in hint:
+                    continue
+                if key not in out:
+                    out[key], first[key] = hint[key], f
+                elif hint[key] != out[key]:
+                    flag = "--" + key.replace("_", "-")
+                    raise GputrackError(
+                        f"{name}: {first[key].name} is {_show(key, out[key])} but {f.name} is "
+                        f"{_show(key, hint[key])} by their names; one stream has one format "
+                        f"(separate the files, or set {flag})")
+        return out
 
     def _read(self) -> Frame | None:
         if self._k >= len(self.files):
@@ -510,7 +629,10 @@ class RawFileSource(Source):
         self._k += 1
         path = self.files[k]
         w, h = self.size
-        data = np.fromfile(path, dtype="<u2", count=w * h).astype(np.uint16, copy=False)
+        try:
+            data = np.fromfile(path, dtype="<u2", count=w * h).astype(np.uint16, copy=False)
+        except OSError as err:  # gone or unreadable since the start: name the file
+            raise GputrackError(f"{path}: {err.strerror or err}") from None
         if data.size != w * h:
             raise GputrackError(f"{path}: file shrank while reading ({data.size * 2} bytes)")
         raw = _make_raw(str(path), data.reshape(h, w), self.params, k, k / self.fps)
@@ -555,6 +677,8 @@ class NpySource(Source):
     def _open(path: Path) -> np.ndarray:
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
+        except OSError as err:  # gone or unreadable: name the file, not the folder
+            raise GputrackError(f"{path}: {err.strerror or err}") from None
         except (ValueError, EOFError) as err:
             raise GputrackError(f"{path}: not a readable .npy array ({err})") from None
 
@@ -695,9 +819,11 @@ def _files_in(folder: Path) -> list[Path]:
 def open_source(spec: str | None = None, **options: Any) -> Source:
     """Open a source from a spec; options as the CLI passes them (``None`` means unset).
 
-    - ``None``, ``''``, ``synthetic`` or ``synthetic:1920x1080@60,seed=3,objects=12,
-      classes=person+car,ring=60,frames=300``: the synthetic world;
-    - ``0``, ``1``, …: a webcam; ``rtsp://…`` and other URLs: a live stream;
+    - ``None``, ``synthetic`` or ``synthetic:1920x1080@60,seed=3,objects=12,
+      classes=person+car,ring=60,frames=300``: the synthetic world (:func:`is_synthetic`);
+      an empty spec is a usage error;
+    - ``0`` to ``99``: a webcam; ``rtsp://…`` and other URLs: a live stream, unless OpenCV
+      reports a frame count (``file://…``, ``http://…/clip.mp4``): then a file;
     - a folder: its images, or its ``.raw`` / ``.npy`` / camera RAW files, in natural order;
     - ``*.raw``: headerless RAW (``size``, ``bit_depth``, ``pattern``, ``black_level``);
     - ``*.npy``: RAW (uint16) or RGB (uint8) arrays;
@@ -711,25 +837,32 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
     if unknown:
         raise GputrackError(f"unknown source option(s) {', '.join(unknown)} (known: "
                             f"{', '.join(sorted(KNOWN_OPTIONS))})")
-    text = "" if spec is None else str(spec).strip()
+    synthetic = is_synthetic(spec)
+    text = "synthetic" if spec is None else str(spec)
     common = {k: opts[k] for k in ("frames", "loop") if k in opts}
     if "frames" in common:
-        common["frames"] = _int(common["frames"], "frames", text or "synthetic")
+        common["frames"] = _int(common["frames"], "frames", text)
     fps = _float(opts["fps"], "fps", text) if "fps" in opts else None
 
-    if text == "" or text.lower() == "synthetic" or text.lower().startswith("synthetic:"):
-        return _open_synthetic(text or "synthetic", opts, fps)
-    if text.isdigit():
-        return VideoSource(int(text), live=True, size=parse_size(opts["size"]) if "size" in opts
-                           else None, fps=fps, max_drops=opts.get("max_drops"),
-                           frames=common.get("frames"))
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
-        return VideoSource(text, live=True, max_drops=opts.get("max_drops"), fps=fps,
-                           frames=common.get("frames"))
+    if synthetic:  # every error here is in the spec or the options: a usage error
+        try:
+            return _open_synthetic(text, opts, fps)
+        except UsageError:
+            raise
+        except GputrackError as err:
+            raise UsageError(str(err)) from None
+    if re.fullmatch(r"[0-9]+", text):  # ASCII digits only ('²' is a digit to str.isdigit)
+        return _open_webcam(text, opts, fps, common.get("frames"))
+    if URL.match(text):
+        return VideoSource(text, live=None, max_drops=opts.get("max_drops"), fps=fps,
+                           **common)
 
     path = Path(text).expanduser()
     if not path.exists():
-        raise GputrackError(f"input '{text}' not found")
+        like = text.strip().lower()
+        hint = (" (the synthetic world is spelled 'synthetic' or 'synthetic:...', lower case, "
+                "no spaces)" if like == "synthetic" or like.startswith("synthetic:") else "")
+        raise GputrackError(f"input '{text}' not found{hint}")
     raw_opts = {k: opts.get(k) for k in ("bit_depth", "pattern", "black_level", "white_level")}
     if path.is_dir():
         files = _files_in(path)
@@ -775,6 +908,22 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
         raise GputrackError(f"{name}: {err.strerror or err}") from None
 
 
+def _open_webcam(text: str, opts: dict[str, Any], fps: float | None,
+                 frames: int | None) -> VideoSource:
+    """Webcam ``text`` (ASCII digits): an index from 0 to MAX_WEBCAM. Where a file of that
+    name is in the current folder, a failure says how to read the file instead."""
+    also = (f"; to read the file named '{text}' here, pass './{text}'"
+            if Path(text).exists() else "")  # fmt: skip
+    size = parse_size(opts["size"]) if "size" in opts else None
+    try:
+        return VideoSource(int(text), live=True, size=size, fps=fps,
+                           max_drops=opts.get("max_drops"), frames=frames)
+    except GputrackError as err:
+        if also:
+            raise type(err)(f"{err}{also}") from None
+        raise
+
+
 def _int(value: Any, key: str, where: str) -> int:
     try:
         return int(value)
@@ -784,8 +933,8 @@ def _int(value: Any, key: str, where: str) -> int:
 
 def _seed(value: Any, where: str) -> int:
     seed = _int(value, "seed", where)
-    if seed < 0:
-        raise GputrackError(f"{where}: seed={value!r} must be >= 0")
+    if not 0 <= seed <= MAX_SEED:  # 64-bit: a larger one would wrap onto a smaller one
+        raise GputrackError(f"{where}: seed={value!r} must be from 0 to 2**64 - 1")
     return seed
 
 
@@ -802,11 +951,10 @@ def _float(value: Any, key: str, where: str) -> float:
 
 def _open_synthetic(spec: str, opts: dict[str, Any], fps: float | None) -> SyntheticSource:
     parsed = _parse_synthetic(spec)
-    unknown = sorted(set(parsed) - {"size", "fps", "seed", "objects", "num_objects", "classes",
-                                    "ring", "frames", "loop"})
+    unknown = sorted(set(parsed) - set(SYNTHETIC_KEYS))
     if unknown:
         raise GputrackError(f"{spec}: unknown synthetic option(s) {', '.join(unknown)} "
-                            "(known: WxH@FPS, seed, objects, classes, ring, frames)")
+                            f"(known: WxH@FPS, {', '.join(SYNTHETIC_KEYS)})")
     merged = {**parsed, **opts}  # explicit options win over the spec string
     size = parse_size(merged.get("size", (1280, 720)), f"{spec}: size")
     rate = fps if fps is not None else (_float(merged["fps"], "fps", spec)
@@ -814,11 +962,16 @@ def _open_synthetic(spec: str, opts: dict[str, Any], fps: float | None) -> Synth
     classes = merged.get("classes", ALL_CLASSES)
     if isinstance(classes, str):
         classes = [c for c in re.split(r"[+ ;|/]", classes) if c]
-    objects = merged.get("num_objects", merged.get("objects", 8))
+    objects = _int(merged.get("num_objects", merged.get("objects", 8)), "objects", spec)
+    if not 0 <= objects <= MAX_OBJECTS:
+        raise GputrackError(f"{spec}: objects={objects} must be from 0 to {MAX_OBJECTS}")
+    ring = _int(merged["ring"], "ring", spec) if "ring" in merged else None
+    if ring is not None and ring < 1:  # leave ring out to render every frame
+        raise GputrackError(f"{spec}: ring={ring} must be at least 1 (leave it out to render "
+                            "every frame)")  # fmt: skip
     return SyntheticSource(
         size=size, fps=rate, seed=_seed(merged.get("seed", 0), spec),
-        num_objects=_int(objects, "objects", spec), classes=classes,
-        ring=_int(merged["ring"], "ring", spec) if "ring" in merged else None,
+        num_objects=objects, classes=classes, ring=ring,
         frames=_int(merged["frames"], "frames", spec) if "frames" in merged else None,
         name=spec,
     )

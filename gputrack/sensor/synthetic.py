@@ -28,6 +28,13 @@ _CLASS_SIZE = {"person": (0.42, 0.40), "car": (0.26, 2.3), "ball": (0.13, 1.0)}
 _CLASS_WEIGHT = {"person": 0.2, "car": 0.45, "ball": 0.35}
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel positions, so motion is smooth at any size
 _ONE = 1 << _SHIFT
+# Bounds that keep one world's setup within seconds and memory within a few GB: each side
+# 16 to 16384 pixels and at most 40 MP in all (8K, 7680x4320, is 33.2 MP); at most 256
+# objects (the exact visibility is quadratic in them: 256 take about 0.2 s a frame).
+MIN_SIDE, MAX_SIDE, MAX_PIXELS = 16, 16384, 40_000_000
+MAX_OBJECTS = 256
+# Seeds are 64-bit (the sensor model's noise hashes them as such): 0 to 2**64 - 1.
+MAX_SEED = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -107,12 +114,21 @@ class SyntheticWorld:
         num_objects: int = 8,
         classes: Sequence[str] = ALL_CLASSES,
     ) -> None:
-        if width < 16 or height < 16:
+        if width < MIN_SIDE or height < MIN_SIDE:
             raise GputrackError(f"synthetic world size {width}x{height} is too small (min 16x16)")
+        if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+            raise GputrackError(
+                f"synthetic world size {width}x{height} is too large (each side at most "
+                f"{MAX_SIDE}, at most {MAX_PIXELS / 1e6:g} MP in all; 8K is 7680x4320)"
+            )
         if fps <= 0:
             raise GputrackError(f"synthetic world fps {fps} must be positive")
-        if num_objects < 0:
-            raise GputrackError(f"synthetic world num_objects {num_objects} must be >= 0")
+        if not 0 <= num_objects <= MAX_OBJECTS:
+            raise GputrackError(
+                f"synthetic world num_objects {num_objects} must be from 0 to {MAX_OBJECTS}"
+            )
+        if not 0 <= int(seed) <= MAX_SEED:
+            raise GputrackError(f"synthetic world seed {seed} must be from 0 to 2**64 - 1")
         classes = tuple(str(c).lower() for c in classes)
         bad = [c for c in classes if c not in ALL_CLASSES]
         if bad or not classes:
