@@ -299,8 +299,10 @@ def test_mot_result_to_stdout_through_a_pipe():
          "--backend", "cpu", "--no-ui", "--detector", "truth", "--mot", "/dev/stdout"],
         capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = [line.split(",") for line in done.stdout.splitlines() if line.count(",") == 9]
-    assert rows and {r[0] for r in rows} <= {"1", "2", "3"}
+    rows = [line.split(",") for line in done.stdout.splitlines()]
+    # Result lines only: the summary went to stderr, not into the stream.
+    assert rows and all(len(r) == 10 for r in rows) and {r[0] for r in rows} <= {"1", "2", "3"}
+    assert "gputrack run: 3 frames" in done.stderr
 
 
 def test_summary_of_a_world_without_objects_is_valid_json(capsys):

@@ -111,6 +111,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A generator seed: 0 to 2**64 - 1 (a larger one would wrap onto a smaller one)."""
+    value = non_negative_int(text)
+    if value > 2**64 - 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a seed from 0 to 2**64 - 1")
+    return value
+
+
 def size_wxh(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))

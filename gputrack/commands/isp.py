@@ -32,6 +32,7 @@ from gputrack.commands.args import (
     check_sensor_bit_depth,
     isp_choices,
     non_negative_int,
+    seed,
     size_wxh,
     white_balance,
 )
@@ -103,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_isp_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
     p.add_argument(
-        "--seed", type=non_negative_int, default=None, help="noise seed (default 0; with --noise)"
+        "--seed", type=seed, default=None, help="noise seed (default 0; with --noise)"
     )
     p.add_argument(
         "--stages",

@@ -20,7 +20,7 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from gputrack.commands.args import (
     fraction,
     isp_choices,
     max_detections,
-    non_negative_int,
+    seed,
     size_wxh,
     white_balance,
 )
@@ -45,14 +45,13 @@ from gputrack.errors import GputrackError, UsageError
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
 from gputrack.outputs.draw import draw_tracks
-from gputrack.outputs.files import refuse_overwriting_inputs, write_image
+from gputrack.outputs.files import is_stdout, refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.model import SensorParams
 from gputrack.sensor.sources import (
     CAMERA_RAW_EXTS,
     IMAGE_EXTS,
-    MAX_SEED,
     is_headerless_raw,
     is_synthetic,
     open_source,
@@ -113,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
     p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="sensor noise and stand-in seed"
+        "--seed", type=seed, default=0, help="sensor noise and stand-in seed (0 to 2**64 - 1)"
     )
     p.add_argument(
         "--size", type=size_wxh, default=None, help="RAW input size WxH (headerless .raw files)"
@@ -160,8 +159,6 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     synthetic = is_synthetic(args.source)  # the sources' own test; '' is a usage error
-    if args.seed > MAX_SEED:  # 64-bit: a larger seed would wrap onto a smaller one
-        raise UsageError(f"--seed {args.seed}: must be from 0 to 2**64 - 1")
     kind = "network" if args.detector == "auto" else args.detector
     if kind == "truth":
         given = [o for o in ("model", "score", "max_det") if getattr(args, o) is not None]
@@ -272,11 +269,14 @@ def run(args: argparse.Namespace) -> int:
             write_image(args.image, draw_tracks(rgb8, result.tracks, names), "--image")
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
     summary["interrupted"] = interrupted
+    # The track log or the MOT result on stdout (--mot /dev/stdout | reader): the summary goes
+    # beside it, on stderr, so the stream holds that output only.
+    report = sys.stderr if any(is_stdout(p) for p in (args.log, args.mot)) else sys.stdout
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        json.dump(summary, report, indent=2)
+        report.write("\n")
     else:
-        _print_summary(summary)
+        _print_summary(summary, report)
     return 130 if interrupted else 0
 
 
@@ -331,14 +331,14 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
     return summary
 
 
-def _print_summary(s: dict) -> None:
+def _print_summary(s: dict, stream: TextIO) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from gputrack.track.mot_eval import percent
 
-    console = Console()
+    console = Console(file=stream)
     # The heading on a line of its own: as a table title it wraps to the narrow table's width.
     console.print(
         f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "

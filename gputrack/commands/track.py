@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from gputrack.commands.args import finite_float, frame_rate
 from gputrack.errors import UsageError
-from gputrack.outputs.files import OutputFile, refuse_overwriting_inputs
+from gputrack.outputs.files import OutputFile, is_stdout, refuse_overwriting_inputs
 from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
 from gputrack.track.mot_io import read_detections, write_results
@@ -153,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         # JSON has no NaN: a ratio with nothing to divide by (no ground truth boxes) is null
         summary["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
     # The result itself on stdout (--out /dev/stdout): the summary goes beside it, on stderr.
-    report = sys.stderr if _is_stdout(out) else sys.stdout
+    report = sys.stderr if is_stdout(out) else sys.stdout
     if args.json:
         print(json.dumps(summary, allow_nan=False), file=report)
     else:
@@ -166,16 +165,6 @@ def run(args: argparse.Namespace) -> int:
         if args.gt:
             print(format_summary(metrics), file=report)
     return 0
-
-
-def _is_stdout(path: Path) -> bool:
-    """`path` is where stdout goes (/dev/stdout, /dev/fd/1, or the file stdout is redirected
-    to)."""
-    try:
-        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no such file, or stdout has no descriptor
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _check_ground_truth_covers(gt: str, frames: dict[int, np.ndarray]) -> None:

@@ -129,6 +129,18 @@ def _umask() -> int:
     return mask
 
 
+def is_stdout(path: str | Path | None) -> bool:
+    """`path` is where stdout goes (/dev/stdout, /dev/fd/1, or the file stdout is redirected
+    to): a summary printed there would be mixed into that output."""
+    if path is None:
+        return False
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no such file, or stdout has no descriptor
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _temporary_beside(out: Path, label: str, directory: Path | None = None) -> tuple[int, Path]:
     """A new, empty, uniquely named hidden file beside `out` (in `directory` if given), open
     for writing: (descriptor, path). Created exclusively (mkstemp), so it is never an existing
