@@ -1,0 +1,95 @@
+"""DNG and camera RAW files through rawpy (LibRaw): :class:`CameraRawSource`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gputrack.errors import GputrackError
+from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
+from gputrack.sensor.sources.base import Frame, Source, _make_raw, _raw_params
+
+
+class CameraRawSource(Source):
+    """DNG and camera RAW files (one or a folder) through rawpy: the visible sensor area, its
+    Bayer pattern, black and white level. An odd edge row or column is cropped off (the
+    pattern is anchored at the top-left, so it does not change). Non-Bayer sensors (X-Trans,
+    four-colour) are an error. ``meta`` carries the per-channel black levels and the camera's
+    white balance and colour matrix."""
+
+    kind = "camera-raw"
+
+    def __init__(self, files: Sequence[Path], name: str, bit_depth: Any = None,
+                 fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
+        try:
+            import rawpy  # noqa: F401  (optional dependency: only DNG/camera RAW needs it)
+        except ImportError:
+            raise GputrackError(f"{name}: reading DNG/camera RAW needs rawpy "
+                                "(pip install rawpy)") from None
+        self.files = list(files)
+        self._bit_depth = bit_depth
+        first = self._load(self.files[0], 0, 0.0)
+        self._first: Frame | None = first
+        h, w = first.raw.data.shape  # type: ignore[union-attr]
+        super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
+                         frames=frames, loop=loop)
+        self._k = 0
+
+    def _load(self, path: Path, index: int, t: float) -> Frame:
+        import rawpy
+
+        try:
+            with rawpy.imread(str(path)) as r:
+                pattern = _rawpy_pattern(r, path)
+                data = np.array(r.raw_image_visible, dtype=np.uint16)
+                blacks = [int(b) for b in r.black_level_per_channel]
+                white = int(r.white_level)
+                meta = {
+                    "file": str(path),
+                    "black_level_per_channel": blacks,
+                    "camera_whitebalance": [float(x) for x in r.camera_whitebalance],
+                    "rgb_xyz_matrix": np.array(r.rgb_xyz_matrix).tolist(),
+                }
+        except Exception as err:  # any decoder failure on a user's file is a bad input
+            raise GputrackError(f"{path}: rawpy cannot read it ({type(err).__name__}: "
+                                f"{err})") from None
+        h, w = data.shape
+        data = data[: h - h % 2, : w - w % 2]
+        depth = self._bit_depth
+        if depth is None:  # the smallest depth that holds the white level
+            depth = next((b for b in BIT_DEPTHS if white < (1 << b)), 16)
+        white = min(white, (1 << int(depth)) - 1)
+        params = _raw_params(str(path), depth, pattern, round(float(np.mean(blacks))), white)
+        raw = _make_raw(str(path), np.ascontiguousarray(data), params, index, t)
+        return Frame(index, t, raw=raw, meta=meta)
+
+    def _read(self) -> Frame | None:
+        if self._k >= len(self.files):
+            return None
+        k = self._k
+        self._k += 1
+        if k == 0 and self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        return self._load(self.files[k], k, k / self.fps)
+
+    def _rewind(self) -> bool:
+        self._k = 0
+        return True
+
+
+def _rawpy_pattern(r: Any, path: Path) -> str:
+    """The 2x2 Bayer pattern at the top-left of the visible area, as 'RGGB' etc."""
+    pat = r.raw_pattern
+    desc = r.color_desc.decode("ascii", "replace")
+    if pat is None or pat.shape != (2, 2) or sorted(desc[:3]) != ["B", "G", "R"]:
+        raise GputrackError(f"{path}: not a Bayer RAW (colours '{desc}'); only 2x2 RGB Bayer "
+                            "sensors are supported")
+    s = r.sizes
+    # raw_pattern is anchored at the full sensor's corner; the visible area starts at margins
+    letters = [desc[pat[(s.top_margin + i) % 2, (s.left_margin + j) % 2]]
+               for i in (0, 1) for j in (0, 1)]
+    return check_pattern("".join(letters))
