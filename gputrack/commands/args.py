@@ -48,31 +48,30 @@ def check_sensor_bit_depth(depth: int | None) -> None:
         )
 
 
-def fraction(text: str) -> float:
+def _number(text: str) -> float:
+    """`text` as a float, NaN when it is not a number (so every range check refuses it)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = -1.0
+        return math.nan
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number in [0, 1]")
     return value
 
 
 def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
     return value
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0 < value < math.inf:  # NaN fails too
         raise argparse.ArgumentTypeError(f"'{text}' is not a number > 0")
     return value
@@ -163,10 +162,7 @@ def frame_size(min_side: int) -> Callable[[str], tuple[int, int]]:
 
 def positive_fraction(text: str) -> float:
     """A number in (0, 1], e.g. an IoU threshold (0 would match boxes that do not overlap)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0.0 < value <= 1.0:  # NaN fails too
         raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, 1]")
     return value
@@ -177,10 +173,7 @@ def frame_rate(text: str) -> float:
     from gputrack.track.tracker import PARAM_RANGES
 
     high = PARAM_RANGES["fps"][1]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0.0 < value <= high:  # NaN and inf fail too
         raise argparse.ArgumentTypeError(f"'{text}' is not a frame rate > 0 and <= {high:g}")
     return value
