@@ -26,19 +26,28 @@ def random_head(rng, classes: int, gh: int, gw: int) -> np.ndarray:
     return head
 
 
+def random_mapping(rng) -> FrameMapping:
+    """A random network input size and frame size (letterboxed either way)."""
+    spec = TensorSpec(width=int(rng.integers(100, 400)), height=int(rng.integers(100, 400)))
+    return FrameMapping.of(spec, int(rng.integers(200, 2000)), int(rng.integers(200, 2000)))
+
+
+def random_params(rng) -> DetectParams:
+    return DetectParams(
+        score=float(rng.uniform(0.05, 0.6)),
+        iou=float(rng.uniform(0.3, 0.7)),
+        max_det=int(rng.integers(1, 300)),
+    )
+
+
 @pytest.mark.parametrize("grid", [(22, 22), (13, 17), (32, 32), (1, 3)])
 def test_decode_kernel_equals_reference(kernel_backend, rng, grid):
     gh, gw = grid
     classes = int(rng.integers(1, 6))
     head = random_head(rng, classes, gh, gw)
-    spec = TensorSpec(width=int(rng.integers(100, 400)), height=int(rng.integers(100, 400)))
-    m = FrameMapping.of(spec, int(rng.integers(200, 2000)), int(rng.integers(200, 2000)))
+    m = random_mapping(rng)
     for _ in range(3):
-        p = DetectParams(
-            score=float(rng.uniform(0.05, 0.6)),
-            iou=float(rng.uniform(0.3, 0.7)),
-            max_det=int(rng.integers(1, 300)),
-        )
+        p = random_params(rng)
         want = decode_reference(head, p, m)
         dec = Decoder(kernel_backend, p)
         out, count = dec.launch(kernel_backend.to_device(head), m)
@@ -93,14 +102,9 @@ def test_non_finite_outputs_are_dropped(kernel_backend, rng, where):
     clean = head[0].reshape(c, -1).copy()
     clean[:, dead] = 0.0  # objectness 0: never over a threshold >= 0.05
     clean = clean.reshape(head.shape)
-    spec = TensorSpec(width=int(rng.integers(100, 400)), height=int(rng.integers(100, 400)))
-    m = FrameMapping.of(spec, int(rng.integers(200, 2000)), int(rng.integers(200, 2000)))
+    m = random_mapping(rng)
     for _ in range(3):
-        p = DetectParams(
-            score=float(rng.uniform(0.05, 0.6)),
-            iou=float(rng.uniform(0.3, 0.7)),
-            max_det=int(rng.integers(1, 300)),
-        )
+        p = random_params(rng)
         want = decode_reference(head, p, m)
         assert np.isfinite(want).all()
         np.testing.assert_array_equal(want, decode_reference(clean, p, m))
