@@ -76,7 +76,10 @@ def _attach_signed_values(argv: Sequence[str]) -> list[str]:
 def _quiet_opencv() -> None:
     """OpenCV's own log lines ('[ WARN:0@0.7] global grfmt_png.cpp ...') say again, less
     clearly, what a gputrack error line says about a bad input: off, unless the user set
-    OPENCV_LOG_LEVEL."""
+    OPENCV_LOG_LEVEL. FFmpeg's own lines (one per bad packet, 'Invalid PNG signature' while
+    probing) likewise, for every verb: it reads its level once, when OpenCV first loads it,
+    and a value the user set wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     if "OPENCV_LOG_LEVEL" not in os.environ:
         import cv2
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -61,9 +60,6 @@ def read_rgb(path: Path) -> np.ndarray:
     video = path.suffix.lower() in VIDEO_EXTS
     bgr = None if video else read_image(path)
     if bgr is None:  # a video by its name, or by its content (.mpg, .ts, no extension ...)
-        # FFmpeg's own lines about a file it cannot read say less than our error line; read
-        # when OpenCV first loads FFmpeg, and a value the user set wins.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         cap = cv2.VideoCapture(opencv_name(path, "input"))
         ok, bgr = cap.read()
         cap.release()
