@@ -16,10 +16,9 @@ import numpy as np
 
 from gputrack.errors import GputrackError
 
-from .tracker import CONFIRMED, LOST
+from .tracker import CONFIRMED, LOST, MAX_COORD
 
 MAX_FRAME = 2**31 - 1  # what MOTChallenge tools (and int32 frame columns) hold
-MAX_COORD = 1e7  # pixels; beyond it a box is a broken file, and its area overflows float32
 
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:

@@ -312,7 +312,7 @@ def to_tracks(rows: np.ndarray) -> list[Track]:
 # -- input checks ------------------------------------------------------------------------
 
 MAX_FRAME_INDEX = 2**53  # frame numbers and ages stay exact in update_array's float64 rows
-MAX_COORD = 1e7  # px: corner and size bound, the same as mot_io.MAX_COORD for MOT files
+MAX_COORD = 1e7  # px, corners and sizes (MOT files too): beyond, a box is broken data
 MAX_CLASS = 2**31 - 1  # int32, as the detector's labels
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
