@@ -247,6 +247,38 @@ def test_movement_the_device_cannot_view_is_an_error_naming_the_node(rng):
             Network(model, get_backend("emu"))
 
 
+def test_the_planners_refusal_of_a_file_names_the_file(tmp_path):
+    """The cpu backend runs this model (onnxruntime); emu and cuda refuse it when planning,
+    after the import: that error names the file as the importer's do."""
+    if not probe("emu").available:
+        pytest.skip("emu backend unavailable")
+    path = tmp_path / "spatial.onnx"
+    node = helper.make_node("Transpose", ["x"], ["y"], "spatial_t", perm=[0, 1, 3, 2])
+    onnx.save(_one_node_model(node), str(path))
+    with pytest.raises(GputrackError) as err:
+        Network(path, get_backend("emu"))
+    msg = str(err.value)
+    assert msg.startswith(f"model {path}: ") and "spatial_t" in msg and "\n" not in msg, msg
+
+
+def test_onnxruntimes_refusal_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Whatever onnxruntime raises (its own exception types, many lines) reaches the user as
+    one GputrackError line that names the model."""
+    ort = pytest.importorskip("onnxruntime")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : bad\nmore detail")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    path = tmp_path / "relu.onnx"
+    onnx.save(_one_node_model(helper.make_node("Relu", ["x"], ["y"], "relu")), str(path))
+    with pytest.raises(GputrackError) as err:
+        Network(path, get_backend("cpu"))
+    msg = str(err.value)
+    assert msg.startswith(f"model {path}: onnxruntime cannot run it: ") and "INVALID_GRAPH" in msg
+    assert "more detail" not in msg
+
+
 def test_missing_model_file_is_one_line(tmp_path):
     with pytest.raises(GputrackError, match="no such file"):
         load_model(tmp_path / "absent.onnx")

@@ -65,6 +65,11 @@ def test_run_on_a_folder_refuses_to_write_over_a_frame_it_reads(capsys, tmp_path
     msg = _refused(capsys, ["run", str(frames), "--no-ui", "--image", str(frame)], "run")
     assert "one of the files of the input folder" in msg
     assert _digest(frame) == _digest(photo)
+    # A new image there would be a frame of the next run over the folder: refused too.
+    msg = _refused(capsys, ["run", str(frames), "--no-ui", "--image", str(frames / "x.JPG")],
+                   "run")  # fmt: skip
+    assert "a later run would read it from as one of its frames" in msg
+    assert sorted(p.name for p in frames.iterdir()) == ["0001.png"]
     # A file the folder source does not read may be written there (a second run's log).
     refuse_overwriting_inputs({"source": frames}, {"--log": frames / "log.jsonl"}, {".png"})
     (frames / "log.jsonl").write_text("{}\n")

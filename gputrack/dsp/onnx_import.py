@@ -9,6 +9,8 @@ Slice's ranges - resolved into attributes) so that later passes need not know ON
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +88,21 @@ def load_model(model: str | Path | Any) -> Graph:
         proto = onnx.load(str(path))
     except Exception as err:  # a truncated or foreign file: say so in one line
         raise GputrackError(f"{where}: not a readable ONNX file ({err})") from None
-    try:
+    with errors_named(path):
         return _import(proto, where)
+
+
+@contextmanager
+def errors_named(model: str | Path | Any) -> Iterator[None]:
+    """Prefix a GputrackError raised inside with `model PATH: `, once (a ModelProto has no
+    path: its errors pass as they are). For every step that reads a model file: importing,
+    planning for the kernels, onnxruntime's session."""
+    if not isinstance(model, (str, Path)):
+        yield
+        return
+    where = f"model {model}"
+    try:
+        yield
     except GputrackError as err:
         if str(err).startswith(f"{where}: "):
             raise

@@ -17,7 +17,7 @@ import numpy as np
 from gputrack.device.base import Backend
 from gputrack.dsp import fuse, plan
 from gputrack.dsp.ir import Graph
-from gputrack.dsp.onnx_import import load_model
+from gputrack.dsp.onnx_import import errors_named, load_model
 from gputrack.errors import GputrackError
 
 
@@ -32,7 +32,8 @@ class Network:
         self.plan: plan.Plan | None = None
         if backend.runs_kernels:
             self._module = backend.load("nn.cu")
-            self.plan = plan.build(self.graph, backend)
+            with errors_named(model):
+                self.plan = plan.build(self.graph, backend)
             kernels = {s.kernel: self._module.kernel(s.kernel) for s in self.plan.steps}
             # Checked once here: the buffers and sizes never change after planning.
             self._launches = [
@@ -122,4 +123,9 @@ def _onnxruntime_session(model: str | Path | Any) -> Any:
     source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    with errors_named(model):
+        try:
+            return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own types: one line, as gputrack's are
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise GputrackError(f"onnxruntime cannot run it: {first_line}") from None

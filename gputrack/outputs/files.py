@@ -378,8 +378,9 @@ def refuse_overwriting_inputs(
     """Before any work: an output that names one of the inputs, or another output, would
     overwrite it (an input lost, or one result written over another), so it is refused.
     `inputs` and `outputs` map what the user called each (`'input'`, `'--out'`) to its path
-    (None: not given). An input folder loses only the files the run would read from it: those
-    with a suffix in `folder_reads`. Two outputs written in place (`/dev/stdout` and
+    (None: not given). An input folder takes no file with a suffix in `folder_reads`: an
+    existing one is a frame the run reads, a new one would become a frame of the next run
+    over the folder. Two outputs written in place (`/dev/stdout` and
     `/dev/stderr` on one terminal) replace nothing and may share it."""
     reads = {s.lower() for s in folder_reads}
     given = [(name, Path(p).expanduser()) for name, p in outputs.items() if p]
@@ -387,11 +388,11 @@ def refuse_overwriting_inputs(
     for i, (name, out) in enumerate(given):
         for what, src in sources:
             if src.is_dir():
-                clash = (out.exists() and out.suffix.lower() in reads
-                         and _same_file(out.parent, src))  # fmt: skip
-                if clash:
-                    raise UsageError(f"{name} {out}: is one of the files of the input folder "
-                                     f"{src}; writing it would lose it")  # fmt: skip
+                if out.suffix.lower() in reads and _same_file(out.parent, src):
+                    why = ("is one of the files of the input folder {}; writing it would lose "
+                           "it" if out.exists() else "is in the input folder {}, which a later "
+                           "run would read it from as one of its frames; write it elsewhere")
+                    raise UsageError(f"{name} {out}: " + why.format(src))
             elif _same_file(out, src):
                 raise UsageError(f"{name} {out}: is the {what}; writing it would lose it")
         for other, earlier in given[:i]:
