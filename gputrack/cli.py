@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 
 from gputrack import __version__
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, Terminated, interrupted_by
 
 # The verbs, in the order `gputrack --help` lists them.
 VERBS = ["run", "check", "track", "isp", "detect"]
@@ -44,7 +44,7 @@ def _stop_on_sigterm() -> None:
     complete and renamed, summary printed."""
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
@@ -117,9 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GputrackError as err:
         sys.stderr.write(f"gputrack {args.verb}: error: {err}\n")
         return err.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write(f"gputrack {args.verb}: interrupted\n")
-        return 130
+    except KeyboardInterrupt as stop:
+        by, code = interrupted_by(stop)
+        sys.stderr.write(f"gputrack {args.verb}: interrupted by {by}\n")
+        return code
     except BrokenPipeError:
         return 0
     except OSError as err:  # an unwritable output, a full disk: one line, not a traceback

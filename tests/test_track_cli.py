@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gputrack.cli import main
+from gputrack.errors import Terminated
 from tests.conftest import shared_data
 
 LINES = [f"{f},-1,{100 + 3 * f},{50 + f},40,80,0.9,-1,-1,-1" for f in range(1, 11)]
@@ -87,23 +88,34 @@ def test_track_scores_against_ground_truth(tmp_path, capsys):
     assert m["mota"] >= 0.64 and m["idf1"] >= 0.75
 
 
-def test_ctrl_c_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
+def _stop_at(update, frame_number, stop):
+    """Tracker.update_array that raises `stop` (an interrupt) at `frame_number`."""
+
+    def stopped(self, dets, frame=None):
+        if frame == frame_number:
+            raise stop
+        return update(self, dets, frame)
+
+    return stopped
+
+
+def test_ctrl_c_or_sigterm_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
     from gputrack.track import Tracker
 
     real = Tracker.update_array
-
-    def interrupted(self, dets, frame=None):
-        if frame == 6:
-            raise KeyboardInterrupt
-        return real(self, dets, frame)
-
-    monkeypatch.setattr(Tracker, "update_array", interrupted)
     det = write(tmp_path / "det.txt", LINES)
     out = tmp_path / "result.txt"
+    monkeypatch.setattr(Tracker, "update_array", _stop_at(real, 6, KeyboardInterrupt))
     assert main(["track", str(det), "--out", str(out)]) == 130
-    assert "holds frames 1-5 of 10" in capsys.readouterr().err
+    assert "stopped by Ctrl-C; " in capsys.readouterr().err
     assert [line.split(",")[0] for line in out.read_text().splitlines()] == list("12345")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # SIGTERM (a timeout, a service stop): the same, with the shell's exit code for it
+    monkeypatch.setattr(Tracker, "update_array", _stop_at(real, 4, Terminated))
+    assert main(["track", str(det), "--out", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM; " in err and "holds frames 1-3 of 10" in err
+    assert [line.split(",")[0] for line in out.read_text().splitlines()] == list("123")
 
 
 def test_frame_numbers_that_jump_far_cost_nothing(tmp_path, capsys):

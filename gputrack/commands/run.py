@@ -41,7 +41,7 @@ from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, bundled_model, default_model, model_classes
 from gputrack.dsp.standin import NoisyTruthDetector
-from gputrack.errors import GputrackError, UsageError
+from gputrack.errors import GputrackError, UsageError, interrupted_by
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
 from gputrack.outputs.draw import draw_tracks
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     stage_ms: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     scored: list[tuple] = []
     result = None
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None  # what stopped the run early, if anything
     with ExitStack() as stack:
         stack.enter_context(source)
         if not source.is_raw:  # a matrix the sensor model cannot invert: said before frame 1
@@ -255,10 +255,10 @@ def run(args: argparse.Namespace) -> int:
                     view.update(result.index, result.tracks, result.stage_ms)
                 if frame.truth is not None:
                     scored.append(_score_row(frame.truth, result.tracks))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
                 raise
-            interrupted = True
+            interrupted = stop
         # On an error, `outputs` says which outputs were kept with the frames done, once it
         # knows (an output whose own write failed is not renamed into place).
         if result is None:  # raised inside the outputs' context: nothing replaced
@@ -268,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
         if rgb8 is not None:
             write_image(args.image, draw_tracks(rgb8, result.tracks, names), "--image")
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
-    summary["interrupted"] = interrupted
+    stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
+    summary["interrupted"] = stopped_by is not None
+    summary["stopped_by"] = stopped_by
     # The track log or the MOT result on stdout (--mot /dev/stdout | reader): the summary goes
     # beside it, on stderr, so the stream holds that output only.
     report = sys.stderr if any(is_stdout(p) for p in (args.log, args.mot)) else sys.stdout
@@ -277,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         report.write("\n")
     else:
         _print_summary(summary, report)
-    return 130 if interrupted else 0
+    return code
 
 
 def _score_row(truth: np.ndarray, tracks: list) -> tuple:
@@ -368,4 +370,4 @@ def _print_summary(s: dict, stream: TextIO) -> None:
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):
-        console.print("stopped by Ctrl-C; everything above is complete")
+        console.print(f"stopped by {s['stopped_by']}; everything above is complete")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.commands.args import finite_float, frame_rate
-from gputrack.errors import UsageError
+from gputrack.errors import UsageError, interrupted_by
 from gputrack.outputs.files import OutputFile, is_stdout, refuse_overwriting_inputs
 from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
@@ -130,10 +130,11 @@ def run(args: argparse.Namespace) -> int:
                 lines += write_results(f, frame, rows, include_lost=args.write_lost)
                 done = frame
                 frame += 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             interrupted = True
             sys.stderr.write(
-                f"gputrack track: interrupted; {out} holds frames 1-{done} of {last}\n"
+                f"gputrack track: stopped by {interrupted_by(stop)[0]}; {out} holds frames "
+                f"1-{done} of {last}\n"
             )
             raise
 
