@@ -1,0 +1,124 @@
+"""The RAW output mode: the whole RAW frame, as the IMX500 can send it, written as DNG.
+
+Each frame's Bayer mosaic goes into one DNG file (pidng writes it: 16-bit samples, not
+compressed) with what a raw developer needs to read it as gputrack's ISP does: pattern, bit
+depth, black and white level, the white balance of that frame (`AsShotNeutral`, the
+reciprocal of the ISP's gains) and the colour matrix (`ColorMatrix1`, XYZ to camera RGB: the
+inverse of the ISP's colour matrix after XYZ to linear sRGB, D65). rawpy, LibRaw, darktable
+and Lightroom read them; so do gputrack's own sources (`gputrack run FOLDER`, `gputrack isp
+FILE.dng`), bit-identical.
+
+`RawRecorder` writes a recording: `FOLDER/frame_NNNNNN.dng`, numbered as the track log's
+frames, each file complete before it has its name (a killed run keeps every frame written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gputrack.errors import GputrackError, UsageError
+from gputrack.outputs.files import OutputFile
+from gputrack.sensor.frame import RawFrame
+
+# XYZ (D65) -> linear sRGB, IEC 61966-2-1
+XYZ_TO_SRGB = np.array(
+    [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
+)
+_DENOMINATOR = 1_000_000  # rationals to 1e-6: far finer than any gain or matrix entry needs
+FRAME_NAME = "frame_{:06d}.dng"
+
+
+def _rationals(values: Sequence[float]) -> list[list[int]]:
+    return [[round(float(v) * _DENOMINATOR), _DENOMINATOR] for v in values]
+
+
+def dng_bytes(
+    raw: RawFrame,
+    wb_gains: Sequence[float],
+    ccm: np.ndarray,
+    description: str = "",
+) -> bytes:
+    """One frame as a DNG file's bytes. `wb_gains`: the R, G, B gains the ISP applied (fixed
+    or measured on this frame); `ccm`: its 3x3 camera RGB -> linear sRGB matrix."""
+    from pidng.core import RAW2DNG
+    from pidng.defs import CalibrationIlluminant, CFAPattern, PhotometricInterpretation
+    from pidng.dng import DNGTags, Tag
+
+    gains = np.asarray(wb_gains, dtype=np.float64)
+    if gains.shape != (3,) or not np.all(np.isfinite(gains)) or np.any(gains <= 0):
+        raise GputrackError(f"white balance gains {list(gains)}: three positive numbers")
+    try:
+        camera_from_xyz = np.linalg.inv(np.asarray(ccm, dtype=np.float64)) @ XYZ_TO_SRGB
+    except np.linalg.LinAlgError:
+        raise GputrackError("the colour matrix is singular: a DNG needs its inverse") from None
+    h, w = raw.data.shape
+    # Samples stored as 16 bits whatever the depth (the white level states it): pidng 4.0.9's
+    # 14-bit packing is broken, and unpacked samples cost a live recording no packing time.
+    tags = DNGTags()
+    for tag, value in [
+        (Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
+        (Tag.Orientation, 1),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
+        (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, getattr(CFAPattern, raw.pattern)),
+        (Tag.BlackLevel, int(raw.black_level)), (Tag.WhiteLevel, int(raw.white_level or 0)),
+        (Tag.ColorMatrix1, _rationals(camera_from_xyz.ravel())),
+        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+        (Tag.AsShotNeutral, _rationals(gains[1] / gains)),
+        (Tag.Make, "gputrack"), (Tag.Model, "sensor emulation"),
+        (Tag.UniqueCameraModel, "gputrack sensor emulation"),
+        (Tag.ImageDescription, description or f"frame {raw.index}"),
+    ]:  # fmt: skip
+        tags.set(tag, value)
+    writer = RAW2DNG()
+    writer.options(tags, path="", compress=False)
+    return bytes(writer.convert(np.ascontiguousarray(raw.data, dtype=np.uint16)))
+
+
+def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:
+    """Before any work: `folder` exists or can be made (its parent exists), is a folder, and
+    holds no recording that this one would write over."""
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {folder}: not a folder (a recording is one DNG per frame)")
+    if not path.exists() and not path.parent.is_dir():
+        raise UsageError(f"{option} {folder}: its folder {path.parent} does not exist")
+    if path.is_dir():
+        earlier = sorted(path.glob("frame_*.dng"))
+        if earlier:
+            raise UsageError(
+                f"{option} {folder}: holds a recording already ({earlier[0].name} and "
+                f"{len(earlier) - 1} more); writing this one there would lose it"
+            )
+    return path
+
+
+class RawRecorder:
+    """`RawRecorder(folder).write(raw, gains, ccm)` once per frame: `frame_NNNNNN.dng`."""
+
+    def __init__(self, folder: str | Path, option: str = "--raw") -> None:
+        self.folder = check_raw_folder(folder, option)
+        self.option = option
+        self.frames = 0
+        try:
+            import pidng.core  # noqa: F401  (said now, not after the first frame's work)
+        except ImportError:
+            raise GputrackError(
+                f"{option}: writing DNG needs pidng (pip install pidng)"
+            ) from None
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except OSError as err:
+            raise GputrackError(f"{option} {folder}: cannot make it ({err.strerror})") from None
+
+    def write(self, raw: RawFrame, wb_gains: Sequence[float], ccm: np.ndarray, index: int) -> Path:
+        """Frame `index` (the track log's frame number), complete before it has its name."""
+        path = self.folder / FRAME_NAME.format(index)
+        data = dng_bytes(raw, wb_gains, ccm, description=f"gputrack frame {index}")
+        with OutputFile(path, self.option) as f:
+            f.write(data)
+        self.frames += 1
+        return path

@@ -1,0 +1,115 @@
+"""The RAW output mode's DNG files: bit-identical mosaics with the metadata that develops them
+as gputrack's ISP does, read back by rawpy and by gputrack's own sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gputrack.device import get_backend
+from gputrack.errors import GputrackError, UsageError
+from gputrack.isp import IspParams, IspPipeline
+from gputrack.outputs.dng import RawRecorder, check_raw_folder, dng_bytes
+from gputrack.sensor.frame import RawFrame
+from gputrack.sensor.model import SensorModel, SensorParams
+from gputrack.sensor.sources import open_source
+
+# Both are dependencies, but the GPU machine's offline set-up carries neither (only the kernel
+# tests run there): skip rather than fail the collection of every test.
+rawpy = pytest.importorskip("rawpy")
+pytest.importorskip("pidng")
+
+CCM = np.array([[1.7, -0.55, -0.15], [-0.25, 1.45, -0.2], [0.05, -0.6, 1.55]])
+
+
+def _raw(rng, pattern="RGGB", bits=12, black=256, shape=(32, 48)) -> RawFrame:
+    white = (1 << bits) - 1
+    data = rng.integers(black, white + 1, shape, dtype=np.uint16)
+    data[0, :4] = (black, white, black + 1, white - 1)  # the extremes are kept exactly
+    return RawFrame(data, pattern=pattern, bit_depth=bits, black_level=black)
+
+
+@pytest.mark.parametrize(("pattern", "bits"), [("RGGB", 12), ("GRBG", 10), ("GBRG", 14),
+                                               ("BGGR", 16)])  # fmt: skip
+def test_a_frame_reads_back_bit_identical_with_its_levels(tmp_path, rng, pattern, bits):
+    raw = _raw(rng, pattern, bits, black=rng.integers(0, 300))
+    path = tmp_path / "one.dng"
+    path.write_bytes(dng_bytes(raw, (2.0, 1.0, 1.6), CCM))
+    with open_source(str(path)) as src:
+        got = next(src).raw
+    assert np.array_equal(got.data, raw.data)
+    assert (got.pattern, got.bit_depth, got.black_level, got.white_level) == (
+        pattern, bits, raw.black_level, (1 << bits) - 1)
+    with rawpy.imread(str(path)) as r:
+        wb = np.array(r.camera_whitebalance[:3])
+        assert wb / wb[1] == pytest.approx([2.0, 1.0, 1.6], rel=1e-5)
+        # LibRaw turns ColorMatrix1 (XYZ -> camera) back into camera -> sRGB: the ISP's matrix
+        np.testing.assert_allclose(np.array(r.color_matrix)[:, :3], CCM, atol=2e-4)
+
+
+def _scene(h: int, w: int) -> np.ndarray:
+    """A smooth colourful scene (no data needed): hue across, brightness down."""
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    hue = np.stack([0.5 + 0.4 * np.sin(6 * x + phase) for phase in (0, 2, 4)], axis=-1)
+    rgb = hue * (0.3 + 0.7 * y[..., None])
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def test_a_raw_developer_gets_the_scene_back_from_the_metadata(tmp_path):
+    """The sensor model's frame of a scene, as DNG, developed by LibRaw with the camera's white
+    balance and colour matrix from the file: close to the scene and to gputrack's ISP image.
+    Wrong gains or a matrix not inverted would put it tens of codes off."""
+    be = get_backend("cpu")
+    params = IspParams()
+    scene = _scene(96, 128)
+    raw = SensorModel(SensorParams(isp=params, noise=False), be).render(scene)
+    path = tmp_path / "scene.dng"
+    path.write_bytes(dng_bytes(raw, params.wb, np.array(params.ccm)))
+    with rawpy.imread(str(path)) as r:
+        developed = r.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8,
+                                  gamma=(2.4, 12.92), user_flip=0)  # fmt: skip
+    isp = IspPipeline(params, be).process(raw).rgb8
+    inner = (slice(4, -4), slice(4, -4))  # demosaicing methods differ at the border
+    off_scene = np.abs(developed[inner].astype(int) - scene[inner]).mean(axis=(0, 1))
+    off_isp = np.abs(developed[inner].astype(int) - isp[inner]).mean(axis=(0, 1))
+    assert np.all(off_scene < 4) and np.all(off_isp < 4), (off_scene, off_isp)
+
+
+def test_bad_colour_metadata_is_one_clear_error(rng):
+    raw = _raw(rng)
+    for gains in ((0.0, 1.0, 1.0), (1.0, float("nan"), 1.0), (1.0, 1.0)):
+        with pytest.raises(GputrackError, match="three positive numbers"):
+            dng_bytes(raw, gains, CCM)
+    with pytest.raises(GputrackError, match="singular"):
+        dng_bytes(raw, (2.0, 1.0, 1.6), np.ones((3, 3)))
+
+
+def test_a_recording_is_one_complete_file_per_frame(tmp_path, rng):
+    folder = tmp_path / "rec"
+    rec = RawRecorder(folder)
+    frames = [_raw(rng) for _ in range(3)]
+    for i, raw in enumerate(frames):
+        rec.write(raw, (2.0, 1.0, 1.6), CCM, index=i)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["frame_000000.dng", "frame_000001.dng", "frame_000002.dng"]  # no temps
+    with open_source(str(folder)) as src:  # the folder plays back as a source, in order
+        back = [f.raw.data for f in src]
+    assert all(np.array_equal(a, b.data) for a, b in zip(back, frames, strict=True))
+
+
+def test_a_recording_never_lands_on_another_or_on_a_file(tmp_path, rng):
+    folder = tmp_path / "rec"
+    RawRecorder(folder).write(_raw(rng), (2.0, 1.0, 1.6), CCM, index=0)
+    before = (folder / "frame_000000.dng").read_bytes()
+    with pytest.raises(UsageError, match="holds a recording already"):
+        RawRecorder(folder)
+    assert (folder / "frame_000000.dng").read_bytes() == before
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        check_raw_folder(tmp_path / "plain.txt")
+    with pytest.raises(UsageError, match="does not exist"):
+        check_raw_folder(tmp_path / "missing" / "rec")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("kept")
+    assert check_raw_folder(other) == other  # a folder with other files is fine
