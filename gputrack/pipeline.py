@@ -62,7 +62,11 @@ class Pipeline:
         self.isp = IspPipeline(base, backend)
         self.sensor = SensorModel(SensorParams(isp=base, noise=sensor_noise, seed=seed), backend)
         self.stream = backend.stream()
+        # The ISP image of the last frame that went through every stage. The kernel backends
+        # write each frame's image into one buffer, so a frame stopped in or after its ISP
+        # (Ctrl-C in the detector) may have overwritten it: `_overwritten` then says so.
         self._last_rgb8: Any = None
+        self._overwritten = False
 
     def process(self, frame: Frame) -> FrameResult:
         clock = time.perf_counter
@@ -75,8 +79,9 @@ class Pipeline:
         sync()  # the sensor model launches on the default stream; the ISP reads its output
         # on self.stream (non-blocking on cuda), so the whole device must be done first
         t1 = clock()
+        overwritten, self._overwritten = self._overwritten, True  # until the ISP says where
         out = self.isp.process(raw, download=False, stream=self.stream)
-        self._last_rgb8 = out.rgb8
+        self._overwritten = overwritten or out.rgb8 is self._last_rgb8
         sync(self.stream)
         t2 = clock()
         h, w = int(out.rgb8.shape[0]), int(out.rgb8.shape[1])
@@ -89,6 +94,7 @@ class Pipeline:
             for name, a, b in zip(STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True)
         }
         ms["total"] = (t4 - t0) * 1e3
+        self._last_rgb8, self._overwritten = out.rgb8, False  # the frame is done
         return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h))
 
     def _detect(self, frame: Frame, tensor: Any, w: int, h: int) -> np.ndarray:
@@ -105,8 +111,10 @@ class Pipeline:
         return self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
 
     def last_image(self) -> np.ndarray | None:
-        """The last frame's ISP image (uint8[H, W, 3] RGB) on the host, fetched on request."""
-        if self._last_rgb8 is None:
+        """The ISP image (uint8[H, W, 3] RGB) of the last frame `process` finished, on the
+        host, fetched on request; None before the first, or when a frame stopped part way
+        (an exception out of `process`) has written over it in the ISP's buffer."""
+        if self._last_rgb8 is None or self._overwritten:
             return None
         if isinstance(self._last_rgb8, np.ndarray):
             return self._last_rgb8.copy()

@@ -10,15 +10,20 @@ bundled with gputrack (gputrack/models/synthetic_det.onnx: person, car, ball, tr
 world by scripts/train_detector.py), on every other source FastestDet (COCO-80, from
 GPUTRACK_DATA); --model overrides either. `--detector truth` (synthetic only) is a stand-in
 made from the ground truth instead. The summary names the one used.
-Ctrl-C stops cleanly: everything written so far is complete and the summary is printed.
+Ctrl-C (or SIGTERM) stops cleanly: the frame in hand is finished and written to every output
+(a second Ctrl-C stops at once), so every output ends on the same frame; then the summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
-from contextlib import ExitStack
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,10 +57,13 @@ from gputrack.sensor.model import SensorParams
 from gputrack.sensor.sources import (
     CAMERA_RAW_EXTS,
     IMAGE_EXTS,
+    MAX_FPS,
+    MIN_FPS,
     is_headerless_raw,
     is_synthetic,
     open_source,
 )
+from gputrack.sensor.synthetic import ALL_CLASSES
 from gputrack.track import Tracker
 from gputrack.ui import LiveView
 
@@ -82,6 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help=f"stop after N frames (synthetic default {SYNTHETIC_FRAMES})",
+    )
+    p.add_argument(
+        "--fps",
+        type=_source_fps,
+        default=None,
+        help="frame rate of a source that states none: an image folder, RAW files, a video "
+        "without one (default 30); the synthetic world's (also synthetic:WxH@FPS)",
     )
     p.add_argument("--backend", default="auto", choices=CHOICES, help="kernel backend")
     p.add_argument(
@@ -150,6 +165,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _source_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not MIN_FPS <= value <= MAX_FPS:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a frame rate from {MIN_FPS:g} to {MAX_FPS:g}"
+        )
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     if args.ui and args.json:
         raise UsageError("--ui and --json both write to the terminal's output; choose one")
@@ -190,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         bit_depth=args.bit_depth,
         pattern=args.pattern,
+        fps=args.fps,
     )
+    _note_source(args, source)
     if synthetic and source.limit is None:  # neither --frames nor frames= in the spec
         source.limit = SYNTHETIC_FRAMES
     frames = source.limit
@@ -201,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
             source.close()
             raise
     if kind == "truth":
-        detector: Any = NoisyTruthDetector(args.seed)
-        names: list[str] = list(getattr(source, "class_names", ("person", "car", "ball")))
+        # Class numbers as the bundled network's (person, car, ball), whatever subset the
+        # world has: the log's "class" means the same with either detector.
+        names: list[str] = list(ALL_CLASSES)
+        detector: Any = _TruthInAllClasses(args.seed, getattr(source, "class_names", ALL_CLASSES))
     else:
         params = DetectParams(
             score=SCORE if args.score is None else args.score,
@@ -246,15 +277,18 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         try:
-            for frame in source:
-                result = pipe.process(frame)
-                for k, v in result.stage_ms.items():
-                    stage_ms[k].append(v)
-                outputs.write(result, pipe.last_image)
-                if view:
-                    view.update(result.index, result.tracks, result.stage_ms)
-                if frame.truth is not None:
-                    scored.append(_score_row(frame.truth, result.tracks))
+            with _stops_between_frames() as whole_frame:
+                for frame in source:
+                    with whole_frame():  # a stop inside takes effect after its outputs
+                        done = pipe.process(frame)
+                        for k, v in done.stage_ms.items():
+                            stage_ms[k].append(v)
+                        outputs.write(done, pipe.last_image)
+                        result = done
+                        if view:
+                            view.update(result.index, result.tracks, result.stage_ms)
+                        if frame.truth is not None:
+                            scored.append(_score_row(frame.truth, result.tracks))
         except KeyboardInterrupt as stop:
             if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
                 raise
@@ -263,11 +297,17 @@ def run(args: argparse.Namespace) -> int:
         # knows (an output whose own write failed is not renamed into place).
         if result is None:  # raised inside the outputs' context: nothing replaced
             raise GputrackError(f"{args.source}: the source gave no frames")
-    if args.image:
+    image = args.image
+    if image:
         rgb8 = pipe.last_image()
         if rgb8 is not None:
-            write_image(args.image, draw_tracks(rgb8, result.tracks, names), "--image")
+            write_image(image, draw_tracks(rgb8, result.tracks, names), "--image")
+        else:  # stopped at once inside a frame whose ISP wrote over the last finished picture
+            sys.stderr.write(f"gputrack run: --image {image}: not written, the picture of the "
+                             f"last finished frame was gone when the run stopped\n")  # fmt: skip
+            image = None
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
+    summary["image"] = image
     stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by
@@ -280,6 +320,77 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary, report)
     return code
+
+
+class _TruthInAllClasses(NoisyTruthDetector):
+    """The stand-in with class numbers into ALL_CLASSES, not into the world's own list
+    (`classes=car+ball` numbers car 0)."""
+
+    def __init__(self, seed: int, world_classes: Any) -> None:
+        super().__init__(seed)
+        self.to_all = np.array([ALL_CLASSES.index(c) for c in world_classes], np.float32)
+
+    def __call__(self, truth: np.ndarray) -> np.ndarray:
+        dets = super().__call__(truth)
+        dets[:, 5] = self.to_all[dets[:, 5].astype(np.intp)]
+        return dets
+
+
+def _note_source(args: argparse.Namespace, source: Any) -> None:
+    """What the summary's source notes must tell about the frames as the pipeline sees them."""
+    if args.fps is not None and source.fps != args.fps:
+        source.notes.append(f"--fps {args.fps:g} not used: {source.name} states "
+                            f"{source.fps:g} fps")  # fmt: skip
+    w, h = source.size
+    if not source.is_raw and (w % 2 or h % 2):
+        source.notes.append(
+            f"frames are {w}x{h}; the sensor's Bayer mosaic needs even sides, so the ISP sees "
+            f"{w - w % 2}x{h - h % 2} (the last column or row cropped off): boxes are in the "
+            f"source's pixels, --video and --image are {w - w % 2}x{h - h % 2}"
+        )
+
+
+@contextmanager
+def _stops_between_frames() -> Iterator[Any]:
+    """`with _stops_between_frames() as whole_frame: ... with whole_frame(): one frame`.
+
+    Ctrl-C or SIGTERM arriving inside `whole_frame()` is held until the frame is through:
+    its outputs all get it, or none does (a stop while the video is written would leave the
+    log a frame ahead of it; a stop in the detector, the ISP's picture of a frame that
+    no output has). A second one while held stops at once. Outside a frame (waiting for the
+    source) a stop is at once, as before."""
+    held: list[int] = []
+    inside = [False]
+    saved: dict[int, Any] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        if inside[0] and not held:
+            held.append(signum)
+            return
+        saved[signum](signum, frame)  # raises KeyboardInterrupt (or Terminated)
+
+    @contextmanager
+    def whole_frame() -> Iterator[None]:
+        inside[0] = True
+        try:
+            yield
+        finally:
+            inside[0] = False
+        if held:
+            signum = held.pop()
+            saved[signum](signum, None)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):  # not one that is ignored, or left to the system
+                saved[signum] = handler
+                signal.signal(signum, hold)
+    try:
+        yield whole_frame
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def _score_row(truth: np.ndarray, tracks: list) -> tuple:
