@@ -23,6 +23,8 @@ from gputrack.dsp.detector import Detector
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import GputrackError
 from gputrack.isp import IspParams, IspPipeline
+from gputrack.isp.reference import awb_gains, awb_stats
+from gputrack.sensor.frame import RawFrame
 from gputrack.sensor.model import SensorModel, SensorParams
 from gputrack.sensor.sources import Frame
 from gputrack.track import Track, Tracker
@@ -67,6 +69,9 @@ class Pipeline:
         # (Ctrl-C in the detector) may have overwritten it: `_overwritten` then says so.
         self._last_rgb8: Any = None
         self._overwritten = False
+        # The last finished frame's RAW frame (the source's RawFrame, or the sensor model's
+        # mosaic on the host or the device), its index and the white balance the ISP used.
+        self._last_raw: tuple[Any, int, tuple[float, float, float] | None] | None = None
 
     def process(self, frame: Frame) -> FrameResult:
         clock = time.perf_counter
@@ -95,6 +100,7 @@ class Pipeline:
         }
         ms["total"] = (t4 - t0) * 1e3
         self._last_rgb8, self._overwritten = out.rgb8, False  # the frame is done
+        self._last_raw = (raw, frame.index, out.gains)
         return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h))
 
     def _detect(self, frame: Frame, tensor: Any, w: int, h: int) -> np.ndarray:
@@ -119,6 +125,35 @@ class Pipeline:
         if isinstance(self._last_rgb8, np.ndarray):
             return self._last_rgb8.copy()
         return self.backend.to_host(self._last_rgb8, stream=self.stream)
+
+
+    def last_raw(self) -> RawShot | None:
+        """The RAW frame of the last frame `process` finished, on the host, with the white
+        balance and colour matrix its ISP image was made with (the RAW output mode); fetched
+        on request. Call it before the next `process`: the sensor model reuses its buffer."""
+        if self._last_raw is None:
+            return None
+        raw, index, gains = self._last_raw
+        if not isinstance(raw, RawFrame):  # the sensor model's mosaic, made with these params
+            p = self.isp_params
+            host = raw if isinstance(raw, np.ndarray) else self.backend.to_host(raw)
+            raw = RawFrame(np.array(host, dtype=np.uint16), pattern=p.pattern,
+                           bit_depth=p.bit_depth, black_level=p.black, white_level=p.white,
+                           index=index)  # fmt: skip
+        p = self.isp.effective(raw)
+        if gains is None:  # not read back from the device: fixed, or grey world measured
+            # again on the host (the same integer sums as the kernel's, so the same gains)
+            gains = awb_gains(awb_stats(raw.data, p)) if p.auto_wb else p.wb
+        return RawShot(raw, tuple(float(g) for g in gains), np.array(p.ccm, dtype=np.float64))
+
+
+@dataclass
+class RawShot:
+    """A RAW frame as the RAW output mode writes it (`outputs/dng.py`)."""
+
+    raw: RawFrame
+    wb_gains: tuple[float, ...]  # R, G, B gains the ISP applied
+    ccm: np.ndarray  # 3x3 camera RGB -> linear sRGB
 
 
 def _even(image: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import GputrackError, UsageError, interrupted_by
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
+from gputrack.outputs.dng import check_raw_folder
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import is_stdout, refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
@@ -127,6 +128,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
     p.add_argument(
+        "--raw",
+        default=None,
+        metavar="FOLDER",
+        help="write each frame's RAW Bayer frame as DNG into FOLDER (frame_NNNNNN.dng, "
+        "numbered as the log; made if missing)",
+    )
+    p.add_argument(
         "--seed", type=seed, default=0, help="sensor noise and stand-in seed (0 to 2**64 - 1)"
     )
     p.add_argument(
@@ -165,6 +173,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_raw_output(args: argparse.Namespace) -> None:
+    """--raw names a folder that may hold the recording: not the source folder (its frames
+    would be read by the next run over it), not another output's file, no earlier recording."""
+    if args.raw is None:
+        return
+    folder = check_raw_folder(args.raw)
+    source = Path(args.source).expanduser()
+    for what, other in [("the source folder", source if source.is_dir() else None),
+                        *((f"--{o}", getattr(args, o)) for o in ("log", "mot", "video", "image"))
+                        ]:  # fmt: skip
+        if other and Path(other).expanduser().resolve() == folder.resolve():
+            raise UsageError(f"--raw {args.raw}: is {what}; give the recording a folder of "
+                             "its own")  # fmt: skip
+
+
 def _source_fps(text: str) -> float:
     try:
         value = float(text)
@@ -185,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
     for option in ("log", "mot", "image"):
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
+    _check_raw_output(args)
     synthetic = is_synthetic(args.source)  # the sources' own test; '' is a usage error
     kind = "network" if args.detector == "auto" else args.detector
     if kind == "truth":
@@ -263,7 +287,13 @@ def run(args: argparse.Namespace) -> int:
         if not source.is_raw:  # a matrix the sensor model cannot invert: said before frame 1
             SensorParams(isp=sensor).colour_matrix()
         outputs = RunOutputs(
-            stack, log=args.log, mot=args.mot, video=args.video, fps=source.fps, names=names
+            stack,
+            log=args.log,
+            mot=args.mot,
+            video=args.video,
+            fps=source.fps,
+            names=names,
+            raw=args.raw,
         )
         view = None
         if show_ui:
@@ -283,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
                         done = pipe.process(frame)
                         for k, v in done.stage_ms.items():
                             stage_ms[k].append(v)
-                        outputs.write(done, pipe.last_image)
+                        outputs.write(done, pipe.last_image, pipe.last_raw)
                         result = done
                         if view:
                             view.update(result.index, result.tracks, result.stage_ms)
@@ -308,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
             image = None
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
     summary["image"] = image
+    summary["raw_frames"] = outputs.raw.frames if outputs.raw is not None else 0
     stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by
@@ -428,6 +459,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "mot": args.mot,
         "image": args.image,
         "video": args.video,
+        "raw": args.raw,  # a folder of DNG frames
     }
     network = getattr(detector, "network", None)
     if network is not None and network.plan is not None:  # the network on gputrack's kernels
@@ -478,6 +510,8 @@ def _print_summary(s: dict, stream: TextIO) -> None:
             f"{percent(s['idf1'])}, {s['id_switches']} identity switches"
         )
     wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"]) if p]
+    if s["raw"]:
+        wrote.append(f"{s['raw']} ({s['raw_frames']} DNG frames)")
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):

@@ -1,8 +1,10 @@
-"""What `gputrack run` writes as frames go by: the JSONL track log, the MOTChallenge result
-and the annotated ISP video. Each is flushed per frame, written under a unique temporary name
-and renamed when the run ends (Ctrl-C and errors included), so nothing finished is lost; an
-output whose own writing failed (a full disk) is never renamed, and the earlier file stays.
-The video is reopened before it is renamed: OpenCV's writer reports no write error."""
+"""What `gputrack run` writes as frames go by: the JSONL track log, the MOTChallenge result,
+the annotated ISP video and the RAW frames (one DNG each, `outputs/dng.py`: each file
+complete when it has its name). Each of the others is flushed per frame, written under a
+unique temporary name and renamed when the run ends (Ctrl-C and errors included), so nothing
+finished is lost; an output whose own writing failed (a full disk) is never renamed, and the
+earlier file stays. The video is reopened before it is renamed: OpenCV's writer reports no
+write error."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from gputrack.errors import GputrackError, UsageError
 from gputrack.opencv_files import can_write_colour, opencv_name
+from gputrack.outputs.dng import RawRecorder
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import OutputFile, atomic_path, check_descriptor
 from gputrack.outputs.tracklog import TrackLogWriter, track_entry
@@ -78,11 +81,13 @@ class RunOutputs:
         video: str | None,
         fps: float,
         names: Sequence[str],
+        raw: str | None = None,
     ) -> None:
         self.names = names
         self.fps = fps
         self.frames = 0  # written: an error before the first replaces no earlier file
-        self._given = {"--log": log, "--mot": mot, "--video": video}  # as the user spelt them
+        self._given = {"--log": log, "--mot": mot, "--video": video, "--raw": raw}  # as spelt
+        self.raw = RawRecorder(raw) if raw else None
         stack.push(self._report)  # first in, last out: after every output was closed
         self.log = stack.enter_context(TrackLogWriter(log, "--log")) if log else None
         keep = self._any_frame
@@ -110,9 +115,19 @@ class RunOutputs:
     def wants_image(self) -> bool:
         return self._video_tmp is not None
 
-    def write(self, result: Any, image: Callable[[], np.ndarray | None]) -> None:
-        """One frame: `result` a pipeline FrameResult; `image()` fetches its ISP image (only
-        called when an output needs pixels, so a headless run never downloads them)."""
+    def write(
+        self,
+        result: Any,
+        image: Callable[[], np.ndarray | None],
+        raw: Callable[[], Any] | None = None,
+    ) -> None:
+        """One frame: `result` a pipeline FrameResult; `image()` fetches its ISP image and
+        `raw()` its RAW frame (a pipeline RawShot), each only called when an output needs it,
+        so a headless run never downloads them."""
+        if self.raw is not None and raw is not None:  # first: the sensor reuses its buffer
+            shot = raw()
+            if shot is not None:
+                self.raw.write(shot.raw, shot.wb_gains, shot.ccm, index=result.index)
         shown = [t for t in result.tracks if t.state != "tentative"]
         if self.log:
             ms = result.stage_ms
@@ -181,7 +196,8 @@ class RunOutputs:
             return
         kept_by = {"--log": self.log is not None and self.log.kept,
                    "--mot": self.mot is not None and self.mot.kept,
-                   "--video": self._video_good()}  # fmt: skip
+                   "--video": self._video_good(),
+                   "--raw": self.raw is not None and self.raw.frames > 0}  # fmt: skip
         kept = [f"{o} {self._given[o]}" for o, kept in kept_by.items() if kept]
         if kept:
             n = self.frames

@@ -1,0 +1,99 @@
+"""`gputrack run --raw FOLDER`: the IMX500's RAW output mode, each frame's Bayer mosaic as a
+DNG file that plays back through gputrack's own ISP into the image the run made."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gputrack.cli import main
+from gputrack.device import get_backend, probe
+from gputrack.dsp.standin import NoisyTruthDetector
+from gputrack.isp import IspParams, IspPipeline
+from gputrack.pipeline import Pipeline
+from gputrack.sensor.sources import open_source
+from gputrack.track import Tracker
+
+# Both are dependencies, but the GPU machine's offline set-up carries neither.
+pytest.importorskip("rawpy")
+pytest.importorskip("pidng")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "emu"])
+@pytest.mark.parametrize("wb", ["auto", (1.8, 1.0, 1.4)])
+def test_the_raw_shot_develops_into_the_image_the_run_made(backend, wb):
+    """What --raw writes for a frame is the mosaic the ISP read, with the gains it applied
+    (grey world measured on that frame, or the fixed ones) and its colour matrix: the ISP run
+    again on the shot alone, with those as fixed gains, gives the same image."""
+    if not probe(backend).available:
+        pytest.skip(f"{backend} unavailable: {probe(backend).reason}")
+    be = get_backend(backend)
+    params = IspParams(wb=wb)
+    pipe = Pipeline(be, NoisyTruthDetector(0), Tracker(fps=30), isp_params=params)
+    with open_source("synthetic:96x64,seed=3") as src:
+        for _ in range(2):
+            pipe.process(next(src))
+    shot = pipe.last_raw()
+    image = pipe.last_image()
+    assert shot is not None and image is not None
+    assert shot.raw.data.shape == (64, 96) and shot.raw.index == 1
+    assert (shot.raw.pattern, shot.raw.bit_depth, shot.raw.black_level) == ("RGGB", 12, 256)
+    if wb != "auto":
+        assert shot.wb_gains == pytest.approx(wb)
+    else:  # measured: not the fixed default
+        assert shot.wb_gains != pytest.approx(IspParams().wb, rel=1e-3)
+    np.testing.assert_allclose(shot.ccm, np.array(params.ccm))
+    again = IspPipeline(params.with_(wb=shot.wb_gains), be).process(shot.raw).rgb8
+    assert np.abs(again.astype(int) - image.astype(int)).max() <= 1
+
+
+def _run(capsys, *argv: str) -> tuple[int, dict, str]:
+    capsys.readouterr()  # what came before (the rng fixture prints its seed)
+    rc = main(["run", *argv, "--json", "--no-ui", "--backend", "cpu"])
+    out, err = capsys.readouterr()
+    return rc, (json.loads(out) if out.strip() else {}), err
+
+
+def test_a_raw_source_is_recorded_bit_identical_with_its_readout(tmp_path, capsys, rng):
+    frames = tmp_path / "in"
+    frames.mkdir()
+    mosaics = [rng.integers(64, 1024, (48, 64), dtype=np.uint16) for _ in range(3)]
+    for i, m in enumerate(mosaics):
+        np.save(frames / f"{i:03d}.npy", m)
+    rec, log = tmp_path / "rec", tmp_path / "t.jsonl"
+    rc, s, _ = _run(capsys, str(frames), "--pattern", "GRBG", "--bit-depth", "10",
+                    "--raw", str(rec), "--log", str(log))  # fmt: skip
+    assert rc == 0 and s["raw"] == str(rec) and s["raw_frames"] == 3
+    logged = [json.loads(line)["frame"] for line in log.read_text().splitlines()]
+    assert sorted(p.name for p in rec.iterdir()) == [f"frame_{i:06d}.dng" for i in logged]
+    with open_source(str(rec)) as back:
+        got = [f.raw for f in back]
+    assert all(np.array_equal(g.data, m) for g, m in zip(got, mosaics, strict=True))
+    assert {(g.pattern, g.bit_depth) for g in got} == {("GRBG", 10)}
+
+
+def test_the_recording_folder_is_checked_before_any_work(tmp_path, capsys, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    np.save(src / "000.npy", rng.integers(0, 4096, (48, 64), dtype=np.uint16))
+    argv = ["synthetic:64x48", "--frames", "2", "--detector", "truth"]
+    cases = [
+        ([str(src), "--raw", str(src)], "is the source folder"),
+        ([*argv, "--raw", str(tmp_path / "a.txt"), "--log", str(tmp_path / "a.txt")], "--log"),
+        ([*argv, "--raw", str(tmp_path / "no" / "rec")], "does not exist"),
+    ]
+    (tmp_path / "plain").write_text("a file")
+    cases.append(([*argv, "--raw", str(tmp_path / "plain")], "not a folder"))
+    for args, needle in cases:
+        rc, _, err = _run(capsys, *args)
+        assert rc == 2 and needle in err and "Traceback" not in err, err
+    assert sorted(p.name for p in src.iterdir()) == ["000.npy"]  # nothing added
+    # an earlier recording is never written over
+    rec = tmp_path / "rec"
+    assert _run(capsys, *argv, "--raw", str(rec))[0] == 0
+    before = {p.name: p.read_bytes() for p in rec.iterdir()}
+    rc, _, err = _run(capsys, *argv, "--raw", str(rec))
+    assert rc == 2 and "holds a recording already" in err
+    assert {p.name: p.read_bytes() for p in rec.iterdir()} == before
