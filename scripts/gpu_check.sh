@@ -9,11 +9,15 @@
 #   6. Nsight Compute on each ISP kernel (scripts/gpu_profile.sh --ncu-only), where ncu works,
 #   7. a short table last.
 # The device tool brings back 8 files at most: $OUT gets the JSON results, the run log and
-# every log in one gpu_logs.tar.gz.
+# every log in one gpu_logs.tar.gz, refreshed after every step (a call cut short keeps them).
+# Every step's own time limit is cut to what is left of GPU_CHECK_BUDGET (seconds, default
+# 420), a step with under 10 s left is skipped and says so: the whole check, the table
+# included, ends inside the device call's 480 s even where steps hang (their limits add up to
+# over 1000 s).
 # Prepare here (with network):  scripts/gpu_check.sh --fetch-wheels
 # and, to time an older commit in the same run:  scripts/gpu_check.sh --baseline 0a2f719
 # Run there:                      bash scripts/gpu_check.sh   (logs go to $OUT or /tmp/gputrack-gpu)
-# With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=420)
+# With the device tool: run(command='bash scripts/gpu_check.sh', carry=['.whl'], timeout_s=480)
 # (add '.baseline' to carry to time an older commit in the same run: see below)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +26,8 @@ ROOT=$PWD
 usage() {
   cat <<'USAGE'
 usage: scripts/gpu_check.sh                    the whole check (on the GPU machine; its logs
-                                               replace /tmp/gputrack-gpu)
+                                               replace /tmp/gputrack-gpu; at most
+                                               GPU_CHECK_BUDGET seconds, default 420)
        scripts/gpu_check.sh --fetch-wheels     gather the wheels and data it needs in .whl/
        scripts/gpu_check.sh --baseline COMMIT  check COMMIT out at .baseline/ to time it too
        scripts/gpu_check.sh --help             this text
@@ -65,45 +70,90 @@ if [ "${1:-}" = "--baseline" ]; then
   echo "baseline: .baseline at $(cat .baseline/.commit)"; exit 0
 fi
 
-LOG=/tmp/gputrack-gpu
+BUDGET=${GPU_CHECK_BUDGET:-420}
+if ! [[ $BUDGET =~ ^[0-9]+$ ]]; then
+  echo "gpu_check.sh: GPU_CHECK_BUDGET='$BUDGET': give whole seconds" >&2; exit 2
+fi
+RESERVE=15   # seconds kept for the summary and the copies into $OUT
+MIN_STEP=10  # a step with less than this left is skipped
+T0=$(date +%s)
+LOG=${GPU_CHECK_LOG:-/tmp/gputrack-gpu}
 rm -rf "$LOG"; mkdir -p "$LOG"
 source scripts/gpu_env.sh
 PY=python3
 
 step() { printf '\n=== %s\n' "$*"; }
 status=()
+lim=0
+# fits NAME OWN_LIMIT: sets $lim to the step's own limit cut to what is left of the budget;
+# false, with NAME skipped in the table, when under MIN_STEP seconds are left.
+fits() {
+  local left=$(( BUDGET - RESERVE - ($(date +%s) - T0) ))
+  lim=$(( $2 < left ? $2 : left ))
+  if (( lim < MIN_STEP )); then
+    status+=("$1|skipped: time budget spent (GPU_CHECK_BUDGET=$BUDGET s)")
+    return 1
+  fi
+}
+# verdict RC LOGNAME: what the table says of a step that ended with RC under the limit $lim.
+verdict() {
+  if [ "$1" = 0 ]; then echo ok
+  elif [ "$1" = 124 ] || [ "$1" = 137 ]; then echo "timed out after $lim s (see $2)"
+  else echo "FAILED (see $2)"; fi
+}
+# save: what is done so far into $OUT, so that a call cut short still brings it back.
+save() {
+  [ -n "${OUT:-}" ] && [ -d "$OUT" ] || return 0
+  for f in check.json run.log bench_isp.json bench_deadline.json bench_isp_baseline.json; do
+    [ -f "$LOG/$f" ] && cp "$LOG/$f" "$OUT/"
+  done
+  tar czf "$OUT/gpu_logs.tar.gz" -C "$LOG" . 2>/dev/null
+  return 0
+}
 {
-  nvidia-smi 2>&1 | head -15
-  $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
+  timeout 20 nvidia-smi 2>&1 | head -15
+  timeout 30 $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
 } > "$LOG/env.log"
 
 step "gputrack check --strict"
-if timeout 60 $PY -m gputrack check --strict --json > "$LOG/check.json" 2>> "$LOG/env.log"; then
-  status+=("check|ok")
-else
-  status+=("check|FAILED (see env.log)")
+if fits "check" 60; then
+  timeout $lim $PY -m gputrack check --strict --json > "$LOG/check.json" 2>> "$LOG/env.log"
+  status+=("check|$(verdict $? env.log)")
 fi
-timeout 20 $PY -m gputrack check --no-kernels 2>&1 | tee -a "$LOG/env.log" || true
+if fits "check --no-kernels" 20; then
+  timeout $lim $PY -m gputrack check --no-kernels 2>&1 | tee -a "$LOG/env.log"
+fi
+save
 
 step "kernel tests on the cuda backend"
-timeout 150 $PY -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda" tests/ 2>&1 \
-  | tee "$LOG/pytest_cuda.log" | tail -40
-status+=("kernel tests (cuda)|$(grep -E '(passed|failed|error)' "$LOG/pytest_cuda.log" | tail -1)")
+if fits "kernel tests (cuda)" 150; then
+  timeout $lim $PY -m pytest -q -p no:cacheprovider -rfE --tb=short -k "cuda" tests/ 2>&1 \
+    | tee "$LOG/pytest_cuda.log" | tail -40
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '(passed|failed|error)' "$LOG/pytest_cuda.log" | tail -1)
+  [ "$rc" = 124 ] && line="timed out after $lim s${line:+: $line}"
+  status+=("kernel tests (cuda)|${line:-$(verdict "$rc" pytest_cuda.log)}")
+fi
+save
 
 step "the main job on cuda: synthetic 4K60 and the street video"
 : > "$LOG/run.log"
 for src in "synthetic:3840x2160@60" "${GPUTRACK_DATA:-none}/video/vtest.avi"; do
   [ "$src" = "none/video/vtest.avi" ] && continue
   name=$(basename "$src")
-  if timeout 60 $PY -m gputrack run "$src" --backend cuda --frames 300 --no-ui --json \
-      > "$LOG/run_one.json" 2>> "$LOG/run.log"; then
+  fits "run $name" 60 || continue
+  timeout $lim $PY -m gputrack run "$src" --backend cuda --frames 300 --no-ui --json \
+      > "$LOG/run_one.json" 2>> "$LOG/run.log"
+  rc=$?
+  if [ "$rc" = 0 ]; then
     p50=$($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["stage_ms_p50"], "misses", d["deadline_misses"], "/", d["frames"], "MOTA", d.get("mota"))' "$LOG/run_one.json")
     status+=("run $name|$p50")
   else
-    status+=("run $name|FAILED (see run.log)")
+    status+=("run $name|$(verdict "$rc" run.log)")
   fi
-  { echo "== $src"; cat "$LOG/run_one.json"; } >> "$LOG/run.log"
+  { echo "== $src"; cat "$LOG/run_one.json" 2>/dev/null; } >> "$LOG/run.log"
   rm -f "$LOG/run_one.json"
+  save
 done
 
 step "benchmarks"
@@ -111,12 +161,11 @@ for bench in scripts/bench_isp.py scripts/bench_deadline.py; do
   [ -f "$bench" ] || continue
   name=$(basename "$bench" .py)
   extra=""; limit=150
-  [ "$name" = bench_isp ] && extra="--sweep" && limit=240  # 10 variants to compile
-  if timeout $limit $PY "$bench" $extra --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40; then
-    status+=("$name|ok")
-  else
-    status+=("$name|FAILED (see $name.log)")
-  fi
+  [ "$name" = bench_isp ] && extra="--sweep" && limit=240  # 11 variants to compile
+  fits "$name" $limit || continue
+  timeout $lim $PY "$bench" $extra --json "$LOG/$name.json" 2>&1 | tee "$LOG/$name.log" | tail -40
+  status+=("$name|$(verdict "${PIPESTATUS[0]}" "$name.log")")
+  save
 done
 
 # A baseline timed in the same run: an older commit checked out at .baseline/ (git-ignored;
@@ -126,28 +175,26 @@ done
 if [ -f .baseline/scripts/bench_isp.py ]; then
   base=$(cat .baseline/.commit 2>/dev/null || echo "?")
   step "baseline bench_isp at $base"
-  if timeout 90 $PY .baseline/scripts/bench_isp.py --no-cpu --json "$LOG/bench_isp_baseline.json" \
-      2>&1 | tee "$LOG/bench_isp_baseline.log" | tail -20; then
-    status+=("baseline bench_isp ($base)|ok")
-  else
-    status+=("baseline bench_isp ($base)|FAILED (see bench_isp_baseline.log)")
+  if fits "baseline bench_isp ($base)" 90; then
+    timeout $lim $PY .baseline/scripts/bench_isp.py --no-cpu --json \
+      "$LOG/bench_isp_baseline.json" 2>&1 | tee "$LOG/bench_isp_baseline.log" | tail -20
+    status+=("baseline bench_isp ($base)|$(verdict "${PIPESTATUS[0]}" bench_isp_baseline.log)")
+    save
   fi
 fi
 
 step "Nsight Compute on the ISP kernels"
-if PROFILE_LOG="$LOG/ncu" timeout 200 bash scripts/gpu_profile.sh --ncu-only; then
-  files=$(ls "$LOG/ncu" 2>/dev/null | grep -v ncu_run.log | tr '\n' ' ')
-  status+=("ncu profile|${files:-none (no ncu here)}")
-else
-  status+=("ncu profile|FAILED (see ncu/ncu_run.log)")
+if fits "ncu profile" 200; then
+  PROFILE_LOG="$LOG/ncu" timeout $lim bash scripts/gpu_profile.sh --ncu-only
+  rc=$?
+  if [ "$rc" = 0 ]; then
+    files=$(ls "$LOG/ncu" 2>/dev/null | grep -v ncu_run.log | tr '\n' ' ')
+    status+=("ncu profile|${files:-none (no ncu here)}")
+  else
+    status+=("ncu profile|$(verdict "$rc" ncu/ncu_run.log)")
+  fi
 fi
-
-if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/gpu_logs.tar.gz" -C "$LOG" . 2>/dev/null
-  for f in check.json run.log bench_isp.json bench_deadline.json bench_isp_baseline.json; do
-    [ -f "$LOG/$f" ] && cp "$LOG/$f" "$OUT/"
-  done
-fi
+save
 
 step "summary"
 $PY - "$LOG" "${status[@]}" <<'PY'

@@ -4,6 +4,7 @@ which the GPU run times beside the current kernels. Run in a scratch repository 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,3 +76,96 @@ def test_help_and_unknown_arguments_start_nothing(scratch: Path, argument: str, 
     assert done.returncode == code
     assert "usage: scripts/gpu_check.sh" in (done.stdout if code == 0 else done.stderr)
     assert "===" not in done.stdout  # no step began
+
+
+# A stand-in `timeout` for which every step hangs until its limit (it runs nothing and moves a
+# fake clock on by the limit), and a `date +%s` that reads that clock: the check's time budget
+# without waiting for it.
+FAKE_TIMEOUT = """#!/usr/bin/env bash
+echo "$1 ${*:2}" >> "$FAKE_DIR/steps"
+echo $(( $(cat "$FAKE_DIR/clock") + $1 )) > "$FAKE_DIR/clock"
+exit 124
+"""
+FAKE_DATE = """#!/usr/bin/env bash
+if [ "$1" = "+%s" ]; then cat "$FAKE_DIR/clock"; else exec REAL_DATE "$@"; fi
+"""
+
+
+def hanging_check(
+    repo: Path, tmp_path: Path, budget: str | None, script: str = "gpu_check.sh"
+) -> tuple[subprocess.CompletedProcess, int, Path]:
+    """`script` with every step hanging: (its result, the fake seconds spent, $OUT). A fake
+    `ncu` is on the PATH (reading a report back does nothing)."""
+    for name in ("gpu_env.sh", "gpu_profile.sh"):
+        shutil.copy(REPO / "scripts" / name, repo / "scripts" / name)
+    (repo / "scripts" / "bench_deadline.py").write_text("print('deadline')\n")
+    fake = tmp_path / "fake"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "clock").write_text("1000000\n")
+    real_date = shutil.which("date")
+    assert real_date
+    fakes = (("timeout", FAKE_TIMEOUT), ("date", FAKE_DATE.replace("REAL_DATE", real_date)),
+             ("ncu", "#!/usr/bin/env bash\nexit 0\n"))  # fmt: skip
+    for name, text in fakes:
+        (fake / "bin" / name).write_text(text)
+        (fake / "bin" / name).chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    unset = ("GPU_CHECK_BUDGET", "GPU_PROFILE_BUDGET", "GPUTRACK_GPU_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(PATH=f"{fake / 'bin'}{os.pathsep}{env['PATH']}", FAKE_DIR=str(fake), OUT=str(out),
+               GPU_CHECK_LOG=str(tmp_path / "log"), PROFILE_LOG=str(tmp_path / "prof"),
+               GPUTRACK_DATA=str(tmp_path / "data"))  # fmt: skip
+    if budget is not None:
+        env["GPU_CHECK_BUDGET"] = budget
+    done = subprocess.run(["bash", f"scripts/{script}"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    spent = int((fake / "clock").read_text()) - 1000000
+    return done, spent, out
+
+
+@pytest.mark.parametrize("budget, most", [(None, 420), ("120", 120)])
+def test_check_ends_inside_its_budget_when_every_step_hangs(scratch: Path, tmp_path: Path,
+                                                            budget: str | None, most: int):
+    """The device call gives the check 480 s; its steps' own limits add up to over 1000 s. Each
+    limit is cut to what is left of GPU_CHECK_BUDGET: the table still prints, the steps that
+    did not fit say so, and $OUT has the logs."""
+    (scratch / "tests").mkdir()
+    (scratch / "tests" / "data").mkdir()
+    done, spent, out = hanging_check(scratch, tmp_path, budget)
+    assert done.returncode == 0, done.stderr
+    assert spent <= most, (spent, (tmp_path / "fake" / "steps").read_text())
+    table = done.stdout.split("-" * 20)[-1]
+    assert "skipped: time budget spent" in table
+    assert "timed out after" in table  # the steps that ran, and why they ended
+    assert (out / "gpu_logs.tar.gz").is_file()
+
+
+def test_check_refuses_a_budget_that_is_not_seconds(scratch: Path):
+    env = dict(os.environ, GPU_CHECK_BUDGET="7m")
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=scratch, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "GPU_CHECK_BUDGET" in done.stderr
+    assert "===" not in done.stdout
+
+
+def test_profile_ends_inside_its_budget_when_every_part_hangs(scratch: Path, tmp_path: Path):
+    """gpu_profile.sh alone: ncu 240 s + tests 60 s + bench 120 s did not fit the device call
+    its header named (300 s); each limit is now cut to GPU_PROFILE_BUDGET (400 s)."""
+    done, _, out = hanging_check(scratch, tmp_path, None, script="gpu_profile.sh")
+    assert done.returncode == 0, done.stderr
+    steps = (tmp_path / "fake" / "steps").read_text()
+    assert "ncu --clock-control none" in steps  # the profile ran (and hung)
+    spent = int((tmp_path / "fake" / "clock").read_text()) - 1000000
+    assert spent <= 400, steps
+    assert (out / "profile_logs.tar.gz").is_file()
+
+
+def test_profile_help_starts_nothing(scratch: Path, tmp_path: Path):
+    """`--help` had gone on to run the profile, the tests and the benchmark."""
+    shutil.copy(REPO / "scripts" / "gpu_profile.sh", scratch / "scripts" / "gpu_profile.sh")
+    env = dict(os.environ, PROFILE_LOG=str(tmp_path / "prof"))
+    done = subprocess.run(["bash", "scripts/gpu_profile.sh", "--help"], cwd=scratch, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "usage: scripts/gpu_profile.sh" in done.stdout
+    assert "ncu:" not in done.stdout and not (tmp_path / "prof").exists()
