@@ -332,7 +332,10 @@ def _normalise_resize(graph: Graph, node: Node, shape: tuple[int, ...] | None) -
         sc = tuple(o / i for o, i in zip(out, shape, strict=True))
     elif scales is not None and scales.size:
         sc = tuple(float(s) for s in scales)
-        out = tuple(int(np.floor(i * s)) for i, s in zip(shape, sc, strict=True))
+        # floor(size * scale) as onnxruntime computes it (the cpu backend's reference): the
+        # product in float32, then truncated. In float64 a scale such as 2.6 (2.5999999 as a
+        # float32) made 5 rows 12, where onnxruntime makes 13.
+        out = tuple(int(np.float32(i) * np.float32(s)) for i, s in zip(shape, sc, strict=True))
     else:
         raise fail(node, "neither scales nor sizes given")
     if out[:2] != shape[:2]:
