@@ -3,16 +3,26 @@ as gputrack's ISP does, read back by rawpy and by gputrack's own sources."""
 
 from __future__ import annotations
 
+import json
+from argparse import Namespace
+
+import cv2
 import numpy as np
 import pytest
 
+from gputrack.cli import main
+from gputrack.commands.args import stated_colour
 from gputrack.device import get_backend
+from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import GputrackError, UsageError
 from gputrack.isp import IspParams, IspPipeline
+from gputrack.isp.params import DEFAULT_WB
 from gputrack.outputs.dng import RawRecorder, check_raw_folder, dng_bytes
+from gputrack.pipeline import Pipeline
 from gputrack.sensor.frame import RawFrame
 from gputrack.sensor.model import SensorModel, SensorParams
 from gputrack.sensor.sources import open_source
+from gputrack.track import Tracker
 
 # Both are dependencies, but the GPU machine's offline set-up carries neither (only the kernel
 # tests run there): skip rather than fail the collection of every test.
@@ -113,3 +123,60 @@ def test_a_recording_never_lands_on_another_or_on_a_file(tmp_path, rng):
     other.mkdir()
     (other / "notes.txt").write_text("kept")
     assert check_raw_folder(other) == other  # a folder with other files is fine
+
+
+def test_a_recording_plays_back_into_the_images_the_run_made(tmp_path):
+    """Recorded with grey world and a matrix of the user's, played back with the defaults a
+    DNG source gets (its gains as shot, its colour matrix): the same ISP images, frame for
+    frame, though each frame's grey-world gains differ."""
+    be = get_backend("cpu")
+    ccm = ((1.5, -0.4, -0.1), (-0.3, 1.5, -0.2), (0.0, -0.5, 1.5))
+    params = IspParams(wb="auto", ccm=ccm)
+    pipe = Pipeline(be, NoisyTruthDetector(0), Tracker(fps=30), isp_params=params)
+    rec = RawRecorder(tmp_path / "rec")
+    images, gains = [], []
+    with open_source("synthetic:96x64,seed=5") as src:
+        for i in range(3):
+            pipe.process(next(src))
+            shot = pipe.last_raw()
+            rec.write(shot.raw, shot.wb_gains, shot.ccm, index=i)
+            images.append(pipe.last_image())
+            gains.append(shot.wb_gains)
+    assert len(set(gains)) == 3  # measured per frame
+    with open_source(str(rec.folder)) as back:
+        colour = stated_colour(Namespace(wb=None, ccm=None), back.first_raw, "rec", DEFAULT_WB)
+        assert colour["wb"] == "camera"
+        np.testing.assert_allclose(colour["ccm"], ccm, atol=2e-4)
+        isp = IspPipeline(IspParams(**colour), be)
+        for frame, want, g in zip(back, images, gains, strict=True):
+            assert frame.raw.as_shot_wb == pytest.approx(g, rel=1e-5)
+            got = isp.process(frame.raw).rgb8
+            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_the_isp_verb_takes_a_dngs_colour_unless_told_otherwise(tmp_path, capsys, rng):
+    raw = _raw(rng)
+    dng = tmp_path / "shot.dng"
+    dng.write_bytes(dng_bytes(raw, (1.9, 1.0, 1.3), CCM))
+
+    def isp(*argv: str) -> tuple[int, dict, str]:
+        capsys.readouterr()
+        rc = main(["isp", *argv, "--backend", "cpu", "--json"])
+        out, err = capsys.readouterr()
+        return rc, (json.loads(out) if out.strip() else {}), err
+
+    rc, info, _ = isp(str(dng), "--out", str(tmp_path / "a.png"))
+    assert rc == 0 and info["wb_gains"] == pytest.approx([1.9, 1.0, 1.3], rel=1e-4)
+    np.testing.assert_allclose(info["ccm"], CCM, atol=2e-4)
+    rc, info, _ = isp(str(dng), "--out", str(tmp_path / "b.png"), "--wb", "auto",
+                      "--ccm", "identity")  # fmt: skip
+    assert rc == 0 and info["wb_gains"] != pytest.approx([1.9, 1.0, 1.3], rel=1e-3)
+    assert info["ccm"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    # 'camera' where the input states nothing: a usage error naming it
+    npy = tmp_path / "plain.npy"
+    np.save(npy, raw.data)
+    png = tmp_path / "scene.png"
+    cv2.imwrite(str(png), rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    for src, option in ((npy, "--wb"), (npy, "--ccm"), (png, "--wb")):
+        rc, _, err = isp(str(src), "--out", str(tmp_path / "c.png"), option, "camera")
+        assert rc == 2 and f"{option} camera: " in err and "states no" in err, err

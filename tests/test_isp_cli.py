@@ -177,7 +177,7 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
 @pytest.mark.parametrize(
     "extra, code, needle",
     [
-        (["--ccm", "1,2,3"], 2, "give 'identity' or 9 numbers"),
+        (["--ccm", "1,2,3"], 2, "give 'identity', 'camera' or 9 numbers"),
         (["--ccm", "1,0,0,0,1,0,0,0,nan"], 2, "every entry must be a number within +-16"),
         (["--ccm", "1e300,-1e300,0,0,1,0,0,0,1"], 2, "every entry must be a number within +-16"),
         (["--tone", "gamma0"], 2, "gamma must be from 0.1 to 10"),

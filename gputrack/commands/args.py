@@ -239,7 +239,10 @@ class ScriptParser(argparse.ArgumentParser):
 
 
 def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
-    """--ccm: 'identity', or 9 numbers row by row (camera RGB -> linear sRGB)."""
+    """--ccm: 'identity', 'camera' (a DNG's or camera RAW's own matrix), or 9 numbers row by
+    row (camera RGB -> linear sRGB)."""
+    if text.strip().lower() == "camera":
+        return "camera"  # type: ignore[return-value]
     if text.strip().lower() == "identity":
         return ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
     try:
@@ -248,7 +251,7 @@ def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
         values = []
     if len(values) != 9:
         raise argparse.ArgumentTypeError(
-            f"'{text}': give 'identity' or 9 numbers, the 3x3 colour matrix row by row"
+            f"'{text}': give 'identity', 'camera' or 9 numbers, the 3x3 colour matrix row by row"
         )
     try:
         return check_ccm([values[3 * r : 3 * r + 3] for r in range(3)])
@@ -266,13 +269,15 @@ def tone(text: str) -> str:
 
 
 def white_balance(text: str) -> str | tuple[float, float, float]:
-    if text.strip().lower() == "auto":
-        return "auto"
+    """--wb: 'auto' (grey world), 'camera' (a DNG's or camera RAW's as-shot gains) or R,G,B."""
+    if text.strip().lower() in ("auto", "camera"):
+        return text.strip().lower()
     try:
         return check_wb_gains(text.split(","))
     except GputrackError:
         raise argparse.ArgumentTypeError(
-            f"'{text}': give 'auto' or three gains R,G,B from {1 / MAX_GAIN:g} to {MAX_GAIN:g}"
+            f"'{text}': give 'auto', 'camera' or three gains R,G,B from {1 / MAX_GAIN:g} to "
+            f"{MAX_GAIN:g}"
         ) from None
 
 
@@ -291,9 +296,9 @@ def add_isp_options(p: argparse.ArgumentParser) -> None:
         "--ccm",
         type=colour_matrix,
         default=None,
-        metavar="identity|9 numbers",
-        help="colour matrix camera RGB -> linear sRGB, row by row (default: a typical "
-        "sensor's)",
+        metavar="identity|camera|9 numbers",
+        help="colour matrix camera RGB -> linear sRGB, row by row; camera: the one a DNG or "
+        "camera RAW states (default: that where stated, else a typical sensor's)",
     )
     p.add_argument(
         "--tone",
@@ -313,6 +318,28 @@ def add_isp_options(p: argparse.ArgumentParser) -> None:
 
 
 def isp_choices(args: argparse.Namespace) -> dict[str, Any]:
-    """The IspParams fields add_isp_options' flags set (none given: the defaults)."""
+    """The IspParams fields add_isp_options' flags set (none given: the defaults); a --ccm
+    camera is resolved by `stated_colour` instead."""
     given = (("ccm", args.ccm), ("tone", args.tone), ("lens_shading", args.lens_shading))
-    return {k: v for k, v in given if v is not None}
+    return {k: v for k, v in given if v is not None and v != "camera"}
+
+
+def stated_colour(
+    args: argparse.Namespace, raw: Any, input_name: str, default_wb: Any
+) -> dict[str, Any]:
+    """White balance and colour matrix for IspParams, from --wb and --ccm, where not given
+    from what the RAW input states (`raw`: its first RawFrame, None for RGB input: a DNG's or
+    camera RAW's gains as shot and the camera's matrix), else `default_wb` and the default
+    matrix. 'camera' for an input that states none is a usage error."""
+    wb_stated = getattr(raw, "as_shot_wb", None)
+    ccm_stated = getattr(raw, "camera_ccm", None)
+    for option, value, stated in (("--wb", args.wb, wb_stated), ("--ccm", args.ccm, ccm_stated)):
+        if value == "camera" and stated is None:
+            what = "white balance as shot" if option == "--wb" else "colour matrix"
+            raise UsageError(f"{option} camera: {input_name} states no {what} (a DNG or "
+                             "camera RAW file may)")  # fmt: skip
+    chosen: dict[str, Any] = {"wb": args.wb if args.wb is not None else (
+        "camera" if wb_stated is not None else default_wb)}  # fmt: skip
+    if args.ccm == "camera" or (args.ccm is None and ccm_stated is not None):
+        chosen["ccm"] = ccm_stated
+    return chosen

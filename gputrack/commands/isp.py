@@ -34,6 +34,7 @@ from gputrack.commands.args import (
     non_negative_int,
     seed,
     size_wxh,
+    stated_colour,
     white_balance,
 )
 from gputrack.device import CHOICES, get_backend
@@ -97,9 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--wb",
         type=white_balance,
         default=None,
-        metavar="auto|R,G,B",
-        help="white balance: grey world, or fixed gains (default: auto for RAW "
-        f"input, {','.join(f'{g:g}' for g in DEFAULT_WB)} for the sensor model)",
+        metavar="auto|camera|R,G,B",
+        help="white balance: grey world, the gains a DNG or camera RAW states as shot, or "
+        "fixed gains (default: camera where stated, else auto for RAW input; "
+        f"{','.join(f'{g:g}' for g in DEFAULT_WB)} for the sensor model)",
     )
     add_isp_options(p)
     p.add_argument("--noise", action="store_true", help="add shot and read noise (sensor model)")
@@ -117,11 +119,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print what was done as one JSON object")
     p.set_defaults(func=run)
-
-
-def _parse_wb(value: Any, default: Any) -> Any:
-    """--wb as parsed by `args.white_balance`, or the default when it was not given."""
-    return default if value is None else value
 
 
 def _is_raw_input(path: Path) -> bool:
@@ -254,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
         if args.stages == "demosaic":
             params = demosaic_only(raw.pattern, raw.bit_depth, args.demosaic)
         else:
-            params = IspParams(demosaic=args.demosaic, wb=_parse_wb(args.wb, "auto"), **chosen)
+            colour = stated_colour(args, raw, str(src), "auto")
+            params = IspParams(demosaic=args.demosaic, **colour, **chosen)
         info["kind"] = "raw"
         image = None
     else:
@@ -278,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
                 bit_depth=depth,
                 black_level=args.black_level,
                 demosaic=args.demosaic,
-                wb=_parse_wb(args.wb, DEFAULT_WB),
+                **stated_colour(args, None, str(src), DEFAULT_WB),
                 **chosen,
             )
             sensor = model.SensorModel(

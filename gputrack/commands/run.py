@@ -39,6 +39,7 @@ from gputrack.commands.args import (
     max_detections,
     seed,
     size_wxh,
+    stated_colour,
     white_balance,
 )
 from gputrack.device import CHOICES, get_backend
@@ -157,8 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--wb",
         type=white_balance,
         default=None,
-        metavar="auto|R,G,B",
-        help="white balance: grey world on each frame, or fixed gains (default "
+        metavar="auto|camera|R,G,B",
+        help="white balance: grey world on each frame, each DNG's or camera RAW's gains as "
+        "shot, or fixed gains (default: camera for such files, else "
         f"{','.join(f'{g:g}' for g in DEFAULT_WB)}; the sensor model shoots RGB sources "
         "under the illuminant that fixed gains undo)",
     )
@@ -247,12 +249,15 @@ def run(args: argparse.Namespace) -> int:
     if synthetic and source.limit is None:  # neither --frames nor frames= in the spec
         source.limit = SYNTHETIC_FRAMES
     frames = source.limit
-    if not source.is_raw:  # the bit depth is the sensor model's
-        try:
+    try:
+        if not source.is_raw:  # the bit depth is the sensor model's
             check_sensor_bit_depth(args.bit_depth)
-        except UsageError:
-            source.close()
-            raise
+        # a DNG or camera RAW source's own white balance and colour matrix, unless given
+        colour = stated_colour(args, getattr(source, "first_raw", None), source.name,
+                               DEFAULT_WB)  # fmt: skip
+    except UsageError:
+        source.close()
+        raise
     if kind == "truth":
         # Class numbers as the bundled network's (person, car, ball), whatever subset the
         # world has: the log's "class" means the same with either detector.
@@ -272,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     sensor = IspParams(
         pattern=args.pattern or "RGGB",
         bit_depth=args.bit_depth or 12,
-        wb=args.wb if args.wb is not None else DEFAULT_WB,
+        **colour,
         **isp_choices(args),
     )
     pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed)
@@ -339,6 +344,11 @@ def run(args: argparse.Namespace) -> int:
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
     summary["image"] = image
     summary["raw_frames"] = outputs.raw.frames if outputs.raw is not None else 0
+    # what the ISP's colour came from: a DNG source's own, the options, or the defaults
+    wb = colour["wb"]
+    summary["white_balance"] = wb if isinstance(wb, str) else list(wb)
+    summary["colour_matrix"] = ("camera" if "ccm" in colour else
+                                "given" if args.ccm is not None else "default")  # fmt: skip
     stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by

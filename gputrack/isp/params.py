@@ -101,7 +101,9 @@ class IspParams:
     bit_depth: int = 12
     black_level: int | None = None  # None: default_black_level(bit_depth)
     white_level: int | None = None  # None: 2**bit_depth - 1
-    wb: tuple[float, float, float] | str = DEFAULT_WB  # R, G, B gains, or "auto"
+    # R, G, B gains; "auto" (grey world on each frame); "camera" (the gains the RAW frame
+    # states as shot: a DNG's or camera RAW's, resolved per frame by IspPipeline.effective)
+    wb: tuple[float, float, float] | str = DEFAULT_WB
     awb_clip: float = 0.95  # grey world ignores 2x2 cells with a pixel above this fraction
     ccm: tuple[tuple[float, ...], ...] = DEFAULT_CCM  # camera RGB -> linear sRGB
     tone: str = "srgb"  # "srgb" | "linear" | "gammaX" (power 1/X)
@@ -121,8 +123,10 @@ class IspParams:
                 f"(choose from {', '.join(DEMOSAIC_METHODS)})"
             )
         if isinstance(self.wb, str):
-            if self.wb != "auto":
-                raise GputrackError(f"white balance '{self.wb}': give three gains or 'auto'")
+            if self.wb not in ("auto", "camera"):
+                raise GputrackError(
+                    f"white balance '{self.wb}': give three gains, 'auto' or 'camera'"
+                )
         else:
             object.__setattr__(self, "wb", check_wb_gains(self.wb))
         if not 0 < self.awb_clip <= 1:  # NaN fails too

@@ -120,10 +120,17 @@ class IspPipeline:
 
     # --- parameters --------------------------------------------------------------------
     def effective(self, raw: RawFrame | Any) -> IspParams:
-        """The parameters for this frame: the frame's readout description wins."""
-        if not isinstance(raw, RawFrame):
-            return self.params
+        """The parameters for this frame: the frame's readout description wins, and
+        `wb="camera"` becomes the gains the frame states as shot."""
         p = self.params
+        if p.wb == "camera":
+            gains = raw.as_shot_wb if isinstance(raw, RawFrame) else None
+            if gains is None:
+                raise GputrackError("white balance 'camera': this RAW frame states no white "
+                                    "balance as shot; give auto or R,G,B gains")  # fmt: skip
+            p = p.with_(wb=gains)
+        if not isinstance(raw, RawFrame):
+            return p
         if (raw.pattern, raw.bit_depth, raw.black_level, raw.white_level) == (
             p.pattern,
             p.bit_depth,

@@ -41,6 +41,11 @@ class RawFrame:
     white_level: int | None = None  # default: 2**bit_depth - 1
     index: int = 0
     timestamp: float = 0.0
+    # What the file states, where it states it (DNG, camera RAW): the white balance gains as
+    # shot (R, G, B; G = 1) and the camera's colour matrix (camera RGB -> linear sRGB). The ISP
+    # uses them with `--wb camera` / `--ccm camera` (the defaults for such files).
+    as_shot_wb: tuple[float, float, float] | None = None
+    camera_ccm: tuple[tuple[float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         self.pattern = check_pattern(self.pattern)

@@ -67,8 +67,11 @@ class SensorParams:
 
     def wb(self) -> tuple[float, float, float]:
         """The illuminant the scene is shot under, as the ISP gains that undo it."""
-        # An auto-WB ISP has no fixed gains to invert; model a typical daylight sensor.
-        return (2.0, 1.0, 1.6) if self.isp.auto_wb else self.isp.wb  # type: ignore[return-value]
+        # An auto-WB ISP (or one taking a file's gains) has no fixed gains to invert; model a
+        # typical daylight sensor.
+        if isinstance(self.isp.wb, str):
+            return (2.0, 1.0, 1.6)
+        return self.isp.wb
 
     def colour_matrix(self) -> np.ndarray:
         """float64[3, 3]: linear sRGB -> sensor response before white balance."""

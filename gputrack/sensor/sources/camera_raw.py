@@ -33,6 +33,9 @@ class CameraRawSource(Source):
         self._bit_depth = bit_depth
         first = self._load(self.files[0], 0, 0.0)
         self._first: Frame | None = first
+        # The first file's RAW frame: what the recording states (its white balance as shot and
+        # colour matrix), for the ISP's defaults before any frame is read.
+        self.first_raw = first.raw
         h, w = first.raw.data.shape  # type: ignore[union-attr]
         super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
                          frames=frames, loop=loop)
@@ -47,6 +50,8 @@ class CameraRawSource(Source):
                 data = np.array(r.raw_image_visible, dtype=np.uint16)
                 blacks = [int(b) for b in r.black_level_per_channel]
                 white = int(r.white_level)
+                as_shot = _as_shot_gains(r.camera_whitebalance)
+                camera_ccm = _camera_matrix(r.color_matrix)
                 meta = {
                     "file": str(path),
                     "black_level_per_channel": blacks,
@@ -64,6 +69,7 @@ class CameraRawSource(Source):
         white = min(white, (1 << int(depth)) - 1)
         params = _raw_params(str(path), depth, pattern, round(float(np.mean(blacks))), white)
         raw = _make_raw(str(path), np.ascontiguousarray(data), params, index, t)
+        raw.as_shot_wb, raw.camera_ccm = as_shot, camera_ccm
         return Frame(index, t, raw=raw, meta=meta)
 
     def _read(self) -> Frame | None:
@@ -79,6 +85,30 @@ class CameraRawSource(Source):
     def _rewind(self) -> bool:
         self._k = 0
         return True
+
+
+def _as_shot_gains(multipliers: Any) -> tuple[float, float, float] | None:
+    """LibRaw's camera multipliers (R, G, B, G2) as gains with G = 1; None when the file
+    states none (zeros) or ones outside what the ISP takes (1/64 to 64)."""
+    m = np.asarray(multipliers, dtype=np.float64)[:3]
+    if m.shape != (3,) or not np.all(np.isfinite(m)) or m[1] <= 0:
+        return None
+    gains = m / m[1]
+    if not np.all((gains >= 1 / 64) & (gains <= 64)):
+        return None
+    return (float(gains[0]), 1.0, float(gains[2]))
+
+
+def _camera_matrix(matrix: Any) -> tuple[tuple[float, float, float], ...] | None:
+    """LibRaw's colour matrix (camera RGB -> sRGB, from the DNG's ColorMatrix or LibRaw's
+    own table for the camera) as 3x3; None when the file gave none (zeros)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 3:
+        return None
+    m = m[:3, :3]
+    if not np.all(np.isfinite(m)) or not np.any(m) or np.any(np.abs(m) > 16):
+        return None
+    return tuple(tuple(float(v) for v in row) for row in m)  # type: ignore[return-value]
 
 
 def _rawpy_pattern(r: Any, path: Path) -> str:
