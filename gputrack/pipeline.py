@@ -12,7 +12,7 @@ benchmark times device work with CUDA events instead.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from gputrack.isp import IspParams, IspPipeline
 from gputrack.isp.reference import awb_gains, awb_stats
 from gputrack.sensor.frame import RawFrame
 from gputrack.sensor.model import SensorModel, SensorParams
+from gputrack.sensor.roi import Roi
 from gputrack.sensor.sources import Frame
 from gputrack.track import Track, Tracker
 
@@ -39,7 +40,8 @@ class FrameResult:
     tracks: list[Track]
     detections: np.ndarray  # float32[N, 6] in frame pixels
     stage_ms: dict[str, float] = field(default_factory=dict)  # STAGES + "total"
-    size: tuple[int, int] = (0, 0)  # width, height of the processed frame
+    size: tuple[int, int] = (0, 0)  # width, height of the processed frame (the window's)
+    origin: tuple[int, int] = (0, 0)  # where the processed frame lies in the sensor's pixels
 
 
 class Pipeline:
@@ -53,8 +55,12 @@ class Pipeline:
         isp_params: IspParams | None = None,
         sensor_noise: bool = True,
         seed: int = 0,
+        roi: Roi | None = None,
     ) -> None:
         self.backend = backend
+        # The sensor's readout window: the ISP and the network see it alone; detections and
+        # tracks are in the whole sensor's pixels.
+        self.roi = roi
         self.detector = detector
         self.tracker = tracker
         base = isp_params or IspParams()
@@ -78,9 +84,13 @@ class Pipeline:
         sync = self.backend.synchronize
         t0 = clock()
         if frame.raw is not None:
-            raw = frame.raw
+            raw = self._window_raw(frame.raw)
         else:
-            raw = self.sensor.render(_even(frame.image), frame=frame.index, download=False)
+            scene = _even(frame.image)
+            if self.roi is not None:
+                self.roi.check_inside(scene.shape[1], scene.shape[0], "the source")
+                scene = self.roi.crop(scene)
+            raw = self.sensor.render(scene, frame=frame.index, download=False)
         sync()  # the sensor model launches on the default stream; the ISP reads its output
         # on self.stream (non-blocking on cuda), so the whole device must be done first
         t1 = clock()
@@ -101,7 +111,16 @@ class Pipeline:
         ms["total"] = (t4 - t0) * 1e3
         self._last_rgb8, self._overwritten = out.rgb8, False  # the frame is done
         self._last_raw = (raw, frame.index, out.gains)
-        return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h))
+        origin = (self.roi.x, self.roi.y) if self.roi is not None else (0, 0)
+        return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h), origin)
+
+    def _window_raw(self, raw: RawFrame) -> RawFrame:
+        """A RAW source's frame as the window reads it out (its readout and what it states
+        kept: the window's offsets are even, so its pattern is the frame's)."""
+        if self.roi is None:
+            return raw
+        self.roi.check_inside(raw.width, raw.height, "the RAW")
+        return replace(raw, data=np.ascontiguousarray(self.roi.crop(raw.data)))
 
     def _detect(self, frame: Frame, tensor: Any, w: int, h: int) -> np.ndarray:
         if isinstance(self.detector, NoisyTruthDetector):
@@ -110,11 +129,14 @@ class Pipeline:
                     "the ground-truth detector needs a source with ground truth "
                     "(the synthetic world); use --detector network"
                 )
-            return self.detector(frame.truth)
+            # what the window sees, in the sensor's pixels already
+            truth = frame.truth if self.roi is None else self.roi.truth(frame.truth)
+            return self.detector(truth)
         net = self.detector.network
         outs = net.run(tensor, stream=self.stream, download=False, graph=True)
         mapping = FrameMapping.of(self.detector.spec, w, h)
-        return self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
+        dets = self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
+        return dets if self.roi is None else self.roi.to_sensor(dets)
 
     def last_image(self) -> np.ndarray | None:
         """The ISP image (uint8[H, W, 3] RGB) of the last frame `process` finished, on the

@@ -56,6 +56,7 @@ from gputrack.outputs.files import is_stdout, refuse_overwriting_inputs, write_i
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.model import SensorParams
+from gputrack.sensor.roi import Roi
 from gputrack.sensor.sources import (
     CAMERA_RAW_EXTS,
     IMAGE_EXTS,
@@ -129,6 +130,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
     p.add_argument(
+        "--roi",
+        type=_window,
+        default=None,
+        metavar="X,Y,W,H",
+        help="read out only this window of the sensor (even numbers, sensor pixels): the ISP, "
+        "the network and the image outputs see it alone; boxes and logs stay in sensor pixels",
+    )
+    p.add_argument(
         "--raw",
         default=None,
         metavar="FOLDER",
@@ -190,6 +199,13 @@ def _check_raw_output(args: argparse.Namespace) -> None:
                              "its own")  # fmt: skip
 
 
+def _window(text: str) -> Roi:
+    try:
+        return Roi.parse(text)
+    except GputrackError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _source_fps(text: str) -> float:
     try:
         value = float(text)
@@ -211,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     _check_raw_output(args)
+    if args.roi is not None and args.lens_shading is not None and any(args.lens_shading):
+        raise UsageError("--roi with --lens-shading: the ISP corrects shading about the "
+                         "centre of the frame it sees, not the sensor's; use one or the "
+                         "other")  # fmt: skip
     synthetic = is_synthetic(args.source)  # the sources' own test; '' is a usage error
     kind = "network" if args.detector == "auto" else args.detector
     if kind == "truth":
@@ -255,6 +275,14 @@ def run(args: argparse.Namespace) -> int:
         # a DNG or camera RAW source's own white balance and colour matrix, unless given
         colour = stated_colour(args, getattr(source, "first_raw", None), source.name,
                                DEFAULT_WB)  # fmt: skip
+        if args.roi is not None:  # the sensor: the source's frame, even-sized for RGB
+            w, h = source.size
+            if not source.is_raw:
+                w, h = w - w % 2, h - h % 2
+            try:
+                args.roi.check_inside(w, h, source.name)
+            except GputrackError as err:
+                raise UsageError(f"--roi {err}") from None
     except UsageError:
         source.close()
         raise
@@ -280,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         **colour,
         **isp_choices(args),
     )
-    pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed)
+    pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed, roi=args.roi)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
 
     stage_ms: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
@@ -322,8 +350,10 @@ def run(args: argparse.Namespace) -> int:
                         result = done
                         if view:
                             view.update(result.index, result.tracks, result.stage_ms)
-                        if frame.truth is not None:
-                            scored.append(_score_row(frame.truth, result.tracks))
+                        if frame.truth is not None:  # scored on what the window sees
+                            truth = frame.truth if args.roi is None else args.roi.truth(
+                                frame.truth)  # fmt: skip
+                            scored.append(_score_row(truth, result.tracks))
         except KeyboardInterrupt as stop:
             if outputs.frames == 0:  # nothing done: earlier outputs stay as they were
                 raise
@@ -336,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
     if image:
         rgb8 = pipe.last_image()
         if rgb8 is not None:
-            write_image(image, draw_tracks(rgb8, result.tracks, names), "--image")
+            write_image(image, draw_tracks(rgb8, result.tracks, names, result.origin),
+                        "--image")  # fmt: skip
         else:  # stopped at once inside a frame whose ISP wrote over the last finished picture
             sys.stderr.write(f"gputrack run: --image {image}: not written, the picture of the "
                              f"last finished frame was gone when the run stopped\n")  # fmt: skip
@@ -470,6 +501,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "image": args.image,
         "video": args.video,
         "raw": args.raw,  # a folder of DNG frames
+        "roi": None if args.roi is None else [args.roi.x, args.roi.y, args.roi.w, args.roi.h],
     }
     network = getattr(detector, "network", None)
     if network is not None and network.plan is not None:  # the network on gputrack's kernels

@@ -148,7 +148,7 @@ class RunOutputs:
         if self._video_tmp is not None:
             rgb8 = image()
             if rgb8 is not None:
-                self._write_video(draw_tracks(rgb8, result.tracks, self.names))
+                self._write_video(draw_tracks(rgb8, result.tracks, self.names, result.origin))
         self.frames += 1
 
     def _write_video(self, bgr: np.ndarray) -> None:
