@@ -74,6 +74,7 @@ class Pipeline:
         # write each frame's image into one buffer, so a frame stopped in or after its ISP
         # (Ctrl-C in the detector) may have overwritten it: `_overwritten` then says so.
         self._last_rgb8: Any = None
+        self._last_nv12: Any = None  # with IspParams(nv12=True): the same frame as NV12
         self._overwritten = False
         # The last finished frame's RAW frame (the source's RawFrame, or the sensor model's
         # mosaic on the host or the device), its index and the white balance the ISP used.
@@ -110,6 +111,7 @@ class Pipeline:
         }
         ms["total"] = (t4 - t0) * 1e3
         self._last_rgb8, self._overwritten = out.rgb8, False  # the frame is done
+        self._last_nv12 = out.nv12
         self._last_raw = (raw, frame.index, out.gains)
         origin = (self.roi.x, self.roi.y) if self.roi is not None else (0, 0)
         return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h), origin)
@@ -148,6 +150,16 @@ class Pipeline:
             return self._last_rgb8.copy()
         return self.backend.to_host(self._last_rgb8, stream=self.stream)
 
+
+    def last_nv12(self) -> np.ndarray | None:
+        """The last finished frame's ISP image as NV12 (uint8[H * 3 / 2, W], BT.709 limited
+        range) on the host, when the ISP makes it (`IspParams(nv12=True)`); fetched on
+        request, before the next `process`."""
+        if self._last_nv12 is None:
+            return None
+        if isinstance(self._last_nv12, np.ndarray):
+            return self._last_nv12.copy()
+        return self.backend.to_host(self._last_nv12, stream=self.stream)
 
     def last_raw(self) -> RawShot | None:
         """The RAW frame of the last frame `process` finished, on the host, with the white

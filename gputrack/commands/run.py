@@ -130,6 +130,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", default=None, help="write the annotated ISP video (.avi MJPG, .mp4, .mkv)"
     )
     p.add_argument(
+        "--nv12",
+        default=None,
+        metavar="FILE",
+        help="write the ISP's own video, unannotated, as raw NV12 frames (BT.709 limited "
+        "range; e.g. out.yuv or /dev/stdout into an encoder)",
+    )
+    p.add_argument(
         "--roi",
         type=_window,
         default=None,
@@ -192,7 +199,8 @@ def _check_raw_output(args: argparse.Namespace) -> None:
     folder = check_raw_folder(args.raw)
     source = Path(args.source).expanduser()
     for what, other in [("the source folder", source if source.is_dir() else None),
-                        *((f"--{o}", getattr(args, o)) for o in ("log", "mot", "video", "image"))
+                        *((f"--{o}", getattr(args, o))
+                          for o in ("log", "mot", "video", "image", "nv12"))
                         ]:  # fmt: skip
         if other and Path(other).expanduser().resolve() == folder.resolve():
             raise UsageError(f"--raw {args.raw}: is {what}; give the recording a folder of "
@@ -223,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ui and --json both write to the terminal's output; choose one")
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
-    for option in ("log", "mot", "image"):
+    for option in ("log", "mot", "image", "nv12"):
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     _check_raw_output(args)
@@ -245,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     source_path = Path(args.source).expanduser()
     refuse_overwriting_inputs(
         {"source": source_path if source_path.exists() else None, "model": model},
-        {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image")},
+        {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image", "nv12")},
         folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
     )
     if args.size and not is_headerless_raw(args.source):
@@ -307,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
         bit_depth=args.bit_depth or 12,
         **colour,
         **isp_choices(args),
+        nv12=args.nv12 is not None,
     )
     pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed, roi=args.roi)
     show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
@@ -327,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
             fps=source.fps,
             names=names,
             raw=args.raw,
+            nv12=args.nv12,
         )
         view = None
         if show_ui:
@@ -346,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
                         done = pipe.process(frame)
                         for k, v in done.stage_ms.items():
                             stage_ms[k].append(v)
-                        outputs.write(done, pipe.last_image, pipe.last_raw)
+                        outputs.write(done, pipe.last_image, pipe.last_raw, pipe.last_nv12)
                         result = done
                         if view:
                             view.update(result.index, result.tracks, result.stage_ms)
@@ -375,6 +385,7 @@ def run(args: argparse.Namespace) -> int:
     summary = _summary(args, source, backend.name, detector, stage_ms, scored, tracker)
     summary["image"] = image
     summary["raw_frames"] = outputs.raw.frames if outputs.raw is not None else 0
+    summary["frame_size"] = list(result.size)  # what the ISP made: the window with --roi
     # what the ISP's colour came from: a DNG source's own, the options, or the defaults
     wb = colour["wb"]
     summary["white_balance"] = wb if isinstance(wb, str) else list(wb)
@@ -385,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
     summary["stopped_by"] = stopped_by
     # The track log or the MOT result on stdout (--mot /dev/stdout | reader): the summary goes
     # beside it, on stderr, so the stream holds that output only.
-    report = sys.stderr if any(is_stdout(p) for p in (args.log, args.mot)) else sys.stdout
+    on_stdout = any(is_stdout(p) for p in (args.log, args.mot, args.nv12))
+    report = sys.stderr if on_stdout else sys.stdout
     if args.json:
         json.dump(summary, report, indent=2)
         report.write("\n")
@@ -501,6 +513,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "image": args.image,
         "video": args.video,
         "raw": args.raw,  # a folder of DNG frames
+        "nv12": args.nv12,
         "roi": None if args.roi is None else [args.roi.x, args.roi.y, args.roi.w, args.roi.h],
     }
     network = getattr(detector, "network", None)
@@ -551,9 +564,13 @@ def _print_summary(s: dict, stream: TextIO) -> None:
             f"tracking vs ground truth: MOTA {percent(s['mota'])}, IDF1 "
             f"{percent(s['idf1'])}, {s['id_switches']} identity switches"
         )
-    wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"]) if p]
+    wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"], s["nv12"]) if p]
     if s["raw"]:
         wrote.append(f"{s['raw']} ({s['raw_frames']} DNG frames)")
+    if s["nv12"] and not is_stdout(s["nv12"]):
+        w, h = s["frame_size"]
+        console.print(f"--nv12 plays with: ffplay -f rawvideo -pixel_format nv12 -video_size "
+                      f"{w}x{h} -framerate {s['fps']:g} {escape(s['nv12'])}")  # fmt: skip
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):

@@ -82,17 +82,24 @@ class RunOutputs:
         fps: float,
         names: Sequence[str],
         raw: str | None = None,
+        nv12: str | None = None,
     ) -> None:
         self.names = names
         self.fps = fps
         self.frames = 0  # written: an error before the first replaces no earlier file
-        self._given = {"--log": log, "--mot": mot, "--video": video, "--raw": raw}  # as spelt
+        self._given = {"--log": log, "--mot": mot, "--video": video, "--raw": raw,
+                       "--nv12": nv12}  # as the user spelt them  # fmt: skip
         self.raw = RawRecorder(raw) if raw else None
         stack.push(self._report)  # first in, last out: after every output was closed
         self.log = stack.enter_context(TrackLogWriter(log, "--log")) if log else None
         keep = self._any_frame
         self.mot = (
             stack.enter_context(OutputFile(mot, "--mot", keep_on_error=keep)) if mot else None
+        )
+        # The ISP's own video, unannotated: NV12 frames one after another (rawvideo), for an
+        # encoder (ffmpeg -f rawvideo -pix_fmt nv12 -s WxH -r FPS -i FILE ...)
+        self.nv12 = (
+            stack.enter_context(OutputFile(nv12, "--nv12", keep_on_error=keep)) if nv12 else None
         )
         self.video_path = video
         self._video_tmp = (
@@ -120,6 +127,7 @@ class RunOutputs:
         result: Any,
         image: Callable[[], np.ndarray | None],
         raw: Callable[[], Any] | None = None,
+        nv12: Callable[[], np.ndarray | None] | None = None,
     ) -> None:
         """One frame: `result` a pipeline FrameResult; `image()` fetches its ISP image and
         `raw()` its RAW frame (a pipeline RawShot), each only called when an output needs it,
@@ -145,6 +153,11 @@ class RunOutputs:
                         f"{t.h:.2f},{t.score:.4f},-1,-1,-1\n"
                     )
             self.mot.flush()
+        if self.nv12 is not None and nv12 is not None:
+            frame = nv12()
+            if frame is not None:
+                self.nv12.write(np.ascontiguousarray(frame).tobytes())
+                self.nv12.flush()
         if self._video_tmp is not None:
             rgb8 = image()
             if rgb8 is not None:
@@ -197,7 +210,8 @@ class RunOutputs:
         kept_by = {"--log": self.log is not None and self.log.kept,
                    "--mot": self.mot is not None and self.mot.kept,
                    "--video": self._video_good(),
-                   "--raw": self.raw is not None and self.raw.frames > 0}  # fmt: skip
+                   "--raw": self.raw is not None and self.raw.frames > 0,
+                   "--nv12": self.nv12 is not None and self.nv12.kept}  # fmt: skip
         kept = [f"{o} {self._given[o]}" for o, kept in kept_by.items() if kept]
         if kept:
             n = self.frames
