@@ -386,6 +386,7 @@ def run(args: argparse.Namespace) -> int:
     summary["image"] = image
     summary["raw_frames"] = outputs.raw.frames if outputs.raw is not None else 0
     summary["frame_size"] = list(result.size)  # what the ISP made: the window with --roi
+    summary["classes"] = list(names)  # the logs' class numbers, in words
     # what the ISP's colour came from: a DNG source's own, the options, or the defaults
     wb = colour["wb"]
     summary["white_balance"] = wb if isinstance(wb, str) else list(wb)
