@@ -2,8 +2,11 @@
 // for the host CPU. Each kernel module is one translation unit: generated code includes this
 // header, then the .cu file, then per-kernel launch wrappers (ops_emu.py writes them).
 //
-// Built-in variables and __shared__ variables are thread_local: the OS thread that runs a
-// block runs all its CUDA threads (as fibers), so each block in flight has its own copy.
+// __shared__ variables are thread_local: the OS thread that runs a block runs all its CUDA
+// threads (as fibers), so each block in flight has its own copy. The module's whole .tbss is
+// therefore its shared memory, and the runtime poisons all of it before each block (a block
+// never sees what the previous block on its OS thread left). Built-in variables are read from
+// the fiber's stack header.
 // Barriers and warp collectives call into the runtime library (runtime.cpp).
 #ifndef GPUTRACK_CUDA_EMU_H
 #define GPUTRACK_CUDA_EMU_H

@@ -29,8 +29,9 @@ typedef struct {
 
 // Runs one CUDA thread of the kernel: unpacks `args` (like cuLaunchKernel's kernelParams).
 typedef void (*gputrack_emu_body)(void** args, const gputrack_emu_ids* ids);
-// Called on the worker's OS thread before each block (poisons dynamic shared memory).
-typedef void (*gputrack_emu_block_hook)(size_t shared_bytes);
+// Called on the worker's OS thread before each block: poisons the block's shared memory.
+// Returns NULL, or why the block cannot run (the launch then fails with that reason).
+typedef const char* (*gputrack_emu_block_hook)(size_t shared_bytes);
 
 // Synchronous launch. Returns 0, or -1 with the reason in gputrack_emu_last_error().
 int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
@@ -42,6 +43,37 @@ int gputrack_emu_worker_count(void);
 // whose results change with it has a race between its threads.
 void gputrack_emu_set_reverse_order(int reverse);
 const char* gputrack_emu_context_switch(void);
+
+// ---- shared memory poisoning ----
+// All the thread_local storage of a kernel module is its shared memory: static __shared__
+// variables (`thread_local` in cuda_emu.h) and the buffers behind `extern __shared__` arrays.
+// Where this OS thread's copy lies is found once per module (from the module's PT_TLS segment)
+// and kept in the module's `layout`.
+typedef struct {
+    int state;             // 0: not looked up yet, 1: found, -1: not found
+    size_t anchor_offset;  // of the module's anchor variable in its TLS block
+    size_t begin, end;     // the zero-initialised part of the TLS block (.tbss), poisoned
+} gputrack_emu_tls_layout;
+typedef struct {
+    const void* begin;
+    size_t bytes;
+} gputrack_emu_span;
+// Fills this OS thread's shared memory of a module (found through `anchor`, a thread_local of
+// the module) with the poison pattern, except the `keep` spans (the unused tail of each dynamic
+// shared buffer). The pattern: 0x7FFF in every aligned 2 bytes (bytes FF 7F FF 7F ...), which
+// reads as NaN in half, bfloat16, float and double, and as a large positive number, never 0
+// or -1, in 16/32/64-bit integers. Returns NULL, or an error.
+const char* gputrack_emu_poison_shared(gputrack_emu_tls_layout* layout, const void* anchor,
+                                       const gputrack_emu_span* keep, int n_keep);
+
+// ---- guard pages (GPUTRACK_EMU_GUARD) ----
+// Room for `bytes` of device array data right against a no-access page: the page after its
+// end (`before` == 0; the start is 16-byte aligned, so an array whose size is not a multiple of
+// 16 ends up to 15 bytes short of it) or the page before its start (`before` != 0). A kernel
+// that touches the page fails its launch with an error naming `label` and the byte offset.
+// Returns NULL if memory cannot be mapped.
+void* gputrack_emu_guard_alloc(size_t bytes, int before, const char* label);
+void gputrack_emu_guard_free(void* data);
 
 // Block barrier (__syncthreads and its _count/_and/_or forms).
 enum { GPUTRACK_EMU_BAR_SYNC, GPUTRACK_EMU_BAR_COUNT, GPUTRACK_EMU_BAR_AND, GPUTRACK_EMU_BAR_OR };

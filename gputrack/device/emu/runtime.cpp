@@ -7,10 +7,17 @@
 // every thread of the block waits at it or has exited. There is no preemption: a thread that
 // spins waiting for another thread of its block (or for another block) hangs.
 //
+// Every block starts with all its shared memory poisoned (gputrack_emu_poison_shared). With
+// GPUTRACK_EMU_GUARD set, ops_emu.py puts each device array against a no-access page
+// (gputrack_emu_guard_alloc), and a fault in kernel code ends the launch with an error that
+// names the array, like a device-side assert (on_fault below).
+//
 // Built once into its own shared library; every kernel module links against it.
 
 #include "emu_abi.h"
 
+#include <link.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -20,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -255,7 +263,12 @@ struct Worker {
             warp_pending[w] = std::min(kWarpSize, threads - w * kWarpSize);
             warp_waiting[w] = 0;
         }
-        if (L.hook) L.hook(L.shared_bytes);
+        if (L.hook) {
+            if (const char* why = L.hook(L.shared_bytes)) {
+                job->fail(why);
+                return;
+            }
+        }
 
         for (;;) {
             if (aborting) break;
@@ -556,10 +569,16 @@ struct Worker {
     }
 
     [[noreturn]] void fail(const char* what, const char* file, int line) {
+        char where[640];
+        std::snprintf(where, sizeof where, "%s at %s:%d", what, file, line);
+        fail_here(where);
+    }
+
+    // Ends the launch with `what` and the running CUDA thread's indices; abandons the block.
+    [[noreturn]] void fail_here(const char* what) {
         char message[768];
         const gputrack_emu_ids& me = current_fiber->header->ids;
-        std::snprintf(message, sizeof message,
-                      "%s at %s:%d (block (%u,%u,%u), thread (%u,%u,%u))", what, file, line,
+        std::snprintf(message, sizeof message, "%s (block (%u,%u,%u), thread (%u,%u,%u))", what,
                       me.bx, me.by, me.bz, me.tx, me.ty, me.tz);
         job->fail(message);
         aborting = true;
@@ -578,6 +597,173 @@ Worker& this_worker() {
 }
 
 Worker& kernel_worker() { return *static_cast<Worker*>(current_header()->worker); }
+
+// ---- shared memory poison ---------------------------------------------------------------
+
+// 0x7FFF in every aligned 2 bytes: NaN as half, bfloat16, float and double; a large positive
+// number in 16/32/64-bit integers (emu_abi.h).
+void poison(char* p, char* end) {
+    auto byte_at = [](const char* q) {
+        return char((reinterpret_cast<uintptr_t>(q) & 1) ? 0x7f : 0xff);
+    };
+    for (; p < end && (reinterpret_cast<uintptr_t>(p) & 7); ++p) *p = byte_at(p);
+    const uint64_t word = 0x7fff7fff7fff7fffull;
+    for (; end - p >= 8; p += 8) std::memcpy(p, &word, 8);
+    for (; p < end; ++p) *p = byte_at(p);
+}
+
+std::mutex g_layout_mutex;
+
+// The dynamic linker's own lookup of a module's TLS block for the calling thread (x86-64 and
+// AArch64 glibc export it); offset 0 is the start of the block.
+struct TlsIndex {
+    unsigned long module, offset;
+};
+extern "C" void* __tls_get_addr(TlsIndex*);
+
+struct TlsSearch {
+    uintptr_t inside;  // an address in the module's loaded segments
+    size_t modid = 0, filesz = 0, memsz = 0;
+    bool found = false;
+};
+
+// The loaded object that holds `inside`, and its PT_TLS segment. (dlpi_tls_data is no help:
+// it is NULL whenever this thread's DTV is older than the last dlopen of a module with TLS.)
+int find_tls_segment(dl_phdr_info* info, size_t, void* data) {
+    auto* search = static_cast<TlsSearch*>(data);
+    bool holds = false;
+    const ElfW(Phdr)* tls = nullptr;
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        const uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+        if (ph.p_type == PT_LOAD && search->inside >= lo && search->inside < lo + ph.p_memsz)
+            holds = true;
+        if (ph.p_type == PT_TLS) tls = &ph;
+    }
+    if (!holds) return 0;
+    if (tls && info->dlpi_tls_modid) {
+        search->modid = info->dlpi_tls_modid;
+        search->filesz = tls->p_filesz;
+        search->memsz = tls->p_memsz;
+        search->found = true;
+    }
+    return 1;
+}
+
+int tls_layout(gputrack_emu_tls_layout* layout, const void* anchor) {
+    int state = __atomic_load_n(&layout->state, __ATOMIC_ACQUIRE);
+    if (state != 0) return state;
+    std::lock_guard<std::mutex> lock(g_layout_mutex);
+    state = __atomic_load_n(&layout->state, __ATOMIC_ACQUIRE);
+    if (state != 0) return state;
+    TlsSearch search;
+    search.inside = reinterpret_cast<uintptr_t>(layout);  // the module's own .bss
+    dl_iterate_phdr(find_tls_segment, &search);
+    state = -1;
+    if (search.found) {
+        TlsIndex index{search.modid, 0};
+        const auto start = reinterpret_cast<uintptr_t>(__tls_get_addr(&index));
+        const auto at = reinterpret_cast<uintptr_t>(anchor);
+        if (at >= start && at < start + search.memsz) {
+            layout->anchor_offset = at - start;
+            layout->begin = search.filesz;  // .tdata (initialised) first, then .tbss
+            layout->end = search.memsz;
+            state = 1;
+        }
+    }
+    __atomic_store_n(&layout->state, state, __ATOMIC_RELEASE);
+    return state;
+}
+
+// ---- guard pages and faults in kernel code ----------------------------------------------
+
+struct GuardSlot {
+    std::atomic<int> live{0};  // read by the fault handler without a lock
+    uintptr_t map = 0;         // the mapping, guard page included
+    size_t map_bytes = 0;
+    uintptr_t data = 0;  // the array's first byte
+    size_t bytes = 0;
+    char label[200] = {};
+};
+
+constexpr int kGuardSlots = 4096;
+GuardSlot g_guards[kGuardSlots];
+std::mutex g_guard_mutex;
+struct sigaction g_previous_segv;
+bool g_fault_handler = false;
+
+[[noreturn]] void kernel_fault(uintptr_t address, int write) {
+    const char* kind = write == 1 ? "write" : write == 0 ? "read" : "access";
+    char what[512];
+    const GuardSlot* hit = nullptr;
+    for (const GuardSlot& g : g_guards) {
+        if (g.live.load(std::memory_order_acquire) && address >= g.map &&
+            address < g.map + g.map_bytes) {
+            hit = &g;
+            break;
+        }
+    }
+    if (hit) {
+        std::snprintf(what, sizeof what,
+                      "out-of-bounds %s at byte offset %lld of %s (%zu bytes, guard page %s)",
+                      kind, static_cast<long long>(address - hit->data), hit->label, hit->bytes,
+                      address < hit->data ? "before it" : "after it");
+    } else {
+        std::snprintf(what, sizeof what, "invalid memory %s at address %#lx (no device array)",
+                      kind, static_cast<unsigned long>(address));
+    }
+    kernel_worker().fail_here(what);
+}
+
+// SIGSEGV while a CUDA thread runs on a fiber: the handler makes the fiber call kernel_fault,
+// which fails the launch and abandons the block, as a device-side assert does. A fault
+// anywhere else goes to the handler that was there before.
+void on_fault(int, siginfo_t* info, void* context) {
+    auto* uc = static_cast<ucontext_t*>(context);
+    Worker* w = tls_worker;
+#if defined(__x86_64__)
+    const auto sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+    const auto sp = static_cast<uintptr_t>(uc->uc_mcontext.sp);
+#else
+    const uintptr_t sp = 0;
+#endif
+    const Fiber* f = w && w->job ? w->current_fiber : nullptr;
+    const auto lo = f ? reinterpret_cast<uintptr_t>(f->stack) : 0;
+    // Below 4 KiB of a fiber's stack the handler itself could not run: left to the default.
+    if (!f || sp < lo + 4096 || sp >= lo + kStackBytes) {
+        sigaction(SIGSEGV, &g_previous_segv, nullptr);
+        return;  // the access faults again, now with the previous handler
+    }
+    const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+    const uintptr_t fresh_sp = (sp - 512) & ~uintptr_t(15);  // past the red zone
+#if defined(__x86_64__)
+    const int write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // page-fault error code
+    uc->uc_mcontext.gregs[REG_RSP] = static_cast<greg_t>(fresh_sp - 8);  // as after a call
+    uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(&kernel_fault);
+    uc->uc_mcontext.gregs[REG_RDI] = static_cast<greg_t>(address);
+    uc->uc_mcontext.gregs[REG_RSI] = write;
+#elif defined(__aarch64__)
+    uc->uc_mcontext.sp = fresh_sp;
+    uc->uc_mcontext.pc = reinterpret_cast<uintptr_t>(&kernel_fault);
+    uc->uc_mcontext.regs[0] = address;
+    uc->uc_mcontext.regs[1] = 2;  // read or write: not known here
+#else
+    (void)address, (void)fresh_sp;
+    static const char msg[] = "gputrack emu: invalid memory access in kernel code\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    sigaction(SIGSEGV, &g_previous_segv, nullptr);
+#endif
+}
+
+void install_fault_handler() {  // with g_guard_mutex held
+    if (g_fault_handler) return;
+    struct sigaction action {};
+    action.sa_sigaction = on_fault;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGSEGV, &action, &g_previous_segv) == 0) g_fault_handler = true;
+}
 
 // ---- the pool of OS threads -------------------------------------------------------------
 
@@ -680,6 +866,76 @@ int gputrack_emu_launch(gputrack_emu_body body, gputrack_emu_block_hook hook,
 }
 
 const char* gputrack_emu_last_error(void) { return tls_last_error.c_str(); }
+
+const char* gputrack_emu_poison_shared(gputrack_emu_tls_layout* layout, const void* anchor,
+                                       const gputrack_emu_span* keep, int n_keep) {
+    if (tls_layout(layout, anchor) < 0)
+        return "emu: cannot find the kernel module's thread-local storage (its shared memory)";
+    char* const base = static_cast<char*>(const_cast<void*>(anchor)) - layout->anchor_offset;
+    char* p = base + layout->begin;
+    char* const end = base + layout->end;
+    while (p < end) {  // poison up to the next span to keep, skip it, and so on
+        const gputrack_emu_span* next = nullptr;
+        for (int i = 0; i < n_keep; ++i) {
+            const char* b = static_cast<const char*>(keep[i].begin);
+            if (b + keep[i].bytes > p && (!next || b < static_cast<const char*>(next->begin)))
+                next = &keep[i];
+        }
+        if (!next) {
+            poison(p, end);
+            break;
+        }
+        char* b = static_cast<char*>(const_cast<void*>(next->begin));
+        if (b > p) poison(p, std::min(b, end));
+        p = std::max(p, b + next->bytes);
+    }
+    return nullptr;
+}
+
+void* gputrack_emu_guard_alloc(size_t bytes, int before, const char* label) {
+    std::lock_guard<std::mutex> lock(g_guard_mutex);
+    GuardSlot* slot = nullptr;
+    for (GuardSlot& g : g_guards) {
+        if (!g.live.load(std::memory_order_relaxed)) {
+            slot = &g;
+            break;
+        }
+    }
+    if (!slot) return nullptr;
+    install_fault_handler();
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    const size_t span = (bytes + 15) & ~size_t(15);  // 16-byte aligned start, as vector loads need
+    const size_t data_pages = (span + page - 1) / page;
+    const size_t map_bytes = (data_pages + 1) * page;
+    void* mem = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                     0);
+    if (mem == MAP_FAILED) return nullptr;
+    char* m = static_cast<char*>(mem);
+    char* guard = before ? m : m + data_pages * page;
+    if (mprotect(guard, page, PROT_NONE) != 0) {
+        munmap(mem, map_bytes);
+        return nullptr;
+    }
+    char* data = before ? m + page : guard - span;
+    slot->map = reinterpret_cast<uintptr_t>(m);
+    slot->map_bytes = map_bytes;
+    slot->data = reinterpret_cast<uintptr_t>(data);
+    slot->bytes = bytes;
+    std::snprintf(slot->label, sizeof slot->label, "%s", label ? label : "a device array");
+    slot->live.store(1, std::memory_order_release);
+    return data;
+}
+
+void gputrack_emu_guard_free(void* data) {
+    std::lock_guard<std::mutex> lock(g_guard_mutex);
+    for (GuardSlot& g : g_guards) {
+        if (g.live.load(std::memory_order_relaxed) && g.data == reinterpret_cast<uintptr_t>(data)) {
+            g.live.store(0, std::memory_order_release);
+            munmap(reinterpret_cast<void*>(g.map), g.map_bytes);
+            return;
+        }
+    }
+}
 
 int gputrack_emu_worker_count(void) { return configured_threads(); }
 

@@ -204,12 +204,29 @@ def translation_unit(
     # the module here, outside kernel code and before any fiber runs, allocates the module's
     # TLS block on this OS thread, so kernel code only ever takes the fast path.
     lines.append("static thread_local volatile char gputrack_emu_tls_anchor;")
-    lines.append("static void gputrack_emu_block_begin(size_t bytes) {")
+    # Shared memory starts undefined on a GPU: every block starts with all of it poisoned
+    # (static __shared__ variables too, which are thread_local like the dynamic buffers), so a
+    # read of shared memory the block never wrote shows. Only the launch's dynamic bytes of each
+    # dynamic buffer count: the rest, up to the largest size, is kept as it is.
+    lines.append("static gputrack_emu_tls_layout gputrack_emu_layout;")
+    lines.append("static const char* gputrack_emu_block_begin(size_t bytes) {")
     lines.append("    gputrack_emu_tls_anchor = 1;")
-    lines.append("    // Shared memory starts undefined on a GPU: poison it so stale reads show.")
-    for a in arrays:
-        lines.append(f"    std::memset(static_cast<void*>({a.name}), 0xff, bytes);")
-    lines.append("    (void)bytes;")
+    if arrays:
+        lines.append("    const gputrack_emu_span keep[] = {")
+        for a in arrays:
+            lines.append(
+                f"        {{reinterpret_cast<const char*>({a.name}) + bytes, "
+                f"sizeof({a.name}) - bytes}},"
+            )
+        lines.append("    };")
+        keep = f"keep, {len(arrays)}"
+    else:
+        lines.append("    (void)bytes;")
+        keep = "nullptr, 0"
+    lines.append(
+        "    return gputrack_emu_poison_shared(&gputrack_emu_layout, "
+        f"const_cast<const char*>(&gputrack_emu_tls_anchor), {keep});"
+    )
     lines.append("}")
     for sig in signatures.values():
         lines.extend(_wrapper(sig))
