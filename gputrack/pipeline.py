@@ -150,7 +150,6 @@ class Pipeline:
             return self._last_rgb8.copy()
         return self.backend.to_host(self._last_rgb8, stream=self.stream)
 
-
     def last_nv12(self) -> np.ndarray | None:
         """The last finished frame's ISP image as NV12 (uint8[H * 3 / 2, W], BT.709 limited
         range) on the host, when the ISP makes it (`IspParams(nv12=True)`); fetched on

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -50,9 +51,14 @@ from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import GputrackError, UsageError, interrupted_by
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
-from gputrack.outputs.dng import check_raw_folder
+from gputrack.outputs.dng import check_raw_folder, unstated_colour
 from gputrack.outputs.draw import draw_tracks
-from gputrack.outputs.files import is_stdout, refuse_overwriting_inputs, write_image
+from gputrack.outputs.files import (
+    is_stdout,
+    refuse_overwriting_inputs,
+    write_image,
+    written_in_place,
+)
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
 from gputrack.sensor.model import SensorParams
@@ -193,9 +199,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_raw_output(args: argparse.Namespace) -> None:
     """--raw names a folder that may hold the recording: not the source folder (its frames
-    would be read by the next run over it), not another output's file, no earlier recording."""
+    would be read by the next run over it), not another output's file, no earlier recording;
+    and the ISP's colour is one a DNG can state (what a file states already is)."""
     if args.raw is None:
         return
+    problem = unstated_colour(args.wb if isinstance(args.wb, tuple) else None,
+                              args.ccm if isinstance(args.ccm, tuple) else None)  # fmt: skip
+    if problem:
+        raise UsageError(f"--raw {args.raw}: {problem}, or the recording plays back into "
+                         "other images")  # fmt: skip
     folder = check_raw_folder(args.raw)
     source = Path(args.source).expanduser()
     for what, other in [("the source folder", source if source.is_dir() else None),
@@ -205,6 +217,31 @@ def _check_raw_output(args: argparse.Namespace) -> None:
         if other and Path(other).expanduser().resolve() == folder.resolve():
             raise UsageError(f"--raw {args.raw}: is {what}; give the recording a folder of "
                              "its own")  # fmt: skip
+
+
+def _check_streams(args: argparse.Namespace) -> bool:
+    """Whether an output goes to stdout (the summary then goes to stderr). NV12 frames are
+    binary and back to back: no log line may land between them, and the live view, which
+    draws on stdout, may not share stdout with an output."""
+    if args.nv12 is not None and written_in_place(args.nv12):
+        for option in ("log", "mot"):
+            other = getattr(args, option)
+            if other is not None and _same_stream(args.nv12, other):
+                raise UsageError(f"--nv12 {args.nv12} and --{option} {other} are one stream: "
+                                 "NV12 frames need it to themselves")  # fmt: skip
+    given = [(f"--{o}", getattr(args, o)) for o in ("log", "mot", "nv12")]
+    on_stdout = [f"{o} {p}" for o, p in given if is_stdout(p)]
+    if on_stdout and args.ui:
+        raise UsageError(f"--ui and {on_stdout[0]} both write to stdout; choose one")
+    return bool(on_stdout)
+
+
+def _same_stream(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _window(text: str) -> Roi:
@@ -235,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))
     _check_raw_output(args)
+    on_stdout = _check_streams(args)
     if args.roi is not None and args.lens_shading is not None and any(args.lens_shading):
         raise UsageError("--roi with --lens-shading: the ISP corrects shading about the "
                          "centre of the frame it sees, not the sensor's; use one or the "
@@ -318,7 +356,10 @@ def run(args: argparse.Namespace) -> int:
         nv12=args.nv12 is not None,
     )
     pipe = Pipeline(backend, detector, tracker, isp_params=sensor, seed=args.seed, roi=args.roi)
-    show_ui = (sys.stdout.isatty() and not args.json) if args.ui is None else args.ui
+    if args.ui is None:  # not over the JSON summary, nor into an output on stdout
+        show_ui = sys.stdout.isatty() and not args.json and not on_stdout
+    else:
+        show_ui = args.ui
 
     stage_ms: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     scored: list[tuple] = []
@@ -395,9 +436,8 @@ def run(args: argparse.Namespace) -> int:
     stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by
-    # The track log or the MOT result on stdout (--mot /dev/stdout | reader): the summary goes
-    # beside it, on stderr, so the stream holds that output only.
-    on_stdout = any(is_stdout(p) for p in (args.log, args.mot, args.nv12))
+    # The track log, the MOT result or the NV12 frames on stdout (--mot /dev/stdout | reader):
+    # the summary goes beside it, on stderr, so the stream holds that output only.
     report = sys.stderr if on_stdout else sys.stdout
     if args.json:
         json.dump(summary, report, indent=2)
@@ -428,10 +468,12 @@ def _note_source(args: argparse.Namespace, source: Any) -> None:
                             f"{source.fps:g} fps")  # fmt: skip
     w, h = source.size
     if not source.is_raw and (w % 2 or h % 2):
+        even = f"{w - w % 2}x{h - h % 2}"
+        shown = even if args.roi is None else f"the --roi window's {args.roi.w}x{args.roi.h}"
         source.notes.append(
-            f"frames are {w}x{h}; the sensor's Bayer mosaic needs even sides, so the ISP sees "
-            f"{w - w % 2}x{h - h % 2} (the last column or row cropped off): boxes are in the "
-            f"source's pixels, --video and --image are {w - w % 2}x{h - h % 2}"
+            f"frames are {w}x{h}; the sensor's Bayer mosaic needs even sides, so the sensor is "
+            f"{even} (the last column or row cropped off): boxes are in the source's pixels, "
+            f"the image outputs are {shown}"
         )
 
 

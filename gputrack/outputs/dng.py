@@ -29,6 +29,9 @@ XYZ_TO_SRGB = np.array(
 )
 _DENOMINATOR = 1_000_000  # rationals to 1e-6: far finer than any gain or matrix entry needs
 FRAME_NAME = "frame_{:06d}.dng"
+# How far a green gain or a matrix row's sum may be from 1 (a row normalised by a developer
+# moves by as much: a thousandth is under a third of an 8-bit step)
+_STATED_TOLERANCE = 1e-3
 
 
 def _rationals(values: Sequence[float]) -> list[list[int]]:
@@ -76,6 +79,26 @@ def dng_bytes(
     writer = RAW2DNG()
     writer.options(tags, path="", compress=False)
     return bytes(writer.convert(np.ascontiguousarray(raw.data, dtype=np.uint16)))
+
+
+def unstated_colour(
+    wb_gains: Sequence[float] | None, ccm: Sequence[Sequence[float]] | None
+) -> str | None:
+    """Why a DNG cannot state this white balance or colour matrix so that it develops into
+    the ISP's image (None: it can). A DNG states white balance relative to green
+    (`AsShotNeutral`), and raw developers, LibRaw included, scale each row of the colour
+    matrix so that white stays white: a green gain other than 1, or a matrix whose rows do
+    not each sum to 1, would play back into another image."""
+    if wb_gains is not None and abs(float(wb_gains[1]) - 1.0) > _STATED_TOLERANCE:
+        return (f"--wb {','.join(f'{g:g}' for g in wb_gains)}: a DNG states white balance "
+                "relative to green; give gains with G = 1")  # fmt: skip
+    if ccm is not None:
+        sums = np.asarray(ccm, dtype=np.float64).sum(axis=1)
+        if np.any(np.abs(sums - 1.0) > _STATED_TOLERANCE):
+            rows = ", ".join(f"{v:g}" for v in sums)
+            return (f"--ccm: its rows sum to {rows}; a DNG's colour matrix keeps white white, "
+                    "so give one whose rows each sum to 1")  # fmt: skip
+    return None
 
 
 def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:

@@ -80,7 +80,12 @@ class CameraRawSource(Source):
         if k == 0 and self._first is not None:
             frame, self._first = self._first, None
             return frame
-        return self._load(self.files[k], k, k / self.fps)
+        frame = self._load(self.files[k], k, k / self.fps)
+        h, w = frame.raw.data.shape  # type: ignore[union-attr]
+        if (w, h) != self.size:  # as an image folder's: one frame size for every output
+            raise GputrackError(f"{self.files[k]}: frame is {w}x{h}, but the first is "
+                                f"{self.size[0]}x{self.size[1]}")  # fmt: skip
+        return frame
 
     def _rewind(self) -> bool:
         self._k = 0
