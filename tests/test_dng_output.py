@@ -107,6 +107,19 @@ def test_a_recording_is_one_complete_file_per_frame(tmp_path, rng):
     assert all(np.array_equal(a, b.data) for a, b in zip(back, frames, strict=True))
 
 
+def test_a_recording_without_frames_leaves_no_folder(tmp_path, rng):
+    made = RawRecorder(tmp_path / "new")
+    made.close()
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    RawRecorder(tmp_path / "old").close()  # a folder that was there stays
+    assert (tmp_path / "old").is_dir()
+    kept = RawRecorder(tmp_path / "kept")
+    kept.write(_raw(rng), (2.0, 1.0, 1.6), CCM, index=0)
+    kept.close()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["frame_000000.dng"]
+
+
 def test_a_recording_never_lands_on_another_or_on_a_file(tmp_path, rng):
     folder = tmp_path / "rec"
     RawRecorder(folder).write(_raw(rng), (2.0, 1.0, 1.6), CCM, index=0)

@@ -15,6 +15,7 @@ frames, each file complete before it has its name (a killed run keeps every fram
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -132,10 +133,18 @@ class RawRecorder:
             raise GputrackError(
                 f"{option}: writing DNG needs pidng (pip install pidng)"
             ) from None
+        self._made = not self.folder.exists()  # removed again if no frame is written
         try:
             self.folder.mkdir(exist_ok=True)
         except OSError as err:
             raise GputrackError(f"{option} {folder}: cannot make it ({err.strerror})") from None
+
+    def close(self) -> None:
+        """A folder this recorder made and wrote no frame into goes again (a run stopped
+        before its first frame leaves nothing behind, as the other outputs do)."""
+        if self._made and self.frames == 0:
+            with suppress(OSError):  # something else put a file there: it stays
+                self.folder.rmdir()
 
     def write(self, raw: RawFrame, wb_gains: Sequence[float], ccm: np.ndarray, index: int) -> Path:
         """Frame `index` (the track log's frame number), complete before it has its name."""

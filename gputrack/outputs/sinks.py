@@ -90,6 +90,8 @@ class RunOutputs:
         self._given = {"--log": log, "--mot": mot, "--video": video, "--raw": raw,
                        "--nv12": nv12}  # as the user spelt them  # fmt: skip
         self.raw = RawRecorder(raw) if raw else None
+        if self.raw is not None:
+            stack.callback(self.raw.close)
         stack.push(self._report)  # first in, last out: after every output was closed
         self.log = stack.enter_context(TrackLogWriter(log, "--log")) if log else None
         keep = self._any_frame
