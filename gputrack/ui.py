@@ -51,10 +51,23 @@ def map_size(frame: tuple[int, int], max_cols: int, max_rows: int) -> tuple[int,
     return min(max(cols, MAP_MIN[0]), max_cols), min(max(rows, MAP_MIN[1]), max_rows)
 
 
-def track_map(marks: Iterable[tuple[float, float, int]], cols: int, rows: int) -> Text:
+def track_map(
+    marks: Iterable[tuple[float, float, int]],
+    cols: int,
+    rows: int,
+    window: tuple[float, float, float, float] | None = None,
+) -> Text:
     """A `cols` x `rows` grid of dots with each mark `(fx, fy, id)` (its centre as a fraction
-    of the frame's width and height) drawn as its id's last digit; O(marks + cells)."""
-    grid = [["·"] * cols for _ in range(rows)]
+    of the frame's width and height) drawn as its id's last digit; O(marks + cells).
+    `window` (x0, y0, x1, y1 as fractions): the part of the frame the sensor reads out; cells
+    outside it are blank, so the map shows where the window lies."""
+    if window is None:
+        grid = [["·"] * cols for _ in range(rows)]
+    else:
+        x0, y0, x1, y1 = window
+        inside_c = [x0 <= (c + 0.5) / cols <= x1 for c in range(cols)]
+        grid = [["·" if y0 <= (r + 0.5) / rows <= y1 and inside else " " for inside in inside_c]
+                for r in range(rows)]  # fmt: skip
     drawn: set[int] = set()
     for fx, fy, id_ in marks:
         if not (math.isfinite(fx) and math.isfinite(fy)):
@@ -102,9 +115,16 @@ class LiveView:
         total_frames: int | None = None,
         console: Console | None = None,
         map_width: int = MAP_MAX[0],
+        window: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.title = title
         self.size = size
+        # the sensor's readout window (x, y, w, h in its pixels), shown on the map
+        self.window = None
+        if window is not None:
+            x, y, ww, wh = window
+            fw, fh = max(1, size[0]), max(1, size[1])
+            self.window = (x / fw, y / fh, (x + ww) / fw, (y + wh) / fh)
         self.deadline_ms = 1000.0 / fps
         self.class_names = list(class_names)
         self.total = total_frames
@@ -163,7 +183,7 @@ class LiveView:
         tracks = self._fit_tracks(snap, console, opts, space - MAP_MIN[1])
         space -= _rows(tracks := tracks or self._track_line(snap))
         cols, rows = map_size(self.size, min(inner, self.map_width), min(space, MAP_MAX[1]))
-        body = Group(latency, tracks, track_map(snap.marks, cols, rows))
+        body = Group(latency, tracks, track_map(snap.marks, cols, rows, self.window))
         title = Text(snap.title, no_wrap=True, overflow="ellipsis")
         return Panel(body, title=title, border_style="blue")
 

@@ -142,6 +142,23 @@ def test_track_map_draws_each_centre_in_its_cell():
     assert rows == ["1······7", "········", "········", "·······2"]  # off the frame: the edge
 
 
+def test_the_map_shows_the_readout_window():
+    """With --roi the map blanks what the sensor does not read out: the window's cells keep
+    their dots, a track is still drawn where it is in the sensor."""
+    text = track_map([(0.6, 0.4, 5)], 8, 4, window=(0.25, 0.25, 0.75, 0.75))
+    assert text.plain.split("\n") == ["        ", "  ··5·  ", "  ····  ", "        "]
+    out = io.StringIO()
+    console = Console(file=out, width=80, height=30, color_system=None)
+    view = LiveView("t", (640, 480), 30, ("person",), console=console, window=(320, 0, 320, 480))
+    console.print(view.render(0, [_track(3, "confirmed", x=400)]))
+    inner = [ln[2:-2] for ln in out.getvalue().splitlines() if ln.startswith("│ ")]
+    rows = [r.rstrip() for r in inner if r.strip() and set(r.strip()) <= set("·0123456789")]
+    assert rows and all(r.startswith(" ") for r in rows)  # the window's right half only
+    blank = {len(r) - len(r.lstrip()) for r in rows}
+    assert len(blank) == 1 and blank.pop() == len(rows[0]) // 2
+    assert any("3" in r for r in rows)
+
+
 def test_a_view_is_laid_out_at_the_size_it_is_drawn_at():
     """Live redraws the same view after a resize: it takes the new size."""
     view = LiveView("t", (1920, 1080), 30, ("person",), console=Console(file=io.StringIO()))

@@ -388,6 +388,8 @@ def run(args: argparse.Namespace) -> int:
                     source.fps,
                     names,
                     frames,
+                    window=None if args.roi is None else (
+                        args.roi.x, args.roi.y, args.roi.w, args.roi.h),  # fmt: skip
                 )
             )
         try:
