@@ -6,8 +6,9 @@ the ISP.
   turns it back into an image, and --json reports the round-trip CPSNR against the input.
 - --stages demosaic: the demosaicing benchmark setting; the image is only mosaicked as given
   and the ISP only demosaics.
-- INPUT a RAW frame (.raw with --size, uint16 .npy, DNG/camera RAW): its ISP image, with
-  grey-world white balance unless --wb gives gains.
+- INPUT a RAW frame (.raw with --size, uint16 .npy, DNG/camera RAW): its ISP image. A DNG or
+  camera RAW is developed with the white balance and colour matrix it states (--wb camera,
+  --ccm camera); other RAW input with grey-world white balance; --wb and --ccm override.
 
 OUTPUT: .png (or another 8-bit image format) or .npy (float32 tone-encoded RGB in [0, 1]),
 written under a temporary name and renamed when complete.
