@@ -167,12 +167,9 @@ class Pipeline:
         if self._last_raw is None:
             return None
         raw, index, gains = self._last_raw
-        if not isinstance(raw, RawFrame):  # the sensor model's mosaic, made with these params
-            p = self.isp_params
+        if not isinstance(raw, RawFrame):  # the sensor model's mosaic
             host = raw if isinstance(raw, np.ndarray) else self.backend.to_host(raw)
-            raw = RawFrame(np.array(host, dtype=np.uint16), pattern=p.pattern,
-                           bit_depth=p.bit_depth, black_level=p.black, white_level=p.white,
-                           index=index)  # fmt: skip
+            raw = self.sensor.raw_frame(np.array(host, dtype=np.uint16), index)
         p = self.isp.effective(raw)
         if gains is None:  # not read back from the device: fixed, or grey world measured
             # again on the host (the same integer sums as the kernel's, so the same gains)

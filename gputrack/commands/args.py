@@ -179,6 +179,18 @@ def frame_rate(text: str) -> float:
     return value
 
 
+def source_frame_rate(text: str) -> float:
+    """A frame rate a source takes (MIN_FPS to MAX_FPS)."""
+    from gputrack.sensor.sources import MAX_FPS, MIN_FPS
+
+    value = _number(text)
+    if not MIN_FPS <= value <= MAX_FPS:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a frame rate from {MIN_FPS:g} to {MAX_FPS:g}"
+        )
+    return value
+
+
 def input_file(text: str) -> Path:
     """An existing file to read: a missing one is refused before any work, not after it."""
     path = Path(text)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -40,6 +39,7 @@ from gputrack.commands.args import (
     max_detections,
     seed,
     size_wxh,
+    source_frame_rate,
     stated_colour,
     white_balance,
 )
@@ -66,8 +66,6 @@ from gputrack.sensor.roi import Roi
 from gputrack.sensor.sources import (
     CAMERA_RAW_EXTS,
     IMAGE_EXTS,
-    MAX_FPS,
-    MIN_FPS,
     is_headerless_raw,
     is_synthetic,
     open_source,
@@ -102,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fps",
-        type=_source_fps,
+        type=source_frame_rate,
         default=None,
         help="frame rate of a source that states none: an image folder, RAW files, a video "
         "without one (default 30); the synthetic world's (also synthetic:WxH@FPS)",
@@ -249,18 +247,6 @@ def _window(text: str) -> Roi:
         return Roi.parse(text)
     except GputrackError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _source_fps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not MIN_FPS <= value <= MAX_FPS:  # NaN fails too
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a frame rate from {MIN_FPS:g} to {MAX_FPS:g}"
-        )
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

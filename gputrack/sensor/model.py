@@ -242,7 +242,7 @@ class SensorModel:
         if self._module is None:
             host = scene if isinstance(scene, np.ndarray) else self.backend.to_host(scene)
             raw = reference(host, p, frame)
-            return self._frame(raw, frame) if download else raw
+            return self.raw_frame(raw, frame) if download else raw
         check_scene(scene)
         h, w = scene.shape[:2]
         rx, ry = pattern_offsets(p.pattern)
@@ -276,9 +276,10 @@ class SensorModel:
             raise GputrackError(f"scene dtype {dev.dtype} not supported (uint8, uint16 or float)")
         if not download:
             return out
-        return self._frame(self.backend.to_host(out), frame)
+        return self.raw_frame(self.backend.to_host(out), frame)
 
-    def _frame(self, raw: np.ndarray, frame: int) -> RawFrame:
+    def raw_frame(self, raw: np.ndarray, frame: int) -> RawFrame:
+        """A host mosaic this model made, with the readout it was made with."""
         p = self.params.isp
         return RawFrame(
             raw,
