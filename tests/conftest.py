@@ -58,6 +58,15 @@ def kernel_backend(request):
 
 
 @pytest.fixture
+def emu():
+    """The emu backend alone (tests of the emulator itself), or a skip with why."""
+    state = probe("emu")
+    if not state.available:
+        pytest.skip(f"emu backend unavailable: {state.reason}")
+    return get_backend("emu")
+
+
+@pytest.fixture
 def rng(request) -> np.random.Generator:
     """Fresh random inputs each run; the seed is printed on failure so a run can be replayed."""
     seed = int(np.random.SeedSequence().entropy % (2**32))

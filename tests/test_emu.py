@@ -37,14 +37,6 @@ def blocks_for(n: int, block: int) -> int:
     return (n + block - 1) // block
 
 
-@pytest.fixture
-def emu():
-    state = probe("emu")
-    if not state.available:
-        pytest.skip(f"emu backend unavailable: {state.reason}")
-    return get_backend("emu")
-
-
 # --- kernels, on every backend -------------------------------------------------------------
 
 

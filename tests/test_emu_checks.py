@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gputrack.device import get_backend, probe
 from gputrack.device.ops_emu import GUARD_ENV
 from gputrack.errors import KernelError
 
@@ -78,14 +77,6 @@ extern "C" __global__ void scale_in_place(const float* in, float* out, int n) {
     if (i < n) out[n - 1 - i] = 2.0f * in[n - 1 - i];
 }
 """
-
-
-@pytest.fixture
-def emu():
-    state = probe("emu")
-    if not state.available:
-        pytest.skip(f"emu backend unavailable: {state.reason}")
-    return get_backend("emu")
 
 
 def load(emu, tmp_path: Path, name: str, text: str):
