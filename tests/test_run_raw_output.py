@@ -72,7 +72,9 @@ def test_a_raw_source_is_recorded_bit_identical_with_its_readout(tmp_path, capsy
         got = [f.raw for f in back]
     assert all(np.array_equal(g.data, m) for g, m in zip(got, mosaics, strict=True))
     assert {(g.pattern, g.bit_depth) for g in got} == {("GRBG", 10)}
-    assert (s["white_balance"], s["colour_matrix"]) == ([2.0, 1.0, 1.6], "default")
+    # RAW input that states no colour: grey world, as `gputrack isp` (fixed gains are the
+    # sensor model's illuminant, which a RAW file was not shot under)
+    assert (s["white_balance"], s["colour_matrix"]) == ("auto", "default")
     assert s["classes"][0] == "person" and len(s["classes"]) == 80  # FastestDet's COCO names
     # played back, the recording's own white balance and colour matrix are the defaults
     rc, s, _ = _run(capsys, str(rec), "--log", str(tmp_path / "again.jsonl"))

@@ -180,9 +180,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="auto|camera|R,G,B",
         help="white balance: grey world on each frame, each DNG's or camera RAW's gains as "
-        "shot, or fixed gains (default: camera for such files, else "
-        f"{','.join(f'{g:g}' for g in DEFAULT_WB)}; the sensor model shoots RGB sources "
-        "under the illuminant that fixed gains undo)",
+        "shot, or fixed gains (default: camera for such files, auto for other RAW input, "
+        f"{','.join(f'{g:g}' for g in DEFAULT_WB)} for RGB sources: the sensor model shoots "
+        "them under the illuminant that these gains undo)",
     )
     add_isp_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -304,9 +304,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not source.is_raw:  # the bit depth is the sensor model's
             check_sensor_bit_depth(args.bit_depth)
-        # a DNG or camera RAW source's own white balance and colour matrix, unless given
+        # a DNG or camera RAW source's own white balance and colour matrix, unless given;
+        # other RAW input grey world (as `gputrack isp`): fixed gains only undo the
+        # illuminant the sensor model shoots RGB sources under
         colour = stated_colour(args, getattr(source, "first_raw", None), source.name,
-                               DEFAULT_WB)  # fmt: skip
+                               "auto" if source.is_raw else DEFAULT_WB)  # fmt: skip
         if args.roi is not None:  # the sensor: the source's frame, even-sized for RGB
             w, h = source.size
             if not source.is_raw:
