@@ -58,3 +58,16 @@ def test_run_streams_nv12_frames_to_a_file_or_a_pipe(tmp_path):
     assert len(done.stdout) == 3 * 64 * 48 * 3 // 2
     assert json.loads(done.stderr[done.stderr.index(b"{"):])["frames"] == 3
     assert done.stdout == out.read_bytes()  # the same frames (the world and seed are fixed)
+
+
+def test_the_summary_says_what_the_headerless_nv12_frames_are(tmp_path):
+    """Raw NV12 states neither size nor rate: the summary says both, on a pipe too (where it
+    goes to stderr), with a command that plays them."""
+    base = [sys.executable, "-m", "gputrack", "run", "synthetic:64x48", "--frames", "2",
+            "--backend", "cpu", "--no-ui", "--detector", "truth", "--fps", "25"]  # fmt: skip
+    for target, stream in ((str(tmp_path / "isp.yuv"), "stdout"), ("/dev/stdout", "stderr")):
+        done = subprocess.run([*base, "--nv12", target], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        said = getattr(done, stream).decode(errors="replace")
+        assert "--nv12 is 64x48 at 25 fps" in said, said
+        assert "-video_size 64x48 -framerate 25" in said

@@ -600,10 +600,12 @@ def _print_summary(s: dict, stream: TextIO) -> None:
     wrote = [p for p in (s["log"], s["mot"], s["image"], s["video"], s["nv12"]) if p]
     if s["raw"]:
         wrote.append(f"{s['raw']} ({s['raw_frames']} DNG frames)")
-    if s["nv12"] and not is_stdout(s["nv12"]):
+    if s["nv12"]:  # headerless frames: what reads them must be told their size and rate
         w, h = s["frame_size"]
-        console.print(f"--nv12 plays with: ffplay -f rawvideo -pixel_format nv12 -video_size "
-                      f"{w}x{h} -framerate {s['fps']:g} {escape(s['nv12'])}")  # fmt: skip
+        read_from = "- (piped)" if is_stdout(s["nv12"]) else escape(s["nv12"])
+        console.print(f"--nv12 is {w}x{h} at {s['fps']:g} fps; plays with: ffplay -f rawvideo "
+                      f"-pixel_format nv12 -video_size {w}x{h} -framerate {s['fps']:g} "
+                      f"{read_from}")  # fmt: skip
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):
