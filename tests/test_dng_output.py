@@ -4,7 +4,9 @@ as gputrack's ISP does, read back by rawpy and by gputrack's own sources."""
 from __future__ import annotations
 
 import json
+import struct
 from argparse import Namespace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -193,3 +195,128 @@ def test_the_isp_verb_takes_a_dngs_colour_unless_told_otherwise(tmp_path, capsys
     for src, option in ((npy, "--wb"), (npy, "--ccm"), (png, "--wb")):
         rc, _, err = isp(str(src), "--out", str(tmp_path / "c.png"), option, "camera")
         assert rc == 2 and f"{option} camera: " in err and "states no" in err, err
+
+
+# ---- frame rate and frame numbers ---------------------------------------------------------
+
+
+def _recording(folder, rng, indices, fps=None, shape=(32, 48)) -> list[RawFrame]:
+    rec = RawRecorder(folder, fps=fps)
+    frames = [_raw(rng, shape=shape) for _ in indices]
+    for i, raw in zip(indices, frames, strict=True):
+        rec.write(raw, (2.0, 1.0, 1.6), CCM, index=i)
+    return frames
+
+
+def _frame_rate_tag(path) -> tuple[int, int] | None:
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags.get(51044)
+        return None if tag is None else tuple(tag.value)
+
+
+@pytest.mark.parametrize(("fps", "rational"), [(25, (25, 1)), (29.97, (2997, 100)),
+                                                (30000 / 1001, (30000, 1001)), (12.5, (25, 2))])
+def test_a_recording_states_its_frame_rate_and_plays_back_at_it(tmp_path, rng, fps, rational):
+    folder = tmp_path / "rec"
+    _recording(folder, rng, range(2), fps=fps)
+    assert _frame_rate_tag(folder / "frame_000001.dng") == rational  # CinemaDNG FrameRate
+    with open_source(str(folder)) as src:
+        assert src.fps == fps and src.notes == []  # stated, not assumed
+        assert [f.timestamp for f in src] == [0.0, 1 / fps]
+    with open_source(str(folder), fps=10) as src:  # as a video's: the stated rate wins
+        assert src.fps == fps and [f.timestamp for f in src] == [0.0, 1 / fps]
+
+
+def test_a_dng_stating_no_frame_rate_plays_at_30_and_says_so(tmp_path, rng):
+    folder = tmp_path / "rec"
+    _recording(folder, rng, range(2))
+    assert _frame_rate_tag(folder / "frame_000000.dng") is None
+    with open_source(str(folder)) as src:
+        assert src.fps == 30.0
+        assert src.notes == [f"{folder}: states no frame rate; 30 fps assumed (--fps sets it)"]
+    with open_source(str(folder), fps=12) as src:  # given, not assumed: nothing to say
+        assert src.fps == 12.0 and src.notes == []
+
+
+def _overwrite_frame_rate(path, num: int, den: int) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].tags.get(51044).valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 8] = struct.pack("<ll", num, den)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("num", "den", "said"), [
+    (0, 1, "states 0 fps"), (-25, 1, "states -25 fps"), (1, 100, "states 0.01 fps"),
+    (5000, 1, "states 5000 fps"), (25, 0, "states an invalid frame rate")])  # fmt: skip
+def test_a_stated_frame_rate_out_of_range_is_ignored(tmp_path, rng, num, den, said):
+    folder = tmp_path / "rec"
+    _recording(folder, rng, range(1), fps=25)
+    _overwrite_frame_rate(folder / "frame_000000.dng", num, den)
+    assert _frame_rate_tag(folder / "frame_000000.dng") == (num, den)
+    with open_source(str(folder)) as src:
+        assert src.fps == 30.0 and next(src).raw is not None
+        (note,) = src.notes
+        assert f"frame_000000.dng {said}" in note and "30 fps assumed" in note, note
+    with open_source(str(folder), fps=12) as src:
+        assert src.fps == 12.0 and src.notes == []
+
+
+def test_a_frame_rate_that_cannot_be_read_is_none_stated(tmp_path, rng, monkeypatch):
+    """Any failure reading the tag (a camera's TIFF-like RAW tifffile trips on, tifffile
+    absent) leaves the file to rawpy and the rate to the default."""
+    tifffile = pytest.importorskip("tifffile")
+    folder = tmp_path / "rec"
+    _recording(folder, rng, range(1), fps=25)
+
+    def broken(*args, **kwargs):
+        raise tifffile.TiffFileError("not a TIFF file")
+
+    monkeypatch.setattr(tifffile, "TiffFile", broken)
+    with open_source(str(folder)) as src:
+        assert src.fps == 30.0 and "states no frame rate" in src.notes[0]
+
+
+def test_a_bad_frame_rate_is_refused_before_any_frame(tmp_path, rng):
+    for fps in (0, -5, float("nan"), float("inf"), 1e12):
+        with pytest.raises(GputrackError, match="frame rate"):
+            RawRecorder(tmp_path / "rec", fps=fps)
+        with pytest.raises(GputrackError, match="frame rate"):
+            dng_bytes(_raw(rng), (2.0, 1.0, 1.6), CCM, fps=fps)
+    assert not (tmp_path / "rec").exists()
+
+
+def test_a_recording_with_a_gap_keeps_its_frame_numbers(tmp_path, rng):
+    """Frames the run skipped (a video's drops) stay gaps on playback: indices from the names,
+    timestamps from them and the stated rate, also across a loop."""
+    folder = tmp_path / "rec"
+    frames = _recording(folder, rng, [1, 2, 4], fps=25)
+    with open_source(str(folder)) as src:
+        got = list(src)
+    assert [f.index for f in got] == [1, 2, 4]
+    assert [f.raw.index for f in got] == [1, 2, 4]
+    assert [f.timestamp for f in got] == [1 / 25, 2 / 25, 4 / 25]
+    assert all(np.array_equal(f.raw.data, r.data) for f, r in zip(got, frames, strict=True))
+    with open_source(str(folder), frames=5, loop=True) as src:  # counts up across the loop
+        assert [f.index for f in src] == [1, 2, 4, 6, 7]
+
+
+def test_frame_numbers_come_from_names_only_when_every_file_is_a_recordings(tmp_path, rng):
+    folder = tmp_path / "mixed"
+    _recording(folder, rng, [3, 10])
+    (folder / "take.dng").write_bytes((folder / "frame_000003.dng").read_bytes())
+    with open_source(str(folder)) as src:  # natural order of the names, counted from 0
+        assert [(f.index, Path(f.meta["file"]).name) for f in src] == [
+            (0, "frame_000003.dng"), (1, "frame_000010.dng"), (2, "take.dng")]
+    loose = tmp_path / "loose"  # frame_5.dng is not a name the recorder gives
+    loose.mkdir()
+    (loose / "frame_5.dng").write_bytes((folder / "frame_000003.dng").read_bytes())
+    (loose / "frame_000007.dng").write_bytes((folder / "frame_000003.dng").read_bytes())
+    with open_source(str(loose)) as src:
+        assert [f.index for f in src] == [0, 1]
+    one = tmp_path / "rec"  # beyond six digits, as the recorder names it
+    _recording(one, rng, [999_999, 1_000_000])
+    with open_source(str(one)) as src:
+        assert [f.index for f in src] == [999_999, 1_000_000]

@@ -267,3 +267,76 @@ def test_class_numbers_mean_the_same_with_either_detector(tmp_path, capsys):
     names = model_classes(bundled_model())
     seen = {t["class"] for x in log.read_text().splitlines() for t in json.loads(x)["tracks"]}
     assert seen and {names[c] for c in seen} <= {"car", "ball"}, seen
+
+
+def _log(path: Path) -> list[tuple[int, float]]:
+    return [(x["frame"], x["t"]) for x in map(json.loads, path.read_text().splitlines())]
+
+
+def test_a_recording_plays_back_with_its_frame_numbers_and_rate(tmp_path, capsys, rng):
+    """A `--raw` recording with a gap (frames 1, 2 and 4: the run's source skipped 3) stating
+    25 fps: the playback's log numbers and times its frames as the recording's names and rate
+    say; --fps does not override a stated rate (as for a video: the summary says so); a
+    recording stating none plays at 30 fps, and says so."""
+    pytest.importorskip("rawpy")
+    pytest.importorskip("pidng")
+    pytest.importorskip("tifffile")
+    from gputrack.outputs.dng import RawRecorder
+    from gputrack.sensor.frame import RawFrame
+
+    model = str(Path(pipeline.__file__).parent / "models" / "synthetic_det.onnx")
+    ccm = np.eye(3)
+    for fps, folder in ((25, tmp_path / "rec"), (None, tmp_path / "plain")):
+        rec = RawRecorder(folder, fps=fps)
+        for i in (1, 2, 4):
+            data = rng.integers(256, 4096, (48, 64), dtype=np.uint16)
+            rec.write(RawFrame(data, bit_depth=12, black_level=256), (2.0, 1.0, 1.5), ccm, i)
+
+    def play(folder: Path, *argv: str) -> tuple[dict, list[tuple[int, float]]]:
+        log = tmp_path / "back.jsonl"
+        capsys.readouterr()  # what came before (the rng fixture prints its seed)
+        assert main(["run", str(folder), "--model", model, "--backend", "cpu", "--no-ui",
+                     "--json", "--log", str(log), *argv]) == 0  # fmt: skip
+        return _summary(capsys), _log(log)
+
+    s, log = play(tmp_path / "rec")
+    assert s["fps"] == 25.0 and s["source_notes"] == []
+    assert log == [(1, 0.04), (2, 0.08), (4, 0.16)]
+    s, log = play(tmp_path / "rec", "--fps", "10")
+    assert s["fps"] == 25.0 and log == [(1, 0.04), (2, 0.08), (4, 0.16)]
+    assert any("--fps 10 not used" in n and "25 fps" in n for n in s["source_notes"]), s
+    s, log = play(tmp_path / "plain")
+    assert s["fps"] == 30.0 and log == [(1, round(1 / 30, 6)), (2, round(2 / 30, 6)),
+                                        (4, round(4 / 30, 6))]  # fmt: skip
+    (note,) = s["source_notes"]
+    assert "states no frame rate; 30 fps assumed" in note, note
+
+
+def test_a_playback_log_lines_up_with_the_recording_runs(tmp_path, capsys):
+    """Frame numbers and times of the playback's log are the recording run's, also where the
+    recording lacks a frame."""
+    pytest.importorskip("rawpy")
+    pytest.importorskip("pidng")
+    rec, first, again = tmp_path / "rec", tmp_path / "first.jsonl", tmp_path / "again.jsonl"
+    assert main(["run", "synthetic:64x48@25", "--detector", "truth", "--frames", "4",
+                 "--backend", "cpu", "--no-ui", "--json", "--raw", str(rec),
+                 "--log", str(first)]) == 0  # fmt: skip
+    capsys.readouterr()
+    (rec / "frame_000002.dng").unlink()  # as if the source had skipped it
+    model = str(Path(pipeline.__file__).parent / "models" / "synthetic_det.onnx")
+    assert main(["run", str(rec), "--model", model, "--backend", "cpu",
+                 "--no-ui", "--json", "--log", str(again)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert _log(again) == [row for row in _log(first) if row[0] != 2]
+    assert [row[0] for row in _log(again)] == [0, 1, 3]
+
+
+def test_a_recording_states_the_runs_frame_rate(tmp_path, capsys):
+    pytest.importorskip("rawpy")
+    pytest.importorskip("pidng")
+    pytest.importorskip("tifffile")
+    rec = tmp_path / "rec"
+    assert main(["run", "synthetic:64x48@25", "--detector", "truth", "--frames", "2",
+                 "--backend", "cpu", "--no-ui", "--json", "--raw", str(rec)]) == 0  # fmt: skip
+    with open_source(str(rec)) as back:
+        assert back.fps == 25.0 and back.notes == []

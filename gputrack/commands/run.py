@@ -102,8 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fps",
         type=source_frame_rate,
         default=None,
-        help="frame rate of a source that states none: an image folder, RAW files, a video "
-        "without one (default 30); the synthetic world's (also synthetic:WxH@FPS)",
+        help="frame rate of a source that states none: an image folder, RAW files (a --raw "
+        "recording states its own), a video without one (default 30); the synthetic world's "
+        "(also synthetic:WxH@FPS)",
     )
     p.add_argument("--backend", default="auto", choices=CHOICES, help="kernel backend")
     p.add_argument(

@@ -6,16 +6,20 @@ depth, black and white level, the white balance of that frame (`AsShotNeutral`, 
 reciprocal of the ISP's gains) and the colour matrix (`ColorMatrix1`, XYZ to camera RGB: the
 inverse of the ISP's colour matrix after XYZ to linear sRGB, D65). rawpy, LibRaw, darktable
 and Lightroom read them; so do gputrack's own sources (`gputrack run FOLDER`, `gputrack isp
-FILE.dng`), bit-identical.
+FILE.dng`), bit-identical. Given the run's frame rate, a file also states it (CinemaDNG's
+`FrameRate`), which rawpy does not read but gputrack's source does (through tifffile).
 
 `RawRecorder` writes a recording: `FOLDER/frame_NNNNNN.dng`, numbered as the track log's
 frames, each file complete before it has its name (a killed run keeps every frame written).
+Played back, each frame keeps the number of its name, so the logs line up, gaps included.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import suppress
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +43,28 @@ def _rationals(values: Sequence[float]) -> list[list[int]]:
     return [[round(float(v) * _DENOMINATOR), _DENOMINATOR] for v in values]
 
 
+def frame_rate_rational(fps: float) -> tuple[int, int]:
+    """`fps` as CinemaDNG's FrameRate (a signed 32-bit rational): the simplest fraction within
+    1e-6 of it, so 29.97 is 2997/100 and NTSC's 29.97002997... is 30000/1001, read back as
+    the same float."""
+    rate = float(fps)
+    f = Fraction(rate).limit_denominator(_DENOMINATOR) if math.isfinite(rate) else Fraction(0)
+    if rate <= 0 or not 0 < f.numerator < 2**31:
+        raise GputrackError(f"frame rate {fps!r}: a DNG cannot state it (a positive fraction "
+                            "of 32-bit numbers, to 1e-6)")  # fmt: skip
+    return f.numerator, f.denominator
+
+
 def dng_bytes(
     raw: RawFrame,
     wb_gains: Sequence[float],
     ccm: np.ndarray,
     description: str = "",
+    fps: float | None = None,
 ) -> bytes:
     """One frame as a DNG file's bytes. `wb_gains`: the R, G, B gains the ISP applied (fixed
-    or measured on this frame); `ccm`: its 3x3 camera RGB -> linear sRGB matrix."""
+    or measured on this frame); `ccm`: its 3x3 camera RGB -> linear sRGB matrix; `fps`: the
+    stream's frame rate (CinemaDNG's FrameRate tag), None to state none."""
     from pidng.core import RAW2DNG
     from pidng.defs import CalibrationIlluminant, CFAPattern, PhotometricInterpretation
     from pidng.dng import DNGTags, Tag
@@ -77,6 +95,8 @@ def dng_bytes(
         (Tag.ImageDescription, description or f"frame {raw.index}"),
     ]:  # fmt: skip
         tags.set(tag, value)
+    if fps is not None:
+        tags.set(Tag.FrameRate, [list(frame_rate_rational(fps))])
     writer = RAW2DNG()
     writer.options(tags, path="", compress=False)
     return bytes(writer.convert(np.ascontiguousarray(raw.data, dtype=np.uint16)))
@@ -121,12 +141,17 @@ def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:
 
 
 class RawRecorder:
-    """`RawRecorder(folder).write(raw, gains, ccm)` once per frame: `frame_NNNNNN.dng`."""
+    """`RawRecorder(folder, fps=...).write(raw, gains, ccm)` once per frame:
+    `frame_NNNNNN.dng`, each stating `fps` (the run's frame rate; None: no rate stated)."""
 
-    def __init__(self, folder: str | Path, option: str = "--raw") -> None:
+    def __init__(self, folder: str | Path, option: str = "--raw",
+                 fps: float | None = None) -> None:  # fmt: skip
         self.folder = check_raw_folder(folder, option)
         self.option = option
         self.frames = 0
+        if fps is not None:
+            frame_rate_rational(fps)  # a rate no DNG can state: said before any frame
+        self.fps = fps
         try:
             import pidng.core  # noqa: F401  (said now, not after the first frame's work)
         except ImportError:
@@ -149,7 +174,8 @@ class RawRecorder:
     def write(self, raw: RawFrame, wb_gains: Sequence[float], ccm: np.ndarray, index: int) -> Path:
         """Frame `index` (the track log's frame number), complete before it has its name."""
         path = self.folder / FRAME_NAME.format(index)
-        data = dng_bytes(raw, wb_gains, ccm, description=f"gputrack frame {index}")
+        data = dng_bytes(raw, wb_gains, ccm, description=f"gputrack frame {index}",
+                         fps=self.fps)  # fmt: skip
         with OutputFile(path, self.option) as f:
             f.write(data)
         self.frames += 1

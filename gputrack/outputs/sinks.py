@@ -89,7 +89,7 @@ class RunOutputs:
         self.frames = 0  # written: an error before the first replaces no earlier file
         self._given = {"--log": log, "--mot": mot, "--video": video, "--raw": raw,
                        "--nv12": nv12}  # as the user spelt them  # fmt: skip
-        self.raw = RawRecorder(raw) if raw else None
+        self.raw = RawRecorder(raw, fps=fps) if raw else None  # the rate the log is timed at
         if self.raw is not None:
             stack.callback(self.raw.close)
         stack.push(self._report)  # first in, last out: after every output was closed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,8 +12,20 @@ from typing import Any
 import numpy as np
 
 from gputrack.errors import GputrackError
+from gputrack.outputs.dng import FRAME_NAME
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
-from gputrack.sensor.sources.base import Frame, Source, _make_raw, _raw_params
+from gputrack.sensor.sources.base import (
+    MAX_FPS,
+    MIN_FPS,
+    Frame,
+    Source,
+    _make_raw,
+    _raw_params,
+)
+
+FRAME_RATE_TAG = 51044  # CinemaDNG's FrameRate, SRATIONAL; what `gputrack run --raw` writes
+# A recording's file names (`frame_NNNNNN.dng`), the frame number captured
+_RECORDED = re.compile(re.escape(FRAME_NAME).replace(re.escape("{:06d}"), r"(\d+)"))
 
 
 class CameraRawSource(Source):
@@ -18,7 +33,12 @@ class CameraRawSource(Source):
     Bayer pattern, black and white level. An odd edge row or column is cropped off (the
     pattern is anchored at the top-left, so it does not change). Non-Bayer sensors (X-Trans,
     four-colour) are an error. ``meta`` carries the per-channel black levels and the camera's
-    white balance and colour matrix."""
+    white balance and colour matrix.
+
+    The frame rate is the first file's CinemaDNG FrameRate when it is from MIN_FPS to
+    MAX_FPS, else ``fps`` when given, else 30 (assumed: ``notes`` says so). When every file is named
+    as a recording's (``frame_NNNNNN.dng``), each frame's index is the number in its name (a
+    frame the recording skipped stays a gap); otherwise frames count from 0 in file order."""
 
     kind = "camera-raw"
 
@@ -30,15 +50,39 @@ class CameraRawSource(Source):
             raise GputrackError(f"{name}: reading DNG/camera RAW needs rawpy "
                                 "(pip install rawpy)") from None
         self.files = list(files)
+        recorded = _recorded_indices(self.files)
+        if recorded is None:
+            self.indices = list(range(len(self.files)))
+        else:  # in number order (a natural sort gives it too, but the list may be anyone's)
+            pairs = sorted(zip(recorded, self.files, strict=True))
+            self.indices, self.files = [i for i, _ in pairs], [f for _, f in pairs]
         self._bit_depth = bit_depth
-        first = self._load(self.files[0], 0, 0.0)
+        note = None
+        # As a video's: a rate the file states wins over `fps` (gputrack run's summary says
+        # so), `fps` is for files that state none
+        stated = _stated_fps(self.files[0])
+        if stated is not None and MIN_FPS <= stated <= MAX_FPS:  # NaN fails too
+            fps = stated
+        elif fps is None:
+            fps = 30.0
+            file = self.files[0].name
+            if stated is None:
+                said = "states no frame rate"
+            elif math.isfinite(stated):
+                said = f"{file} states {stated:g} fps, outside {MIN_FPS:g} to {MAX_FPS:g}"
+            else:
+                said = f"{file} states an invalid frame rate (n/0)"
+            note = f"{name}: {said}; {fps:g} fps assumed (--fps sets it)"
+        first = self._load(self.files[0], self.indices[0], self.indices[0] / fps)
         self._first: Frame | None = first
         # The first file's RAW frame: what the recording states (its white balance as shot and
         # colour matrix), for the ISP's defaults before any frame is read.
         self.first_raw = first.raw
         h, w = first.raw.data.shape  # type: ignore[union-attr]
-        super().__init__(name, fps or 30.0, (w, h), is_raw=True, num_frames=len(self.files),
+        super().__init__(name, fps, (w, h), is_raw=True, num_frames=len(self.files),
                          frames=frames, loop=loop)
+        if note:  # only when the rate really was assumed: given or stated, nothing to say
+            self.notes.append(note)
         self._k = 0
 
     def _load(self, path: Path, index: int, t: float) -> Frame:
@@ -80,7 +124,8 @@ class CameraRawSource(Source):
         if k == 0 and self._first is not None:
             frame, self._first = self._first, None
             return frame
-        frame = self._load(self.files[k], k, k / self.fps)
+        index = self.indices[k]
+        frame = self._load(self.files[k], index, index / self.fps)
         h, w = frame.raw.data.shape  # type: ignore[union-attr]
         if (w, h) != self.size:  # as an image folder's: one frame size for every output
             raise GputrackError(f"{self.files[k]}: frame is {w}x{h}, but the first is "
@@ -90,6 +135,42 @@ class CameraRawSource(Source):
     def _rewind(self) -> bool:
         self._k = 0
         return True
+
+
+def _recorded_indices(files: Sequence[Path]) -> list[int] | None:
+    """The frame numbers in the names when every file is named exactly as `RawRecorder`
+    names them (`frame_000004.dng`, not `frame_4.dng`: one number, one name); else None."""
+    indices = []
+    for path in files:
+        m = _RECORDED.fullmatch(path.name)
+        if m is None or FRAME_NAME.format(int(m.group(1))) != path.name:
+            return None
+        indices.append(int(m.group(1)))
+    return indices
+
+
+def _stated_fps(path: Path) -> float | None:
+    """A DNG's CinemaDNG FrameRate (NaN for n/0), read through tifffile since rawpy does not
+    expose it; None when it states none. Only DNG has the tag; any failure to read it (not
+    TIFF, a broken file, tifffile missing) is "states none": rawpy judges the file itself."""
+    if path.suffix.lower() != ".dng":
+        return None
+    quiet = logging.getLogger("tifffile")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its warnings about odd tags are not the user's concern
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(FRAME_RATE_TAG)
+            if tag is None:
+                return None
+            num, den = (int(v) for v in tag.value)  # one SRATIONAL: (numerator, denominator)
+    except Exception:
+        return None
+    finally:
+        quiet.setLevel(level)
+    return num / den if den else math.nan
 
 
 def _as_shot_gains(multipliers: Any) -> tuple[float, float, float] | None:
