@@ -64,3 +64,18 @@ def test_profile_driver_runs_each_kernel_on_emu(capsys):
     for line in ("isp_main -> RGB8:", "RGB8 + NV12:", "isp_tensor:", "isp_main_dir -> RGB8:",
                  "sensor_from_u8: done"):
         assert line in out
+
+
+def test_a_device_asked_for_by_name_and_missing_is_an_error(capsys):
+    """`--device cuda` without a GPU said 'table skipped' and exited 0: a GPU session's log
+    would have looked like a run. Named and missing is exit 1; --no-cpu with no device has
+    nothing to time (exit 2); both before the frame is made."""
+    if probe("cuda").available:
+        pytest.skip("a GPU is here")
+    bench = load_script("bench_isp")
+    assert bench.main(["--device", "cuda", "--size", "64x32"]) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda: unavailable" in err
+    assert bench.main(["--size", "64x32", "--no-cpu"]) == 2
+    out, err = capsys.readouterr()
+    assert "--no-cpu: nothing to time" in err and "frame 64x32" not in out
