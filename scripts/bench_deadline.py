@@ -55,7 +55,7 @@ from gputrack.device.bandwidth import device_copy_gbs  # noqa: E402
 from gputrack.dsp.decode import FrameMapping  # noqa: E402
 from gputrack.dsp.detector import Detector, default_model  # noqa: E402
 from gputrack.dsp.standin import NoisyTruthDetector  # noqa: E402
-from gputrack.errors import GputrackError  # noqa: E402
+from gputrack.errors import GputrackError, UsageError  # noqa: E402
 from gputrack.isp import IspParams, IspPipeline, TensorSpec  # noqa: E402
 from gputrack.outputs.files import atomic_path  # noqa: E402
 from gputrack.sensor.model import SensorModel, SensorParams  # noqa: E402
@@ -656,7 +656,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "notes": notes}  # fmt: skip
     graphs = args.engine == "graph" or (args.engine == "auto" and name == "cuda")
     if graphs and not be.runs_kernels:
-        raise GputrackError(f"--engine graph needs a backend that runs kernels, not {name}")
+        raise UsageError(f"--engine graph needs a backend that runs kernels, not {name}")
     res["engine"] = "graph" if graphs else "host"
     if name != "cuda":
         why = probe("cuda").reason if not probe("cuda").available else f"--backend {name}"
