@@ -91,6 +91,11 @@ def test_detect_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "\n" not in err and "not a readable ONNX" in err
     assert main(["detect", str(img), "--backend", "cpu", "--iou", "2"]) == 2  # a bad argument
     assert "--iou" in capsys.readouterr().err
+    # a folder where a file belongs is named as one (it said "no such file")
+    assert main(["detect", str(tmp_path), "--backend", "cpu", "--model", str(img)]) == 1
+    assert "a folder, not an image or a video" in capsys.readouterr().err
+    assert main(["detect", str(img), "--backend", "cpu", "--model", str(tmp_path)]) == 1
+    assert "a folder, not an ONNX file" in capsys.readouterr().err
 
 
 def test_detect_knows_a_video_by_its_content(tmp_path, capfd, monkeypatch):

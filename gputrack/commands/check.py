@@ -21,6 +21,7 @@ from gputrack.device.compile_report import (
     nvrtc_version,
     report_all,
 )
+from gputrack.errors import UsageError
 
 _PACKAGES = (
     "numpy",
@@ -163,6 +164,10 @@ def _print_human(report: dict[str, Any], compiled: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.no_kernels and (args.strict or args.arch != DEFAULT_ARCH):
+        # both are about compiling the kernels: silently ignored they would pass unchecked
+        given = "--strict" if args.strict else f"--arch {args.arch}"
+        raise UsageError(f"{given} checks the kernels' compilation: not with --no-kernels")
     report = collect(compile_kernels=not args.no_kernels, arch=args.arch)
     if args.json:
         json.dump(report, sys.stdout, indent=2)

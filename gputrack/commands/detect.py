@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_rgb(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise GputrackError(f"input {path}: no such file")
+        raise GputrackError(f"input {path}: " + ("a folder, not an image or a video"
+                                                 if path.is_dir() else "no such file"))
     video = path.suffix.lower() in VIDEO_EXTS
     bgr = None if video else read_image(path)
     if bgr is None:  # a video by its name, or by its content (.mpg, .ts, no extension ...)

@@ -83,7 +83,8 @@ def load_model(model: str | Path | Any) -> Graph:
     path = Path(model)
     where = f"model {path}"
     if not path.is_file():
-        raise GputrackError(f"{where}: no such file")
+        raise GputrackError(f"{where}: " + ("a folder, not an ONNX file" if path.is_dir()
+                                            else "no such file"))  # fmt: skip
     try:
         proto = onnx.load(str(path))
     except Exception as err:  # a truncated or foreign file: say so in one line
