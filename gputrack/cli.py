@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -97,6 +98,15 @@ def _safe_streams() -> None:
             reconfigure(errors="surrogateescape")
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a pipe nobody reads would raise
+    again when Python flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _safe_streams()
     try:
@@ -122,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"gputrack {args.verb}: interrupted by {by}\n")
         return code
     except BrokenPipeError:
-        return 0
+        # The reader of an output pipe left (`| head`, an encoder that stopped): exit as a
+        # program SIGPIPE ends does, 141, so `set -o pipefail` sees the stream was cut short.
+        _drop_stdout()
+        with contextlib.suppress(OSError):  # stderr may be that pipe
+            sys.stderr.write(f"gputrack {args.verb}: stopped: the reader of an output pipe "
+                             "closed it\n")  # fmt: skip
+        return 141
     except OSError as err:  # an unwritable output, a full disk: one line, not a traceback
         where = f"{err.filename}: " if err.filename else ""
         sys.stderr.write(f"gputrack {args.verb}: error: {where}{err.strerror or err}\n")

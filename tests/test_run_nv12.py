@@ -71,3 +71,22 @@ def test_the_summary_says_what_the_headerless_nv12_frames_are(tmp_path):
         said = getattr(done, stream).decode(errors="replace")
         assert "--nv12 is 64x48 at 25 fps" in said, said
         assert "-video_size 64x48 -framerate 25" in said
+
+
+def test_a_reader_that_leaves_the_pipe_is_exit_141_not_success(tmp_path):
+    """An encoder that stops reading (crashed, or `| head`) cut the stream short: the run
+    exited 0 in silence, so a pipeline under `set -o pipefail` looked like a whole recording.
+    Now it exits as SIGPIPE would (141), says why, and the log keeps the frames done."""
+    log = tmp_path / "t.jsonl"
+    cmd = [sys.executable, "-m", "gputrack", "run", "synthetic:64x48", "--frames", "300",
+           "--backend", "cpu", "--no-ui", "--detector", "truth", "--nv12", "/dev/stdout",
+           "--log", str(log)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(3 * 64 * 48 * 3 // 2)) == 3 * 64 * 48 * 3 // 2  # 3 frames
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "the reader of an output pipe closed it" in err
+    frames = [json.loads(line)["frame"] for line in log.read_text().splitlines()]
+    assert len(frames) >= 3 and frames == list(range(len(frames))) and len(frames) < 300
