@@ -55,6 +55,16 @@ def test_run_refuses_outputs_over_its_source_or_each_other(capsys, tmp_path, pho
     msg = _refused(capsys, ["run", "synthetic", "--no-ui", "--log", log, "--mot", log], "run")
     assert "--mot and --log name the same file" in msg
     assert _digest(photo) == before and not (tmp_path / "t.jsonl").exists()
+    # a file:// URL (OpenCV opens it) names the same file: an output over it was written
+    for option in ("--mot", "--log", "--video"):
+        out = str(photo) if option != "--video" else str(photo.with_suffix(".avi"))
+        src = photo.as_uri() if option != "--video" else photo.with_suffix(".avi").as_uri()
+        if option == "--video":
+            photo.with_suffix(".avi").write_bytes(b"not really a video")
+        msg = _refused(capsys, ["run", src, "--no-ui", option, out], "run")
+        assert "is the source" in msg and option in msg
+    assert _digest(photo) == before
+    assert photo.with_suffix(".avi").read_bytes() == b"not really a video"
 
 
 def test_run_on_a_folder_refuses_to_write_over_a_frame_it_reads(capsys, tmp_path, photo):

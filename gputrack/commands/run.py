@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -208,7 +210,7 @@ def _check_raw_output(args: argparse.Namespace) -> None:
         raise UsageError(f"--raw {args.raw}: {problem}, or the recording plays back into "
                          "other images")  # fmt: skip
     folder = check_raw_folder(args.raw)
-    source = Path(args.source).expanduser()
+    source = _local_path(args.source)
     for what, other in [("the source folder", source if source.is_dir() else None),
                         *((f"--{o}", getattr(args, o))
                           for o in ("log", "mot", "video", "image", "nv12"))
@@ -243,6 +245,15 @@ def _same_stream(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def _local_path(source: str) -> Path:
+    """The file a source reads: a path, or the one a file:// URL names (OpenCV opens those
+    too, and an output over it must be refused as over the path)."""
+    url = urlparse(source)
+    if url.scheme.lower() == "file" and url.netloc in ("", "localhost"):
+        return Path(url2pathname(url.path))
+    return Path(source).expanduser()
+
+
 def _window(text: str) -> Roi:
     try:
         return Roi.parse(text)
@@ -275,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     model = None
     if kind == "network":
         model = args.model or (bundled_model() if synthetic else default_model())
-    source_path = Path(args.source).expanduser()
+    source_path = _local_path(args.source)
     refuse_overwriting_inputs(
         {"source": source_path if source_path.exists() else None, "model": model},
         {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image", "nv12")},
