@@ -106,3 +106,26 @@ def test_the_recording_folder_is_checked_before_any_work(tmp_path, capsys, rng):
     rc, _, err = _run(capsys, *argv, "--raw", str(rec))
     assert rc == 2 and "holds a recording already" in err
     assert {p.name: p.read_bytes() for p in rec.iterdir()} == before
+    # no other output inside the recording (it was written over a frame, or read as one)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for option, name in (("--log", "frame_000001.dng"), ("--mot", "m.txt"),
+                         ("--image", "last.png")):  # fmt: skip
+        rc, _, err = _run(capsys, *argv, "--raw", str(fresh), option, str(fresh / name))
+        assert rc == 2 and "is inside the --raw folder" in err and option in err, err
+    assert not any(fresh.iterdir())
+    # a folder holding anything else (images, a camera's DNGs) is not a recording's
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    (shots / "IMG_0001.dng").write_bytes(b"a camera's")
+    (shots / ".hidden").write_text("an editor's")
+    rc, _, err = _run(capsys, *argv, "--raw", str(shots))
+    assert rc == 2 and "holds IMG_0001.dng" in err and "a folder of its own" in err, err
+    (shots / "IMG_0001.dng").unlink()  # hidden files and notes are no frames: they may stay
+    (shots / "notes.txt").write_text("a user's")
+    assert _run(capsys, *argv, "--raw", str(shots))[0] == 0
+    assert len(list(shots.glob("frame_*.dng"))) == 2
+    # an empty value (an unset shell variable) is not "no --raw"
+    for option in ("--raw", "--log", "--model"):
+        rc, _, err = _run(capsys, "synthetic:64x48", "--frames", "1", f"{option}=")
+        assert rc == 2 and f"{option}: an empty name" in err, err

@@ -209,15 +209,22 @@ def _check_raw_output(args: argparse.Namespace) -> None:
     if problem:
         raise UsageError(f"--raw {args.raw}: {problem}, or the recording plays back into "
                          "other images")  # fmt: skip
-    folder = check_raw_folder(args.raw)
+    folder = Path(args.raw).expanduser()
     source = _local_path(args.source)
     for what, other in [("the source folder", source if source.is_dir() else None),
                         *((f"--{o}", getattr(args, o))
                           for o in ("log", "mot", "video", "image", "nv12"))
                         ]:  # fmt: skip
-        if other and Path(other).expanduser().resolve() == folder.resolve():
+        if not other:
+            continue
+        where = Path(other).expanduser().resolve()
+        if where == folder.resolve():
             raise UsageError(f"--raw {args.raw}: is {what}; give the recording a folder of "
                              "its own")  # fmt: skip
+        if folder.resolve() in where.parents:  # it would be played back as a frame
+            raise UsageError(f"{what} {other}: is inside the --raw folder {args.raw}, which "
+                             "holds the recording's frames alone")  # fmt: skip
+    check_raw_folder(args.raw)  # after the above, which say more than "holds a file"
 
 
 def _check_streams(args: argparse.Namespace) -> bool:
@@ -266,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ui and --json both write to the terminal's output; choose one")
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
+    for option in ("log", "mot", "video", "image", "nv12", "raw", "model"):
+        if getattr(args, option) == "":  # `--raw "$OUT"` with OUT unset: not "no --raw"
+            raise UsageError(f"--{option}: an empty name (an unset shell variable?)")
     for option in ("log", "mot", "image", "nv12"):
         check_output_path(f"--{option}", getattr(args, option), image=option == "image")
     check_output_path("--video", args.video, tuple(VIDEO_CODECS))

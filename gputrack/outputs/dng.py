@@ -124,7 +124,8 @@ def unstated_colour(
 
 def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:
     """Before any work: `folder` exists or can be made (its parent exists), is a folder, and
-    holds no recording that this one would write over."""
+    holds no frames: no recording this one would write over, no other file its playback
+    would read as one (notes and hidden files may stay)."""
     path = Path(folder).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {folder}: not a folder (a recording is one DNG per frame)")
@@ -137,6 +138,18 @@ def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:
                 f"{option} {folder}: holds a recording already ({earlier[0].name} and "
                 f"{len(earlier) - 1} more); writing this one there would lose it"
             )
+        # A recording is played back as the folder's frames: any other file a folder source
+        # reads (images, a camera's DNGs) would be read with it, or make it unreadable.
+        # (imported here: the sources import this module for the recording's file names)
+        from gputrack.sensor.sources.base import CAMERA_RAW_EXTS, IMAGE_EXTS
+
+        reads = IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"}
+        frames = sorted(p.name for p in path.iterdir()
+                        if p.suffix.lower() in reads and not p.name.startswith("."))
+        if frames:
+            more = f" and {len(frames) - 1} more" if len(frames) > 1 else ""
+            raise UsageError(f"{option} {folder}: holds {frames[0]}{more}, which its playback "
+                             "would read as frames; give the recording a folder of its own")
     return path
 
 
