@@ -110,3 +110,22 @@ def test_run_with_a_window(tmp_path, capsys):
 def test_a_wrong_window_is_a_usage_error(capsys, argv, needle):
     rc, _, err = _run(capsys, "synthetic:320x240", "--frames", "2", "--detector", "truth", *argv)
     assert rc == 2 and needle in err and "Traceback" not in err, err
+
+
+def test_a_video_too_narrow_for_the_mjpg_writer_is_refused_before_any_work(tmp_path, capsys):
+    """OpenCV's MJPG writer corrupts its heap on frames under 8 pixels wide (4x4, 6x8, 6x40
+    ... : measured with OpenCV 5.0) and the process aborted, every output lost; the smallest
+    window is 4x4. Refused before any work, an earlier log kept; .mp4 writes it."""
+    log = tmp_path / "t.jsonl"
+    log.write_text("earlier\n")
+    base = ["run", "synthetic:64x48", "--frames", "2", "--backend", "cpu", "--no-ui",
+            "--detector", "truth", "--roi", "8,8,6,8", "--log", str(log)]  # fmt: skip
+    for name in ("x.avi", "x.mkv"):
+        capsys.readouterr()
+        assert main([*base, "--video", str(tmp_path / name)]) == 2
+        assert "too narrow for OpenCV's MJPG writer" in capsys.readouterr().err
+    assert log.read_text() == "earlier\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.jsonl"]  # fmt: skip
+    assert main([*base, "--video", str(tmp_path / "x.mp4")]) == 0
+    cap = cv2.VideoCapture(str(tmp_path / "x.mp4"))
+    assert cap.read()[0] and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 6

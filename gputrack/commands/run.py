@@ -331,14 +331,19 @@ def run(args: argparse.Namespace) -> int:
         # illuminant the sensor model shoots RGB sources under
         colour = stated_colour(args, getattr(source, "first_raw", None), source.name,
                                "auto" if source.is_raw else DEFAULT_WB)  # fmt: skip
-        if args.roi is not None:  # the sensor: the source's frame, even-sized for RGB
-            w, h = source.size
-            if not source.is_raw:
-                w, h = w - w % 2, h - h % 2
+        w, h = source.size  # the sensor: the source's frame, even-sized for RGB
+        if not source.is_raw:
+            w, h = w - w % 2, h - h % 2
+        if args.roi is not None:
             try:
                 args.roi.check_inside(w, h, source.name)
             except GputrackError as err:
                 raise UsageError(f"--roi {err}") from None
+            w, h = args.roi.w, args.roi.h
+        if args.video and VIDEO_CODECS[Path(args.video).suffix.lower()] == "MJPG" and w < 8:
+            # OpenCV's MJPG writer corrupts its heap on such frames and aborts the process
+            raise UsageError(f"--video {args.video}: frames {w}x{h} are too narrow for OpenCV's "
+                             "MJPG writer (8 pixels at least); use .mp4")  # fmt: skip
     except UsageError:
         source.close()
         raise
