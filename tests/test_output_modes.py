@@ -119,3 +119,54 @@ def test_an_odd_source_note_names_the_window(tmp_path, capsys):
     assert rc == 0 and s["frame_size"] == [32, 24]
     (note,) = s["source_notes"]
     assert "81x51" in note and "32x24" in note and "are 80x50" not in note, note
+
+
+def _frames_in(log, mot, raw, video) -> tuple[int, int, int, int]:
+    cap = cv2.VideoCapture(str(video))
+    n_video = 0
+    while cap.read()[0]:
+        n_video += 1
+    mot_frames = {int(line.split(",")[0]) for line in mot.read_text().splitlines()}
+    return (len(log.read_text().splitlines()), max(mot_frames, default=0),
+            len(list(raw.glob("frame_*.dng"))), n_video)  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE as Linux has it")
+def test_an_output_failing_mid_run_leaves_every_output_kept_on_the_same_frame(tmp_path):
+    """The NV12 file hits a size limit on frame 5: the log, the MOT result, the DNG frames
+    and the video had been written one after another and ended on different frames (5, 5, 5
+    and 4), while the message said 4. What was written of the unfinished frame is taken back,
+    so every output kept holds the frames the message names."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, 20 * 1024))
+
+    out = {k: tmp_path / n for k, n in (("log", "t.jsonl"), ("mot", "t.txt"), ("raw", "rec"),
+                                        ("video", "t.avi"), ("nv12", "t.yuv"))}  # fmt: skip
+    cmd = [sys.executable, "-m", "gputrack", "run", "synthetic:64x48", "--frames", "10",
+           "--backend", "cpu", "--no-ui", "--detector", "truth",
+           *(a for k, p in out.items() for a in (f"--{k}", str(p)))]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert done.returncode == 1 and "cannot write --nv12" in done.stderr, done.stderr
+    kept = done.stderr.split("kept, with the ")[1]
+    n = int(kept.split()[0])
+    assert 1 <= n < 10 and not out["nv12"].exists()
+    assert _frames_in(out["log"], out["mot"], out["raw"], out["video"]) == (n, n, n, n)
+
+
+def test_an_output_failing_on_the_first_frame_replaces_no_earlier_file(tmp_path, capsys):
+    """--nv12 /dev/full fails on frame 0: the earlier log stays as it was (it was replaced
+    by one line), no DNG stays in the recording folder."""
+    if not __import__("os").path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    log = tmp_path / "t.jsonl"
+    log.write_text("earlier\n")
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    rc = main(["run", "synthetic:64x48", "--frames", "3", "--backend", "cpu", "--no-ui",
+               "--detector", "truth", "--nv12", "/dev/full", "--log", str(log),
+               "--raw", str(rec)])  # fmt: skip
+    assert rc == 1 and "cannot write --nv12 /dev/full" in capsys.readouterr().err
+    assert log.read_text() == "earlier\n" and list(rec.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec", "t.jsonl"]

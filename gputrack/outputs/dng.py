@@ -184,6 +184,12 @@ class RawRecorder:
             with suppress(OSError):  # something else put a file there: it stays
                 self.folder.rmdir()
 
+    def unwrite(self, path: Path) -> None:
+        """Take back a frame written (`write`'s path): its frame did not finish elsewhere."""
+        with suppress(OSError):
+            path.unlink()
+            self.frames -= 1
+
     def write(self, raw: RawFrame, wb_gains: Sequence[float], ccm: np.ndarray, index: int) -> Path:
         """Frame `index` (the track log's frame number), complete before it has its name."""
         path = self.folder / FRAME_NAME.format(index)

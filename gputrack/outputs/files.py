@@ -263,6 +263,22 @@ class OutputFile:
         except OSError as err:
             raise self._cannot_write(err) from None
 
+    def mark(self) -> int | None:
+        """Where the next record starts, for `rollback`; None where there is no going back
+        (a descriptor, device or FIFO, written in place)."""
+        if self._tmp is None or self._file.closed:
+            return None
+        return self._file.tell()
+
+    def rollback(self, mark: int | None) -> None:
+        """Cut the temporary file back to `mark`: a record that the run could not finish in
+        its other outputs goes, so that every output kept ends on the same frame."""
+        if mark is None or self._file.closed:
+            return
+        with suppress(OSError):  # a failed write's unflushed bytes: that file is not kept
+            self._file.seek(mark)
+            self._file.truncate()
+
     def close(self) -> None:
         """Flush, close, and rename into place (a file written in place is just closed)."""
         if self._file.closed:

@@ -134,36 +134,53 @@ class RunOutputs:
         """One frame: `result` a pipeline FrameResult; `image()` fetches its ISP image and
         `raw()` its RAW frame (a pipeline RawShot), each only called when an output needs it,
         so a headless run never downloads them."""
-        if self.raw is not None and raw is not None:  # first: the sensor reuses its buffer
-            shot = raw()
-            if shot is not None:
-                self.raw.write(shot.raw, shot.wb_gains, shot.ccm, index=result.index)
-        shown = [t for t in result.tracks if t.state != "tentative"]
-        if self.log:
-            ms = result.stage_ms
-            self.log.write(
-                result.index,
-                result.timestamp,
-                [track_entry(t) for t in shown],
-                {k: ms[k] for k in ("isp", "dsp", "track", "total")},
-            )
-        if self.mot:
-            for t in shown:
-                if t.state == "confirmed":  # MOTChallenge frames count from 1
-                    self.mot.write(
-                        f"{result.index + 1},{t.id},{t.x:.2f},{t.y:.2f},{t.w:.2f},"
-                        f"{t.h:.2f},{t.score:.4f},-1,-1,-1\n"
-                    )
-            self.mot.flush()
-        if self.nv12 is not None and nv12 is not None:
-            frame = nv12()
-            if frame is not None:
-                self.nv12.write(np.ascontiguousarray(frame).tobytes())
-                self.nv12.flush()
-        if self._video_tmp is not None:
-            rgb8 = image()
-            if rgb8 is not None:
-                self._write_video(draw_tracks(rgb8, result.tracks, self.names, result.origin))
+        # What each output wrote of this frame is taken back if another one fails on it, so
+        # that the outputs kept all end on the last whole frame (files written in place, a
+        # pipe, cannot be cut back). The video goes last: its writer cannot take a frame back.
+        undo: list[Callable[[], None]] = []
+        try:
+            if self.raw is not None and raw is not None:  # first: the sensor reuses its buffer
+                shot = raw()
+                if shot is not None:
+                    path = self.raw.write(shot.raw, shot.wb_gains, shot.ccm, index=result.index)
+                    undo.append(lambda: self.raw.unwrite(path))  # type: ignore[union-attr]
+            shown = [t for t in result.tracks if t.state != "tentative"]
+            if self.log:
+                ms = result.stage_ms
+                log, mark = self.log, self.log.mark()
+                log.write(
+                    result.index,
+                    result.timestamp,
+                    [track_entry(t) for t in shown],
+                    {k: ms[k] for k in ("isp", "dsp", "track", "total")},
+                )
+                undo.append(lambda: log.rollback(mark))
+            if self.mot:
+                mot, mot_mark = self.mot, self.mot.mark()
+                undo.append(lambda: mot.rollback(mot_mark))  # lines may precede a failed one
+                for t in shown:
+                    if t.state == "confirmed":  # MOTChallenge frames count from 1
+                        mot.write(
+                            f"{result.index + 1},{t.id},{t.x:.2f},{t.y:.2f},{t.w:.2f},"
+                            f"{t.h:.2f},{t.score:.4f},-1,-1,-1\n"
+                        )
+                mot.flush()
+            if self.nv12 is not None and nv12 is not None:
+                frame = nv12()
+                if frame is not None:
+                    out, nv12_mark = self.nv12, self.nv12.mark()
+                    out.write(np.ascontiguousarray(frame).tobytes())
+                    out.flush()
+                    undo.append(lambda: out.rollback(nv12_mark))
+            if self._video_tmp is not None:
+                rgb8 = image()
+                if rgb8 is not None:
+                    self._write_video(draw_tracks(rgb8, result.tracks, self.names,
+                                                  result.origin))  # fmt: skip
+        except BaseException:
+            for take_back in reversed(undo):
+                take_back()
+            raise
         self.frames += 1
 
     def _write_video(self, bgr: np.ndarray) -> None:

@@ -42,6 +42,15 @@ class TrackLogWriter:
         self.out.flush()  # a reader (tail -f) sees each frame as it is done
         self.frames += 1
 
+    def mark(self) -> int | None:
+        """Where the next frame's line starts (see `OutputFile.mark`)."""
+        return self.out.mark()
+
+    def rollback(self, mark: int | None) -> None:
+        """Take back the last frame's line (written after `mark`): its frame did not finish."""
+        self.out.rollback(mark)
+        self.frames -= 1
+
     def close(self, complete: bool = True) -> None:
         """Close; rename to the final name when `complete` (else discard what was written)."""
         if complete:
