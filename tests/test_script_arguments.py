@@ -68,6 +68,7 @@ USAGE_ERRORS = [
     ("eval_mot", ["{tmp}/missing.txt", "--det", "{det}"], "gt"),
     ("eval_mot", ["{gt}", "{tmp}/missing.txt"], "results"),
     ("eval_mot", ["{gt}"], "--det"),  # nothing to score
+    ("eval_mot", ["{gt}", "{gt}", "--fps", "25"], "--fps"),  # changes nothing without --det
     ("sass_report", ["{tmp}/missing.cu"], "file"),
     ("sass_report", [KERNEL, "-D", "1FOO"], "-D"),
     ("sass_report", [KERNEL, "--segments", "-1"], "--segments"),

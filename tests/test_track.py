@@ -443,8 +443,19 @@ def _track_file(det: str, out, fps: float) -> None:
     frames = read_detections(det)
     tr = Tracker(fps=fps)
     with open(out, "w") as f:
-        for i in range(1, max(frames) + 1):
-            write_results(f, i, tr.update_array(frames.get(i, np.zeros((0, 6))), i))
+        for i, d in mot_io.frames_to_update(frames, lambda: len(tr) > 0):
+            write_results(f, i, tr.update_array(d, i))
+
+
+def test_frames_to_update_start_at_the_first_detections_and_skip_while_nothing_lives():
+    a, b = dets(box(100, 100)), dets(box(200, 100))
+    frames = {5: a, 8: b, 20: a}
+    alive = iter([True, True, True, False])  # asked at frames 6, 7, 9 and 10
+    got = [(f, len(d)) for f, d in mot_io.frames_to_update(frames, lambda: next(alive))]
+    # Frames 1-4 are no updates (frame 5 is the tracker's first); 9 is predicted (asked
+    # after 8, something lives), 10 (nothing lives) jumps to 20.
+    assert got == [(5, 1), (6, 0), (7, 0), (8, 1), (9, 0), (20, 1)]
+    assert list(mot_io.frames_to_update({}, lambda: True)) == []
 
 
 @pytest.mark.parametrize(("fps", "reached"), [(25, (0.643, 0.767, 3)), (30, (0.643, 0.762, 4))])

@@ -86,6 +86,65 @@ def test_track_scores_against_ground_truth(tmp_path, capsys):
                  "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     assert m["mota"] >= 0.64 and m["idf1"] >= 0.75
+    # Counts are whole numbers in JSON ("num_switches": 3, not 3.0), ratios are not.
+    counts = {k for k in m if k.startswith("num_") or k.startswith("mostly_")}
+    assert len(counts) == 8 and all(type(m[k]) is int for k in counts), m
+    assert type(m["mota"]) is float
+
+
+def shifted(lines, by):
+    """MOTChallenge lines with every frame number moved by `by`."""
+    return [f"{int(line.split(',')[0]) + by},{line.split(',', 1)[1]}" for line in lines]
+
+
+@pytest.mark.parametrize("by", [100, 10**6])
+def test_a_shifted_sequence_gives_the_same_tracks(tmp_path, capsys, by):
+    """The first frame with detections is the tracker's first, whatever its number: its
+    tracks are confirmed at once. An empty update at frame 1 made frame 101 a later frame
+    (the first 2 frames' lines went missing) and 'frames' said 110."""
+    got = []
+    for shift in (0, by):
+        det = write(tmp_path / f"det{shift}.txt", shifted(LINES, shift))
+        gt = write(tmp_path / f"gt{shift}.txt", shifted(mot17_gt(), shift))
+        out = tmp_path / f"result{shift}.txt"
+        assert main(["track", str(det), "--out", str(out), "--gt", str(gt), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        got.append((summary, shifted(out.read_text().splitlines(), -shift)))
+    (plain, plain_lines), (moved, moved_lines) = got
+    assert moved_lines == plain_lines and len(plain_lines) == 10
+    assert moved["metrics"] == plain["metrics"] and plain["metrics"]["mota"] == 1.0
+    assert plain["frames"] == moved["frames"] == 10
+    assert (moved["first_frame"], moved["last_frame"]) == (1 + by, 10 + by)
+    det = tmp_path / f"det{by}.txt"
+    assert main(["track", str(det), "--out", str(tmp_path / "r.txt")]) == 0
+    assert capsys.readouterr().out.startswith(f"10 frames ({1 + by}-{10 + by}), 10 detections")
+
+
+def test_real_data_shifted_gives_the_same_tracks_and_scores(tmp_path, capsys):
+    det = shared_data("mot/TUD-Campus/det.txt")
+    gt = shared_data("mot/TUD-Campus/gt.txt")
+    got = []
+    for shift in (0, 100):
+        d = write(tmp_path / f"det{shift}.txt", shifted(det.read_text().splitlines(), shift))
+        g = write(tmp_path / f"gt{shift}.txt", shifted(gt.read_text().splitlines(), shift))
+        out = tmp_path / f"result{shift}.txt"
+        argv = ["track", str(d), "--out", str(out), "--fps", "25", "--gt", str(g), "--json"]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out)
+        got.append((summary, shifted(out.read_text().splitlines(), -shift)))
+    (plain, plain_lines), (moved, moved_lines) = got
+    assert moved_lines == plain_lines  # was 278 lines against 290
+    assert moved["metrics"] == plain["metrics"]  # was MOTA 61.6 % against 64.3 %
+    assert plain["metrics"]["mota"] >= 0.64
+    assert plain["frames"] == moved["frames"] == 71  # was 171 shifted
+
+
+def test_an_empty_ground_truth_path_is_a_usage_error(tmp_path, capsys):
+    det = write(tmp_path / "det.txt", LINES)
+    out = tmp_path / "result.txt"
+    assert main(["track", str(det), "--out", str(out), "--gt", ""]) == 2  # ran, unscored
+    assert "--gt: empty path" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _stop_at(update, frame_number, stop):
@@ -114,8 +173,19 @@ def test_ctrl_c_or_sigterm_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Tracker, "update_array", _stop_at(real, 4, Terminated))
     assert main(["track", str(det), "--out", str(out)]) == 143
     err = capsys.readouterr().err
-    assert "stopped by SIGTERM; " in err and "holds frames 1-3 of 10" in err
+    assert "stopped by SIGTERM; " in err and "holds frames 1-3 of 1-10" in err
     assert [line.split(",")[0] for line in out.read_text().splitlines()] == list("123")
+    # Frame numbers that start later are said as they are (it said "1-103 of 110").
+    det = write(tmp_path / "det.txt", shifted(LINES, 100))
+    monkeypatch.setattr(Tracker, "update_array", _stop_at(real, 104, KeyboardInterrupt))
+    assert main(["track", str(det), "--out", str(out)]) == 130
+    assert "holds frames 101-103 of 101-110" in capsys.readouterr().err
+    assert [line.split(",")[0] for line in out.read_text().splitlines()] == ["101", "102",
+                                                                              "103"]
+    monkeypatch.setattr(Tracker, "update_array", _stop_at(real, 101, KeyboardInterrupt))
+    assert main(["track", str(det), "--out", str(out)]) == 130
+    assert "holds no frame of 101-110" in capsys.readouterr().err
+    assert out.read_text() == ""
 
 
 def test_frame_numbers_that_jump_far_cost_nothing(tmp_path, capsys):
@@ -124,7 +194,8 @@ def test_frame_numbers_that_jump_far_cost_nothing(tmp_path, capsys):
     out = tmp_path / "result.txt"
     assert main(["track", str(det), "--out", str(out), "--json"]) == 0  # at once, not hours
     summary = json.loads(capsys.readouterr().out)
-    assert summary["frames"] == 10**9 and summary["tracks"] == 1
+    assert summary["frames"] == 10**9 and summary["tracks"] == 1  # frames 1 to 10^9
+    assert (summary["first_frame"], summary["last_frame"]) == (1, 10**9)
     frames = [int(line.split(",")[0]) for line in out.read_text().splitlines()]
     assert frames == list(range(1, 10))  # the far detection starts a track, tentative
 

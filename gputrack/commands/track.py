@@ -10,20 +10,17 @@ leaves an earlier RESULT as it was. --gt is read and checked before tracking sta
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from gputrack.commands.args import finite_float, frame_rate
 from gputrack.errors import UsageError, interrupted_by
 from gputrack.outputs.files import OutputFile, is_stdout, refuse_overwriting_inputs
 from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
-from gputrack.track.mot_io import read_detections, write_results
+from gputrack.track.mot_io import frames_to_update, read_detections, write_results
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,13 +81,18 @@ def run(args: argparse.Namespace) -> int:
     if args.min_score > args.high_score:
         raise UsageError(f"--min-score {args.min_score:g} is above --high-score "
                          f"{args.high_score:g}")  # fmt: skip
+    if args.gt == "":  # else falsy: the run would silently not score
+        raise UsageError("--gt: empty path, give a ground truth file")
     check_output_path("--out", args.out)  # before the detection file is read
     refuse_overwriting_inputs(
         {"detection file": args.detections, "--gt": args.gt}, {"--out": args.out}
     )
     frames = read_detections(args.detections)
-    if args.gt:  # read and checked now: a bad --gt found after tracking would waste the run
-        _check_ground_truth_covers(args.gt, frames)
+    first, last = (min(frames), max(frames)) if frames else (0, 0)
+    if args.gt is not None:  # read and checked now: a bad --gt found after tracking wastes the run
+        from gputrack.track.mot_eval import check_ground_truth_covers
+
+        check_ground_truth_covers(args.gt, {"the detections": (first, last)} if frames else {})
     start = max(args.new_track_score, args.high_score)  # what the tracker starts tracks at
     top = max((float(d[:, 4].max()) for d in frames.values()), default=None)
     if top is not None and top < start:
@@ -105,48 +107,42 @@ def run(args: argparse.Namespace) -> int:
         new_track_score=args.new_track_score,
     )
     tracker = Tracker(params)
-    empty = np.zeros((0, 6), np.float32)
-    with_detections = list(frames)  # sorted
-    last = max(frames, default=0)
-    done, lines, busy = 0, 0, 0.0
+    done, lines, busy = first - 1, 0, 0.0  # done: the last frame the result holds complete
     interrupted = False
     # Written under a temporary name and renamed at the end; on Ctrl-C (or SIGTERM) the
     # frames finished so far are renamed to --out too, and said so; any other error leaves
     # an earlier --out as it was.
     with OutputFile(out, "--out", keep_on_error=lambda: interrupted) as f:
         try:
-            # Every frame up to the last is an update, also those without detections, but
-            # while no track is alive such a frame changes nothing and is skipped (a file
-            # whose frame numbers jump to a billion takes no longer than a short one).
-            frame = 1
-            while frame <= last:
-                if frame not in frames and len(tracker) == 0 and tracker.updates > 0:
-                    frame = with_detections[bisect.bisect(with_detections, frame)]
-                    done = frame - 1
-                    continue
+            for frame, dets in frames_to_update(frames, lambda: len(tracker) > 0):
+                done = frame - 1  # frames skipped before this one are complete too
                 t0 = time.perf_counter()
-                rows = tracker.update_array(frames.get(frame, empty), frame)
+                rows = tracker.update_array(dets, frame)
                 busy += time.perf_counter() - t0
                 lines += write_results(f, frame, rows, include_lost=args.write_lost)
                 done = frame
-                frame += 1
         except KeyboardInterrupt as stop:
             interrupted = True
+            held = f"frames {first}-{done}" if done >= first else "no frame"
             sys.stderr.write(
-                f"gputrack track: stopped by {interrupted_by(stop)[0]}; {out} holds frames "
-                f"1-{done} of {last}\n"
+                f"gputrack track: stopped by {interrupted_by(stop)[0]}; {out} holds {held} "
+                f"of {first}-{last}\n"
             )
             raise
 
     summary = {
-        "frames": done,
+        # Frames of the sequence, from the first with detections to the last (those between
+        # without detections included), however the numbers start: not the last number.
+        "frames": last - first + 1 if frames else 0,
+        "first_frame": first if frames else None,
+        "last_frame": last if frames else None,
         "detections": int(sum(len(d) for d in frames.values())),
         "tracks": tracker.next_id - 1,
         "result_lines": lines,
         "updates_per_s": round(tracker.updates / busy, 1) if busy > 0 else None,
         "out": str(out),
     }
-    if args.gt:
+    if args.gt is not None:
         from gputrack.track.mot_eval import evaluate, finite_or_none, format_summary
 
         metrics = evaluate(args.gt, out)
@@ -158,28 +154,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, allow_nan=False), file=report)
     else:
         rate = summary["updates_per_s"]
+        span = f" ({first}-{last})" if frames else ""
         print(
-            f"{done} frames, {summary['detections']} detections -> {summary['tracks']} tracks "
-            f"({lines} lines) in {out}; {rate if rate is not None else '-'} updates/s",
+            f"{summary['frames']} frames{span}, {summary['detections']} detections -> "
+            f"{summary['tracks']} tracks ({lines} lines) in {out}; "
+            f"{rate if rate is not None else '-'} updates/s",
             file=report,
         )
-        if args.gt:
+        if args.gt is not None:
             print(format_summary(metrics), file=report)
     return 0
-
-
-def _check_ground_truth_covers(gt: str, frames: dict[int, np.ndarray]) -> None:
-    """--gt reads, and shares frames with the detections (else it is another sequence's)."""
-    from gputrack.track.mot_eval import check_ground_truth
-
-    first, last = check_ground_truth(gt)
-    if first == 0:
-        raise UsageError(
-            f"--gt {gt}: has no ground truth boxes to score against (scored are rows with "
-            "conf != 0 and class 1, or no class as in MOT15)"
-        )
-    if frames and (last < min(frames) or first > max(frames)):
-        raise UsageError(
-            f"--gt {gt}: covers frames {first}-{last}, the detections {min(frames)}-"
-            f"{max(frames)}; no frame in common (another sequence's file?)"
-        )

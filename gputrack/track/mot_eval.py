@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.track.mot_io import GroundTruth, read_ground_truth, read_mot_rows
 
 DISTRACTOR_IOU = 0.5  # the devkit's, whatever IoU the scoring itself uses
@@ -28,6 +28,9 @@ DISTRACTOR_IOU = 0.5  # the devkit's, whatever IoU the scoring itself uses
 METRICS = ("mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp",
            "precision", "recall", "num_objects", "num_unique_objects", "mostly_tracked",
            "mostly_lost", "num_fragmentations")
+# Whole numbers: motmetrics gives every metric as a float, JSON would print 3.0 for them.
+COUNTS = frozenset(("num_switches", "num_false_positives", "num_misses", "num_objects",
+                    "num_unique_objects", "mostly_tracked", "mostly_lost", "num_fragmentations"))
 
 
 @contextlib.contextmanager
@@ -53,14 +56,16 @@ def _motmetrics():
 
 def _summarise(mm, acc) -> dict[str, float]:
     summary = mm.metrics.create().compute(acc, metrics=list(METRICS), name="seq")
-    return {k: float(summary[k].iloc[0]) for k in METRICS}
+    values = {k: float(summary[k].iloc[0]) for k in METRICS}
+    return {k: int(v) if k in COUNTS and np.isfinite(v) else v for k, v in values.items()}
 
 
 def score_frames(
     frames: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], iou: float = 0.5
 ) -> dict[str, float]:
     """As `evaluate`, for data in memory: one `(gt_ids, gt_xywh, hyp_ids, hyp_xywh)` per
-    frame, boxes as `[N, 4]` top-left x, y, width, height."""
+    frame, boxes as `[N, 4]` top-left x, y, width, height. Ratios are floats, counts
+    (`COUNTS`) ints."""
     mm = _motmetrics()
     acc = mm.MOTAccumulator(auto_id=True)
     with _asfarray_shim(), warnings.catch_warnings():
@@ -76,7 +81,7 @@ def score_frames(
 def evaluate(gt_path: str | Path, result_path: str | Path, iou: float = 0.5) -> dict[str, float]:
     """MOTA, IDF1, ID switches, false positives, misses and more, matching at IoU >= `iou`.
 
-    Ratios are fractions (0.627 is 62.7 %); counts are whole numbers."""
+    Ratios are fractions (0.627 is 62.7 %); counts (`COUNTS`) are ints."""
     _motmetrics()
     gt = read_ground_truth(gt_path)  # FILE:LINE: what is wrong, rather than a pandas error
     hyp, _ = read_mot_rows(result_path, "result file")
@@ -153,9 +158,36 @@ def check_ground_truth(gt_path: str | Path) -> tuple[int, int]:
     return read_ground_truth(gt_path).frames()
 
 
+def check_ground_truth_covers(
+    gt_path: str | Path, inputs: dict[str, tuple[int, int]], option: str = "--gt"
+) -> GroundTruth:
+    """What `track --gt` and `scripts/eval_mot.py` refuse before any work, as a `UsageError`
+    (exit 2) naming `option` and the file: a ground truth with nothing to score (its MOTA
+    would be -inf or 0/0), and one that shares no frame with an input (another sequence's
+    file, which would score as all misses and false positives). `inputs` names each input
+    with its first and last frame; leave out one without frames (an empty result).
+    A malformed file is the `GputrackError` of `read_ground_truth`. Returns the ground truth
+    as read, to score with (`ground_truth_frames`)."""
+    _motmetrics()
+    gt = read_ground_truth(gt_path)
+    first, last = gt.frames()
+    if first == 0:
+        raise UsageError(
+            f"{option} {gt_path}: has no ground truth boxes to score against (scored are rows "
+            "with conf != 0 and class 1, or no class as in MOT15)"
+        )
+    for what, (low, high) in inputs.items():
+        if last < low or first > high:
+            raise UsageError(
+                f"{option} {gt_path}: covers frames {first}-{last}, {what} {low}-{high}; no "
+                "frame in common (another sequence's file?)"
+            )
+    return gt
+
+
 def finite_or_none(value: float, digits: int = 4) -> float | None:
     """A metric for JSON, which has no NaN: a ratio with nothing to divide by (no ground
-    truth boxes) is None."""
+    truth boxes) is None. A count stays an int (round keeps it one)."""
     return round(value, digits) if np.isfinite(value) else None
 
 

@@ -7,7 +7,8 @@ detection read here is class 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -29,6 +30,31 @@ def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     for frame, _, x, y, w, h, score in rows.tolist():
         frames.setdefault(int(frame), []).append([x, y, x + w, y + h, score, 0.0])
     return {f: np.asarray(r, dtype=np.float32) for f, r in sorted(frames.items())}
+
+
+def frames_to_update(
+    frames: dict[int, np.ndarray], alive: Callable[[], bool]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The tracker updates that track a detection file (`read_detections`): `(frame,
+    detections)` from the first frame with detections to the last, frames without detections
+    in between included (tracks are predicted and age through them), except while `alive()`
+    (asked after the caller's update of the frame before) says no track is alive: such a
+    frame changes nothing, so it is skipped and a jump to frame 10^9 costs nothing.
+
+    The first update is the first frame with detections, whatever its number: it is the
+    tracker's first frame, whose tracks are confirmed at once, so a sequence whose frame
+    numbers are all shifted is tracked the same. Frames before it would only be empty updates
+    that make it a later frame."""
+    numbers = sorted(frames)
+    if not numbers:
+        return
+    empty = np.zeros((0, 6), np.float32)
+    frame, last = numbers[0], numbers[-1]
+    while frame <= last:
+        if frame not in frames and not alive():
+            frame = numbers[bisect.bisect(numbers, frame)]  # the next frame with detections
+        yield frame, frames.get(frame, empty)
+        frame += 1
 
 
 # MOT16/17/20 classes (column 8). Only pedestrians are scored; a hypothesis on a distractor
