@@ -316,3 +316,25 @@ def test_summary_of_a_world_without_objects_is_valid_json(capsys):
                "--no-ui", "--json"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out, parse_constant=no_constants)
     assert rc == 0 and summary["mota"] is None and summary["idf1"] is None
+
+
+def test_an_image_that_cannot_be_written_still_leaves_the_summary(tmp_path, capsys, monkeypatch):
+    """--image is written after the run's other outputs are complete: its failure (a full
+    disk) lost the summary, and with it what had been written. Now the summary comes, then
+    the error, exit 1."""
+    import gputrack.commands.run as run_verb
+    from gputrack.errors import GputrackError
+
+    def full_disk(path, *args, **kwargs):
+        raise GputrackError(f"cannot write --image {path}: No space left on device")
+
+    monkeypatch.setattr(run_verb, "write_image", full_disk)
+    log = tmp_path / "t.jsonl"
+    rc = main(["run", "synthetic:64x48", "--frames", "2", "--backend", "cpu", "--no-ui",
+               "--detector", "truth", "--log", str(log), "--image", str(tmp_path / "x.png"),
+               "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 1 and "cannot write --image" in err
+    summary = json.loads(out)
+    assert summary["frames"] == 2 and summary["image"] is None and summary["log"] == str(log)
+    assert len(log.read_text().splitlines()) == 2

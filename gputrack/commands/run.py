@@ -431,11 +431,15 @@ def run(args: argparse.Namespace) -> int:
         if result is None:  # raised inside the outputs' context: nothing replaced
             raise GputrackError(f"{args.source}: the source gave no frames")
     image = args.image
+    image_error: GputrackError | None = None
     if image:
         rgb8 = pipe.last_image()
         if rgb8 is not None:
-            write_image(image, draw_tracks(rgb8, result.tracks, names, result.origin),
-                        "--image")  # fmt: skip
+            try:
+                write_image(image, draw_tracks(rgb8, result.tracks, names, result.origin),
+                            "--image")  # fmt: skip
+            except GputrackError as err:  # the other outputs are complete: summary still due
+                image_error, image = err, None
         else:  # stopped at once inside a frame whose ISP wrote over the last finished picture
             sys.stderr.write(f"gputrack run: --image {image}: not written, the picture of the "
                              f"last finished frame was gone when the run stopped\n")  # fmt: skip
@@ -461,6 +465,9 @@ def run(args: argparse.Namespace) -> int:
         report.write("\n")
     else:
         _print_summary(summary, report)
+    if image_error is not None:  # after the summary, which lists what was written
+        sys.stderr.write(f"gputrack run: error: {image_error}\n")
+        return code or image_error.exit_code
     return code
 
 
