@@ -45,6 +45,19 @@ def test_nv12_on_stdout_has_the_stream_to_itself(other):
     assert "--nv12" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_the_log_and_the_mot_result_do_not_share_a_stream():
+    """JSON lines and MOT lines interleaved in one stream are read as neither: refused as
+    NV12 with either is (each on its own stream, or one in a file, is fine)."""
+    done = subprocess.run([*RUN, "--log", "/dev/stdout", "--mot", "/dev/stdout"],
+                          capture_output=True, timeout=120)  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 2 and done.stdout == b"" and "are one stream" in err, err
+    done = subprocess.run([*RUN, "--log", "/dev/stdout", "--mot", "/dev/stderr"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert [json.loads(line)["frame"] for line in done.stdout.splitlines()] == [0, 1]
+
+
 def test_nv12_on_stdout_with_the_log_in_a_file(tmp_path):
     log = tmp_path / "t.jsonl"
     done = subprocess.run([*RUN, "--nv12", "/dev/stdout", "--log", str(log)],

@@ -338,3 +338,11 @@ def test_an_image_that_cannot_be_written_still_leaves_the_summary(tmp_path, caps
     summary = json.loads(out)
     assert summary["frames"] == 2 and summary["image"] is None and summary["log"] == str(log)
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_colour_matrix_the_sensor_model_cannot_invert_is_a_bad_argument(capsys):
+    """The user's --ccm, singular: exit 2 naming the option (it was exit 1, unnamed)."""
+    rc = main(["run", "synthetic:64x48", "--backend", "cpu", "--no-ui", "--ccm",
+               "0,0,0,0,0,0,0,0,0"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("gputrack run: error: --ccm: ") and "singular" in err[-1]

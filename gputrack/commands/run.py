@@ -168,8 +168,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bit-depth",
         type=bit_depth,
         default=None,
-        help="bit depth: of RAW input (8, 10, 12, 14, 16), or of the sensor model for RGB sources "
-        "(10, 12 or 14; default 12)",
+        help="bit depth: of .raw or .npy RAW input (8, 10, 12, 14, 16; default the file "
+        "name's, else 12), or of the sensor model for RGB sources (10, 12 or 14; default 12); "
+        "a DNG or camera RAW states its own",
     )
     p.add_argument(
         "--pattern",
@@ -237,6 +238,11 @@ def _check_streams(args: argparse.Namespace) -> bool:
             if other is not None and _same_stream(args.nv12, other):
                 raise UsageError(f"--nv12 {args.nv12} and --{option} {other} are one stream: "
                                  "NV12 frames need it to themselves")  # fmt: skip
+    if args.log is not None and args.mot is not None and written_in_place(args.log) and \
+            written_in_place(args.mot) and _same_stream(args.log, args.mot):
+        # (files are told apart elsewhere; two formats in one stream are neither's)
+        raise UsageError(f"--log {args.log} and --mot {args.mot} are one stream: JSON lines "
+                         "and MOT lines mixed would be read as neither")  # fmt: skip
     given = [(f"--{o}", getattr(args, o)) for o in ("log", "mot", "nv12")]
     on_stdout = [f"{o} {p}" for o, p in given if is_stdout(p)]
     if on_stdout and args.ui:
@@ -383,7 +389,10 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         stack.enter_context(source)
         if not source.is_raw:  # a matrix the sensor model cannot invert: said before frame 1
-            SensorParams(isp=sensor).colour_matrix()
+            try:
+                SensorParams(isp=sensor).colour_matrix()
+            except GputrackError as err:  # the user's --ccm: a bad argument
+                raise UsageError(f"--ccm: {err}") from None
         outputs = RunOutputs(
             stack,
             log=args.log,
