@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -184,7 +185,8 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
         (["--tone", "gamma0.001"], 2, "gamma must be from 0.1 to 10"),  # a flat table
         (["--tone", "gamma11"], 2, "gamma must be from 0.1 to 10"),
         (["--tone", "film"], 2, "unknown (srgb, linear, gammaX)"),
-        (["--ccm", "1,0,0,1,0,0,0,0,1"], 1, "singular"),  # the sensor model cannot invert it
+        (["--ccm", "1,0,0,1,0,0,0,0,1"], 2, "singular"),  # the sensor model cannot invert it
+        (["--ccm", "0,0,0,0,0,0,0,0,0"], 2, "--ccm: colour matrix"),  # the user's: exit 2
         (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),
         (["--wb", "nan,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
         (["--wb", "1e39,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
@@ -311,3 +313,182 @@ def test_a_corrupt_image_is_one_line_without_opencvs_log(capfd, tmp_path, monkey
     assert main(["isp", str(bad), "--out", str(tmp_path / "o.png"), "--backend", "cpu"]) == 1
     err = capfd.readouterr().err.strip().splitlines()
     assert err == [f"gputrack isp: error: {bad}: not an image OpenCV can read"], err
+
+
+# ---- QA pass: refusals, exit codes, what --json and the text line say ----------------------
+
+
+def _dng(tmp_path, rng):
+    """A 12-bit DNG stating its white balance and a colour matrix, as `run --raw` writes it."""
+    pytest.importorskip("rawpy")
+    pytest.importorskip("pidng")
+    from gputrack.outputs.dng import dng_bytes
+    from gputrack.sensor.frame import RawFrame
+
+    data = rng.integers(256, 4096, (32, 48), dtype=np.uint16)
+    ccm = np.array([[1.7, -0.55, -0.15], [-0.25, 1.45, -0.2], [0.05, -0.6, 1.55]])
+    path = tmp_path / "shot.dng"
+    path.write_bytes(dng_bytes(RawFrame(data, bit_depth=12, black_level=256), (1.9, 1, 1.3), ccm))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "npy", "dng"])
+def test_ccm_camera_with_the_demosaic_stage_is_refused(capsys, tmp_path, rng, image_png, kind):
+    """--ccm camera was silently dropped there (and --json said identity), unlike any other
+    --ccm: the stage uses the identity matrix by definition."""
+    if kind == "png":
+        src = image_png[0]
+    elif kind == "npy":
+        src = tmp_path / "frame.npy"
+        np.save(src, rng.integers(0, 4096, (32, 48)).astype(np.uint16))
+    else:
+        src = _dng(tmp_path, rng)
+    out = tmp_path / "o.png"
+    argv = ["isp", str(src), "--out", str(out), "--backend", "cpu", "--stages", "demosaic"]
+    assert main([*argv, "--ccm", "camera"]) == 2
+    assert "--ccm apply to --stages full" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_exact_means_every_pixel_and_the_text_says_what_the_figure_covers(capsys, tmp_path):
+    """A grey image comes back exactly inside the 8-pixel border, while a strong lens shading
+    leaves the border pixels off: not 'exact', and a figure over the whole image."""
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((64, 96, 3), 128, np.uint8))
+    out = tmp_path / "o.png"
+    base = ["isp", str(grey), "--out", str(out), "--backend", "cpu"]
+    shaded = _run_json(capsys, [*base, "--lens-shading", "-0.99,0", "--json"])
+    back = cv2.imread(str(out))[..., ::-1].astype(int)
+    assert np.abs(back - 128).max() > 8  # off at the border...
+    assert np.array_equal(back[8:-8, 8:-8], np.full((48, 80, 3), 128))  # ...exact inside
+    assert shaded["exact"] is False and shaded["cpsnr_border_px"] == 0
+    assert 10 < shaded["cpsnr_db"] < 60
+    assert main([*base, "--lens-shading", "-0.99,0"]) == 0
+    line = capsys.readouterr().out
+    assert f"CPSNR {shaded['cpsnr_db']:.2f} dB (whole image; exact inside the 8-pixel border)" in (
+        line)  # fmt: skip
+    plain = _run_json(capsys, [*base, "--json"])
+    assert plain["exact"] is True and plain["cpsnr_db"] is None
+    assert main(base) == 0 and "exact round trip" in capsys.readouterr().out
+
+
+def test_a_round_trip_figure_says_its_border(capsys, tmp_path, image_png):
+    src, _ = image_png
+    base = ["isp", str(src), "--out", str(tmp_path / "o.png"), "--backend", "cpu"]
+    info = _run_json(capsys, [*base, "--json"])
+    assert main(base) == 0
+    line = capsys.readouterr().out
+    assert f"CPSNR {info['cpsnr_db']:.2f} dB (8-pixel border excluded)" in line
+
+
+def test_an_npy_raw_reads_its_names_pattern_and_bit_depth(capsys, tmp_path, rng):
+    src = tmp_path / "cap_bggr_10bit.npy"
+    np.save(src, rng.integers(0, 1024, (32, 48)).astype(np.uint16))
+    out = tmp_path / "o.png"
+    info = _run_json(capsys, ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json"])
+    assert (info["pattern"], info["bit_depth"], info["white_level"]) == ("BGGR", 10, 1023)
+    info = _run_json(capsys, ["isp", str(src), "--out", str(out), "--backend", "cpu", "--json",
+                              "--pattern", "rggb", "--bit-depth", "12"])  # fmt: skip
+    assert (info["pattern"], info["bit_depth"]) == ("RGGB", 12)  # options override the name
+    raw = tmp_path / "cap_8x8_bggr_10bit.raw"  # 1-digit sides: no --size needed
+    rng.integers(0, 1024, (8, 8)).astype("<u2").tofile(raw)
+    info = _run_json(capsys, ["isp", str(raw), "--out", str(out), "--backend", "cpu", "--json"])
+    assert (info["width"], info["height"], info["pattern"], info["bit_depth"]) == (
+        8, 8, "BGGR", 10)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["png", "npy", "npy-named"])
+def test_a_black_level_that_does_not_fit_is_a_usage_error(capsys, tmp_path, rng, image_png,
+                                                          kind):  # fmt: skip
+    if kind == "png":
+        src, depth = image_png[0], ["--bit-depth", "10"]
+    elif kind == "npy":
+        src, depth = tmp_path / "frame.npy", ["--bit-depth", "10"]
+    else:  # the depth from the name
+        src, depth = tmp_path / "frame_10bit.npy", []
+    if kind != "png":
+        np.save(src, rng.integers(0, 1024, (32, 48)).astype(np.uint16))
+    out = tmp_path / "o.png"
+    argv = ["isp", str(src), "--out", str(out), "--backend", "cpu", *depth]
+    assert main([*argv, "--black-level", "2000"]) == 2
+    err = capsys.readouterr().err
+    assert "--black-level 2000: 10-bit data takes a black level from 0 to 1022" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("depth", ["8", "14", "16"])
+def test_a_dng_states_its_own_bit_depth(capsys, tmp_path, rng, depth):
+    """--bit-depth 14 was reported beside the file's white level 4095 and changed nothing;
+    --bit-depth 8 failed on a white level the file does not have. Refused in isp and run."""
+    dng = _dng(tmp_path, rng)
+    out = tmp_path / "o.png"
+    assert main(["isp", str(dng), "--out", str(out), "--backend", "cpu", "--bit-depth", depth]) == 2
+    assert "--bit-depth does not apply" in capsys.readouterr().err and not out.exists()
+    model = str(Path(__file__).resolve().parent.parent / "gputrack/models/synthetic_det.onnx")
+    assert main(["run", str(dng), "--bit-depth", depth, "--no-ui", "--backend", "cpu",
+                 "--model", model, "--log", str(tmp_path / "t.jsonl")]) == 2  # fmt: skip
+    assert "--bit-depth does not apply" in capsys.readouterr().err
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_dngs_matrix_is_printed_as_the_file_states_it(capsys, tmp_path, rng):
+    dng = _dng(tmp_path, rng)
+    info = _run_json(capsys, ["isp", str(dng), "--out", str(tmp_path / "o.png"), "--backend",
+                              "cpu", "--json"])  # fmt: skip
+    ccm = np.array(info["ccm"])
+    np.testing.assert_allclose(ccm, [[1.7, -0.55, -0.15], [-0.25, 1.45, -0.2],
+                                     [0.05, -0.6, 1.55]], atol=2e-4)  # fmt: skip
+    assert all(v == round(v, 6) for v in ccm.ravel())  # not float32 noise (1.6999361515...)
+
+
+@pytest.mark.parametrize("extra", [["--black-level", "0"], ["--black-level", "100"],
+                                   ["--bit-depth", "12"]])  # fmt: skip
+def test_demosaic_stage_refusals_say_the_inputs_depth(capsys, tmp_path, rng, extra):
+    """--black-level 0 is given as much as any other value; the message names the image's own
+    depth (16-bit here), not always 8-bit."""
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), rng.integers(0, 65536, (32, 48, 3), dtype=np.uint16))
+    argv = ["isp", str(src), "--out", str(tmp_path / "o.png"), "--backend", "cpu"]
+    assert main([*argv, "--stages", "demosaic", *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"{extra[0]} apply to --stages full" in err and "as given (16-bit," in err, err
+
+
+def test_out_on_a_descriptor_says_how(capsys, tmp_path, image_png):
+    src, _ = image_png
+    assert main(["isp", str(src), "--out", "/dev/stdout"]) == 2
+    err = capsys.readouterr().err
+    assert "the format comes from the extension" in err and "ln -s /dev/stdout o.png" in err
+
+
+def test_out_through_a_link_to_stdout_keeps_the_summary_out_of_the_image(
+    capsys, tmp_path, image_png, monkeypatch
+):
+    """What the message above advises: the image goes to the descriptor, the summary to
+    stderr (it would be appended to the PNG)."""
+    import os
+
+    src, _ = image_png
+    r, w = os.pipe()
+    link = tmp_path / "o.png"
+    link.symlink_to(f"/dev/fd/{w}")
+    with os.fdopen(w, "w") as stdout:
+        monkeypatch.setattr("sys.stdout", stdout)
+        assert main(["isp", str(src), "--out", str(link), "--backend", "cpu", "--json"]) == 0
+        monkeypatch.undo()
+    with os.fdopen(r, "rb") as pipe:
+        data = pipe.read()
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape == (64, 96, 3)
+    assert data.endswith(b"IEND\xaeB`\x82")  # nothing after the PNG
+    assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["kind"] == "rgb"
+
+
+@pytest.mark.parametrize("name, want", [("SRGB", "srgb"), ("Linear", "linear"),
+                                        ("GAMMA2.2", "gamma2.2")])  # fmt: skip
+def test_tone_names_in_any_case(capsys, tmp_path, image_png, name, want):
+    """As --wb AUTO, --ccm IDENTITY and --pattern rggb are taken."""
+    src, _ = image_png
+    info = _run_json(capsys, ["isp", str(src), "--out", str(tmp_path / "o.png"), "--backend",
+                              "cpu", "--json", "--tone", name])  # fmt: skip
+    assert info["tone"] == want

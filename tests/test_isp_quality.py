@@ -9,7 +9,14 @@ import pytest
 
 from gputrack.isp import reference as ref
 from gputrack.isp.params import IspParams, demosaic_only
-from gputrack.isp.quality import cpsnr, delta_e2000, grey_ramp, macbeth_chart, natural_image
+from gputrack.isp.quality import (
+    cpsnr,
+    delta_e2000,
+    grey_ramp,
+    macbeth_chart,
+    natural_image,
+    round_trip_cpsnr,
+)
 from gputrack.sensor import model
 from gputrack.sensor.synthetic import SyntheticWorld
 from tests.conftest import shared_data
@@ -202,3 +209,21 @@ def test_mirrored_border_keeps_the_bayer_colour_of_every_position(n):
     near = (i >= -(n - 1)) & (i <= 2 * (n - 1))
     want = np.pad(np.arange(n), n - 1, mode="reflect")[i[near] + n - 1]  # numpy's reflect-101
     assert np.array_equal(got[near], want)
+
+
+def test_a_round_trip_is_exact_only_when_every_pixel_is():
+    """The literature's border is excluded from the figure, but an exact inside must not make
+    the round trip read as exact while the border is off: then the whole image is measured."""
+    ref_img = np.full((40, 48, 3), 128, np.uint8)
+    assert round_trip_cpsnr(ref_img, ref_img) == (float("inf"), 0)
+    off_inside = ref_img.copy()
+    off_inside[20, 20] = 129
+    db, border = round_trip_cpsnr(off_inside, ref_img)
+    assert border == 8 and db == pytest.approx(cpsnr(off_inside, ref_img, 8))
+    off_border = ref_img.copy()
+    off_border[0, :] = 0  # the first row, inside the excluded border
+    assert cpsnr(off_border, ref_img, 8) == float("inf")
+    db, border = round_trip_cpsnr(off_border, ref_img)
+    assert border == 0 and np.isfinite(db) and db == pytest.approx(cpsnr(off_border, ref_img, 0))
+    small = ref_img[:16, :16]  # no inside at all: the whole image
+    assert round_trip_cpsnr(small, small) == (float("inf"), 0)

@@ -375,7 +375,8 @@ def test_raw_folder_and_name_hints(tmp_path):
         ({"size": "32x16", "bit_depth": 11}, "bit depth 11 not supported"),
         ({"size": "32xx16"}, "not WIDTHxHEIGHT"),
         ({"size": "32x16", "black_level": "dark"}, "black_level='dark' is not a whole number"),
-        ({"size": "32x16", "black_level": 5000}, "black level 5000 / white level 4095"),
+        ({"size": "32x16", "black_level": 5000},
+         "--black-level 5000: 12-bit data takes a black level from 0 to 4094"),
     ],
 )
 def test_raw_errors(tmp_path, opts, words):
@@ -384,6 +385,48 @@ def test_raw_errors(tmp_path, opts, words):
     with pytest.raises(GputrackError, match=words) as err:
         list(open_source(str(path), **opts))
     assert "frame.raw" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, size", [
+    ("cap_8x8_bggr_10bit.raw", (8, 8)),  # 1-digit sides: the sensor's minimum is 4x4
+    ("cap_4x6.raw", (4, 6)),
+    ("cap_8x16.raw", (8, 16)),  # one side of 1 digit, one of 2
+    ("bin2x2_16x8.raw", (16, 8)),  # a binning factor is not the frame's size
+    ("tiles4x4_32x16.raw", (32, 16)),  # a size of 2+ digits a side wins over a 1-digit one
+    ("tiles4x4_16x8.raw", (16, 8)),  # else the largest
+])
+def test_a_raw_name_may_state_a_size_of_one_digit_a_side(tmp_path, name, size):
+    path = tmp_path / name
+    _raw(*size, top=1023).astype("<u2").tofile(path)
+    with open_source(str(path)) as src:
+        assert src.size == size and next(src).raw.data.shape == size[::-1]
+
+
+def test_a_size_below_the_sensors_minimum_in_a_name_is_not_read_as_one(tmp_path):
+    path = tmp_path / "cap_2x2_10bit.raw"  # 2x2 cannot be a frame: still asks for --size
+    _raw(4, 4, top=1023).astype("<u2").tofile(path)
+    with pytest.raises(GputrackError, match="needs its size"):
+        open_source(str(path))
+
+
+@pytest.mark.parametrize("suffix, save", [
+    (".raw", lambda p, a: a.astype("<u2").tofile(p)), (".npy", np.save)])
+def test_levels_given_that_do_not_fit_are_usage_errors(tmp_path, suffix, save):
+    """The user's black level against the depth (given, or stated by the name): a usage error
+    when the source opens, not a failure at the first frame."""
+    path = tmp_path / f"cap_32x16_10bit{suffix}"
+    save(path, _raw(top=1023))
+    for opts, words in (({"black_level": 2000}, "--black-level 2000: 10-bit data takes a black "
+                                               "level from 0 to 1022"),
+                        ({"black_level": 1023}, "--black-level 1023: 10-bit"),
+                        ({"black_level": 2000, "bit_depth": 12}, None)):  # fmt: skip
+        if words is None:
+            with open_source(str(path), **opts) as src:
+                assert next(src).raw.black_level == 2000
+            continue
+        with pytest.raises(UsageError, match=re.escape(words)) as err:
+            open_source(str(path), **opts)
+        assert str(err.value).startswith(f"{path}: ")
 
 
 def test_shared_raw_frame():
@@ -406,6 +449,35 @@ def test_npy_raw_and_rgb(tmp_path):
     src = open_source(str(tmp_path / "rgb.npy"))
     assert not src.is_raw and src.size == (64, 48)
     assert np.array_equal(next(src).image, rgb)
+
+
+def test_npy_raw_takes_the_pattern_and_bit_depth_its_name_states(tmp_path):
+    """As a headerless .raw does (the shape is the array's); an option overrides the name."""
+    np.save(tmp_path / "cap_bggr_10bit.npy", _raw(top=1023))
+    with open_source(str(tmp_path / "cap_bggr_10bit.npy")) as src:
+        raw = next(src).raw
+    assert (raw.pattern, raw.bit_depth, raw.white_level) == ("BGGR", 10, 1023)
+    with open_source(str(tmp_path / "cap_bggr_10bit.npy"), pattern="GRBG", bit_depth=12) as src:
+        raw = next(src).raw
+    assert (raw.pattern, raw.bit_depth) == ("GRBG", 12)
+    np.save(tmp_path / "cap_96x64.npy", _raw())  # a size in the name: the array's shape wins
+    with open_source(str(tmp_path / "cap_96x64.npy")) as src:
+        assert src.size == (32, 16) and next(src).raw.bit_depth == 12
+    # a folder: every name read, as a .raw folder's; names that disagree are refused
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    np.save(seq / "a1.npy", _raw(top=1023))
+    np.save(seq / "a2_gbrg_10bit.npy", _raw(top=1023))
+    assert [(f.raw.pattern, f.raw.bit_depth) for f in open_source(str(seq))] == [
+        ("GBRG", 10)] * 2  # fmt: skip
+    np.save(seq / "a3_12bit.npy", _raw(top=1023))
+    with pytest.raises(GputrackError, match=re.escape(
+            "a2_gbrg_10bit.npy is 10-bit but a3_12bit.npy is 12-bit by their names")):
+        open_source(str(seq))
+    # an RGB array's pattern and depth are the sensor model's: its name is not read
+    np.save(tmp_path / "rgb_16bit.npy", _numbered(1))
+    with open_source(str(tmp_path / "rgb_16bit.npy")) as src:
+        assert not src.is_raw and src.params is None
 
 
 def test_npy_stacks(tmp_path):
@@ -486,15 +558,19 @@ def test_dng(tmp_path, pattern):
 
 
 def test_dng_states_its_own_pattern_and_levels(tmp_path):
-    """A --pattern or --black-level given for a DNG would be silently ignored: refused."""
+    """A --pattern, --black-level or --bit-depth given for a DNG would be silently ignored (or
+    clip what it states): refused."""
     pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
     _write_dng(tmp_path / "shot.dng", _raw(48, 32, top=4095), "RGGB", 12, black=64)
     for option, flag in (({"pattern": "BGGR"}, "--pattern"),
                          ({"black_level": 10}, "--black-level")):  # fmt: skip
         with pytest.raises(UsageError, match=f"states its own Bayer pattern.*{flag} does not"):
             open_source(str(tmp_path / "shot.dng"), **option)
-    with open_source(str(tmp_path / "shot.dng"), bit_depth=14) as src:  # the depth may be set
-        assert next(src).raw.bit_depth == 14
+    # Nor its bit depth: it follows from the white level the file states (a deeper one was
+    # reported beside that white level and changed nothing, a shallower one clipped it).
+    for depth in (8, 14, 16):
+        with pytest.raises(UsageError, match="states its own .*bit depth.*--bit-depth does not"):
+            open_source(str(tmp_path / "shot.dng"), bit_depth=depth)
 
 
 def test_npy_raw_in_either_byte_order(tmp_path):

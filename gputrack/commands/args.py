@@ -272,12 +272,14 @@ def colour_matrix(text: str) -> tuple[tuple[float, float, float], ...]:
 
 
 def tone(text: str) -> str:
-    """--tone: srgb, linear or gammaX (e.g. gamma2.2)."""
+    """--tone: srgb, linear or gammaX (e.g. gamma2.2), in any case as --wb and --ccm take
+    their names."""
+    name = text.strip().lower()
     try:
-        tone_curve(text)
+        tone_curve(name)
     except GputrackError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    return text
+    return name
 
 
 def white_balance(text: str) -> str | tuple[float, float, float]:

@@ -6,12 +6,13 @@ the ISP.
   turns it back into an image, and --json reports the round-trip CPSNR against the input.
 - --stages demosaic: the demosaicing benchmark setting; the image is only mosaicked as given
   and the ISP only demosaics.
-- INPUT a RAW frame (.raw with --size, uint16 .npy, DNG/camera RAW): its ISP image. A DNG or
-  camera RAW is developed with the white balance and colour matrix it states (--wb camera,
-  --ccm camera); other RAW input with grey-world white balance; --wb and --ccm override.
+- INPUT a RAW frame (.raw with --size, uint16 .npy, DNG/camera RAW; a .raw's size and a .raw's
+  or .npy's pattern and bit depth may come from its name): its ISP image. A DNG or camera RAW
+  is developed with the white balance and colour matrix it states (--wb camera, --ccm
+  camera); other RAW input with grey-world white balance; --wb and --ccm override.
 
 OUTPUT: .png (or another 8-bit image format) or .npy (float32 tone-encoded RGB in [0, 1]),
-written under a temporary name and renamed when complete.
+by the extension, written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ from gputrack.device import CHOICES, get_backend
 from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
-from gputrack.isp.quality import cpsnr
+from gputrack.isp.quality import round_trip_cpsnr
 from gputrack.opencv_files import read_image
-from gputrack.outputs.files import OutputFile, refuse_overwriting_inputs, write_image
+from gputrack.outputs.files import (
+    OutputFile,
+    is_stdout,
+    refuse_overwriting_inputs,
+    write_image,
+)
 from gputrack.outputs.sinks import check_output_path
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
@@ -85,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="bit depth: of the sensor model for an RGB input, 10 | 12 | 14 (default 12); of "
-        "a RAW file, 8, 10, 12, 14 or 16 (default: the file name's, else 12; a DNG's own)",
+        "a .raw or .npy RAW file, 8, 10, 12, 14 or 16 (default: the file name's, else 12); a "
+        "DNG or camera RAW states its own",
     )
     p.add_argument(
         "--black-level",
@@ -197,6 +204,14 @@ def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
         write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")
 
 
+def _depth_of(src: Path) -> str:
+    """An RGB input's bit depth in words, for a message (the image is read only then)."""
+    try:
+        return f"{_read_rgb(src).dtype.itemsize * 8}-bit"
+    except GputrackError:
+        return "at its own bit depth"
+
+
 def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_raw: bool) -> None:
     """An option this input or stage would ignore is a usage error, not a silent no-op."""
     if args.size is not None and src.suffix.lower() != ".raw":
@@ -206,21 +221,42 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_ra
     if is_raw and args.noise:
         raise UsageError("--noise applies to RGB inputs (the sensor model), not RAW files")
     if args.stages == "demosaic":
-        chosen = [*isp_choices(args), *(["wb"] if args.wb is not None else [])]
-        given = [f"--{k.replace('_', '-')}" for k in chosen]
+        # From the options themselves, not isp_choices: that leaves out --ccm camera
+        # (resolved from the file), which this stage would ignore as well
+        colour = (("--ccm", args.ccm), ("--tone", args.tone),
+                  ("--lens-shading", args.lens_shading), ("--wb", args.wb))  # fmt: skip
+        given = [o for o, v in colour if v is not None]
         if given:
             raise UsageError(
                 f"{', '.join(given)} apply to --stages full (the demosaicing benchmark uses "
                 "the identity matrix, a linear tone, no shading and no white balance)"
             )
-        if not is_raw:
-            given = [o for o, v in (("--noise", args.noise), ("--bit-depth", args.bit_depth),
-                                    ("--black-level", args.black_level)) if v]  # fmt: skip
+        if not is_raw:  # `is not None`: --black-level 0 is given too
+            sensor = (("--noise", args.noise or None), ("--bit-depth", args.bit_depth),
+                      ("--black-level", args.black_level))  # fmt: skip
+            given = [o for o, v in sensor if v is not None]
             if given:
                 raise UsageError(
                     f"{', '.join(given)} apply to --stages full: with --stages demosaic the "
-                    "image is only mosaicked as given (8-bit, no black level, no noise)"
+                    f"image is only mosaicked as given ({_depth_of(src)}, no black level, no "
+                    "noise)"
                 )
+
+
+def _check_sensor_values(args: argparse.Namespace) -> None:
+    """The user's values the sensor model (an RGB input, full chain) cannot take: usage errors
+    now, before any work, as a value out of range anywhere else (not exit 1 later)."""
+    check_sensor_bit_depth(args.bit_depth)
+    depth = 12 if args.bit_depth is None else args.bit_depth
+    white = (1 << depth) - 1
+    if args.black_level is not None and args.black_level >= white:
+        raise UsageError(f"--black-level {args.black_level}: {depth}-bit data takes a black "
+                         f"level from 0 to {white - 1}, below its white level")  # fmt: skip
+    if isinstance(args.ccm, tuple):  # 'camera' is refused for RGB input by stated_colour
+        try:
+            model.SensorParams(isp=IspParams(ccm=args.ccm)).colour_matrix()
+        except GputrackError as err:
+            raise UsageError(f"--ccm: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,12 +266,22 @@ def run(args: argparse.Namespace) -> int:
     if src.is_dir():
         raise UsageError(f"{src}: a folder; isp takes one file (gputrack run reads folders)")
     if out.suffix.lower() not in IMAGE_OUT_EXTS | {".npy"}:
+        if str(out).startswith("/dev/") or (out.exists() and not out.is_file()):
+            # A descriptor, device or FIFO has no extension to name the format by: a link
+            # with one leads there (the summary then goes to stderr)
+            raise UsageError(
+                f"--out {out}: the format comes from the extension (.png, .npy, ...), which "
+                f"{out} lacks; give a name with one that leads there (ln -s {out} o.png; "
+                "--out o.png)"
+            )
         raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
     # A folder, a missing folder, an unwritable one: usage errors (exit 2), as run's outputs.
     check_output_path("--out", args.out, image=out.suffix.lower() != ".npy")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
     is_raw = _is_raw_input(src)
     _refuse_options_that_do_not_apply(args, src, is_raw)
+    if not is_raw and args.stages == "full":
+        _check_sensor_values(args)
     chosen = isp_choices(args)
     backend = get_backend(args.backend, verbose=True)
     info: dict[str, Any] = {
@@ -247,12 +293,14 @@ def run(args: argparse.Namespace) -> int:
     }
     t0 = time.perf_counter()
 
+    stated_ccm = False  # the colour matrix is the one the file states
     if is_raw:
         raw = _read_raw(src, args)
         if args.stages == "demosaic":
             params = demosaic_only(raw.pattern, raw.bit_depth, args.demosaic)
         else:
             colour = stated_colour(args, raw, str(src), "auto")
+            stated_ccm = "ccm" in colour
             params = IspParams(demosaic=args.demosaic, **colour, **chosen)
         info["kind"] = "raw"
         image = None
@@ -270,7 +318,6 @@ def run(args: argparse.Namespace) -> int:
             raw = model.mosaic_only(image, pattern)
             params = demosaic_only(pattern, raw.bit_depth, args.demosaic)
         else:
-            check_sensor_bit_depth(args.bit_depth)
             depth = 12 if args.bit_depth is None else args.bit_depth
             params = IspParams(
                 pattern=pattern,
@@ -303,27 +350,42 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.gains is not None:
         info["wb_gains"] = [round(float(g), 5) for g in result.gains]
-    info["ccm"] = [list(row) for row in params.ccm]
+    # A stated matrix comes through LibRaw in float32: its noise (1.6999361515045166) is not
+    # what the file states, so 6 decimals; the user's own numbers are printed as given
+    info["ccm"] = [[round(v, 6) if stated_ccm else v for v in row] for row in params.ccm]
     info["tone"] = params.tone
     info["lens_shading"] = list(params.lens_shading)
+    said = ""  # the round trip's quality in words, for the text line
     if image is not None:
-        # The literature's 8-pixel border, unless the image is too small to have an inside.
-        border = BORDER if min(image.shape[:2]) > 2 * BORDER else 0
         if image.dtype == np.uint8:
-            db = cpsnr(result.rgb8, image, border)
+            db, border = round_trip_cpsnr(result.rgb8, image, BORDER)
         else:  # 16-bit input: compare at full precision, on the 8-bit scale
-            db = cpsnr(result.rgb * 255.0, image.astype(np.float64) / 257.0, border)
-        # An exact round trip has infinite CPSNR, which JSON cannot hold: null, and say so.
+            db, border = round_trip_cpsnr(result.rgb * 255.0, image / 257.0, BORDER)
+        # An exact round trip (every pixel) has infinite CPSNR, which JSON cannot hold: null,
+        # and say so; cpsnr_border_px says which pixels a finite figure covers
         info["cpsnr_db"] = round(db, 3) if np.isfinite(db) else None
         info["exact"] = bool(not np.isfinite(db))
         info["cpsnr_border_px"] = border
+        said = _quality_words(db, border, min(image.shape[:2]) > 2 * BORDER)
     info["seconds"] = round(elapsed, 4)
+    # Not into the image when --out leads to stdout (a link named o.png to /dev/stdout)
+    stream = sys.stderr if is_stdout(out) else sys.stdout
     if args.json:
-        print(json.dumps(info))
+        stream.write(json.dumps(info) + "\n")
     else:
-        extra = f", CPSNR {info['cpsnr_db']:.2f} dB" if info.get("cpsnr_db") is not None else ""
-        sys.stdout.write(
+        stream.write(
             f"{out}: {raw.width}x{raw.height} {raw.pattern} {raw.bit_depth}-bit, "
-            f"{args.stages}, {args.demosaic}, {backend.name}{extra}\n"
+            f"{args.stages}, {args.demosaic}, {backend.name}{said}\n"
         )
     return 0
+
+
+def _quality_words(db: float, border: int, has_inside: bool) -> str:
+    """The round trip's CPSNR for the text line, saying which pixels it covers."""
+    if not np.isfinite(db):
+        return ", exact round trip"
+    if border:
+        return f", CPSNR {db:.2f} dB ({border}-pixel border excluded)"
+    if has_inside:  # round_trip_cpsnr dropped the border: the inside alone is exact
+        return f", CPSNR {db:.2f} dB (whole image; exact inside the {BORDER}-pixel border)"
+    return f", CPSNR {db:.2f} dB (whole image)"

@@ -142,13 +142,14 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
         if kind == "npy":
             return NpySource(members, name, fps=fps, **raw_opts, **common)
         if kind == "camera":
-            stated = [k for k in ("pattern", "black_level", "white_level") if k in opts]
+            stated = [k for k in ("pattern", "bit_depth", "black_level", "white_level")
+                      if opts.get(k) is not None]
             if stated:
                 flags = ", ".join(f"--{k.replace('_', '-')}" for k in stated)
                 raise UsageError(f"{name}: a DNG/camera RAW file states its own Bayer pattern, "
-                                 f"black and white level; {flags} does not apply")
-            return CameraRawSource(members, name, bit_depth=opts.get("bit_depth"), fps=fps,
-                                   **common)
+                                 f"bit depth (its white level's), black and white level; "
+                                 f"{flags} does not apply")  # fmt: skip
+            return CameraRawSource(members, name, fps=fps, **common)
         return VideoSource(str(path), live=False, fps=fps, max_drops=opts.get("max_drops"),
                            **common)
     except OSError as err:

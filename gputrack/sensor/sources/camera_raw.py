@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gputrack.errors import GputrackError
+from gputrack.errors import GputrackError, UsageError
 from gputrack.outputs.dng import FRAME_NAME
 from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
 from gputrack.sensor.sources.base import (
@@ -30,10 +30,11 @@ _RECORDED = re.compile(re.escape(FRAME_NAME).replace(re.escape("{:06d}"), r"(\d+
 
 class CameraRawSource(Source):
     """DNG and camera RAW files (one or a folder) through rawpy: the visible sensor area, its
-    Bayer pattern, black and white level. An odd edge row or column is cropped off (the
-    pattern is anchored at the top-left, so it does not change). Non-Bayer sensors (X-Trans,
-    four-colour) are an error. ``meta`` carries the per-channel black levels and the camera's
-    white balance and colour matrix.
+    Bayer pattern, black and white level, and the bit depth that holds that white level (a
+    ``bit_depth`` given is refused, as ``open_source`` refuses the others). An odd edge row or
+    column is cropped off (the pattern is anchored at the top-left, so it does not change).
+    Non-Bayer sensors (X-Trans, four-colour) are an error. ``meta`` carries the per-channel
+    black levels and the camera's white balance and colour matrix.
 
     The frame rate is the first file's CinemaDNG FrameRate when it is from MIN_FPS to
     MAX_FPS, else ``fps`` when given, else 30 (assumed: ``notes`` says so). When every file is named
@@ -44,6 +45,11 @@ class CameraRawSource(Source):
 
     def __init__(self, files: Sequence[Path], name: str, bit_depth: Any = None,
                  fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
+        # The depth follows from the white level the file states: another one would be
+        # reported beside that level yet change nothing (deeper), or clip it (shallower).
+        if bit_depth is not None:
+            raise UsageError(f"{name}: a DNG/camera RAW file states its own bit depth (the "
+                             "smallest that holds its white level); --bit-depth does not apply")
         try:
             import rawpy  # noqa: F401  (optional dependency: only DNG/camera RAW needs it)
         except ImportError:
@@ -56,7 +62,6 @@ class CameraRawSource(Source):
         else:  # in number order (a natural sort gives it too, but the list may be anyone's)
             pairs = sorted(zip(recorded, self.files, strict=True))
             self.indices, self.files = [i for i, _ in pairs], [f for _, f in pairs]
-        self._bit_depth = bit_depth
         note = None
         # As a video's: a rate the file states wins over `fps` (gputrack run's summary says
         # so), `fps` is for files that state none
@@ -107,10 +112,10 @@ class CameraRawSource(Source):
                                 f"{err})") from None
         h, w = data.shape
         data = data[: h - h % 2, : w - w % 2]
-        depth = self._bit_depth
-        if depth is None:  # the smallest depth that holds the white level
-            depth = next((b for b in BIT_DEPTHS if white < (1 << b)), 16)
-        white = min(white, (1 << int(depth)) - 1)
+        # the smallest depth that holds the white level (a white level beyond 16 bits is
+        # clipped to what uint16 data can reach)
+        depth = next((b for b in BIT_DEPTHS if white < (1 << b)), 16)
+        white = min(white, (1 << depth) - 1)
         params = _raw_params(str(path), depth, pattern, round(float(np.mean(blacks))), white)
         raw = _make_raw(str(path), np.ascontiguousarray(data), params, index, t)
         raw.as_shot_wb, raw.camera_ccm = as_shot, camera_ccm

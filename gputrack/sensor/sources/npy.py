@@ -10,11 +10,14 @@ import numpy as np
 
 from gputrack.errors import GputrackError
 from gputrack.sensor.sources.base import Frame, Source, _make_raw, _raw_params
+from gputrack.sensor.sources.raw_files import check_given_levels, name_hints
 
 
 class NpySource(Source):
     """``.npy`` arrays (one file or a folder): ``uint16[H, W]`` or ``uint16[N, H, W]`` are RAW
-    frames, ``uint8[H, W, 3]`` or ``uint8[N, H, W, 3]`` are RGB frames."""
+    frames, ``uint8[H, W, 3]`` or ``uint8[N, H, W, 3]`` are RGB frames. RAW frames take their
+    bit depth and pattern from the options, else from the file names (``_10bit``, ``_bggr``)
+    as headerless ``.raw`` files do."""
 
     kind = "npy"
 
@@ -30,8 +33,17 @@ class NpySource(Source):
                 raise GputrackError(f"{f}: holds {'RAW' if is_raw else 'RGB'} {hw[1]}x{hw[0]}, "
                                     f"unlike {self.files[0].name}")
         self._counts = [n for _, _, n in shapes]
-        self.params = (_raw_params(name, bit_depth, pattern, black_level, white_level)
-                       if first_raw else None)
+        self.params: dict[str, Any] | None = None
+        # RAW: the bit depth and pattern a name states, as a .raw's (the array has its shape);
+        # an RGB array's pattern and depth are the sensor model's, not the file's
+        if first_raw:
+            asked = (("bit_depth", bit_depth), ("pattern", pattern))
+            hint = name_hints(self.files, name, [k for k, v in asked if v is None])
+            self.params = _raw_params(
+                name, bit_depth if bit_depth is not None else hint.get("bit_depth"),
+                pattern if pattern is not None else hint.get("pattern"), black_level,
+                white_level)
+            check_given_levels(name, self.params, black_level, white_level)
         super().__init__(name, fps or 30.0, (first_hw[1], first_hw[0]), is_raw=first_raw,
                          num_frames=sum(self._counts), frames=frames, loop=loop)
         self._k = 0  # file
