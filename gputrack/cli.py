@@ -53,7 +53,7 @@ def _stop_on_sigterm() -> None:
 
 # Options whose value is a list of numbers that may begin with a minus sign: argparse would
 # take "--ccm -0.2,1.3,..." for an option "-0.2,..." and report a missing value.
-_SIGNED_LISTS = ("--ccm", "--lens-shading", "--wb")
+_SIGNED_LISTS = ("--ccm", "--lens-shading", "--wb", "--roi")  # a negative value: its own error
 
 
 def _attach_signed_values(argv: Sequence[str]) -> list[str]:

@@ -94,6 +94,7 @@ def test_no_verb_prints_help_and_exits_2(capsys):
         # about compiling the kernels, which --no-kernels skips: refused, not ignored
         (["check", "--strict", "--no-kernels"], "--strict"),
         (["check", "--arch", "sm_80", "--no-kernels"], "--arch"),
+        (["run", "--roi", "-2,0,8,8"], "--roi"),  # argparse took "-2,..." for an option
     ],
 )
 def test_bad_argument_values_are_exit_2_before_any_work(argv, needle, capsys):

@@ -346,3 +346,11 @@ def test_a_colour_matrix_the_sensor_model_cannot_invert_is_a_bad_argument(capsys
                "0,0,0,0,0,0,0,0,0"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("gputrack run: error: --ccm: ") and "singular" in err[-1]
+
+
+def test_a_dangling_link_names_the_folder_it_leads_into(tmp_path, capsys):
+    link = tmp_path / "t.jsonl"
+    link.symlink_to(tmp_path / "gone" / "x.jsonl")
+    assert main(["run", "synthetic:64x48", "--no-ui", "--log", str(link)]) == 2
+    err = capsys.readouterr().err
+    assert f"folder {tmp_path / 'gone'} does not exist" in err, err

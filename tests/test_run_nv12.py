@@ -90,3 +90,12 @@ def test_a_reader_that_leaves_the_pipe_is_exit_141_not_success(tmp_path):
     assert "the reader of an output pipe closed it" in err
     frames = [json.loads(line)["frame"] for line in log.read_text().splitlines()]
     assert len(frames) >= 3 and frames == list(range(len(frames))) and len(frames) < 300
+
+
+def test_the_play_command_is_quoted_for_the_shell(tmp_path):
+    out = tmp_path / "my isp.yuv"
+    cmd = [sys.executable, "-m", "gputrack", "run", "synthetic:64x48", "--frames", "1",
+           "--backend", "cpu", "--no-ui", "--detector", "truth", "--nv12", str(out)]
+    done = subprocess.run(cmd, capture_output=True, timeout=120)
+    said = done.stdout.decode()
+    assert done.returncode == 0 and f"-framerate 30 '{out}'\n" in said, said

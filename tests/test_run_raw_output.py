@@ -129,3 +129,18 @@ def test_the_recording_folder_is_checked_before_any_work(tmp_path, capsys, rng):
     for option in ("--raw", "--log", "--model"):
         rc, _, err = _run(capsys, "synthetic:64x48", "--frames", "1", f"{option}=")
         assert rc == 2 and f"{option}: an empty name" in err, err
+
+
+def test_a_recording_says_what_of_the_isp_it_does_not_state(tmp_path, capsys):
+    """A DNG states the white balance and colour matrix (refused where it cannot), not the
+    tone curve or lens shading: the summary says to give those again on playback."""
+    argv = ["synthetic:64x48", "--frames", "1", "--detector", "truth"]
+    rc, s, _ = _run(capsys, *argv, "--raw", str(tmp_path / "a"), "--tone", "linear",
+                    "--lens-shading", "0.5,0")  # fmt: skip
+    assert rc == 0 and len(s["notes"]) == 2
+    assert "do not state --tone linear" in s["notes"][0]
+    assert "do not state --lens-shading 0.5,0" in s["notes"][1]
+    rc, s, _ = _run(capsys, *argv, "--raw", str(tmp_path / "b"))  # the defaults: nothing lost
+    assert rc == 0 and s["notes"] == []
+    rc, s, _ = _run(capsys, *argv, "--tone", "linear")  # no recording: nothing to say
+    assert rc == 0 and s["notes"] == []

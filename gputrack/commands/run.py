@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -466,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
     stopped_by, code = interrupted_by(interrupted) if interrupted else (None, 0)
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by
+    summary["notes"] = _recording_notes(args) if outputs.raw is not None else []
     # The track log, the MOT result or the NV12 frames on stdout (--mot /dev/stdout | reader):
     # the summary goes beside it, on stderr, so the stream holds that output only.
     report = sys.stderr if on_stdout else sys.stdout
@@ -607,6 +609,16 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
     return summary
 
 
+def _recording_notes(args: argparse.Namespace) -> list[str]:
+    """What a --raw recording does not state of the ISP this run had: given again on
+    playback, it develops into the same images (a DNG has no field raw developers apply)."""
+    unstated = [f"--tone {args.tone}" if args.tone is not None else None,
+                "--lens-shading " + ",".join(f"{k:g}" for k in args.lens_shading)
+                if args.lens_shading is not None and any(args.lens_shading) else None]
+    return [f"--raw {args.raw}: the DNG frames do not state {o}; give it again to play them "
+            "back as this run developed them" for o in unstated if o]  # fmt: skip
+
+
 def _print_summary(s: dict, stream: TextIO) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -633,6 +645,8 @@ def _print_summary(s: dict, stream: TextIO) -> None:
     )
     for note in (*s["source_notes"], *filter(None, [s["source_end_reason"]])):
         console.print(f"source: {escape(note)}")
+    for note in s["notes"]:
+        console.print(f"note: {escape(note)}")
     if "network_graph" in s:
         console.print(f"network: {escape(s['network_graph'])}")
     if "mota" in s:
@@ -645,10 +659,11 @@ def _print_summary(s: dict, stream: TextIO) -> None:
         wrote.append(f"{s['raw']} ({s['raw_frames']} DNG frames)")
     if s["nv12"]:  # headerless frames: what reads them must be told their size and rate
         w, h = s["frame_size"]
-        read_from = "- (piped)" if is_stdout(s["nv12"]) else escape(s["nv12"])
-        console.print(f"--nv12 is {w}x{h} at {s['fps']:g} fps; plays with: ffplay -f rawvideo "
-                      f"-pixel_format nv12 -video_size {w}x{h} -framerate {s['fps']:g} "
-                      f"{read_from}")  # fmt: skip
+        read_from = "- (piped)" if is_stdout(s["nv12"]) else shlex.quote(s["nv12"])
+        # one line, quoted for the shell: a command to paste, not wrapped text
+        console.print(escape(f"--nv12 is {w}x{h} at {s['fps']:g} fps; plays with: ffplay -f "
+                             f"rawvideo -pixel_format nv12 -video_size {w}x{h} -framerate "
+                             f"{s['fps']:g} {read_from}"), soft_wrap=True)  # fmt: skip
     if wrote:
         console.print("wrote " + ", ".join(escape(p) for p in wrote))
     if s.get("interrupted"):

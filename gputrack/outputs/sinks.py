@@ -48,7 +48,9 @@ def check_output_path(
                 raise UsageError(f"{option} {path}: cannot write there (permission denied)")
             return
         if not p.resolve().parent.is_dir():
-            raise UsageError(f"{option} {path}: folder {p.parent} does not exist")
+            # a link names the folder it leads into, which is the one missing
+            missing = p.resolve().parent if p.is_symlink() else p.parent
+            raise UsageError(f"{option} {path}: folder {missing} does not exist")
         try:  # really try: permission bits do not tell root about read-only file systems
             tempfile.TemporaryFile(dir=p.resolve().parent).close()
         except OSError as err:
