@@ -7,6 +7,10 @@ Device data stays on the device between stages; only the detections come back (a
 image when `keep_image` asks for it). Stage times are host clocks around each stage with a
 synchronise at its end, so they are latencies as the tracker sees them; the deadline
 benchmark times device work with CUDA events instead.
+
+A frame read out through a window (`roi`, or a RAW frame that is one already: a recording of
+a windowed run states its window) goes through the ISP and the network alone; its boxes map
+back to the sensor's pixels through that window, one way for both.
 """
 
 from __future__ import annotations
@@ -77,20 +81,24 @@ class Pipeline:
         self._last_nv12: Any = None  # with IspParams(nv12=True): the same frame as NV12
         self._overwritten = False
         # The last finished frame's RAW frame (the source's RawFrame, or the sensor model's
-        # mosaic on the host or the device), its index and the white balance the ISP used.
-        self._last_raw: tuple[Any, int, tuple[float, float, float] | None] | None = None
+        # mosaic on the host or the device), its index, the white balance the ISP used, and
+        # where it lies on the sensor (a window and the sensor's size, or None).
+        self._last_raw: tuple[Any, int, tuple[float, float, float] | None, Any] | None = None
 
     def process(self, frame: Frame) -> FrameResult:
         clock = time.perf_counter
         sync = self.backend.synchronize
         t0 = clock()
+        # `window`: where the frame the ISP gets lies on the sensor (None: it is the sensor)
         if frame.raw is not None:
             raw = self._window_raw(frame.raw)
+            window, sensor = raw.window, raw.sensor_size
         else:
             scene = _even(frame.image)
-            if self.roi is not None:
-                self.roi.check_inside(scene.shape[1], scene.shape[0], "the source")
-                scene = self.roi.crop(scene)
+            window, sensor = self.roi, (scene.shape[1], scene.shape[0])
+            if window is not None:
+                window.check_inside(*sensor, "the source")
+                scene = window.crop(scene)
             raw = self.sensor.render(scene, frame=frame.index, download=False)
         sync()  # the sensor model launches on the default stream; the ISP reads its output
         # on self.stream (non-blocking on cuda), so the whole device must be done first
@@ -101,7 +109,7 @@ class Pipeline:
         sync(self.stream)
         t2 = clock()
         h, w = int(out.rgb8.shape[0]), int(out.rgb8.shape[1])
-        dets = self._detect(frame, out.tensor, w, h)
+        dets = self._detect(frame, out.tensor, w, h, window)
         t3 = clock()
         tracks = self.tracker.update(dets, frame.index)
         t4 = clock()
@@ -112,19 +120,29 @@ class Pipeline:
         ms["total"] = (t4 - t0) * 1e3
         self._last_rgb8, self._overwritten = out.rgb8, False  # the frame is done
         self._last_nv12 = out.nv12
-        self._last_raw = (raw, frame.index, out.gains)
-        origin = (self.roi.x, self.roi.y) if self.roi is not None else (0, 0)
+        self._last_raw = (raw, frame.index, out.gains, None if window is None else (window, sensor))
+        origin = (window.x, window.y) if window is not None else (0, 0)
         return FrameResult(frame.index, frame.timestamp, tracks, dets, ms, (w, h), origin)
 
     def _window_raw(self, raw: RawFrame) -> RawFrame:
         """A RAW source's frame as the window reads it out (its readout and what it states
-        kept: the window's offsets are even, so its pattern is the frame's)."""
+        kept: the window's offsets are even, so its pattern is the frame's), stating where it
+        lies. A frame that is a window already (a windowed recording) keeps its own without
+        `roi`; `roi`, in the sensor's pixels too, must lie within it and is cut from it."""
         if self.roi is None:
             return raw
-        self.roi.check_inside(raw.width, raw.height, "the RAW")
-        return replace(raw, data=np.ascontiguousarray(self.roi.crop(raw.data)))
+        if raw.window is None or raw.sensor_size is None:
+            held, sensor = Roi(0, 0, raw.width, raw.height), (raw.width, raw.height)
+            self.roi.check_inside(*sensor, "the RAW")
+        else:
+            held, sensor = raw.window, raw.sensor_size
+            self.roi.check_inside(*sensor, "the recorded sensor")
+            self.roi.check_within(held, "the recording")
+        cut = Roi(self.roi.x - held.x, self.roi.y - held.y, self.roi.w, self.roi.h)
+        data = np.ascontiguousarray(cut.crop(raw.data))
+        return replace(raw, data=data, window=self.roi, sensor_size=sensor)
 
-    def _detect(self, frame: Frame, tensor: Any, w: int, h: int) -> np.ndarray:
+    def _detect(self, frame: Frame, tensor: Any, w: int, h: int, window: Roi | None) -> np.ndarray:
         if isinstance(self.detector, NoisyTruthDetector):
             if frame.truth is None:
                 raise GputrackError(
@@ -132,13 +150,13 @@ class Pipeline:
                     "(the synthetic world); use --detector network"
                 )
             # what the window sees, in the sensor's pixels already
-            truth = frame.truth if self.roi is None else self.roi.truth(frame.truth)
+            truth = frame.truth if window is None else window.truth(frame.truth)
             return self.detector(truth)
         net = self.detector.network
         outs = net.run(tensor, stream=self.stream, download=False, graph=True)
         mapping = FrameMapping.of(self.detector.spec, w, h)
         dets = self.detector.decoder(outs[net.output_names[0]], mapping, stream=self.stream)
-        return dets if self.roi is None else self.roi.to_sensor(dets)
+        return dets if window is None else window.to_sensor(dets)  # back to sensor pixels
 
     def last_image(self) -> np.ndarray | None:
         """The ISP image (uint8[H, W, 3] RGB) of the last frame `process` finished, on the
@@ -166,10 +184,12 @@ class Pipeline:
         on request. Call it before the next `process`: the sensor model reuses its buffer."""
         if self._last_raw is None:
             return None
-        raw, index, gains = self._last_raw
-        if not isinstance(raw, RawFrame):  # the sensor model's mosaic
+        raw, index, gains, placed = self._last_raw
+        if not isinstance(raw, RawFrame):  # the sensor model's mosaic (of the window, if any)
             host = raw if isinstance(raw, np.ndarray) else self.backend.to_host(raw)
             raw = self.sensor.raw_frame(np.array(host, dtype=np.uint16), index)
+            if placed is not None:  # a recording states where: its playback maps boxes back
+                raw = replace(raw, window=placed[0], sensor_size=placed[1])
         p = self.isp.effective(raw)
         if gains is None:  # not read back from the device: fixed, or grey world measured
             # again on the host (the same integer sums as the kernel's, so the same gains)

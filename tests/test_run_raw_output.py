@@ -13,11 +13,12 @@ from gputrack.device import get_backend, probe
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.isp import IspParams, IspPipeline
 from gputrack.pipeline import Pipeline
+from gputrack.sensor.frame import RawFrame
 from gputrack.sensor.sources import open_source
 from gputrack.track import Tracker
 
 # Both are dependencies, but the GPU machine's offline set-up carries neither.
-pytest.importorskip("rawpy")
+rawpy = pytest.importorskip("rawpy")
 pytest.importorskip("pidng")
 
 
@@ -144,3 +145,24 @@ def test_a_recording_says_what_of_the_isp_it_does_not_state(tmp_path, capsys):
     assert rc == 0 and s["notes"] == []
     rc, s, _ = _run(capsys, *argv, "--tone", "linear")  # no recording: nothing to say
     assert rc == 0 and s["notes"] == []
+
+
+def test_frames_libraw_cannot_read_are_not_recorded(tmp_path, capsys):
+    """LibRaw (rawpy, darktable) refuses DNG frames under 22 pixels a side: a recording of
+    them could never be played back, so it is refused before any work."""
+    from gputrack.outputs.dng import MIN_DNG_SIDE, dng_bytes
+
+    for w, h, readable in ((MIN_DNG_SIDE, 64, True), (MIN_DNG_SIDE - 2, 64, False)):
+        path = tmp_path / f"{w}x{h}.dng"
+        path.write_bytes(dng_bytes(RawFrame(np.full((h, w), 500, np.uint16), bit_depth=12,
+                                            black_level=64), (2, 1, 1.5), np.eye(3)))  # fmt: skip
+        try:
+            with rawpy.imread(str(path)):
+                read = True
+        except rawpy.LibRawError:
+            read = False
+        assert read == readable, (w, h)
+    rc, _, err = _run(capsys, "synthetic:64x48", "--frames", "1", "--detector", "truth",
+                      "--roi", "0,0,20,32", "--raw", str(tmp_path / "rec"))  # fmt: skip
+    assert rc == 2 and "LibRaw reads DNG frames of 22 pixels" in err
+    assert not (tmp_path / "rec").exists()

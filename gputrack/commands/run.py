@@ -54,7 +54,7 @@ from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.errors import GputrackError, UsageError, interrupted_by
 from gputrack.isp import IspParams
 from gputrack.isp.params import DEFAULT_WB
-from gputrack.outputs.dng import check_raw_folder, unstated_colour
+from gputrack.outputs.dng import MIN_DNG_SIDE, check_raw_folder, unstated_colour
 from gputrack.outputs.draw import draw_tracks
 from gputrack.outputs.files import (
     is_stdout,
@@ -341,16 +341,31 @@ def run(args: argparse.Namespace) -> int:
         w, h = source.size  # the sensor: the source's frame, even-sized for RGB
         if not source.is_raw:
             w, h = w - w % 2, h - h % 2
+        shading = args.lens_shading is not None and any(args.lens_shading)
+        if source.window is not None and shading:  # refused as with --roi: a window's frames
+            raise UsageError(f"--lens-shading: {source.name} is a recording of the window "
+                             f"{source.window}; the ISP would correct shading about its centre, "
+                             "not the sensor's")  # fmt: skip
         if args.roi is not None:
             try:
                 args.roi.check_inside(w, h, source.name)
+                if source.window is not None:  # a windowed recording holds only its pixels
+                    args.roi.check_within(source.window, "the recording")
             except GputrackError as err:
                 raise UsageError(f"--roi {err}") from None
-            w, h = args.roi.w, args.roi.h
+        # what the sensor reads out: --roi's window, or the one a windowed recording states
+        window = args.roi if args.roi is not None else source.window
+        if window is not None:
+            w, h = window.w, window.h
         if args.video and VIDEO_CODECS[Path(args.video).suffix.lower()] == "MJPG" and w < 8:
             # OpenCV's MJPG writer corrupts its heap on such frames and aborts the process
             raise UsageError(f"--video {args.video}: frames {w}x{h} are too narrow for OpenCV's "
                              "MJPG writer (8 pixels at least); use .mp4")  # fmt: skip
+        if args.raw is not None and min(w, h) < MIN_DNG_SIDE:
+            # LibRaw (rawpy, darktable) refuses smaller DNGs: nothing could play it back
+            raise UsageError(f"--raw {args.raw}: frames {w}x{h}; LibRaw reads DNG frames of "
+                             f"{MIN_DNG_SIDE} pixels a side or more, so the recording could "
+                             "not be played back")  # fmt: skip
     except UsageError:
         source.close()
         raise
@@ -413,8 +428,8 @@ def run(args: argparse.Namespace) -> int:
                     source.fps,
                     names,
                     frames,
-                    window=None if args.roi is None else (
-                        args.roi.x, args.roi.y, args.roi.w, args.roi.h),  # fmt: skip
+                    window=None if window is None else (
+                        window.x, window.y, window.w, window.h),  # fmt: skip
                 )
             )
         try:
@@ -569,6 +584,7 @@ def _score_row(truth: np.ndarray, tracks: list) -> tuple:
 def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) -> dict:
     deadline = 1000.0 / source.fps
     total = np.asarray(stage_ms["total"])
+    roi = args.roi if args.roi is not None else source.window  # a windowed recording's too
     summary: dict[str, Any] = {
         "source": source.name,
         "backend": backend,
@@ -592,7 +608,7 @@ def _summary(args, source, backend: str, detector, stage_ms, scored, tracker) ->
         "video": args.video,
         "raw": args.raw,  # a folder of DNG frames
         "nv12": args.nv12,
-        "roi": None if args.roi is None else [args.roi.x, args.roi.y, args.roi.w, args.roi.h],
+        "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h],
     }
     network = getattr(detector, "network", None)
     if network is not None and network.plan is not None:  # the network on gputrack's kernels

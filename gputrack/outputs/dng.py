@@ -9,6 +9,18 @@ and Lightroom read them; so do gputrack's own sources (`gputrack run FOLDER`, `g
 FILE.dng`), bit-identical. Given the run's frame rate, a file also states it (CinemaDNG's
 `FrameRate`), which rawpy does not read but gputrack's source does (through tifffile).
 
+A frame read out through a window (`run --roi`) states where the window lies on the sensor
+and the sensor's whole size, so that its playback maps boxes back to the sensor's pixels as
+the run did. No DNG or TIFF tag means that (`ActiveArea` and `DefaultCropOrigin`/`Size` are
+areas inside the stored image, which here is the window alone; TIFF's `XPosition` is a page
+offset in resolution units), so it is a line of the `ImageDescription`, versioned
+(`window_line`, `read_window`):
+
+    gputrack-window/1 roi=X,Y,W,H sensor=WxH
+
+X, Y, W, H the window in sensor pixels (the --roi syntax; W x H is the image's own size),
+the sensor W x H; decimal, even offsets and sides. A frame without a window writes no line.
+
 `RawRecorder` writes a recording: `FOLDER/frame_NNNNNN.dng`, numbered as the track log's
 frames, each file complete before it has its name (a killed run keeps every frame written).
 Played back, each frame keeps the number of its name, so the logs line up, gaps included.
@@ -17,6 +29,7 @@ Played back, each frame keeps the number of its name, so the logs line up, gaps 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from contextlib import suppress
 from fractions import Fraction
@@ -27,6 +40,7 @@ import numpy as np
 from gputrack.errors import GputrackError, UsageError
 from gputrack.outputs.files import OutputFile
 from gputrack.sensor.frame import RawFrame
+from gputrack.sensor.roi import Roi
 
 # XYZ (D65) -> linear sRGB, IEC 61966-2-1
 XYZ_TO_SRGB = np.array(
@@ -34,9 +48,16 @@ XYZ_TO_SRGB = np.array(
 )
 _DENOMINATOR = 1_000_000  # rationals to 1e-6: far finer than any gain or matrix entry needs
 FRAME_NAME = "frame_{:06d}.dng"
+# LibRaw 0.21 (rawpy, darktable) refuses a DNG with a side under 22 pixels (measured)
+MIN_DNG_SIDE = 22
 # How far a green gain or a matrix row's sum may be from 1 (a row normalised by a developer
 # moves by as much: a thousandth is under a third of an 8-bit step)
 _STATED_TOLERANCE = 1e-3
+# A windowed frame's place on the sensor: one line of the ImageDescription (module docstring)
+WINDOW_PREFIX = "gputrack-window/"
+WINDOW_VERSION = 1
+_WINDOW_V1 = re.compile(r"roi=([0-9]+),([0-9]+),([0-9]+),([0-9]+) sensor=([0-9]+)x([0-9]+)")
+_WINDOW_FORM = f"{WINDOW_PREFIX}{WINDOW_VERSION} roi=X,Y,W,H sensor=WxH"
 
 
 def _rationals(values: Sequence[float]) -> list[list[int]]:
@@ -55,6 +76,38 @@ def frame_rate_rational(fps: float) -> tuple[int, int]:
     return f.numerator, f.denominator
 
 
+def window_line(window: Roi, sensor_size: tuple[int, int]) -> str:
+    """The ImageDescription line that states a frame's window on a `sensor_size` sensor."""
+    return f"{WINDOW_PREFIX}{WINDOW_VERSION} roi={window} sensor={sensor_size[0]}x{sensor_size[1]}"
+
+
+def read_window(description: str) -> tuple[Roi, tuple[int, int]] | None:
+    """The window and sensor size an ImageDescription states (`window_line`); None when it
+    states none. A line that claims a window but cannot be read (another version, a malformed
+    or impossible window) is an error, not "no window": that would put every box off by the
+    window's corner."""
+    lines = [line for line in description.splitlines() if line.startswith(WINDOW_PREFIX)]
+    if not lines:
+        return None
+    if len(lines) > 1:
+        raise GputrackError(f"states its readout window {len(lines)} times")
+    line = lines[0]
+    version, _, rest = line[len(WINDOW_PREFIX) :].partition(" ")
+    if version != str(WINDOW_VERSION):
+        raise GputrackError(f"states its readout window as '{line}', a form this gputrack "
+                            f"does not read (it reads '{_WINDOW_FORM}')")  # fmt: skip
+    m = _WINDOW_V1.fullmatch(rest)
+    if m is None:
+        raise GputrackError(f"states its readout window as '{line}', not as '{_WINDOW_FORM}'")
+    x, y, w, h, sw, sh = (int(v) for v in m.groups())
+    try:
+        window = Roi(x, y, w, h)
+        window.check_inside(sw, sh, "the sensor")
+    except GputrackError as err:
+        raise GputrackError(f"states an impossible readout window '{line}': {err}") from None
+    return window, (sw, sh)
+
+
 def dng_bytes(
     raw: RawFrame,
     wb_gains: Sequence[float],
@@ -64,7 +117,8 @@ def dng_bytes(
 ) -> bytes:
     """One frame as a DNG file's bytes. `wb_gains`: the R, G, B gains the ISP applied (fixed
     or measured on this frame); `ccm`: its 3x3 camera RGB -> linear sRGB matrix; `fps`: the
-    stream's frame rate (CinemaDNG's FrameRate tag), None to state none."""
+    stream's frame rate (CinemaDNG's FrameRate tag), None to state none. A windowed frame
+    (`raw.window`) states its window in a line after the description."""
     from pidng.core import RAW2DNG
     from pidng.defs import CalibrationIlluminant, CFAPattern, PhotometricInterpretation
     from pidng.dng import DNGTags, Tag
@@ -76,6 +130,11 @@ def dng_bytes(
         camera_from_xyz = np.linalg.inv(np.asarray(ccm, dtype=np.float64)) @ XYZ_TO_SRGB
     except np.linalg.LinAlgError:
         raise GputrackError("the colour matrix is singular: a DNG needs its inverse") from None
+    text = description or f"frame {raw.index}"
+    if WINDOW_PREFIX in text:  # the playback would read it as the window
+        raise GputrackError(f"description {text!r}: '{WINDOW_PREFIX}' is for the window line")
+    if raw.window is not None and raw.sensor_size is not None:
+        text += "\n" + window_line(raw.window, raw.sensor_size)
     h, w = raw.data.shape
     # Samples stored as 16 bits whatever the depth (the white level states it): pidng 4.0.9's
     # 14-bit packing is broken, and unpacked samples cost a live recording no packing time.
@@ -92,7 +151,7 @@ def dng_bytes(
         (Tag.AsShotNeutral, _rationals(gains[1] / gains)),
         (Tag.Make, "gputrack"), (Tag.Model, "sensor emulation"),
         (Tag.UniqueCameraModel, "gputrack sensor emulation"),
-        (Tag.ImageDescription, description or f"frame {raw.index}"),
+        (Tag.ImageDescription, text),
     ]:  # fmt: skip
         tags.set(tag, value)
     if fps is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gputrack.errors import GputrackError
+from gputrack.sensor.roi import Roi
 
 BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 BIT_DEPTHS = (8, 10, 12, 14, 16)
@@ -46,6 +47,11 @@ class RawFrame:
     # uses them with `--wb camera` / `--ccm camera` (the defaults for such files).
     as_shot_wb: tuple[float, float, float] | None = None
     camera_ccm: tuple[tuple[float, float, float], ...] | None = None
+    # A frame read out through a window (`run --roi`, or a recording of such a run): the
+    # window in the sensor's pixels and the whole sensor's (width, height). Boxes found in
+    # the frame map back through it. None: the frame is the whole sensor.
+    window: Roi | None = None
+    sensor_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.pattern = check_pattern(self.pattern)
@@ -63,6 +69,15 @@ class RawFrame:
         if self.data.dtype != np.uint16:
             raise GputrackError(f"RAW frame must be uint16, got {self.data.dtype}")
         check_levels(self.black_level, self.white_level, self.bit_depth)
+        if (self.window is None) != (self.sensor_size is None):
+            raise GputrackError("a windowed RAW frame states both its window and the sensor's "
+                                "size")  # fmt: skip
+        if self.window is not None and self.sensor_size is not None:
+            if (self.window.w, self.window.h) != (w, h):
+                raise GputrackError(f"RAW frame {w}x{h} is not the size of its window "
+                                    f"{self.window}")  # fmt: skip
+            self.sensor_size = (int(self.sensor_size[0]), int(self.sensor_size[1]))
+            self.window.check_inside(*self.sensor_size, "the sensor")
 
     @property
     def height(self) -> int:

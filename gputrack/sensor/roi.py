@@ -4,6 +4,12 @@ The sensor reads out only a window of its pixels (`gputrack run --roi X,Y,W,H`, 
 pixels): the ISP, the network and the image outputs see the window alone, while detections,
 tracks and logs stay in the whole sensor's pixels (as the IMX500 maps boxes back through its
 crop). Every side and offset is even, so the window's Bayer pattern is the sensor's.
+
+A frame read out through a window says so (`RawFrame.window`, `RawFrame.sensor_size`): the
+pipeline maps its boxes back through it, `--raw` records it in each DNG and a recording's
+playback gives it back (`outputs/dng.py`, `sensor/sources/camera_raw.py`), so a windowed
+recording plays back in the sensor's pixels as the run saw it. `--roi` on such a playback
+must lie within the recorded window (`Roi.check_within`) and is cut from it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,16 @@ class Roi:
         if self.x + self.w > width or self.y + self.h > height:
             raise GputrackError(f"window {self} ({self.w}x{self.h} at {self.x},{self.y}) "
                                 f"reaches past {what}'s {width}x{height} frame")  # fmt: skip
+
+    def check_within(self, outer: Roi, what: str) -> None:
+        """A clear error unless the window lies within `outer`, a window already read out
+        (a recording of a windowed run holds only those sensor pixels)."""
+        if (self.x < outer.x or self.y < outer.y or self.x + self.w > outer.x + outer.w
+                or self.y + self.h > outer.y + outer.h):  # fmt: skip
+            raise GputrackError(f"window {self} ({self.w}x{self.h} at {self.x},{self.y}) "
+                                f"reaches past {what}'s window {outer} ({outer.w}x{outer.h} "
+                                f"at {outer.x},{outer.y}), the only sensor pixels it "
+                                "holds")  # fmt: skip
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The window of an image or mosaic (a view: the caller copies where it must)."""

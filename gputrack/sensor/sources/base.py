@@ -16,6 +16,7 @@ import numpy as np
 
 from gputrack.errors import GputrackError
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
+from gputrack.sensor.roi import Roi
 
 # One logger for every source, named for the package (as when it was one module).
 log = logging.getLogger("gputrack.sensor.sources")
@@ -70,7 +71,10 @@ class Source:
                  loop: bool = False) -> None:
         self.name = name
         self.fps = float(fps)
-        self.size = (int(size[0]), int(size[1]))  # width, height
+        self.size = (int(size[0]), int(size[1]))  # width, height: the sensor's
+        # A recording of a windowed run (`run --roi`): every frame is this window of the
+        # `size` sensor (its RawFrame says so too); None: every frame is the whole sensor.
+        self.window: Roi | None = None
         self.is_raw = is_raw
         self.num_frames = num_frames  # frames in one pass, None when unknown or endless
         self.dropped = 0  # frames that could not be read and were skipped

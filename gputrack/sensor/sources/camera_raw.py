@@ -1,4 +1,9 @@
-"""DNG and camera RAW files through rawpy (LibRaw): :class:`CameraRawSource`."""
+"""DNG and camera RAW files through rawpy (LibRaw): :class:`CameraRawSource`.
+
+What rawpy does not expose of a DNG, gputrack reads through tifffile: the CinemaDNG frame
+rate and, for a recording of a windowed run (`run --roi --raw`), the window each frame is on
+the sensor (a line of the ImageDescription, `outputs/dng.py`), so that its boxes map back to
+the sensor's pixels as the run's did."""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gputrack.errors import GputrackError, UsageError
-from gputrack.outputs.dng import FRAME_NAME
-from gputrack.sensor.frame import BIT_DEPTHS, check_pattern
+from gputrack.outputs.dng import FRAME_NAME, read_window
+from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
+from gputrack.sensor.roi import Roi
 from gputrack.sensor.sources.base import (
     MAX_FPS,
     MIN_FPS,
@@ -24,6 +31,7 @@ from gputrack.sensor.sources.base import (
 )
 
 FRAME_RATE_TAG = 51044  # CinemaDNG's FrameRate, SRATIONAL; what `gputrack run --raw` writes
+DESCRIPTION_TAG = 270  # TIFF's ImageDescription: a windowed frame's window (`read_window`)
 # A recording's file names (`frame_NNNNNN.dng`), the frame number captured
 _RECORDED = re.compile(re.escape(FRAME_NAME).replace(re.escape("{:06d}"), r"(\d+)"))
 
@@ -39,7 +47,11 @@ class CameraRawSource(Source):
     The frame rate is the first file's CinemaDNG FrameRate when it is from MIN_FPS to
     MAX_FPS, else ``fps`` when given, else 30 (assumed: ``notes`` says so). When every file is named
     as a recording's (``frame_NNNNNN.dng``), each frame's index is the number in its name (a
-    frame the recording skipped stays a gap); otherwise frames count from 0 in file order."""
+    frame the recording skipped stays a gap); otherwise frames count from 0 in file order.
+
+    A recording of a windowed run states each frame's window: ``size`` is then the whole
+    sensor's, ``window`` the window, and each RawFrame carries both (every file must state
+    the same; a window that cannot be read is an error, as no window would shift the boxes)."""
 
     kind = "camera-raw"
 
@@ -65,7 +77,8 @@ class CameraRawSource(Source):
         note = None
         # As a video's: a rate the file states wins over `fps` (gputrack run's summary says
         # so), `fps` is for files that state none
-        stated = _stated_fps(self.files[0])
+        tags = _dng_tags(self.files[0])
+        stated = _stated_fps(tags)
         if stated is not None and MIN_FPS <= stated <= MAX_FPS:  # NaN fails too
             fps = stated
         elif fps is None:
@@ -78,19 +91,26 @@ class CameraRawSource(Source):
             else:
                 said = f"{file} states an invalid frame rate (n/0)"
             note = f"{name}: {said}; {fps:g} fps assumed (--fps sets it)"
-        first = self._load(self.files[0], self.indices[0], self.indices[0] / fps)
+        first = self._load(self.files[0], self.indices[0], self.indices[0] / fps, tags)
         self._first: Frame | None = first
         # The first file's RAW frame: what the recording states (its white balance as shot and
-        # colour matrix), for the ISP's defaults before any frame is read.
-        self.first_raw = first.raw
-        h, w = first.raw.data.shape  # type: ignore[union-attr]
-        super().__init__(name, fps, (w, h), is_raw=True, num_frames=len(self.files),
-                         frames=frames, loop=loop)
+        # colour matrix, its window), for the ISP's defaults before any frame is read.
+        raw: RawFrame = first.raw  # type: ignore[assignment]
+        self.first_raw = raw
+        h, w = raw.data.shape
+        self._frame_size = (w, h)
+        # The sensor: a windowed recording's frames are its window (as the run's source was)
+        super().__init__(name, fps, raw.sensor_size or (w, h), is_raw=True,
+                         num_frames=len(self.files), frames=frames, loop=loop)  # fmt: skip
+        self.window = raw.window
         if note:  # only when the rate really was assumed: given or stated, nothing to say
             self.notes.append(note)
+        if raw.window is not None:  # the text summary shows no window: why boxes lie beyond
+            self.notes.append(f"{name}: frames are {_placed(raw)}, as recorded; boxes "
+                              "and tracks are in the sensor's pixels")
         self._k = 0
 
-    def _load(self, path: Path, index: int, t: float) -> Frame:
+    def _load(self, path: Path, index: int, t: float, tags: dict[int, Any] | None = None) -> Frame:
         import rawpy
 
         try:
@@ -119,6 +139,12 @@ class CameraRawSource(Source):
         params = _raw_params(str(path), depth, pattern, round(float(np.mean(blacks))), white)
         raw = _make_raw(str(path), np.ascontiguousarray(data), params, index, t)
         raw.as_shot_wb, raw.camera_ccm = as_shot, camera_ccm
+        placed = _stated_window(path, _dng_tags(path) if tags is None else tags)
+        if placed is not None:
+            try:
+                raw = replace(raw, window=placed[0], sensor_size=placed[1])
+            except GputrackError as err:  # the window's size is not the image's
+                raise GputrackError(f"{path}: {err}") from None
         return Frame(index, t, raw=raw, meta=meta)
 
     def _read(self) -> Frame | None:
@@ -131,10 +157,15 @@ class CameraRawSource(Source):
             return frame
         index = self.indices[k]
         frame = self._load(self.files[k], index, index / self.fps)
-        h, w = frame.raw.data.shape  # type: ignore[union-attr]
-        if (w, h) != self.size:  # as an image folder's: one frame size for every output
+        raw: RawFrame = frame.raw  # type: ignore[assignment]
+        h, w = raw.data.shape
+        if (w, h) != self._frame_size:  # as an image folder's: one frame size for every output
             raise GputrackError(f"{self.files[k]}: frame is {w}x{h}, but the first is "
-                                f"{self.size[0]}x{self.size[1]}")  # fmt: skip
+                                f"{self._frame_size[0]}x{self._frame_size[1]}")  # fmt: skip
+        if (raw.window, raw.sensor_size) != (self.window, self.first_raw.sensor_size):
+            # one place on one sensor: the live map and the outputs are sized once
+            raise GputrackError(f"{self.files[k]}: frame is {_placed(raw)}, but the first is "
+                                f"{_placed(self.first_raw)}")  # fmt: skip
         return frame
 
     def _rewind(self) -> bool:
@@ -154,12 +185,12 @@ def _recorded_indices(files: Sequence[Path]) -> list[int] | None:
     return indices
 
 
-def _stated_fps(path: Path) -> float | None:
-    """A DNG's CinemaDNG FrameRate (NaN for n/0), read through tifffile since rawpy does not
-    expose it; None when it states none. Only DNG has the tag; any failure to read it (not
-    TIFF, a broken file, tifffile missing) is "states none": rawpy judges the file itself."""
+def _dng_tags(path: Path) -> dict[int, Any]:
+    """The values of the tags gputrack reads beyond rawpy (FrameRate, ImageDescription) that
+    a DNG holds, read through tifffile. Only DNG has them; any failure to read them (not TIFF,
+    a broken file, tifffile missing) is "states none": rawpy judges the file itself."""
     if path.suffix.lower() != ".dng":
-        return None
+        return {}
     quiet = logging.getLogger("tifffile")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its warnings about odd tags are not the user's concern
@@ -167,15 +198,41 @@ def _stated_fps(path: Path) -> float | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            tag = tif.pages[0].tags.get(FRAME_RATE_TAG)
-            if tag is None:
-                return None
-            num, den = (int(v) for v in tag.value)  # one SRATIONAL: (numerator, denominator)
+            tags = tif.pages[0].tags
+            found = {code: tags.get(code) for code in (FRAME_RATE_TAG, DESCRIPTION_TAG)}
+            return {code: tag.value for code, tag in found.items() if tag is not None}
     except Exception:
-        return None
+        return {}
     finally:
         quiet.setLevel(level)
+
+
+def _stated_fps(tags: dict[int, Any]) -> float | None:
+    """A DNG's CinemaDNG FrameRate (`_dng_tags`; NaN for n/0); None when it states none."""
+    try:
+        num, den = (int(v) for v in tags[FRAME_RATE_TAG])  # one SRATIONAL: (num, den)
+    except (KeyError, TypeError, ValueError):
+        return None
     return num / den if den else math.nan
+
+
+def _stated_window(path: Path, tags: dict[int, Any]) -> tuple[Roi, tuple[int, int]] | None:
+    """The window a DNG's ImageDescription states (`read_window`), None when none; one that
+    cannot be read is an error naming the file."""
+    text = tags.get(DESCRIPTION_TAG)
+    if not isinstance(text, str):
+        return None
+    try:
+        return read_window(text)
+    except GputrackError as err:
+        raise GputrackError(f"{path}: {err}") from None
+
+
+def _placed(raw: RawFrame) -> str:
+    """Where a frame lies on the sensor, in words."""
+    if raw.window is None or raw.sensor_size is None:
+        return "the whole sensor (it states no window)"
+    return f"the window {raw.window} of a {raw.sensor_size[0]}x{raw.sensor_size[1]} sensor"
 
 
 def _as_shot_gains(multipliers: Any) -> tuple[float, float, float] | None:
