@@ -6,13 +6,20 @@ new layout on the next refresh): the latency table, the track table and the map 
 terminal's rows. The tables come first and the map takes the rows they leave, keeping the
 frame's shape (a cell is about twice as tall as it is wide) within `MAP_MIN` and `MAP_MAX`
 cells; the track table lists as many tracks as fit above the smallest map; a table with no room
-becomes one line, and a terminal too small for a map shows one line saying so.
+becomes one line, and a terminal too small for a map shows one line saying so. The tables
+take at most half the rows, so the map stays readable at 80x24; a table too narrow for its
+numbers drops columns (velocities, age) rather than cut them short.
+
+The view is drawn between frames, in the thread that runs them (not by a timer thread), at
+most `REFRESH_HZ` times a second: drawing a large terminal takes milliseconds of Python, and
+drawn while a frame runs it would hold the GIL inside the latencies the view reports.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,9 +39,12 @@ STATE_STYLE = {"confirmed": "green", "lost": "yellow", "tentative": "dim"}
 MAP_MIN = (8, 4)  # columns, rows: below this the map says nothing
 MAP_MAX = (120, 40)  # a huge terminal does not make the map (and each refresh) slow
 TRACK_ROWS = 20  # the most tracks the table lists
+TRACK_MIN_ROWS = 8  # a track table's rows for three tracks: kept before the latency table
 SPARE_ROWS = 1  # Live's cursor line: a view as tall as the terminal would scroll it
 PANEL_COLS, PANEL_ROWS = 4, 2  # the panel's border and padding
 TOO_SMALL = "terminal too small for the live view"
+REFRESH_HZ = 8  # the most redraws a second (a frame at a time: fewer on slow sources)
+RATE_FRAMES = 30  # the achieved frame rate is over the last this many frames
 
 
 def map_size(frame: tuple[int, int], max_cols: int, max_rows: int) -> tuple[int, int]:
@@ -52,15 +62,17 @@ def map_size(frame: tuple[int, int], max_cols: int, max_rows: int) -> tuple[int,
 
 
 def track_map(
-    marks: Iterable[tuple[float, float, int]],
+    marks: Iterable[tuple[float, ...]],
     cols: int,
     rows: int,
     window: tuple[float, float, float, float] | None = None,
 ) -> Text:
-    """A `cols` x `rows` grid of dots with each mark `(fx, fy, id)` (its centre as a fraction
-    of the frame's width and height) drawn as its id's last digit; O(marks + cells).
-    `window` (x0, y0, x1, y1 as fractions): the part of the frame the sensor reads out; cells
-    outside it are blank, so the map shows where the window lies."""
+    """A `cols` x `rows` grid of dots with each mark `(fx, fy, id[, lost])` (its centre as a
+    fraction of the frame's width and height) drawn as its id's last digit, green, or yellow
+    for a lost track (its position predicted); `*` where tracks share a cell; O(marks +
+    cells). A centre off the frame (a lost track coasting out) or, with `window` (x0, y0, x1,
+    y1 as fractions: the part the sensor reads out, the cells outside it blank), off the
+    window is not drawn: nothing is seen there."""
     if window is None:
         grid = [["·"] * cols for _ in range(rows)]
     else:
@@ -68,17 +80,22 @@ def track_map(
         inside_c = [x0 <= (c + 0.5) / cols <= x1 for c in range(cols)]
         grid = [["·" if y0 <= (r + 0.5) / rows <= y1 and inside else " " for inside in inside_c]
                 for r in range(rows)]  # fmt: skip
-    drawn: set[int] = set()
-    for fx, fy, id_ in marks:
-        if not (math.isfinite(fx) and math.isfinite(fy)):
+    x0, y0, x1, y1 = window if window is not None else (0.0, 0.0, 1.0, 1.0)
+    drawn: dict[int, str] = {}  # offset in the text: style
+    for fx, fy, id_, *lost in marks:
+        if not (x0 <= fx <= x1 and y0 <= fy <= y1):  # NaN fails too
             continue
-        c = min(max(int(fx * cols), 0), cols - 1)
-        r = min(max(int(fy * rows), 0), rows - 1)
-        grid[r][c] = str(id_ % 10)
-        drawn.add(r * (cols + 1) + c)
+        c = min(int(fx * cols), cols - 1)
+        r = min(int(fy * rows), rows - 1)
+        offset = r * (cols + 1) + c
+        style = "yellow" if lost and lost[0] else "bold green"
+        if offset in drawn:  # two tracks in one cell: neither digit would be true
+            grid[r][c], drawn[offset] = "*", "bold magenta"
+        else:
+            grid[r][c], drawn[offset] = str(int(id_) % 10), style
     text = Text("\n".join("".join(row) for row in grid), style="dim", no_wrap=True)
-    for offset in sorted(drawn):
-        text.stylize("bold green", offset, offset + 1)
+    for offset, style in sorted(drawn.items()):
+        text.stylize(style, offset, offset + 1)
     return text
 
 
@@ -87,10 +104,11 @@ class _Snapshot:
     """What one frame shows, copied when it is rendered (the tracker goes on meanwhile)."""
 
     title: str
+    status: str  # the bottom line: rate achieved, misses, tracks, how to stop
     stages: list[tuple[str, float, float, float]]  # name, last, p50, p99 (ms)
     rows: list[tuple[str, ...]]  # the first TRACK_ROWS confirmed/lost tracks by id
     shown: int  # how many confirmed/lost tracks there are
-    marks: list[tuple[float, float, int]]  # every confirmed/lost track on the map
+    marks: list[tuple[float, float, int, bool]]  # every confirmed/lost track: x, y, id, lost
 
 
 class _Frame:
@@ -130,22 +148,44 @@ class LiveView:
         self.total = total_frames
         self.map_width = min(map_width, MAP_MAX[0])  # the widest the map may grow
         self.history: dict[str, deque[float]] = {}
+        self.fps = fps
+        self.misses = 0  # frames whose total latency was over the deadline
+        self._times: deque[float] = deque(maxlen=RATE_FRAMES)  # when frames were shown
+        self._drawn_at = -math.inf
         self.console = console or Console()
-        self._live = Live(console=self.console, refresh_per_second=8, transient=False)
+        # Drawn by `update` alone (see the module's docstring), not by Live's timer thread
+        self._live = Live(console=self.console, auto_refresh=False, transient=False)
 
     def __enter__(self) -> LiveView:
         self._live.__enter__()
+        self._live.update(Text("starting: the first frame (kernels compile on first use) ...",
+                               no_wrap=True, overflow="ellipsis"), refresh=True)  # fmt: skip
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._live.refresh()  # the last frame as it ended, whenever it was last drawn
         self._live.__exit__(kind, err, tb)
+        if not self.console.is_terminal:  # Live ends a file's last view without a newline
+            self.console.line()
 
     def update(self, frame: int, tracks: Sequence[Any], stage_ms: dict[str, float]) -> None:
         for name, ms in stage_ms.items():
             self.history.setdefault(name, deque(maxlen=300)).append(ms)
-        self._live.update(self.render(frame, tracks))
+        self.misses += stage_ms.get("total", 0.0) > self.deadline_ms
+        now = time.monotonic()
+        self._times.append(now)
+        due = now - self._drawn_at >= 1.0 / REFRESH_HZ
+        self._live.update(self.render(frame, tracks), refresh=due)
+        if due:
+            self._drawn_at = now
+
+    def achieved_fps(self) -> float | None:
+        """Frames a second over the last `RATE_FRAMES` frames shown (None before two)."""
+        if len(self._times) < 2 or self._times[-1] <= self._times[0]:
+            return None
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
 
     # --- what is drawn ----------------------------------------------------------------------
     def render(self, frame: int, tracks: Sequence[Any]) -> RenderableType:
@@ -159,33 +199,51 @@ class LiveView:
                 stages.append((name, last, p50, p99))
         shown = [t for t in tracks if t.state != "tentative"]
         w, h = max(1, self.size[0]), max(1, self.size[1])
-        marks = [((t.x + t.w / 2) / w, (t.y + t.h / 2) / h, t.id) for t in shown]
+        marks = [((t.x + t.w / 2) / w, (t.y + t.h / 2) / h, t.id, t.state == "lost")
+                 for t in shown]  # fmt: skip
         rows = []
         for t in heapq.nsmallest(TRACK_ROWS, shown, key=lambda t: t.id):
             name = self.class_names[t.cls] if 0 <= t.cls < len(self.class_names) else str(t.cls)
             nums = (f"{v:.0f}" for v in (t.x, t.y, t.w, t.h, t.vx, t.vy))
             rows.append((str(t.id), name, t.state, *nums, str(t.age)))
-        title = f"{self.title} · frame {done}"
-        return _Frame(self, _Snapshot(title, stages, rows, len(shown), marks))
+        # the frame counter first: a long source name is what an ellipsis may cut
+        title = f"frame {done} · {self.title}"
+        rate = self.achieved_fps()
+        status = " · ".join([
+            f"{rate:.1f} fps (source {self.fps:g})" if rate is not None else
+            f"source {self.fps:g} fps",
+            f"{self.misses} over the deadline", f"{len(shown)} tracks", "Ctrl-C stops"])
+        return _Frame(self, _Snapshot(title, status, stages, rows, len(shown), marks))
 
     def layout(self, snap: _Snapshot, console: Console, options: ConsoleOptions) -> RenderableType:
         """The view in `options.max_width` columns and the console's rows (less `SPARE_ROWS`):
         the latency table, then as many tracks as fit leaving the map `MAP_MIN` rows, then the
         map in the rows left."""
-        inner = options.max_width - PANEL_COLS
+        # The last column stays free: a key echoed at the end of a full-width line (^C) would
+        # wrap it, and the next redraw would start a line too low.
+        width = options.max_width - 1
+        inner = width - PANEL_COLS
         space = (options.height or options.max_height) - SPARE_ROWS - PANEL_ROWS
         if inner < MAP_MIN[0] or space < MAP_MIN[1] + 2:  # a map and a line for each table
             return Text(TOO_SMALL, no_wrap=True, overflow="ellipsis")
         opts = options.update(width=inner, height=None)
+        # The map's share: what its shape wants, up to half the rows (at least MAP_MIN)
+        wanted = map_size(self.size, min(inner, self.map_width), MAP_MAX[1])[1]
+        keep = max(MAP_MIN[1], min(wanted, space // 2))
+        # the latency table only where a few tracks fit beside it: they say more at 80x24
+        listing = TRACK_MIN_ROWS if snap.shown else 1
         latency_table = self._latency_table(snap)
-        latency = _fit(latency_table, console, opts, space - MAP_MIN[1] - 1)
+        latency = _fit(latency_table, console, opts, space - keep - listing)
         space -= _rows(latency := latency or self._latency_line(snap))
-        tracks = self._fit_tracks(snap, console, opts, space - MAP_MIN[1])
+        tracks = self._fit_tracks(snap, console, opts, space - keep)
         space -= _rows(tracks := tracks or self._track_line(snap))
         cols, rows = map_size(self.size, min(inner, self.map_width), min(space, MAP_MAX[1]))
         body = Group(latency, tracks, track_map(snap.marks, cols, rows, self.window))
-        title = Text(snap.title, no_wrap=True, overflow="ellipsis")
-        return Panel(body, title=title, border_style="blue")
+        # cut to the border's length here: rich widens a panel to fit a longer title
+        title, status = (Text(t, no_wrap=True) for t in (snap.title, snap.status))
+        for text in (title, status):
+            text.truncate(width - 6, overflow="ellipsis")
+        return Panel(body, title=title, subtitle=status, border_style="blue", width=width)
 
     def _latency_table(self, snap: _Snapshot) -> Table:
         table = Table(title=f"latency (deadline {self.deadline_ms:.2f} ms)", expand=False)
@@ -197,37 +255,47 @@ class LiveView:
         return table
 
     def _latency_line(self, snap: _Snapshot) -> Text:
-        text = Text(f"deadline {self.deadline_ms:.2f} ms · p99", no_wrap=True, overflow="ellipsis")
-        for name, _, _, p99 in snap.stages:
+        """One line, the total first: what an ellipsis leaves is the number that matters."""
+        text = Text("p99 ms", no_wrap=True, overflow="ellipsis")
+        stages = sorted(snap.stages, key=lambda s: s[0] != "total")
+        for name, _, _, p99 in stages:
             text.append(f" {name} ")
             text.append(f"{p99:.2f}", "red" if p99 > self.deadline_ms else "")
+        text.append(f" (deadline {self.deadline_ms:.2f})")
         return text
 
     def _fit_tracks(
         self, snap: _Snapshot, console: Console, options: ConsoleOptions, room: int
     ) -> _Lines | None:
         """The track table listing as many tracks as fit in `room` rows, drawn; None where
-        not one track (or, with none, the header) fits or the columns would be squeezed."""
-        bare = console.render_lines(self._track_table(snap, 0), options, pad=False)
+        there is none to list, not one fits, or even its fewest columns would be cut short."""
+        if not snap.shown:  # an empty table says less than the one line does
+            return None
+        columns = next((n for n in TRACK_COLUMNS
+                        if _fits_unsqueezed(self._track_table(snap, len(snap.rows), n), console,
+                                            options)), None)  # fmt: skip
+        if columns is None:
+            return None
+        bare = console.render_lines(self._track_table(snap, 0, columns), options, pad=False)
         k = min(len(snap.rows), room - len(bare))  # a row a line, unless a cell wraps
-        if snap.shown and k < 1:
-            return None
-        table = self._track_table(snap, k)
-        if Measurement.get(console, options, table).minimum > options.max_width:
-            return None
-        while len(lines := console.render_lines(table, options, pad=False)) > room:
+        while k >= 1:  # k falls every pass: the loop ends
+            table = self._track_table(snap, k, columns)
+            lines = console.render_lines(table, options, pad=False)
+            if len(lines) <= room:
+                return _Lines(lines)
             k -= len(lines) - room
-            if snap.shown and k < 1:
-                return None
-            table = self._track_table(snap, k)
-        return _Lines(lines)
+        return None
 
-    def _track_table(self, snap: _Snapshot, k: int) -> Table:
+    def _track_table(self, snap: _Snapshot, k: int, columns: int = 10) -> Table:
+        """The first `k` tracks in the first `columns` columns (id, class, state, x, y, w, h,
+        vx, vy, age: the last ones go first when the terminal is narrow)."""
         table = Table(title="tracks", expand=False)
-        for col in ("id", "class", "state", "x", "y", "w", "h", "vx px/s", "vy px/s", "age"):
-            table.add_column(col, justify="right")
+        names = ("id", "class", "state", "x", "y", "w", "h", "vx px/s", "vy px/s", "age")
+        for col in names[:columns]:
+            table.add_column(col, justify="right", no_wrap=True)
         for row in snap.rows[:k]:
-            table.add_row(*row[:2], Text(row[2], STATE_STYLE.get(row[2], "")), *row[3:])
+            cells = (*row[:2], Text(row[2], STATE_STYLE.get(row[2], "")), *row[3:])
+            table.add_row(*cells[:columns])
         if snap.shown > k:
             table.caption = f"... and {snap.shown - k} more"
         return table
@@ -248,6 +316,20 @@ class _Lines:
             yield Segment.line()
 
 
+TRACK_COLUMNS = (10, 7, 3)  # the track table's columns, as many as the width allows
+
+
+def _fits_unsqueezed(table: Table, console: Console, options: ConsoleOptions) -> bool:
+    """Whether `table` fits its widest cells: rich would otherwise cut numbers to '2…'."""
+    return _widest(table, console, options) <= options.max_width
+
+
+def _widest(renderable: RenderableType, console: Console, options: ConsoleOptions) -> int:
+    """The width `renderable` takes unsqueezed (rich clamps a measurement to the width it is
+    given, so it is measured in a width it cannot fill)."""
+    return Measurement.get(console, options.update_width(1 << 16), renderable).maximum
+
+
 def _rows(renderable: _Lines | Text) -> int:
     return len(renderable.lines) if isinstance(renderable, _Lines) else 1
 
@@ -256,8 +338,8 @@ def _fit(
     renderable: RenderableType, console: Console, options: ConsoleOptions, max_rows: int
 ) -> _Lines | None:
     """`renderable` drawn in `options.max_width` columns, or None where it takes more than
-    `max_rows` rows or would have to be squeezed below its narrowest."""
-    if Measurement.get(console, options, renderable).minimum > options.max_width:
+    `max_rows` rows or would have to be squeezed (its numbers cut short)."""
+    if _widest(renderable, console, options) > options.max_width:
         return None
     lines = console.render_lines(renderable, options, pad=False)
     return _Lines(lines) if len(lines) <= max_rows else None

@@ -182,6 +182,22 @@ def test_video_file(tmp_path):
     assert src.dropped == 0 and src.end_reason is None
 
 
+
+def test_expected_frames_are_the_fewer_of_the_limit_and_one_pass():
+    """What the live view counts to ('frame 20/795'): it showed no total for a video, and
+    the limit alone (frame 12/30) for a 12-frame clip run with --frames 30."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(_write_video(Path(tmp) / "clip.avi", n=12))
+        for frames, loop, want in ((None, False, 12), (30, False, 12), (5, False, 5),
+                                   (30, True, 30), (None, True, None)):  # fmt: skip
+            with open_source(path, frames=frames, loop=loop) as src:
+                assert src.expected_frames == want, (frames, loop)
+    with open_source("synthetic:64x48") as src:  # endless
+        assert src.expected_frames is None
+
+
 def test_video_unreadable_frame_in_middle_is_skipped_and_counted(tmp_path):
     path = _write_video(tmp_path / "bad.avi", n=10)
     _corrupt_frame(path, 4)

@@ -74,7 +74,7 @@ def _draw(size: tuple[int, int], tracks: list[Track], width: int, height: int) -
 def _map_lines(lines: list[str]) -> list[str]:
     """The map's rows: what is inside the panel's border and is only dots and digits."""
     inner = [ln[2:-2].rstrip() for ln in lines if ln.startswith("│ ")]
-    return [ln for ln in inner if ln and set(ln) <= set("·0123456789")]
+    return [ln for ln in inner if ln and set(ln) <= set("·0123456789*")]
 
 
 @pytest.mark.parametrize("width,height", [(40, 20), (80, 24), (200, 60)])
@@ -132,14 +132,21 @@ def test_many_tracks_list_what_fits_and_all_are_on_the_map():
         text = "\n".join(lines)
         listed = [ln for ln in lines if re.search(r"│ +\d+ │ person", ln)]
         assert listed and f"and {500 - len(listed)} more" in text
-        assert sum(ch.isdigit() for r in _map_lines(lines) for ch in r) > 20
+        assert sum(ch.isdigit() or ch == "*" for r in _map_lines(lines) for ch in r) > 20
     assert time.perf_counter() - start < 10, "linear in tracks and cells; generous bound"
 
 
 def test_track_map_draws_each_centre_in_its_cell():
-    text = track_map([(0.0, 0.0, 11), (0.99, 0.99, 2), (5.0, -3.0, 7), (float("nan"), 0, 3)], 8, 4)
+    """Off the frame (a lost track coasting out) or NaN: not drawn (it was pinned to the edge,
+    as if something were there); two in one cell: '*', since neither digit is true; a lost
+    track in yellow, a confirmed one in green."""
+    marks = [(0.0, 0.0, 11), (0.99, 0.99, 2, True), (5.0, -3.0, 7), (float("nan"), 0, 3),
+             (0.6, 0.4, 4), (0.61, 0.41, 5)]  # fmt: skip
+    text = track_map(marks, 8, 4)
     rows = text.plain.split("\n")
-    assert rows == ["1······7", "········", "········", "·······2"]  # off the frame: the edge
+    assert rows == ["1·······", "····*···", "········", "·······2"]
+    styles = {text.plain[s.start]: str(s.style) for s in text.spans}
+    assert styles == {"1": "bold green", "2": "yellow", "*": "bold magenta"}
 
 
 def test_the_map_shows_the_readout_window():
@@ -181,4 +188,66 @@ def test_live_view_in_a_small_terminal():
     last = lines[-15:]
     assert all(cell_len(ln) <= 50 for ln in lines) and "frame 3/3" in last[0]
     rows = _map_lines(last)
-    assert rows and rows[0].endswith("3")
+    (r,) = [i for i, row in enumerate(rows) if row.endswith("3")]  # top right, as the track
+    assert r < len(rows) / 2
+
+
+def test_a_view_with_no_track_is_drawn_at_every_size():
+    """An empty scene (a webcam on an empty room) hung the view for ever at 80x20 and many
+    other sizes: the track table's fitting loop shrank a table that had no rows to lose.
+    Drawn in a thread here, so that a regression fails instead of hanging the suite."""
+    import threading
+
+    sizes = [(w, h) for w in (12, 20, 40, 80, 100, 200) for h in range(5, 26)]
+    done: list[tuple[int, int]] = []
+
+    def draw_all() -> None:
+        for w, h in sizes:
+            for tracks in ([], [Track(1, 10, 10, 4, 4, 0.5, 0, "tentative", 1, 1, 0, 0)]):
+                lines = _draw((1920, 1080), tracks, w, h)
+                assert len(lines) < h or h <= 6 and len(lines) == 1
+            done.append((w, h))
+
+    worker = threading.Thread(target=draw_all, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), f"hung after {done[-1] if done else 'nothing'}"
+    assert len(done) == len(sizes)
+
+
+@pytest.mark.parametrize("width,height", [(40, 30), (60, 30), (80, 24), (120, 40)])
+def test_numbers_are_never_cut_short(width, height):
+    """At 60x30 the track table's numbers were squeezed to 'x = -1…': the table drops its
+    last columns (velocities, age), or becomes one line, rather than cut a number."""
+    size = (1920, 1080)
+    tracks = [Track(i, -1234.5 + 300 * i, 50, 220, 40, 0.9, 0, "lost", 12, 4, 2345.0, -3456.0)
+              for i in range(1, 4)]  # fmt: skip
+    lines = _draw(size, tracks, width, height)
+    table = [ln for ln in lines if re.search(r"│ +\d+ │", ln)]
+    for ln in table:
+        assert "…" not in ln, ln
+    assert all(cell_len(ln) < width for ln in lines), "the last column stays free"
+
+
+def test_the_view_says_the_rate_achieved_the_misses_and_the_track_count():
+    out = io.StringIO()
+    console = Console(file=out, width=100, height=30, color_system=None)
+    view = LiveView("a very long source name " * 4, (640, 360), fps=30, class_names=("p",),
+                    total_frames=50, console=console)  # fmt: skip
+    for f, total in enumerate([10.0, 50.0, 12.0, 40.0]):
+        view.update(f, [_track(1, "confirmed", 100), _track(2, "lost", 300)],
+                    {"isp": 1.0, "total": total})
+        view._times[-1] = f / 20  # as if shown at 20 frames a second
+    console.print(view.render(3, [_track(1, "confirmed", 100), _track(2, "lost", 300)]))
+    text = out.getvalue()
+    assert "20.0 fps (source 30)" in text and "2 over the deadline" in text
+    assert "2 tracks" in text and "Ctrl-C stops" in text
+    assert "frame 4/50 · a very long" in text, "the counter before the name an ellipsis cuts"
+
+
+def test_the_view_ends_with_a_newline_when_not_on_a_terminal():
+    out = io.StringIO()
+    console = Console(file=out, width=60, height=20, color_system=None, force_terminal=False)
+    with LiveView("t", (640, 360), 30, ("p",), 1, console=console) as view:
+        view.update(0, [], {"total": 1.0})
+    assert out.getvalue().endswith("╯\n")  # the summary printed next starts its own line

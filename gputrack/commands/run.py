@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     _note_source(args, source)
     if synthetic and source.limit is None:  # neither --frames nor frames= in the spec
         source.limit = SYNTHETIC_FRAMES
-    frames = source.limit
+    frames = source.expected_frames  # for the live view's counter
     try:
         if not source.is_raw:  # the bit depth is the sensor model's
             check_sensor_bit_depth(args.bit_depth)
@@ -642,7 +642,7 @@ def _print_summary(s: dict, stream: TextIO) -> None:
 
     from gputrack.track.mot_eval import percent
 
-    console = Console(file=stream)
+    console = Console(file=stream, highlight=False)  # no guessed colours in names and paths
     # The heading on a line of its own: as a table title it wraps to the narrow table's width.
     console.print(
         f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "

@@ -89,6 +89,13 @@ class Source:
         self._offset = 0  # index offset added on each loop pass
         self._last = -1
 
+    @property
+    def expected_frames(self) -> int | None:
+        """How many frames iterating gives, where known: the limit, one pass's frames (not
+        when looping), the fewer (a source that fails early gives fewer still)."""
+        one_pass = None if self._loop else self.num_frames
+        return min((n for n in (self.limit, one_pass) if n), default=None)
+
     # subclasses: the next frame with its index within one pass, or None at the end
     def _read(self) -> Frame | None:
         raise NotImplementedError
