@@ -726,6 +726,19 @@ def test_a_url_with_a_frame_count_is_a_file_that_ends(tmp_path):
         list(cam)
 
 
+def test_a_stream_that_does_not_open_is_not_called_a_bad_video():
+    """A refused connection said 'not a video, or a codec this OpenCV build lacks'."""
+
+    class Closed(FakeCapture):
+        def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+            return False
+
+    with pytest.raises(GputrackError, match="server did not answer or refused it"):
+        VideoSource("rtsp://127.0.0.1:1/cam", capture=Closed(0, set()))
+    with pytest.raises(GputrackError, match="not a video, or a codec"):
+        VideoSource("clip.avi", capture=Closed(0, set()))
+
+
 def _hinted(folder: Path, *names: str, top: int = 1023) -> Path:
     folder.mkdir()
     for i, name in enumerate(names):

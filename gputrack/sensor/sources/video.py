@@ -93,8 +93,10 @@ class VideoSource(Source):
             if isinstance(target, int):
                 raise GputrackError(f"webcam {target} did not open (no camera at that index, "
                                     "or another program is using it)")
-            raise GputrackError(f"{what}: OpenCV cannot open it (not a video, or a codec "
-                                "this OpenCV build lacks)")
+            why = ("the server did not answer or refused it, or it carries a protocol or "
+                   "codec this OpenCV build lacks" if stream else
+                   "not a video, or a codec this OpenCV build lacks")  # fmt: skip
+            raise GputrackError(f"{what}: OpenCV cannot open it ({why})")
         self._cap = capture
         self._what = what
         count = max(0, int(_prop(capture, cv2.CAP_PROP_FRAME_COUNT)))
