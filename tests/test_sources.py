@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -602,6 +604,23 @@ def test_dng_unreadable(tmp_path):
     (tmp_path / "bad.dng").write_bytes(b"\x00" * 64)
     with pytest.raises(GputrackError, match="bad.dng: rawpy cannot read it"):
         open_source(str(tmp_path / "bad.dng"))
+
+
+
+def test_a_cut_dng_is_one_line_not_libraws_too(tmp_path):
+    """LibRaw printed 'cut.dng: Unexpected end of file' on stderr before gputrack's line."""
+    pytest.importorskip("rawpy", reason="rawpy (reads DNG) is not installed")
+    _write_dng(tmp_path / "whole.dng", _raw(48, 32, top=4095), "RGGB", 12, black=64)
+    data = (tmp_path / "whole.dng").read_bytes()
+    (tmp_path / "cut.dng").write_bytes(data[: len(data) * 2 // 3])
+    code = ("import sys; from gputrack.cli import main; "
+            f"sys.exit(main(['isp', {str(tmp_path / 'cut.dng')!r}, '--out', "
+            f"{str(tmp_path / 'o.png')!r}, '--backend', 'cpu']))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and lines, done.stderr
+    assert len(lines) == 1 and "cut.dng" in lines[0] and lines[0].startswith("gputrack isp:"), lines
 
 
 # ---- general -----------------------------------------------------------------------------

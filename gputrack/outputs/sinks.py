@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from gputrack.errors import GputrackError, UsageError
+from gputrack.native_stderr import quiet_native_stderr
 from gputrack.opencv_files import can_write_colour, opencv_name
 from gputrack.outputs.dng import RawRecorder
 from gputrack.outputs.draw import draw_tracks
@@ -248,7 +249,7 @@ def _video_problem(path: Path, frames: int) -> str | None:
         return "no frame had an image to write"
     if not path.exists() or path.stat().st_size == 0:
         return "the video writer left no data; is the disk full?"
-    with _quiet_stderr():
+    with quiet_native_stderr(unless_env="OPENCV_LOG_LEVEL"):  # FFmpeg probing
         cap = cv2.VideoCapture(opencv_name(path, "--video"))
         try:
             if not cap.isOpened():
@@ -260,26 +261,3 @@ def _video_problem(path: Path, frames: int) -> str | None:
     if not count >= 1 or abs(count - frames) > max(1, frames // 100) or not last:
         return f"the file written does not hold the {frames} frames; is the disk full?"
     return None
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """FFmpeg prints its own lines while it probes a broken file ('moov atom not found'), past
-    OpenCV's log level; the error line says it better. Kept when OPENCV_LOG_LEVEL is set, as
-    OpenCV's own lines are."""
-    saved = -1
-    if "OPENCV_LOG_LEVEL" not in os.environ:
-        sys.stderr.flush()
-        try:
-            saved = os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-        except OSError:  # no stderr to quieten (2>&-)
-            pass
-    try:
-        yield
-    finally:
-        if saved >= 0:
-            os.dup2(saved, 2)
-            os.close(saved)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gputrack.errors import GputrackError, UsageError
+from gputrack.native_stderr import quiet_native_stderr
 from gputrack.outputs.dng import FRAME_NAME, read_window
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
 from gputrack.sensor.roi import Roi
@@ -114,7 +115,7 @@ class CameraRawSource(Source):
         import rawpy
 
         try:
-            with rawpy.imread(str(path)) as r:
+            with quiet_native_stderr(), rawpy.imread(str(path)) as r:  # LibRaw's own lines
                 pattern = _rawpy_pattern(r, path)
                 data = np.array(r.raw_image_visible, dtype=np.uint16)
                 blacks = [int(b) for b in r.black_level_per_channel]
