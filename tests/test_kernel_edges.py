@@ -279,7 +279,7 @@ def _decode_equals_reference(backend, head, params, mapping, what: str) -> np.nd
 
 def _canonical_order(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """`got` with each run of rows whose reference scores are within 4 ulp of each other
-    reordered as the reference has it (a run whose kernel scores are all equal excepted: ties by
+    reordered as the reference has it (a run whose scores are all equal in both excepted: ties by
     cell index stay exact). powf (a GPU's
     is within 2 ulp) and NumPy's power may round a score one ulp apart, which swaps two
     near-equal candidates: hundreds of random scores kept at IoU threshold 1 meet such a pair
@@ -294,10 +294,11 @@ def _canonical_order(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     for i in range(1, len(want) + 1):
         if i < len(want) and 0.0 <= want[i - 1, 4] - want[i, 4] <= 4 * np.spacing(want[i - 1, 4]):
             continue
-        # A tie the kernel's scores keep as well must keep its exact order (by cell index);
-        # one they do not (the reference's 0.8084241 twice, the kernel's second 1 ulp lower)
-        # is ordered by those scores, as any near-equal run
-        if i - start > 1 and len(set(got[start:i, 4].tolist())) > 1:
+        # A tie in both the reference's and the kernel's scores must keep its exact order (by
+        # cell index); where either breaks it by an ulp (the reference's 0.8084241 twice, the
+        # kernel's second 1 ulp lower, or the other way round) the run is matched row by row
+        tie = len(set(got[start:i, 4].tolist()) | set(want[start:i, 4].tolist())) == 1
+        if i - start > 1 and not tie:
             rest = list(range(start, i))
             for k in range(start, i):
                 d = np.abs(got[rest][:, keys] - want[k, keys]).max(axis=1)
