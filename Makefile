@@ -1,5 +1,6 @@
 # Two commands that work on a fresh machine (Python 3.10+, a C++ compiler):
-#   make demo   creates .venv, installs gputrack, runs the main job on its built-in default
+#   make demo   creates .venv, installs gputrack, runs the main job (on the shared street video,
+#               else the synthetic world)
 #   make test   creates/updates .venv with the test extras and runs the test suite
 # On a machine with an NVIDIA GPU: make demo EXTRAS=cuda  (CuPy + NVRTC from PyPI)
 PYTHON ?= python3

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             x1, y1, x2, y2 = r["bbox"]
             print(f"{r['class']:<14} {r['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
         sys.stderr.write(
-            f"gputrack detect: {len(rows)} detections, {ms:.1f} ms on {backend.name}\n"
+            f"gputrack detect: {len(rows)} detection{'' if len(rows) == 1 else 's'}, "
+            f"{ms:.1f} ms on {backend.name}\n"
         )
     return 0
