@@ -642,7 +642,9 @@ def _print_summary(s: dict, stream: TextIO) -> None:
 
     from gputrack.track.mot_eval import percent
 
-    console = Console(file=stream, highlight=False)  # no guessed colours in names and paths
+    # no guessed colours in names and paths; lines left whole (a file or a pipe gets no
+    # breaks at 80 columns in mid-phrase: the terminal wraps what it shows)
+    console = Console(file=stream, highlight=False, soft_wrap=True)
     # The heading on a line of its own: as a table title it wraps to the narrow table's width.
     console.print(
         f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "
