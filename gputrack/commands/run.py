@@ -647,7 +647,8 @@ def _print_summary(s: dict, stream: TextIO) -> None:
     console = Console(file=stream, highlight=False, soft_wrap=True)
     # The heading on a line of its own: as a table title it wraps to the narrow table's width.
     console.print(
-        f"gputrack run: {s['frames']} frames of {escape(s['source'])} on "
+        f"gputrack run: {s['frames']} frame{'' if s['frames'] == 1 else 's'} of "
+        f"{escape(s['source'])} on "
         f"{s['backend']} (deadline {s['deadline_ms']:.2f} ms)"
     )
     table = Table()
