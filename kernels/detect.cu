@@ -12,7 +12,7 @@
 // any class probability counts as NaN, as NumPy's max has it; fmaxf alone would skip it), and
 // a candidate whose decoded box has a non-finite coordinate (tested before clipping: fminf and
 // fmaxf turn NaN into the clip bound) is marked removed before the NMS, so it is neither kept
-// nor removes another.
+// nor removes another. So is a box with no area once clipped (wholly in the letterbox padding).
 #include "common.cuh"
 
 #define DET_THREADS 256
@@ -110,12 +110,18 @@ extern "C" __global__ void __launch_bounds__(DET_THREADS) detect_fastestdet(
         const float x2 = ((cx + bw * 0.5f) * tensor_w - pad_x) * scale_x;
         const float y1 = ((cy - bh * 0.5f) * tensor_h - pad_y) * scale_y;
         const float y2 = ((cy + bh * 0.5f) * tensor_h - pad_y) * scale_y;
-        s_box[i][0] = fminf(fmaxf(x1, 0.0f), frame_w);
-        s_box[i][1] = fminf(fmaxf(y1, 0.0f), frame_h);
-        s_box[i][2] = fminf(fmaxf(x2, 0.0f), frame_w);
-        s_box[i][3] = fminf(fmaxf(y2, 0.0f), frame_h);
+        const float bx1 = fminf(fmaxf(x1, 0.0f), frame_w);
+        const float by1 = fminf(fmaxf(y1, 0.0f), frame_h);
+        const float bx2 = fminf(fmaxf(x2, 0.0f), frame_w);
+        const float by2 = fminf(fmaxf(y2, 0.0f), frame_h);
+        s_box[i][0] = bx1;
+        s_box[i][1] = by1;
+        s_box[i][2] = bx2;
+        s_box[i][3] = by2;
         s_label[i] = label;
-        s_removed[i] = !(isfinite(x1) && isfinite(y1) && isfinite(x2) && isfinite(y2));
+        // dropped: a non-finite box, or one with no area in the frame (in the letterbox pad)
+        s_removed[i] = !(isfinite(x1) && isfinite(y1) && isfinite(x2) && isfinite(y2)) ||
+                       !(bx2 > bx1 && by2 > by1);
     }
     __syncthreads();
 

@@ -184,7 +184,8 @@ extern "C" __global__ void __launch_bounds__(GAP_THREADS) nn_global_avgpool(
 
 // ---- resize (ONNX Resize on H and W) --------------------------------------------------------
 // mode 0 nearest, 1 linear; coord 0 asymmetric, 1 half_pixel, 2 pytorch_half_pixel,
-// 3 align_corners; nearest 0 floor, 1 ceil, 2 round_prefer_floor, 3 round_prefer_ceil.
+// 3 align_corners; nearest 0 floor, 1 ceil, 2 round_prefer_floor, 3 round_prefer_ceil,
+// 4 Resize-10's (onnxruntime): ceil on an axis scaled down, floor on one scaled up.
 // scale = output / input size, divided by (not multiplied with its inverse) as ONNX states.
 __device__ __forceinline__ float nn_resize_coord(int o, int n_in, int n_out, float scale,
                                                  int coord) {
@@ -216,7 +217,9 @@ extern "C" __global__ void nn_resize(const float* __restrict__ x, int x_c0, int 
     const float cx = nn_resize_coord(ox, w, wo, scale_x, coord);
     float v;
     if (mode == 0) {
-        v = plane[nn_nearest(cy, h, nearest_mode) * w + nn_nearest(cx, w, nearest_mode)];
+        const int my = nearest_mode == 4 ? (scale_y < 1.0f ? 1 : 0) : nearest_mode;
+        const int mx = nearest_mode == 4 ? (scale_x < 1.0f ? 1 : 0) : nearest_mode;
+        v = plane[nn_nearest(cy, h, my) * w + nn_nearest(cx, w, mx)];
     } else {
         const float fy = fminf(fmaxf(cy, 0.0f), (float)(h - 1));
         const float fx = fminf(fmaxf(cx, 0.0f), (float)(w - 1));

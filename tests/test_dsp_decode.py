@@ -188,3 +188,30 @@ def test_fastestdet_on_emu_equals_onnxruntime_on_a_real_frame():
     centres = (people[:, :2] + people[:, 2:4]) / 2
     for x, y in [(269, 262), (514, 193), (663, 282)]:
         assert np.min(np.hypot(centres[:, 0] - x, centres[:, 1] - y)) < 15
+
+
+def test_a_box_in_the_letterbox_padding_is_no_detection(kernel_backend, rng):
+    """A box wholly in the letterbox padding has no area once clipped to the frame: it is
+    dropped before the NMS (reference and detect.cu alike), so it neither counts towards
+    max_det nor is reported as a zero-height box (it was, ahead of the real one)."""
+    m = FrameMapping.of(TensorSpec(width=64, height=64), 640, 360)  # content rows 14..50
+    assert (m.pad_y, m.content_h) == (14, 36)
+    head = np.zeros((1, 6 + int(rng.integers(0, 3)), 1, 2), np.float32)
+    head[0, 5] = 1.0  # one class, certain
+    head[0, 0, 0] = [0.95, 0.9]  # the padding box scores higher
+    head[0, 2, 0, 0], head[0, 4, 0, 0] = 5.0, -3.0  # cy = tanh(5) ~ 1, h = 0.047: rows 62..66
+    head[0, 1:5, 0, 1] = rng.uniform(-0.3, 0.3, 4)
+    head[0, 2, 0, 1] += 0.55  # cy = tanh(0.55) ~ 0.5: a box around the middle of the frame
+    for max_det in (1, 10):
+        p = DetectParams(score=0.5, iou=float(rng.uniform(0.3, 0.9)), max_det=max_det)
+        want = decode_reference(head, p, m)
+        assert len(want) == 1 and want[0, 4] == pytest.approx(0.9**0.6, rel=1e-6), want
+        assert want[0, 2] > want[0, 0] and want[0, 3] > want[0, 1]
+        dec = Decoder(kernel_backend, p)
+        dec._out = kernel_backend.full((p.max_det, 6), np.nan, np.float32)
+        dec._count = kernel_backend.full((1,), -1, np.int32)
+        out, count = dec.launch(kernel_backend.to_device(head), m)
+        n = int(kernel_backend.to_host(count)[0])
+        host = kernel_backend.to_host(out)
+        assert n == 1 and np.isnan(host[1:]).all()
+        np.testing.assert_allclose(host[:1], want, rtol=1e-5, atol=1e-3)

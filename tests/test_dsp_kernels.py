@@ -226,11 +226,16 @@ def test_global_avgpool_matches_reference(kernel_backend, rng):
     assert_close(kernel_backend.to_host(y)[:, 1:], x.mean(axis=(2, 3), keepdims=True), "gap")
 
 
+# nn.cu's nearest modes; 4 is Resize-10's (ceil on an axis scaled down, floor on one up)
+NEAREST_CODES = {"": 0, "floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3}
+NEAREST_CODES["simple"] = 4
 RESIZE_CASES = [
     ("nearest", "asymmetric", "floor", (2.0, 2.0)),
     ("nearest", "half_pixel", "round_prefer_ceil", (3.0, 0.5)),
     ("nearest", "asymmetric", "round_prefer_floor", (0.5, 2.0)),
     ("nearest", "align_corners", "ceil", (2.0, 3.0)),
+    ("nearest", "asymmetric", "simple", (0.75, 2.0)),
+    ("nearest", "asymmetric", "simple", (3.0, 0.75)),
     ("linear", "half_pixel", "", (2.0, 0.5)),
     ("linear", "align_corners", "", (3.0, 2.0)),
     ("linear", "asymmetric", "", (2.0, 2.0)),
@@ -248,7 +253,7 @@ def test_resize_matches_reference(kernel_backend, rng, case):
     codes = (
         {"nearest": 0, "linear": 1}[mode],
         {"asymmetric": 0, "half_pixel": 1, "pytorch_half_pixel": 2, "align_corners": 3}[coord],
-        {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3, "": 0}[nearest],
+        NEAREST_CODES[nearest],
     )
     nn(kernel_backend).kernel("nn_resize")(
         (-(-(ho * wo) // 256), c),

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from gputrack.device import get_backend
-from gputrack.dsp.decode import Decoder, DetectParams, FrameMapping, decode_reference
+from gputrack.dsp.decode import (
+    Decoder,
+    DetectParams,
+    FrameMapping,
+    candidates_reference,
+    decode_reference,
+)
 from gputrack.dsp.runner import Network
 from gputrack.isp import IspParams, TensorSpec
 from gputrack.isp.params import BAYER_PATTERNS, DEMOSAIC_METHODS
@@ -312,8 +318,8 @@ def _canonical_order(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 def test_decode_edge_cases(kernel_backend, rng, grid):
     """No candidate; every one of 1024 cells a candidate (the whole sort) with max_det 1 and
     1024; all scores equal (ties by cell index); equal scores with boxes of the whole input
-    (heavy overlap), threshold IoU 1 keeping them all; boxes far past the frame edge (clipped,
-    many to zero area)."""
+    (heavy overlap), threshold IoU 1 keeping them all; boxes far past the frame edge or of no
+    width or height (tanh and sigmoid of +-30): those with no area once clipped are dropped."""
     gh, gw = grid
     spec = TensorSpec(width=int(rng.integers(50, 400)), height=int(rng.integers(50, 400)))
     mapping = FrameMapping.of(spec, 2 * int(rng.integers(2, 1000)), 2 * int(rng.integers(2, 1000)))
@@ -340,6 +346,17 @@ def test_decode_edge_cases(kernel_backend, rng, grid):
             if kind == "none" and score >= 0.1:
                 assert len(want) == 0
             if kind in ("equal", "overlap") and iou == 1.0 and score < 0.8:
-                assert len(want) == min(max_det, gh * gw)  # nothing removed at IoU 1
+                # nothing removed at IoU 1: every candidate with an area in the frame is kept
+                kept = len(candidates_reference(head, p, mapping)[0])
+                assert len(want) == min(max_det, kept)
+                if kind == "overlap":  # each box covers the frame's centre: none dropped
+                    assert len(want) == min(max_det, gh * gw)
             if kind == "equal" and len(want) > 1:
                 assert (want[:, 4] == want[0, 4]).all()
+            if kind == "edge":  # no detection without area (they were kept, clipped to 0)
+                assert (want[:, 2] > want[:, 0]).all() and (want[:, 3] > want[:, 1]).all()
+            if kind == "edge" and iou == 1.0 and max_det == 1024:  # nothing removed or cut
+                f = np.float32
+                cand = head[0, 0] ** f(0.6) * head[0, 5:].max(axis=0) ** f(0.4) > f(score)
+                flat = ((head[0, 3] == -30.0) | (head[0, 4] == -30.0)) & cand  # ~1e-13 wide
+                assert len(want) < cand.sum() or not flat.any()

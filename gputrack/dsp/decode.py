@@ -15,6 +15,7 @@ in fractions of the network input. Boxes go back to the frame through the letter
 Non-finite model outputs never become detections: a cell whose score is not finite (NaN or
 inf in the objectness, NaN or +inf in a class probability) or whose decoded box has a
 non-finite coordinate (NaN in a box term) is not a candidate, and takes no part in the NMS.
+Nor is a box with no area once clipped to the frame (one wholly in the letterbox padding).
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def candidates_reference(head: np.ndarray, params: DetectParams, m: FrameMapping
     cells, x1, y1, x2, y2 = cells[keep], x1[keep], y1[keep], x2[keep], y2[keep]
     boxes = np.stack([np.clip(x1, 0, g[6]), np.clip(y1, 0, g[7]),
                       np.clip(x2, 0, g[6]), np.clip(y2, 0, g[7])], axis=1).astype(F)  # fmt: skip
+    # a box with no area in the frame (wholly in the letterbox padding or past an edge, or of
+    # zero width) is no detection: dropped before the NMS, as a non-finite one
+    area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    cells, boxes = cells[area], boxes[area]
     return score[cells], label.ravel()[cells], boxes
 
 

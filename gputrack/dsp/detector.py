@@ -12,6 +12,7 @@ import numpy as np
 from gputrack.data import data_dir
 from gputrack.device.base import Backend
 from gputrack.dsp.decode import MAX_CELLS, Decoder, DetectParams, FrameMapping
+from gputrack.dsp.plan import nhwc_hint
 from gputrack.dsp.runner import Network
 from gputrack.errors import GputrackError
 from gputrack.isp.params import TensorSpec
@@ -78,9 +79,11 @@ class Detector:
         self.backend = backend
         self.name = f"network {Path(model).stem}"
         self.network = Network(model, backend)
-        _, c, h, w = self.network.input_shape
-        if c != 3:
-            raise GputrackError(f"model {model}: input must have 3 channels, got {c}")
+        shape = tuple(self.network.input_shape)
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != 3:
+            raise GputrackError(f"model {model}: the input must be one RGB image, 1 x 3 x H x W "
+                                f"(NCHW); it is {_dims(shape)}{nhwc_hint(shape)}")  # fmt: skip
+        _, _, h, w = shape
         self.spec = TensorSpec(width=w, height=h)
         head = self.network.graph.shapes.get(self.network.output_names[0], ())
         check_head(model, head, (h, w))

@@ -2,8 +2,11 @@
 
 Each pass takes and returns a Graph (changed in place). `optimise` runs them in order:
 
-1. identities out (Identity/Dropout, zero Pad, no-op Reshape/Transpose);
-2. BatchNormalization folded into the preceding Conv's weights and bias;
+1. identities out (Identity/Dropout, zero Pad, no-op Reshape/Transpose, Cast to float32 of
+   an activation, which is float32 already);
+2. per-channel affine ops - BatchNormalization, Mul or Add by a constant that is one value
+   per channel (or one for all) - folded into the preceding Conv's weights and bias, or,
+   where there is none to fold into, made a depthwise 1x1 Conv (a kernel the device has);
 3. Transpose -> Softmax -> inverse Transpose becomes a Softmax over the original axis;
 4. chains of data-movement ops (Reshape, Transpose, Gather, Split, Slice, Squeeze, ...) that
    end in an NCHW tensor are traced on an index array: when every output channel is an input
@@ -34,7 +37,7 @@ ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Clip": "clip"}
 def optimise(graph: Graph) -> Graph:
     for step in (
         drop_identities,
-        fold_batchnorm,
+        fold_affine,
         channel_softmax,
         movement_to_views,
         fold_pad,
@@ -74,6 +77,7 @@ def drop_identities(graph: Graph) -> Graph:
             or (n.op == "Pad" and not any(n.attrs["pads"]))
             or (n.op == "Reshape" and same)
             or (n.op == "Transpose" and n.attrs["perm"] == sorted(n.attrs["perm"]))
+            or (n.op == "Cast" and n.attrs["to"] == np.float32 and _is_float32(graph, x))
         )
         if not noop or not x:
             continue
@@ -90,28 +94,77 @@ def drop_identities(graph: Graph) -> Graph:
     return graph
 
 
-def fold_batchnorm(graph: Graph) -> Graph:
-    prod = graph.producer()
-    for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
-        conv = prod.get(bn.inputs[0])
-        if conv is None or conv.op != "Conv" or _sole_reader(graph, conv.outputs[0]) is not bn:
+def _is_float32(graph: Graph, t: str) -> bool:
+    """An activation is float32 (the input is) unless a Cast made it something else."""
+    src = graph.producer().get(t)
+    return t in graph.shapes and (src is None or src.op != "Cast" or src.attrs["to"] == np.float32)
+
+
+def _fresh(graph: Graph, name: str) -> str:
+    """`name`, or a variant of it, that no constant has yet."""
+    while name in graph.constants:
+        name += "'"
+    return name
+
+
+def _affine(graph: Graph, n: Node) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(x, scale, shift) when `n` is y = x * scale[c] + shift[c] over the channels of a
+    1 x C x H x W tensor x, else None."""
+    if n.op == "BatchNormalization":
+        x = n.inputs[0]
+        scale, beta, mean, var = (graph.const(t).astype(np.float64) for t in n.inputs[1:5])
+        inv = scale / np.sqrt(var + n.attrs["epsilon"])
+        scale, shift = inv, beta - mean * inv
+    elif n.op in ("Mul", "Add") and graph.is_const(n.inputs[0]) != graph.is_const(n.inputs[1]):
+        x, k = n.inputs[::-1] if graph.is_const(n.inputs[0]) else n.inputs[:2]
+        kv = graph.const(k).astype(np.float64)
+        c = graph.shapes[x][1] if len(graph.shapes[x]) == 4 else 0
+        k4 = (1,) * (4 - kv.ndim) + kv.shape  # as it broadcasts against 1 x C x H x W
+        if len(k4) != 4 or k4[0] != 1 or k4[2:] != (1, 1) or k4[1] not in (1, c):
+            return None
+        kv = np.broadcast_to(kv.ravel(), (c,))
+        one, zero = np.ones(c), np.zeros(c)
+        scale, shift = (kv, zero) if n.op == "Mul" else (one, kv)
+    else:
+        return None
+    xs = graph.shapes.get(x)
+    if xs is None or len(xs) != 4 or xs[0] != 1 or graph.shapes[n.outputs[0]] != xs:
+        return None
+    return x, scale, shift
+
+
+def fold_affine(graph: Graph) -> Graph:
+    """BatchNormalization, and Mul/Add by a per-channel constant, into the Conv before them, or
+    else into a depthwise 1x1 Conv of their own (the device has no multiply kernel)."""
+    for n in [n for n in graph.nodes if n.op in ("BatchNormalization", "Mul", "Add")]:
+        found = _affine(graph, n)
+        if found is None:
             continue
-        scale, beta, mean, var = (graph.const(t).astype(np.float64) for t in bn.inputs[1:5])
-        inv = scale / np.sqrt(var + bn.attrs["epsilon"])
-        w = graph.const(conv.inputs[1]).astype(np.float64)
-        has_bias = len(conv.inputs) > 2 and conv.inputs[2]
-        b = graph.const(conv.inputs[2]).astype(np.float64) if has_bias else np.zeros(w.shape[0])
-        wname, bname = f"{conv.name}.weight_bn", f"{conv.name}.bias_bn"
-        graph.constants[wname] = (w * inv[:, None, None, None]).astype(np.float32)
-        graph.constants[bname] = ((b - mean) * inv + beta).astype(np.float32)
-        fused = Node(
-            f"{conv.name}+{bn.name}",
-            "Conv",
-            [conv.inputs[0], wname, bname],
-            bn.outputs[:1],
-            dict(conv.attrs),
-        )
-        _replace(graph, [conv, bn], bn, fused)
+        x, scale, shift = found
+        conv = graph.producer().get(x)
+        if (
+            conv is not None
+            and conv.op == "Conv"
+            and conv.attrs["act"] == "none"
+            and len(conv.inputs) <= 3
+            and _sole_reader(graph, x) is n
+        ):
+            w = graph.const(conv.inputs[1]).astype(np.float64)
+            has_bias = len(conv.inputs) > 2 and conv.inputs[2]
+            b = graph.const(conv.inputs[2]).astype(np.float64) if has_bias else np.zeros(len(w))
+            drop, name, attrs = [conv, n], f"{conv.name}+{n.name}", dict(conv.attrs)
+            w, b, src = w * scale[:, None, None, None], b * scale + shift, conv.inputs[0]
+        else:  # nothing to fold into: a depthwise 1x1 convolution
+            c = len(scale)
+            drop, name, src = [n], n.name, x
+            w, b = scale.reshape(c, 1, 1, 1), shift
+            attrs = {"kernel_shape": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                     "dilations": (1, 1), "group": c, "act": "none"}  # fmt: skip
+        wname, bname = _fresh(graph, f"{name}.weight"), _fresh(graph, f"{name}.bias")
+        graph.constants[wname] = w.astype(np.float32)
+        graph.constants[bname] = b.astype(np.float32)
+        fused = Node(name, "Conv", [src, wname, bname], n.outputs[:1], attrs)
+        _replace(graph, drop, n, fused)
     return graph
 
 
@@ -195,7 +248,9 @@ def movement_to_views(graph: Graph) -> Graph:
             chans = _channel_map(graph, chain[::-1], cur, t)
             if chans is None:
                 continue
-            new_nodes.append(_view_node(n.name, cur, t, chans))
+            # one name per view: a Split's outputs are views of their own
+            name = n.name if len(n.outputs) == 1 else f"{n.name}[{k}]"
+            new_nodes.append(_view_node(name, cur, t, chans))
             renamed[k] = f"{t}#replaced"
         if renamed != n.outputs:
             n = Node(n.name, n.op, n.inputs, renamed, n.attrs)

@@ -106,6 +106,12 @@ def nearest_index(coords: Arr, n_in: int, nearest_mode: str) -> Arr:
     return np.clip(i, 0, n_in - 1).astype(np.int64)
 
 
+def simple_nearest(scale: float) -> str:
+    """Resize-10's rounding (onnxruntime's SIMPLE mode; ONNX states none): the input coordinate
+    ceiled on an axis scaled down, floored (truncated: it is >= 0) on one scaled up."""
+    return "ceil" if scale < 1 else "floor"
+
+
 def resize2d(
     x: Arr,
     out_hw: tuple[int, int],
@@ -119,7 +125,8 @@ def resize2d(
     cy = resize_axis_coords(h, out_hw[0], scales[0], coord)
     cx = resize_axis_coords(w, out_hw[1], scales[1], coord)
     if mode == "nearest":
-        iy, ix = nearest_index(cy, h, nearest_mode), nearest_index(cx, w, nearest_mode)
+        my, mx = (simple_nearest(s) if nearest_mode == "simple" else nearest_mode for s in scales)
+        iy, ix = nearest_index(cy, h, my), nearest_index(cx, w, mx)
         return x[:, :, iy][:, :, :, ix]
     cy, cx = np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1)
     y0, x0 = np.floor(cy).astype(np.int64), np.floor(cx).astype(np.int64)

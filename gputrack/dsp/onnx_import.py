@@ -9,6 +9,7 @@ Slice's ranges - resolved into attributes) so that later passes need not know ON
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,19 +96,25 @@ def load_model(model: str | Path | Any) -> Graph:
 
 @contextmanager
 def errors_named(model: str | Path | Any) -> Iterator[None]:
-    """Prefix a GputrackError raised inside with `model PATH: `, once (a ModelProto has no
-    path: its errors pass as they are). For every step that reads a model file: importing,
-    planning for the kernels, onnxruntime's session."""
-    if not isinstance(model, (str, Path)):
-        yield
-        return
-    where = f"model {model}"
+    """Prefix a GputrackError raised inside with `model PATH: `, once (a ModelProto is named
+    `model`). For every step that reads a model file: importing, fusing, planning for the
+    kernels, onnxruntime's session. Any other exception is a bug or a model nobody foresaw:
+    it becomes one line too, the original chained (`__cause__`) so that a test still shows it."""
+    where = f"model {model}" if isinstance(model, (str, Path)) else "model"
     try:
         yield
     except GputrackError as err:
-        if str(err).startswith(f"{where}: "):
+        if not isinstance(model, (str, Path)) or str(err).startswith(f"{where}: "):
             raise
-        raise type(err)(f"{where}: {err}") from None
+        raise type(err)(f"{where}: {err}") from err.__cause__  # the original, if any
+    except Exception as err:
+        raise GputrackError(f"{where}: {unexpected(err)}") from err
+
+
+def unexpected(err: Exception) -> str:
+    """An exception gputrack did not foresee, in one line."""
+    text = str(err).strip().splitlines()
+    return f"could not be handled ({type(err).__name__}: {text[0] if text else 'no message'})"
 
 
 def _import(proto: Any, where: str) -> Graph:
@@ -122,6 +129,9 @@ def _import(proto: Any, where: str) -> Graph:
     for i in g.input:
         if i.name in constants:
             continue
+        if not i.type.tensor_type.HasField("shape"):
+            raise GputrackError(f"{where}: input '{i.name}' has no shape in the model; export "
+                                f"it with a fixed size (1 x 3 x H x W)")  # fmt: skip
         dims = i.type.tensor_type.shape.dim
         if not all(d.HasField("dim_value") for d in dims):
             named = ", ".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
@@ -138,23 +148,57 @@ def _import(proto: Any, where: str) -> Graph:
     if not g.output:
         raise GputrackError(f"{where}: the network has no output")
     graph = Graph([], inputs, [o.name for o in g.output], constants, shapes, opset, g.name)
-    for k, p in enumerate(g.node):
+    names = _node_names(g.node, where)
+    read = {t for p in g.node for t in p.input} | set(graph.outputs)
+    for p, name in zip(g.node, names, strict=True):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in p.attribute}
         attrs = {k2: v.decode() if isinstance(v, bytes) else v for k2, v in attrs.items()}
-        node = Node(p.name or f"{p.op_type}_{k}", p.op_type, list(p.input), list(p.output), attrs)
-        if node.op not in SUPPORTED or p.domain not in ("", "ai.onnx"):
+        node = Node(name, p.op_type, list(p.input), list(p.output), attrs)
+        if p.domain not in ("", "ai.onnx"):
+            raise fail(node, f"operator of domain '{p.domain}' unsupported (only the standard "
+                             f"ONNX domain)")  # fmt: skip
+        if node.op not in SUPPORTED:
             raise fail(node, "unsupported ONNX operator")
         if node.op == "Constant":
             if "value" not in attrs:
                 raise fail(node, "only the 'value' form of Constant is supported")
             graph.constants[node.outputs[0]] = numpy_helper.to_array(attrs["value"])
             continue
-        add_node(graph, node)
+        if node.op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
+            if node.outputs[1] in read:
+                raise fail(node, "the Indices output is unsupported (nothing may read it)")
+            node.outputs = node.outputs[:1]  # asked for but unused: not computed
+        try:
+            add_node(graph, node)
+        except GputrackError:
+            raise
+        except Exception as err:  # a model nobody foresaw: one line naming the node
+            raise fail(node, unexpected(err)) from err
     for out in graph.outputs:
         if out not in graph.shapes and out not in graph.constants:
             raise GputrackError(f"{where}: output '{out}' is produced by no node")
     graph.prune()
     return graph
+
+
+def _node_names(nodes: Any, where: str) -> list[str]:
+    """Each node's name, unique: two nodes of one name (a model onnxruntime refuses) would
+    share the constants the fusions derive from a node's name (BN-folded weights)."""
+    given = [p.name for p in nodes if p.name]
+    seen: set[str] = set()
+    for name in given:
+        if name in seen:
+            raise GputrackError(f"{where}: two nodes are named '{name}' (node names must be "
+                                f"unique; onnxruntime refuses it too)")  # fmt: skip
+        seen.add(name)
+    names = []
+    for k, p in enumerate(nodes):
+        name = p.name or f"{p.op_type}_{k}"
+        while not p.name and name in seen:  # a made-up name must not take a given one
+            name += "_"
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def add_node(graph: Graph, node: Node) -> None:
@@ -260,8 +304,11 @@ def normalise(graph: Graph, node: Node) -> None:
         value = a.get("value", 0.0) if graph.opset < 11 else const_input(graph, node, 2, "value")
         if len(node.inputs) > 3 and node.inputs[3]:
             raise fail(node, "the axes input is unsupported")
+        pads = [int(p) for p in np.asarray(pads).ravel()]
+        if min(pads, default=0) < 0:
+            raise fail(node, f"negative pads (cropping) are unsupported, got {pads}")
         node.attrs = {
-            "pads": [int(p) for p in np.asarray(pads).ravel()],
+            "pads": pads,
             "value": float(0.0 if value is None else np.asarray(value).ravel()[0]),
         }
         node.inputs = node.inputs[:1]
@@ -305,48 +352,79 @@ def _normalise_resize(graph: Graph, node: Node, shape: tuple[int, ...] | None) -
     a = node.attrs
     if shape is None or len(shape) != 4:
         raise fail(node, f"only NCHW inputs are supported, got shape {shape}")
+    mode = a.get("mode", "nearest")
     if graph.opset < 11:
+        # Resize-10 has neither attribute: asymmetric coordinates, and onnxruntime's rule for
+        # it ("simple"): the coordinate floored on an axis scaled up, ceiled on one scaled down
         scales, sizes = const_input(graph, node, 1, "scales"), None
+        coord, nearest = "asymmetric", "simple"
     else:
         scales = const_input(graph, node, 2, "scales")
         sizes = const_input(graph, node, 3, "sizes")
-    mode = a.get("mode", "nearest")
-    coord = a.get(
-        "coordinate_transformation_mode", "half_pixel" if graph.opset >= 11 else "asymmetric"
-    )
-    nearest = a.get("nearest_mode", "round_prefer_floor")
+        coord = a.get("coordinate_transformation_mode", "half_pixel")
+        nearest = a.get("nearest_mode", "round_prefer_floor")
     if mode not in ("nearest", "linear"):
         raise fail(node, f"mode '{mode}' unsupported (nearest, linear)")
     if coord not in ("asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners"):
         raise fail(node, f"coordinate_transformation_mode '{coord}' unsupported")
     if mode == "nearest" and nearest not in (
+        "simple",
         "floor",
         "ceil",
         "round_prefer_floor",
         "round_prefer_ceil",
     ):
         raise fail(node, f"nearest_mode '{nearest}' unsupported")
-    if a.get("exclude_outside", 0) or a.get("antialias", 0) or a.get("axes") is not None:
-        raise fail(node, "exclude_outside / antialias / axes unsupported")
+    if a.get("exclude_outside", 0) or a.get("antialias", 0):
+        raise fail(node, "exclude_outside / antialias unsupported")
+    policy = a.get("keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise fail(node, f"keep_aspect_ratio_policy '{policy}' unsupported")
+    if policy != "stretch" and min(a.get("axes", [0])) < 0:
+        # onnxruntime (the cpu backend) then ignores the policy, the ONNX spec does not
+        raise fail(node, f"keep_aspect_ratio_policy with negative axes {a['axes']} unsupported "
+                         "(onnxruntime ignores the policy there): give axes=[2, 3]")  # fmt: skip
+    axes = [int(x) % 4 for x in a.get("axes", range(4))]
+    if sorted(set(axes)) != sorted(axes):
+        raise fail(node, f"axes {a['axes']} repeat an axis")
     if sizes is not None and sizes.size:
-        out = tuple(int(s) for s in sizes)
-        sc = tuple(o / i for o, i in zip(out, shape, strict=True))
+        if sizes.size != len(axes):
+            raise fail(node, f"{sizes.size} sizes for {len(axes)} axes")
+        out = list(shape)
+        for ax, n in zip(axes, sizes, strict=True):
+            out[ax] = int(n)
+        sc = [float(np.float32(o) / np.float32(i)) for o, i in zip(out, shape, strict=True)]
+        if policy != "stretch":
+            # onnxruntime (AdjustOutputSizeAsPolicy): one scale for every axis named, the least
+            # (not_larger) or the largest (not_smaller), and each size round(scale * input)
+            pick = min if policy == "not_larger" else max
+            s = np.float32(pick(sc[ax] for ax in axes))
+            for ax in axes:
+                sc[ax] = float(s)
+                out[ax] = int(math.floor(float(s * np.float32(shape[ax])) + 0.5))
     elif scales is not None and scales.size:
-        sc = tuple(float(s) for s in scales)
+        if scales.size != len(axes):
+            raise fail(node, f"{scales.size} scales for {len(axes)} axes")
+        sc = [1.0] * 4
+        for ax, v in zip(axes, scales, strict=True):
+            sc[ax] = float(v)
         # floor(size * scale) as onnxruntime computes it (the cpu backend's reference): the
         # product in float32, then truncated. In float64 a scale such as 2.6 (2.5999999 as a
         # float32) made 5 rows 12, where onnxruntime makes 13.
-        out = tuple(int(np.float32(i) * np.float32(s)) for i, s in zip(shape, sc, strict=True))
+        out = [int(np.float32(i) * np.float32(s)) for i, s in zip(shape, sc, strict=True)]
     else:
         raise fail(node, "neither scales nor sizes given")
-    if out[:2] != shape[:2]:
-        raise fail(node, "resizing the batch or channel axis is unsupported")
+    if tuple(out[:2]) != shape[:2]:
+        hint = "" if policy == "stretch" or "axes" in a else (
+            f" (keep_aspect_ratio_policy '{policy}' over every axis scales them too: "
+            "give axes=[2, 3])")  # fmt: skip
+        raise fail(node, f"resizing the batch or channel axis is unsupported{hint}")
     node.attrs = {
         "mode": mode,
         "coord": coord,
         "nearest_mode": nearest,
-        "out_hw": out[2:],
-        "scales_hw": sc[2:],
+        "out_hw": tuple(out[2:]),
+        "scales_hw": tuple(sc[2:]),
     }
     node.inputs = node.inputs[:1]
 

@@ -3,7 +3,9 @@
 - Placement: every tensor is a channel view (buffer, c0, cs) of a base tensor. A Concat's
   inputs that a kernel produces are written straight into their channel slot of the
   concatenated buffer; `ChannelView` nodes (the channel shuffle) only change c0/cs. A Concat
-  input that is already a view of something else (or a graph input/output) is copied in.
+  input that is already a view of something else (or a graph input/output, or a constant) is
+  copied in. A graph output that is a strided view is copied out after the last step (its
+  readers read the view itself).
 - Memory: base tensors get their storage from a pool of flat float32 buffers; a buffer is
   reused once the last step reading its previous tenant is done (never within one step).
 - Each step records its FLOPs and the bytes it must move, for docs/DSP.md and the benchmark.
@@ -17,17 +19,21 @@ from typing import Any
 import numpy as np
 
 from gputrack.device.base import Backend
+from gputrack.dsp.fuse import MOVEMENT
 from gputrack.dsp.ir import Graph, Node
+from gputrack.dsp.onnx_import import unexpected
 from gputrack.errors import GputrackError
 
 ACT_CODES = {"none": 0, "relu": 1, "sigmoid": 2, "clip": 3}
 RESIZE_MODES = {"nearest": 0, "linear": 1}
 RESIZE_COORDS = {"asymmetric": 0, "half_pixel": 1, "pytorch_half_pixel": 2, "align_corners": 3}
-NEAREST_MODES = {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3}
+NEAREST_MODES = {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3,
+                 "simple": 4}  # fmt: skip
 CONV_THREADS = 128  # nn.cu CONV_THREADS
 PW_TILE = 64  # nn.cu PW_BM = PW_BN
 ELT_THREADS = 256
 COMPUTE_OPS = {
+    "Identity",  # what fusion keeps: a graph output that copies the input or another output
     "Conv",
     "MaxPool",
     "AveragePool",
@@ -106,8 +112,12 @@ def resolve_views(
                     alias[t] = (n.outputs[0], offset, 1)
                 else:
                     copies.append((n, t, offset))
-                offset += graph.shapes[t][1]
+                offset += _shape(graph, t)[1]
     return alias, copies
+
+
+def _shape(graph: Graph, t: str) -> tuple[int, ...]:
+    return graph.shapes[t] if t in graph.shapes else tuple(graph.constants[t].shape)
 
 
 def _root(alias: dict[str, tuple[str, int, int]], t: str) -> tuple[str, int, int]:
@@ -119,18 +129,101 @@ def _root(alias: dict[str, tuple[str, int, int]], t: str) -> tuple[str, int, int
     return t, c0, cs
 
 
+def input_problem(shape: tuple[int, ...]) -> str | None:
+    """Why the kernels cannot take an input of this shape (None: they can)."""
+    if len(shape) == 4 and shape[0] == 1:
+        return None
+    what = f"batch {shape[0]}" if len(shape) == 4 else f"rank {len(shape)}"
+    return (f"is {_dims(shape)} ({what}): the device takes one image, 1 x C x H x W (NCHW)"
+            f"{nhwc_hint(shape)}")  # fmt: skip
+
+
+def nhwc_hint(shape: tuple[int, ...]) -> str:
+    """A hint when an input looks channels-last (H x W x 3), else ''."""
+    if len(shape) in (3, 4) and shape[-1] in (1, 3, 4) and min(shape[-3:-1]) >= 8:
+        return "; it looks channels-last (NHWC): export the model channels-first (NCHW)"
+    return ""
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape)) or "a scalar"
+
+
+def no_kernel_reason(graph: Graph, n: Node) -> str:
+    """What is unsupported about a node that has no kernel, and why, in words."""
+    op = n.op
+    shapes = [_shape(graph, t) if t else () for t in n.inputs]
+    if op in MOVEMENT:
+        return (f"a data-movement op runs on the device only as a channel view, selecting or "
+                f"reordering channels of a 1 x C x H x W tensor with H and W untouched; this one "
+                f"makes {_dims(graph.shapes[n.outputs[0]])} of {_dims(shapes[0])}")  # fmt: skip
+    if op == "Pad":
+        return (f"no kernel for a Pad of its own ({_pad_reason(graph, n)}); a zero Pad of H "
+                "and W is folded into the one Conv or AveragePool that reads it")  # fmt: skip
+    if op == "Mul":
+        prod = graph.producer()
+        a, b = n.inputs[:2]
+        if any(prod.get(u) is not None and prod[u].op == "Sigmoid" and prod[u].inputs[0] == v
+               for u, v in ((a, b), (b, a))):  # fmt: skip
+            what = "SiLU/swish (x * sigmoid(x))"
+        elif graph.is_const(a) or graph.is_const(b):
+            k = graph.constants[a if graph.is_const(a) else b]
+            what = (f"multiplying by a constant of shape {k.shape} that varies over H or W (a "
+                    "per-channel constant is folded into a convolution)")  # fmt: skip
+        else:
+            what = "the product of two tensors (gating, attention)"
+        return f"{what}: there is no element-wise multiply kernel"
+    if op == "Cast":
+        return f"a Cast to {np.dtype(n.attrs['to']).name}: the device computes in float32 only"
+    if op == "BatchNormalization":
+        return f"BatchNormalization of a {_dims(shapes[0])} tensor (1 x C x H x W only)"
+    return f"no kernel for {op}"
+
+
+def _pad_reason(graph: Graph, n: Node) -> str:
+    p, rank = n.attrs["pads"], len(n.attrs["pads"]) // 2
+    if rank != 4 or any(p[i] for i in (0, 1, rank, rank + 1)):
+        return "it pads the batch or channel axis"
+    if n.attrs["value"] != 0.0:
+        return f"its value is {n.attrs['value']:g}, not 0"
+    users = graph.consumers().get(n.outputs[0], [])
+    if n.outputs[0] in graph.outputs or len(users) != 1:
+        return "its result is a graph output or read by several nodes"
+    user = users[0]
+    if user.op == "AveragePool":
+        return "the AveragePool it feeds leaves its own pads out of the average"
+    return f"it feeds a {user.op}"
+
+
 def build(graph: Graph, backend: Backend) -> Plan:
+    """The plan for `graph` on `backend`; what it cannot run is a one-line GputrackError."""
     if len(graph.inputs) != 1:
         raise GputrackError(f"networks with one input are supported, got {graph.inputs}")
+    shape = graph.shapes[graph.inputs[0]]
+    problem = input_problem(shape)
+    if problem:
+        raise GputrackError(f"input '{graph.inputs[0]}' {problem}")
+    try:
+        return _build(graph, backend)
+    except GputrackError as err:  # an NHWC model fails at its first Transpose: say why
+        hint = nhwc_hint(shape)
+        if hint and "not supported on the device" in str(err):
+            raise GputrackError(f"{err}{hint}") from err
+        raise
+
+
+def _build(graph: Graph, backend: Backend) -> Plan:
     alias, copies = resolve_views(graph)
     for t in graph.outputs:
         if t in graph.constants:
             raise GputrackError(f"model output '{t}' is a constant")
     roots = {t: _root(alias, t) for t in graph.shapes}
-    # graph outputs must own stride-1 storage: a view output gets a copy step of its own
-    out_copies = [t for t in graph.outputs if t in alias and roots[t][2] != 1]
-    for t in out_copies:
-        roots[t] = (t, 0, 1)
+    # graph outputs must own stride-1 storage: a view output gets a copy step of its own, into
+    # a tensor of its own; the nodes that read it keep reading the live view (the copy is
+    # written only after the last node)
+    out_copies = {t: f"{t}#output" for t in graph.outputs if t in alias and roots[t][2] != 1}
+    for copy in out_copies.values():
+        roots[copy] = (copy, 0, 1)
 
     # lifetimes of base tensors in step units; the input is defined before step 0
     first: dict[str, int] = {graph.inputs[0]: -1}
@@ -146,19 +239,20 @@ def build(graph: Graph, backend: Backend) -> Plan:
         if id(n) in copy_at:
             last[roots[n.outputs[0]][0]] = max(last.get(roots[n.outputs[0]][0], i), i)
     end = len(graph.nodes) + 1
-    for t in graph.outputs:
+    for t in [*graph.outputs, *out_copies.values()]:
         last[roots[t][0]] = end
         first.setdefault(roots[t][0], len(graph.nodes))
     last[graph.inputs[0]] = end  # the input buffer is never reused: the next input may land early
-    for t in out_copies:  # copied at the end: the source lives until then
-        last[_root(alias, t)[0]] = end
 
     buffers: list[Any] = []
     sizes: list[int] = []
     free_after: list[int] = []  # step after which buffer k is free
     slot: dict[str, int] = {}
+    shapes = dict(graph.shapes)
+    for t, copy in out_copies.items():
+        shapes[copy] = shapes[t]
     for base in sorted(first, key=lambda b: first[b]):
-        need = int(np.prod(graph.shapes[base]))
+        need = int(np.prod(shapes[base]))
         best = None
         for k, size in enumerate(sizes):
             if (
@@ -176,15 +270,22 @@ def build(graph: Graph, backend: Backend) -> Plan:
         free_after[best] = last.get(base, first[base])
     views = {t: (slot[r[0]], r[1], r[2]) for t, r in roots.items() if r[0] in slot}
 
-    plan = Plan([], buffers, views, dict(graph.shapes))
+    plan = Plan([], buffers, views, shapes)
     for n in graph.nodes:
-        for concat, t, offset in copies:
-            if concat is n:
-                _copy_step(plan, graph, n.name, t, n.outputs[0], offset)
-        _node_steps(plan, graph, n, backend)
-    for t in out_copies:
-        base, c0, cs = _root(alias, t)
-        _copy_step(plan, graph, f"output {t}", t, t, 0, view=(plan.views[base][0], c0, cs))
+        try:
+            for concat, t, offset in copies:
+                if concat is n:  # a constant input is copied from the weights
+                    src = (_v(plan, t) if t in plan.views
+                           else (_weight(plan, graph, backend, t), 0, 1))  # fmt: skip
+                    _copy_step(plan, graph, n.name, t, src, n.outputs[0], offset)
+            _node_steps(plan, graph, n, backend)
+        except GputrackError:
+            raise
+        except Exception as err:  # a graph nobody foresaw: one line naming the node
+            raise GputrackError(f"{n.describe()}: {unexpected(err)}") from err
+    for t, copy in out_copies.items():
+        _copy_step(plan, graph, f"output {t}", t, _v(plan, t), copy, 0)
+        plan.views[t] = plan.views[copy]  # what `array(t)` hands out: the copy
     return plan
 
 
@@ -214,13 +315,14 @@ def _copy_step(
     graph: Graph,
     name: str,
     src: str,
+    source: tuple[Any, int, int],
     dst: str,
     offset: int,
-    view: tuple[int, int, int] | None = None,
 ) -> None:
-    c, *hw = graph.shapes[src][1:]
+    """Copy `src`, read as `source` = (array, c0, cs), into `dst` from channel `offset` on."""
+    c, *hw = _shape(graph, src)[1:]
     npix = int(np.prod(hw))
-    b, c0, cs = view if view is not None else plan.views[src]
+    x, c0, cs = source
     y, y0, _ = _v(plan, dst)
     plan.steps.append(
         Step(
@@ -228,7 +330,7 @@ def _copy_step(
             "nn_eltwise",
             (-(-npix // ELT_THREADS), c),
             ELT_THREADS,
-            [plan.buffers[b], c0, cs, None, 0, 1, c, npix, y, y0 + offset, 0, 0.0, 0.0],
+            [x, c0, cs, None, 0, 1, c, npix, y, y0 + offset, 0, 0.0, 0.0],
             0,
             8 * c * npix,
             (1, c, *hw),
@@ -241,9 +343,9 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
     if op in ("ChannelView", "Concat"):
         return
     if op not in COMPUTE_OPS:
-        raise _unsupported(
-            n, "no kernel for this op; only channel remaps of data movement ops become views"
-        )
+        raise _unsupported(n, no_kernel_reason(graph, n))
+    if op == "Add" and graph.is_const(n.inputs[0]):
+        n = Node(n.name, op, n.inputs[::-1], n.outputs, a)  # the tensor first
     xs = graph.shapes[n.inputs[0]]
     ys = graph.shapes[n.outputs[0]]
     if len(xs) != 4 or xs[0] != 1:
@@ -387,13 +489,25 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
             0 if a["mode"] == "nearest" else 8 * cout * out_px,
             4 * (cin * h * w + cout * out_px),
         )
-    elif op in ("Add", "Relu", "Sigmoid", "Clip"):
+    elif op in ("Add", "Relu", "Sigmoid", "Clip", "Identity"):
         b, b0, bcs = None, 0, 1
-        if op == "Add":
+        if op == "Add" and graph.is_const(n.inputs[1]):
+            if ys != xs:
+                raise _unsupported(n, f"the constant operand {graph.constants[n.inputs[1]].shape}"
+                                      f" broadcasts the tensor {xs} to {ys}")  # fmt: skip
+            # what fusion left (a constant over H and W): added as a tensor of the full shape
+            k = graph.constants[n.inputs[1]]
+            name = f"{n.inputs[1]}#broadcast{xs}"
+            if name not in plan.weights:
+                full = np.ascontiguousarray(np.broadcast_to(k, xs), dtype=np.float32)
+                plan.weights[name] = backend.to_device(full)
+            b = plan.weights[name]
+        elif op == "Add":
             if graph.shapes[n.inputs[1]] != xs or ys != xs:
-                raise _unsupported(n, "Add of equal shapes only (no broadcasting)")
+                raise _unsupported(n, f"Add of equal shapes only (no broadcasting), got {xs} and "
+                                      f"{graph.shapes[n.inputs[1]]}")  # fmt: skip
             b, b0, bcs = _v(plan, n.inputs[1])
-        act = {"Add": 0, "Relu": 1, "Sigmoid": 2, "Clip": 3}[op]
+        act = {"Add": 0, "Relu": 1, "Sigmoid": 2, "Clip": 3, "Identity": 0}[op]
         lo, hi = (a["min"], a["max"]) if op == "Clip" else (0.0, 0.0)
         npx = h * w
         step = Step(
@@ -406,7 +520,8 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
             4 * cin * npx * (3 if b is not None else 2),
         )
     elif op == "ChannelGather":
-        idx = _int_table(plan, backend, f"{n.name}.channels", n.attrs["channels"])
+        # keyed by the output: one multi-output node (a Split) can give several gathers
+        idx = _int_table(plan, backend, f"{n.outputs[0]}#channels", n.attrs["channels"])
         npx = h * w
         step = Step(
             n.name,

@@ -24,7 +24,8 @@ from gputrack.errors import GputrackError
 class Network:
     def __init__(self, model: str | Path | Any, backend: Backend) -> None:
         self.backend = backend
-        self.graph: Graph = fuse.optimise(load_model(model))
+        with errors_named(model):  # whatever goes wrong: one line naming the model
+            self.graph: Graph = fuse.optimise(load_model(model))
         self.input_name = self.graph.inputs[0]
         self.input_shape = self.graph.shapes[self.input_name]
         self.output_names = list(self.graph.outputs)
