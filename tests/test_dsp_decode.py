@@ -17,6 +17,16 @@ from gputrack.isp.params import TensorSpec
 from tests.conftest import shared_data
 
 
+def launch_poisoned(backend, head, params, mapping) -> tuple[int, np.ndarray]:
+    """The decode kernel on `head` with its outputs poisoned (NaN rows, count -1): the count
+    it wrote and every output row, on the host."""
+    dec = Decoder(backend, params)
+    dec._out = backend.full((params.max_det, 6), np.nan, np.float32)
+    dec._count = backend.full((1,), -1, np.int32)
+    out, count = dec.launch(backend.to_device(head), mapping)
+    return int(backend.to_host(count)[0]), backend.to_host(out)
+
+
 def random_head(rng, classes: int, gh: int, gw: int) -> np.ndarray:
     head = np.empty((1, 5 + classes, gh, gw), np.float32)
     head[0, 0] = 1 / (1 + np.exp(-rng.standard_normal((gh, gw)) * 3))
@@ -207,11 +217,6 @@ def test_a_box_in_the_letterbox_padding_is_no_detection(kernel_backend, rng):
         want = decode_reference(head, p, m)
         assert len(want) == 1 and want[0, 4] == pytest.approx(0.9**0.6, rel=1e-6), want
         assert want[0, 2] > want[0, 0] and want[0, 3] > want[0, 1]
-        dec = Decoder(kernel_backend, p)
-        dec._out = kernel_backend.full((p.max_det, 6), np.nan, np.float32)
-        dec._count = kernel_backend.full((1,), -1, np.int32)
-        out, count = dec.launch(kernel_backend.to_device(head), m)
-        n = int(kernel_backend.to_host(count)[0])
-        host = kernel_backend.to_host(out)
+        n, host = launch_poisoned(kernel_backend, head, p, m)
         assert n == 1 and np.isnan(host[1:]).all()
         np.testing.assert_allclose(host[:1], want, rtol=1e-5, atol=1e-3)

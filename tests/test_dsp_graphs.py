@@ -32,7 +32,7 @@ def _model(nodes, shape, outputs, inits=None, opset=13, input_type=TensorProto.F
     return m
 
 
-def _equals_onnxruntime(backend, rng, model, what: str) -> dict[str, np.ndarray]:
+def matches_onnxruntime(backend, rng, model, what: str) -> dict[str, np.ndarray]:
     """Every output of `model` on `backend` (buffers poisoned) == onnxruntime's, fresh input."""
     shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -90,7 +90,7 @@ def test_channel_shuffle_then_split_reads_both_halves_right(kernel_backend, rng)
         m = _model(nodes, [1, 3, h, w], ["ya", "yb"], inits)
         ops = fuse.optimise(load_model(m)).op_counts()
         assert ops.get("ChannelGather") == 2, ops
-        _equals_onnxruntime(kernel_backend, rng, m, f"shuffle + split, {c} channels")
+        matches_onnxruntime(kernel_backend, rng, m, f"shuffle + split, {c} channels")
 
 
 def test_a_strided_view_output_that_other_nodes_read(kernel_backend, rng):
@@ -110,7 +110,7 @@ def test_a_strided_view_output_that_other_nodes_read(kernel_backend, rng):
              "bh": _w(rng, 7), "wr": _w(rng, 6, 6, 3, 3)}  # fmt: skip
     for outputs in (["head", "v"], ["v", "cat", "res"]):
         m = _model(nodes, [1, 3, 14, 18], outputs, inits)
-        _equals_onnxruntime(kernel_backend, rng, m, f"strided output {outputs}")
+        matches_onnxruntime(kernel_backend, rng, m, f"strided output {outputs}")
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
@@ -121,7 +121,7 @@ def test_resize_opset10_matches_onnxruntime(kernel_backend, rng, mode):
         h, w = int(rng.integers(4, 11)), int(rng.integers(4, 11))
         node = helper.make_node("Resize", ["x", "s"], ["y"], mode=mode)
         m = _model([node], [1, 2, h, w], ["y"], {"s": np.float32([1, 1, sy, sx])}, opset=10)
-        _equals_onnxruntime(kernel_backend, rng, m, f"resize-10 {mode} {h}x{w} by {sy}, {sx}")
+        matches_onnxruntime(kernel_backend, rng, m, f"resize-10 {mode} {h}x{w} by {sy}, {sx}")
 
 
 def test_resize_opset18_keep_aspect_ratio_policy_and_axes(kernel_backend, rng):
@@ -144,10 +144,10 @@ def test_resize_opset18_keep_aspect_ratio_policy_and_axes(kernel_backend, rng):
                 attrs["axes"] = axes
             node = helper.make_node("Resize", ["x", "", "", "sz"], ["y"], **attrs)
             m = _model([node], [1, 2, h, w], ["y"], {"sz": np.int64(sizes)}, opset=18)
-            _equals_onnxruntime(kernel_backend, rng, m, f"{mode} {policy} {axes} {sizes} {h}x{w}")
+            matches_onnxruntime(kernel_backend, rng, m, f"{mode} {policy} {axes} {sizes} {h}x{w}")
         node = helper.make_node("Resize", ["x", "", "sc"], ["y"], mode=mode, axes=[2, 3])
         m = _model([node], [1, 2, 5, 7], ["y"], {"sc": np.float32([2.0, 1.5])}, opset=18)
-        _equals_onnxruntime(kernel_backend, rng, m, f"{mode} scales with axes")
+        matches_onnxruntime(kernel_backend, rng, m, f"{mode} scales with axes")
     # not_smaller over every axis scales the channels too: refused, saying how to mean H, W
     node = helper.make_node("Resize", ["x", "", "", "sz"], ["y"], keep_aspect_ratio_policy=
                             "not_smaller")  # fmt: skip
@@ -182,7 +182,7 @@ def test_duplicate_node_names_are_refused_and_made_up_names_stay_unique(kernel_b
         load_model(dup)
     assert "two nodes are named 'conv'" in str(err.value) and "\n" not in str(err.value)
     made_up = _model(nodes("Conv_1", ""), [1, 3, 6, 7], ["y1", "y2"], inits)
-    _equals_onnxruntime(kernel_backend, rng, made_up, "a given name like a made-up one")
+    matches_onnxruntime(kernel_backend, rng, made_up, "a given name like a made-up one")
 
 
 def test_maxpool_indices_output(kernel_backend, rng, tmp_path):
@@ -190,7 +190,7 @@ def test_maxpool_indices_output(kernel_backend, rng, tmp_path):
     pool = helper.make_node("MaxPool", ["x"], ["p", "idx"], kernel_shape=[2, 2], strides=[2, 2])
     conv = helper.make_node("Conv", ["p", "w"], ["y"])
     m = _model([pool, conv], [1, 3, 8, 10], ["y"], {"w": _w(rng, 4, 3, 1, 1)})
-    _equals_onnxruntime(kernel_backend, rng, m, "MaxPool with unread Indices")
+    matches_onnxruntime(kernel_backend, rng, m, "MaxPool with unread Indices")
     path = tmp_path / "idx.onnx"
     m = _model([pool, conv], [1, 3, 8, 10], ["y"], {"w": _w(rng, 4, 3, 1, 1)})
     m.graph.output.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
@@ -241,7 +241,7 @@ def test_constant_operands_and_standalone_batchnorm(kernel_backend, rng):
                 Network(m, kernel_backend)
             mul_refused += 1
             continue
-        _equals_onnxruntime(kernel_backend, rng, m, what)
+        matches_onnxruntime(kernel_backend, rng, m, what)
     assert mul_refused == 16
 
 
@@ -258,7 +258,7 @@ def test_a_conv_output_read_by_batchnorm_and_the_graph(kernel_backend, rng):
     m = _model(nodes, [1, 3, 5, 6], ["y", "c"], inits)
     g = fuse.optimise(load_model(m))
     assert g.op_counts() == {"Conv": 2}, g.op_counts()
-    _equals_onnxruntime(kernel_backend, rng, m, "Conv output read by BN and the graph")
+    matches_onnxruntime(kernel_backend, rng, m, "Conv output read by BN and the graph")
 
 
 def test_concat_with_a_constant_input(kernel_backend, rng):
@@ -270,7 +270,7 @@ def test_concat_with_a_constant_input(kernel_backend, rng):
     ]
     inits = {"w": _w(rng, 3, 3, 2, 2), "k": _w(rng, 1, 2, 4, 5), "k2": _w(rng, 1, 1, 4, 5)}
     m = _model(nodes, [1, 3, 8, 10], ["y", "z"], inits)
-    _equals_onnxruntime(kernel_backend, rng, m, "Concat with constant inputs")
+    matches_onnxruntime(kernel_backend, rng, m, "Concat with constant inputs")
 
 
 def test_identity_of_the_input_and_cast_to_float32(kernel_backend, rng):
@@ -283,7 +283,7 @@ def test_identity_of_the_input_and_cast_to_float32(kernel_backend, rng):
         helper.make_node("Relu", ["f"], ["z"]),
     ]
     m = _model(nodes, [1, 3, 4, 5], ["y", "z"], {"w": _w(rng, 2, 3, 1, 1)})
-    _equals_onnxruntime(kernel_backend, rng, m, "Identity of the input, Cast to float32")
+    matches_onnxruntime(kernel_backend, rng, m, "Identity of the input, Cast to float32")
 
 
 def _refusal_cases(rng) -> dict[str, tuple[onnx.ModelProto, str]]:

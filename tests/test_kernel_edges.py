@@ -13,7 +13,6 @@ import pytest
 
 from gputrack.device import get_backend
 from gputrack.dsp.decode import (
-    Decoder,
     DetectParams,
     FrameMapping,
     candidates_reference,
@@ -24,7 +23,8 @@ from gputrack.isp import IspParams, TensorSpec
 from gputrack.isp.params import BAYER_PATTERNS, DEMOSAIC_METHODS
 from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
-from tests.test_dsp_decode import random_head
+from tests.test_dsp_decode import launch_poisoned, random_head
+from tests.test_dsp_graphs import matches_onnxruntime
 from tests.test_isp_kernels import run_and_compare
 
 # --- ISP -------------------------------------------------------------------------------------
@@ -115,18 +115,8 @@ def _onnx_model(nodes, shape, outputs, inits, opset=13):
 
 
 def _against_onnxruntime(backend, rng, m, shape, what: str) -> None:
-    x = rng.standard_normal(shape).astype(np.float32)
-    want = Network(m, get_backend("cpu")).run(x)
-    net = Network(m, backend)
-    for buf in net.plan.buffers:  # every activation poisoned: unwritten elements show as NaN
-        buf[...] = np.nan
-    got = net.run(x)
-    for name, w in want.items():
-        g = got[name]
-        assert g.shape == w.shape, f"{what}: {name} shape {g.shape}, onnxruntime {w.shape}"
-        assert not np.isnan(g).any(), f"{what}: {name} has unwritten (NaN) elements"
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(w).max())),
-                                   err_msg=f"{what}: {name}")  # fmt: skip
+    assert tuple(d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim) == shape
+    matches_onnxruntime(backend, rng, m, what)
 
 
 def _conv_cases():
@@ -269,12 +259,7 @@ def test_concat_at_odd_channel_offsets_matches_onnxruntime(kernel_backend, rng):
 
 def _decode_equals_reference(backend, head, params, mapping, what: str) -> np.ndarray:
     want = decode_reference(head, params, mapping)
-    dec = Decoder(backend, params)
-    dec._out = backend.full((params.max_det, 6), np.nan, np.float32)
-    dec._count = backend.full((1,), -1, np.int32)
-    out, count = dec.launch(backend.to_device(head), mapping)
-    n = int(backend.to_host(count)[0])
-    host = backend.to_host(out)
+    n, host = launch_poisoned(backend, head, params, mapping)
     assert n == len(want), f"{what}: {n} kept, reference {len(want)}"
     assert np.isnan(host[n:]).all(), f"{what}: rows beyond the count written"
     got = _canonical_order(host[:n], want)
