@@ -152,6 +152,7 @@ class LiveView:
         self.misses = 0  # frames whose total latency was over the deadline
         self._times: deque[float] = deque(maxlen=RATE_FRAMES)  # when frames were shown
         self._drawn_at = -math.inf
+        self._pending: tuple[int, Sequence[Any]] | None = None  # the last frame, not drawn yet
         self.console = console or Console()
         # Drawn by `update` alone (see the module's docstring), not by Live's timer thread
         self._live = Live(console=self.console, auto_refresh=False, transient=False)
@@ -165,7 +166,7 @@ class LiveView:
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._live.refresh()  # the last frame as it ended, whenever it was last drawn
+        self._draw()  # the last frame as it ended, whenever the one before was drawn
         self._live.__exit__(kind, err, tb)
         if not self.console.is_terminal:  # Live ends a file's last view without a newline
             self.console.line()
@@ -176,10 +177,15 @@ class LiveView:
         self.misses += stage_ms.get("total", 0.0) > self.deadline_ms
         now = time.monotonic()
         self._times.append(now)
-        due = now - self._drawn_at >= 1.0 / REFRESH_HZ
-        self._live.update(self.render(frame, tracks), refresh=due)
-        if due:
+        self._pending = (frame, tracks)  # drawn now if due, else at the next due or the end
+        if now - self._drawn_at >= 1.0 / REFRESH_HZ:
+            self._draw()
             self._drawn_at = now
+
+    def _draw(self) -> None:
+        if self._pending is not None:  # a frame's view is built only when it is drawn
+            self._live.update(self.render(*self._pending), refresh=True)
+            self._pending = None
 
     def achieved_fps(self) -> float | None:
         """Frames a second over the last `RATE_FRAMES` frames shown (None before two)."""
