@@ -148,6 +148,11 @@ def test_synthetic_ring_replays():
         ("synthetic:320x180,seed=x", "seed"),
         ("synthetic:320x180,classes=dragon", "dragon"),
         ("synthetic:320x180@0", "fps"),
+        # given twice: silently one of them before
+        ("synthetic:320x180,classes=car+car", "car given more than once"),
+        ("synthetic:320x180,num_objects=3,objects=5", "objects and num_objects are one option"),
+        ("synthetic:320x180,seed=1,seed=2", r"seed is given twice \(1 and 2\)"),
+        ("synthetic:320x180,size=64x48", "size is given twice"),
     ],
 )
 def test_synthetic_spec_errors(spec, words):

@@ -131,6 +131,10 @@ class SyntheticWorld:
             raise GputrackError(f"synthetic world seed {seed} must be from 0 to 2**64 - 1")
         classes = tuple(str(c).lower() for c in classes)
         bad = [c for c in classes if c not in ALL_CLASSES]
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        if twice:  # a class numbered twice in the truth, drawn twice as often
+            raise GputrackError(f"synthetic world classes {list(classes)}: {', '.join(twice)} "
+                                "given more than once")  # fmt: skip
         if bad or not classes:
             raise GputrackError(
                 f"synthetic world classes {list(classes)}: choose from {', '.join(ALL_CLASSES)}"

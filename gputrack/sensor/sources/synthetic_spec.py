@@ -78,14 +78,23 @@ def _parse_synthetic(spec: str) -> dict[str, Any]:
     for token in filter(None, (t.strip() for t in rest.split(","))):
         if "=" in token:
             key, _, value = token.partition("=")
-            out[key.strip().lower()] = value.strip()
+            _put(out, key.strip().lower(), value.strip(), spec)
             continue
         size, _, fps = token.partition("@")
         if size:
-            out["size"] = size
+            _put(out, "size", size, spec)
         if fps:
-            out["fps"] = fps
+            _put(out, "fps", fps, spec)
+    if "objects" in out and "num_objects" in out:
+        raise GputrackError(f"{spec}: objects and num_objects are one option; give it once")
     return out
+
+
+def _put(out: dict[str, Any], key: str, value: str, spec: str) -> None:
+    """A key given twice (seed=1,seed=2; 720p,size=...) is a mistake, not a choice."""
+    if key in out:
+        raise GputrackError(f"{spec}: {key} is given twice ({out[key]} and {value})")
+    out[key] = value
 
 
 def _seed(value: Any, where: str) -> int:
