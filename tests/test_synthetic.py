@@ -203,3 +203,23 @@ def test_bad_arguments(kwargs, words):
 def test_negative_index(world):
     with pytest.raises(GputrackError, match="index"):
         world.render(-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"fps": 1e-9}, "fps"),  # rendered frame 3 built lives to 3e9 s: it hung
+        ({"fps": float("nan")}, "fps"),  # a ValueError deep inside before
+        ({"fps": float("inf")}, "fps"),
+        ({"width": 100.7}, "width 100.7: a whole number"),  # a 100-pixel world before
+        ({"seed": 1.9}, "seed 1.9"),
+        ({"seed": True}, "seed True"),
+        ({"num_objects": 2.7}, "num_objects 2.7"),
+        ({"classes": "car"}, "a list of names"),  # the classes c, a and r before
+        ({"classes": ["car", "car"]}, "car given more than once"),
+    ],
+)
+def test_the_world_refuses_what_it_would_bend(kwargs, words):
+    with pytest.raises(GputrackError, match=words):
+        SyntheticWorld(**{"width": 64, "height": 48, **kwargs})
+    SyntheticWorld(64, 48, fps=np.float32(25), seed=np.uint64(3), num_objects=np.int64(2))

@@ -11,6 +11,9 @@ from gputrack.sensor.roi import Roi
 
 BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 BIT_DEPTHS = (8, 10, 12, 14, 16)
+# Frame rates a source may claim: from one frame in 10 s (time lapse) to 1000 fps. Beyond
+# them the tracker's frame counts and a video writer's timing make no sense.
+MIN_FPS, MAX_FPS = 0.1, 1000.0
 
 
 def check_pattern(pattern: str) -> str:

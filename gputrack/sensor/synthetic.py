@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from gputrack.errors import GputrackError
+from gputrack.sensor.frame import MAX_FPS, MIN_FPS
 
 ALL_CLASSES = ("person", "car", "ball")
 
@@ -114,6 +116,18 @@ class SyntheticWorld:
         num_objects: int = 8,
         classes: Sequence[str] = ALL_CLASSES,
     ) -> None:
+        # The API's own checks (the spec parser checks its text before): whole numbers stay
+        # whole (100.7 would render a 100-pixel world), a rate the sources allow
+        for name, value in (("width", width), ("height", height), ("seed", seed),
+                            ("num_objects", num_objects)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise GputrackError(f"synthetic world {name} {value!r}: a whole number")
+        if isinstance(classes, str):  # "car" would be the classes c, a and r
+            raise GputrackError(f"synthetic world classes {classes!r}: a list of names, such "
+                                "as ['car']")  # fmt: skip
+        if not MIN_FPS <= fps <= MAX_FPS:  # NaN fails too; 1e-9 fps built lives for ages
+            raise GputrackError(f"synthetic world fps {fps} must be from {MIN_FPS:g} to "
+                                f"{MAX_FPS:g}")  # fmt: skip
         if width < MIN_SIDE or height < MIN_SIDE:
             raise GputrackError(f"synthetic world size {width}x{height} is too small (min 16x16)")
         if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
@@ -121,8 +135,6 @@ class SyntheticWorld:
                 f"synthetic world size {width}x{height} is too large (each side at most "
                 f"{MAX_SIDE}, at most {MAX_PIXELS / 1e6:g} MP in all; 8K is 7680x4320)"
             )
-        if fps <= 0:
-            raise GputrackError(f"synthetic world fps {fps} must be positive")
         if not 0 <= num_objects <= MAX_OBJECTS:
             raise GputrackError(
                 f"synthetic world num_objects {num_objects} must be from 0 to {MAX_OBJECTS}"

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
+from gputrack.sensor.frame import BIT_DEPTHS, MAX_FPS, MIN_FPS, RawFrame, check_pattern
 from gputrack.sensor.roi import Roi
 
 # One logger for every source, named for the package (as when it was one module).
@@ -27,9 +27,6 @@ CAMERA_RAW_EXTS = {
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
     ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf", ".mef",
 }
-# Frame rates a source may claim: from one frame in 10 s (time lapse) to 1000 fps. Beyond
-# them the tracker's frame counts and a video writer's timing make no sense.
-MIN_FPS, MAX_FPS = 0.1, 1000.0
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440),
                "4k": (3840, 2160), "2160p": (3840, 2160), "uhd": (3840, 2160)}
 # Every option any source understands; a source ignores the ones that do not concern it
