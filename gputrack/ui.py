@@ -183,9 +183,21 @@ class LiveView:
             self._drawn_at = now
 
     def _draw(self) -> None:
-        if self._pending is not None:  # a frame's view is built only when it is drawn
+        if self._pending is None:  # a frame's view is built only when it is drawn
+            return
+        # One synchronized update (DEC mode 2026): the terminal shows the view once it is all
+        # drawn, not line by line as rich erases and redraws it (tearing over ssh); terminals
+        # without the mode ignore it
+        sync = self.console.is_terminal
+        if sync:
+            self.console.file.write("\x1b[?2026h")
+        try:
             self._live.update(self.render(*self._pending), refresh=True)
-            self._pending = None
+        finally:
+            if sync:
+                self.console.file.write("\x1b[?2026l")
+                self.console.file.flush()
+        self._pending = None
 
     def achieved_fps(self) -> float | None:
         """Frames a second over the last `RATE_FRAMES` frames shown (None before two)."""

@@ -251,3 +251,18 @@ def test_the_view_ends_with_a_newline_when_not_on_a_terminal():
     with LiveView("t", (640, 360), 30, ("p",), 1, console=console) as view:
         view.update(0, [], {"total": 1.0})
     assert out.getvalue().endswith("╯\n")  # the summary printed next starts its own line
+
+
+def test_each_redraw_is_one_synchronized_update_on_a_terminal():
+    """Drawn between 'begin' and 'end synchronized update', so a terminal never shows a
+    half-erased view (the QA caught one mid-redraw); not on a file."""
+    for terminal in (True, False):
+        out = io.StringIO()
+        console = Console(file=out, width=60, height=20, force_terminal=terminal)
+        with LiveView("t", (640, 360), 30, ("p",), 2, console=console) as view:
+            view.update(0, [_track(1, "confirmed", 100)], {"total": 1.0})
+        text = out.getvalue()
+        begins, ends = text.count("\x1b[?2026h"), text.count("\x1b[?2026l")
+        assert (begins, ends) == ((1, 1) if terminal else (0, 0))  # the one frame drawn
+        if terminal:
+            assert text.index("\x1b[?2026h") < text.index("frame 1/2") < text.rindex("\x1b[?2026l")
