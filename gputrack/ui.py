@@ -337,9 +337,11 @@ class _Lines:
 TRACK_COLUMNS = (10, 7, 3)  # the track table's columns, as many as the width allows
 
 
-def _fits_unsqueezed(table: Table, console: Console, options: ConsoleOptions) -> bool:
-    """Whether `table` fits its widest cells: rich would otherwise cut numbers to '2…'."""
-    return _widest(table, console, options) <= options.max_width
+def _fits_unsqueezed(
+    renderable: RenderableType, console: Console, options: ConsoleOptions
+) -> bool:
+    """Whether `renderable` fits its widest cells: rich would otherwise cut numbers to '2…'."""
+    return _widest(renderable, console, options) <= options.max_width
 
 
 def _widest(renderable: RenderableType, console: Console, options: ConsoleOptions) -> int:
@@ -357,7 +359,7 @@ def _fit(
 ) -> _Lines | None:
     """`renderable` drawn in `options.max_width` columns, or None where it takes more than
     `max_rows` rows or would have to be squeezed (its numbers cut short)."""
-    if _widest(renderable, console, options) > options.max_width:
+    if not _fits_unsqueezed(renderable, console, options):
         return None
     lines = console.render_lines(renderable, options, pad=False)
     return _Lines(lines) if len(lines) <= max_rows else None

@@ -48,6 +48,17 @@ def check_sensor_bit_depth(depth: int | None) -> None:
         )
 
 
+def check_sensor_ccm(isp: Any) -> None:
+    """The colour matrix of `isp` (IspParams) inverts for the sensor model (an RGB input),
+    else a usage error: the matrix is the user's --ccm."""
+    from gputrack.sensor.model import SensorParams
+
+    try:
+        SensorParams(isp=isp).colour_matrix()
+    except GputrackError as err:
+        raise UsageError(f"--ccm: {err}") from None
+
+
 def _number(text: str) -> float:
     """`text` as a float, NaN when it is not a number (so every range check refuses it)."""
     try:

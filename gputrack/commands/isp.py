@@ -32,6 +32,7 @@ from gputrack.commands.args import (
     bayer_pattern,
     bit_depth,
     check_sensor_bit_depth,
+    check_sensor_ccm,
     isp_choices,
     non_negative_int,
     seed,
@@ -253,10 +254,7 @@ def _check_sensor_values(args: argparse.Namespace) -> None:
         raise UsageError(f"--black-level {args.black_level}: {depth}-bit data takes a black "
                          f"level from 0 to {white - 1}, below its white level")  # fmt: skip
     if isinstance(args.ccm, tuple):  # 'camera' is refused for RGB input by stated_colour
-        try:
-            model.SensorParams(isp=IspParams(ccm=args.ccm)).colour_matrix()
-        except GputrackError as err:
-            raise UsageError(f"--ccm: {err}") from None
+        check_sensor_ccm(IspParams(ccm=args.ccm))
 
 
 def run(args: argparse.Namespace) -> int:

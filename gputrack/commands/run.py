@@ -38,6 +38,7 @@ from gputrack.commands.args import (
     bayer_pattern,
     bit_depth,
     check_sensor_bit_depth,
+    check_sensor_ccm,
     fraction,
     isp_choices,
     max_detections,
@@ -65,11 +66,9 @@ from gputrack.outputs.files import (
 )
 from gputrack.outputs.sinks import VIDEO_CODECS, RunOutputs, check_output_path
 from gputrack.pipeline import STAGES, Pipeline
-from gputrack.sensor.model import SensorParams
 from gputrack.sensor.roi import Roi
 from gputrack.sensor.sources import (
-    CAMERA_RAW_EXTS,
-    IMAGE_EXTS,
+    FOLDER_FRAME_EXTS,
     is_headerless_raw,
     is_synthetic,
     open_source,
@@ -309,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(
         {"source": source_path if source_path.exists() else None, "model": model},
         {f"--{o}": getattr(args, o) for o in ("log", "mot", "video", "image", "nv12")},
-        folder_reads=IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"},
+        folder_reads=FOLDER_FRAME_EXTS,
     )
     if args.size and not is_headerless_raw(args.source):
         raise UsageError(
@@ -413,10 +412,7 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         stack.enter_context(source)
         if not source.is_raw:  # a matrix the sensor model cannot invert: said before frame 1
-            try:
-                SensorParams(isp=sensor).colour_matrix()
-            except GputrackError as err:  # the user's --ccm: a bad argument
-                raise UsageError(f"--ccm: {err}") from None
+            check_sensor_ccm(sensor)
         outputs = RunOutputs(
             stack,
             log=args.log,

@@ -200,11 +200,10 @@ def check_raw_folder(folder: str | Path, option: str = "--raw") -> Path:
         # A recording is played back as the folder's frames: any other file a folder source
         # reads (images, a camera's DNGs) would be read with it, or make it unreadable.
         # (imported here: the sources import this module for the recording's file names)
-        from gputrack.sensor.sources.base import CAMERA_RAW_EXTS, IMAGE_EXTS
+        from gputrack.sensor.sources.base import FOLDER_FRAME_EXTS
 
-        reads = IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"}
         frames = sorted(p.name for p in path.iterdir()
-                        if p.suffix.lower() in reads and not p.name.startswith("."))
+                        if p.suffix.lower() in FOLDER_FRAME_EXTS and not p.name.startswith("."))
         if frames:
             more = f" and {len(frames) - 1} more" if len(frames) > 1 else ""
             raise UsageError(f"{option} {folder}: holds {frames[0]}{more}, which its playback "

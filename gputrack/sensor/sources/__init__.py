@@ -29,6 +29,7 @@ from typing import Any
 from gputrack.errors import GputrackError, UsageError
 from gputrack.sensor.sources.base import (
     CAMERA_RAW_EXTS,
+    FOLDER_FRAME_EXTS,
     IMAGE_EXTS,
     KNOWN_OPTIONS,
     MAX_FPS,
@@ -56,9 +57,9 @@ from gputrack.sensor.sources.synthetic_spec import (
 from gputrack.sensor.sources.video import MAX_WEBCAM, VideoSource, _open_webcam
 
 __all__ = [
-    "CAMERA_RAW_EXTS", "IMAGE_EXTS", "KNOWN_OPTIONS", "MAX_FPS", "MAX_WEBCAM", "MIN_FPS",
-    "NAMED_SIZES", "SYNTHETIC_KEYS", "URL", "CameraRawSource", "Frame", "ImageFolderSource",
-    "NpySource", "RawFileSource", "Source", "SyntheticSource", "VideoSource",
+    "CAMERA_RAW_EXTS", "FOLDER_FRAME_EXTS", "IMAGE_EXTS", "KNOWN_OPTIONS", "MAX_FPS",
+    "MAX_WEBCAM", "MIN_FPS", "NAMED_SIZES", "SYNTHETIC_KEYS", "URL", "CameraRawSource", "Frame",
+    "ImageFolderSource", "NpySource", "RawFileSource", "Source", "SyntheticSource", "VideoSource",
     "is_headerless_raw", "is_synthetic", "natural_key", "open_source", "parse_size",
 ]
 

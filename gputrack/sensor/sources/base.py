@@ -27,6 +27,8 @@ CAMERA_RAW_EXTS = {
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
     ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf", ".mef",
 }
+# What a folder source reads as frames: no output may land among them
+FOLDER_FRAME_EXTS = IMAGE_EXTS | CAMERA_RAW_EXTS | {".raw", ".npy"}
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440),
                "4k": (3840, 2160), "2160p": (3840, 2160), "uhd": (3840, 2160)}
 # Every option any source understands; a source ignores the ones that do not concern it

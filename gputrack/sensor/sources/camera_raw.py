@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gputrack.errors import GputrackError, UsageError
+from gputrack.errors import GputrackError
 from gputrack.native_stderr import quiet_native_stderr
 from gputrack.outputs.dng import FRAME_NAME, read_window
 from gputrack.sensor.frame import BIT_DEPTHS, RawFrame, check_pattern
@@ -39,8 +39,8 @@ _RECORDED = re.compile(re.escape(FRAME_NAME).replace(re.escape("{:06d}"), r"(\d+
 
 class CameraRawSource(Source):
     """DNG and camera RAW files (one or a folder) through rawpy: the visible sensor area, its
-    Bayer pattern, black and white level, and the bit depth that holds that white level (a
-    ``bit_depth`` given is refused, as ``open_source`` refuses the others). An odd edge row or
+    Bayer pattern, black and white level, and the bit depth that holds that white level
+    (`open_source` refuses a `bit_depth`, `pattern` or level given for them). An odd edge row or
     column is cropped off (the pattern is anchored at the top-left, so it does not change).
     Non-Bayer sensors (X-Trans, four-colour) are an error. ``meta`` carries the per-channel
     black levels and the camera's white balance and colour matrix.
@@ -56,13 +56,8 @@ class CameraRawSource(Source):
 
     kind = "camera-raw"
 
-    def __init__(self, files: Sequence[Path], name: str, bit_depth: Any = None,
-                 fps: float | None = None, frames: int | None = None, loop: bool = False) -> None:
-        # The depth follows from the white level the file states: another one would be
-        # reported beside that level yet change nothing (deeper), or clip it (shallower).
-        if bit_depth is not None:
-            raise UsageError(f"{name}: a DNG/camera RAW file states its own bit depth (the "
-                             "smallest that holds its white level); --bit-depth does not apply")
+    def __init__(self, files: Sequence[Path], name: str, fps: float | None = None,
+                 frames: int | None = None, loop: bool = False) -> None:
         try:
             import rawpy  # noqa: F401  (optional dependency: only DNG/camera RAW needs it)
         except ImportError:
