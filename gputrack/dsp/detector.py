@@ -68,6 +68,21 @@ def check_head(model: str | Path, head: tuple[int, ...], input_hw: tuple[int, in
                             f"{w}x{h} input; its grid is {gw}x{gh}")  # fmt: skip
 
 
+def check_rgb8(rgb8: object) -> None:
+    """A clear error unless `rgb8` is a uint8[H, W, 3] host image: a float image in [0, 1]
+    (or a uint16 one) would be normalised as 8-bit codes and find nothing, without a word."""
+    if not isinstance(rgb8, np.ndarray):
+        raise GputrackError(f"detector image must be a NumPy uint8 array (H, W, 3), got "
+                            f"{type(rgb8).__name__}")  # fmt: skip
+    if rgb8.ndim != 3 or rgb8.shape[2] != 3:
+        raise GputrackError(f"detector image must be RGB (H, W, 3), got shape {rgb8.shape}")
+    if rgb8.dtype != np.uint8:
+        raise GputrackError(f"detector image must be uint8 (0-255), got {rgb8.dtype} (a float "
+                            "image in [0, 1]: (255 * x).round().astype(np.uint8))")  # fmt: skip
+    if rgb8.shape[0] < 1 or rgb8.shape[1] < 1:
+        raise GputrackError(f"detector image {rgb8.shape[1]}x{rgb8.shape[0]} is empty")
+
+
 def _dims(shape: tuple[int, ...]) -> str:
     return " x ".join(map(str, shape)) or "a scalar"
 
@@ -90,10 +105,12 @@ class Detector:
         self.decoder = Decoder(backend, params)
 
     def tensor(self, rgb8: np.ndarray) -> np.ndarray:
+        check_rgb8(rgb8)
         return make_tensor(rgb8, self.spec, np.float32)
 
     def __call__(self, rgb8: np.ndarray, stream: Any = None) -> np.ndarray:
         """float32[N, 6] = x1, y1, x2, y2, score, class in `rgb8`'s pixels."""
+        check_rgb8(rgb8)
         mapping = FrameMapping.of(self.spec, rgb8.shape[1], rgb8.shape[0])
         head_name = self.network.output_names[0]
         outs = self.network.run(self.tensor(rgb8), stream=stream, download=False)

@@ -7,12 +7,19 @@ transfer curve, Malvar-He-Cutler demosaicing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.sensor.frame import BAYER_PATTERNS, check_levels, check_pattern
+from gputrack.sensor.frame import (
+    BAYER_PATTERNS,
+    check_bit_depth,
+    check_levels,
+    check_pattern,
+    whole_number,
+)
 
 DEMOSAIC_METHODS = ("mhc", "bilinear", "directional")
 TONE_CURVES = ("srgb", "linear", "gamma2.2")
@@ -64,8 +71,11 @@ class TensorSpec:
     dtype: str = "float32"  # or "float16"
 
     def __post_init__(self) -> None:
+        for name in ("width", "height"):  # 32.5 or "32" would fail in the middle of a frame
+            object.__setattr__(self, name, whole_number(f"tensor {name}", getattr(self, name)))
         if self.width < 1 or self.height < 1:
             raise GputrackError(f"tensor size {self.width}x{self.height} must be positive")
+        object.__setattr__(self, "letterbox", check_flag("tensor letterbox", self.letterbox))
         if self.resize not in ("area", "bilinear"):
             raise GputrackError(f"tensor resize '{self.resize}' unknown (area or bilinear)")
         if self.channel_order not in ("RGB", "BGR"):
@@ -74,14 +84,16 @@ class TensorSpec:
             raise GputrackError(f"tensor dtype '{self.dtype}' (float32 or float16)")
         for name in ("mean", "scale"):
             try:
-                values = tuple(float(v) for v in getattr(self, name))
-            except (TypeError, ValueError):
+                values = tuple(real_number(v) for v in getattr(self, name))
+            except TypeError:
                 values = ()
             if len(values) != 3 or not np.isfinite(values).all():
                 raise GputrackError(f"tensor {name} {getattr(self, name)!r}: three finite numbers")
             object.__setattr__(self, name, values)
-        if not np.isfinite(self.pad_value):
-            raise GputrackError(f"tensor pad value {self.pad_value}: a finite number")
+        pad = real_number(self.pad_value)
+        if not math.isfinite(pad):
+            raise GputrackError(f"tensor pad value {self.pad_value!r}: a finite number")
+        object.__setattr__(self, "pad_value", pad)
 
     def geometry(self, src_w: int, src_h: int) -> tuple[int, int, int, int]:
         """(content_w, content_h, pad_x, pad_y): where the resized image sits in the tensor."""
@@ -115,8 +127,14 @@ class IspParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pattern", check_pattern(self.pattern))
-        if self.bit_depth not in (8, 10, 12, 14, 16):
-            raise GputrackError(f"bit depth {self.bit_depth} not supported (8, 10, 12, 14, 16)")
+        object.__setattr__(self, "bit_depth", check_bit_depth(self.bit_depth))
+        for name in ("black_level", "white_level"):  # 256.5 would be truncated by `black`
+            if getattr(self, name) is not None:
+                what = name.replace("_", " ")
+                object.__setattr__(self, name, whole_number(what, getattr(self, name)))
+        object.__setattr__(self, "nv12", check_flag("nv12", self.nv12))  # "no" is truthy
+        if self.tensor is not None and not isinstance(self.tensor, TensorSpec):
+            raise GputrackError(f"tensor {self.tensor!r}: a TensorSpec or None")
         if self.demosaic not in DEMOSAIC_METHODS:
             raise GputrackError(
                 f"demosaic method '{self.demosaic}' unknown "
@@ -129,13 +147,19 @@ class IspParams:
                 )
         else:
             object.__setattr__(self, "wb", check_wb_gains(self.wb))
-        if not 0 < self.awb_clip <= 1:  # NaN fails too
-            raise GputrackError(f"awb_clip {self.awb_clip}: a fraction of white in (0, 1]")
+        clip = real_number(self.awb_clip)
+        if not 0 < clip <= 1:  # NaN fails too
+            raise GputrackError(f"awb_clip {self.awb_clip!r}: a fraction of white in (0, 1]")
+        object.__setattr__(self, "awb_clip", clip)
         object.__setattr__(self, "lens_shading", check_shading(self.lens_shading))
         object.__setattr__(self, "ccm", check_ccm(self.ccm))
         tone_curve(self.tone)  # validates
         if self.lut is not None:
-            self.tone_lut()  # validates
+            lut = self.tone_lut()  # validates
+            if not isinstance(self.lut, tuple):
+                # A tuple, as the other colour parameters: an array would make the parameters
+                # unhashable, and the kernel backends key their constants on them.
+                object.__setattr__(self, "lut", tuple(lut.tolist()))
         check_levels(self.black, self.white, self.bit_depth)
 
     @property
@@ -160,7 +184,10 @@ class IspParams:
     def tone_lut(self) -> np.ndarray:
         """float64[LUT_SIZE]: the tone curve sampled at i / (LUT_SIZE - 1)."""
         if self.lut is not None:
-            lut = np.asarray(self.lut, dtype=np.float64)
+            try:
+                lut = np.asarray(self.lut, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise GputrackError("a custom tone LUT must hold numbers") from None
             if lut.ndim != 1 or not 2 <= lut.size <= LUT_SIZE:
                 # isp_main keeps the LUT in shared memory, sized for LUT_SIZE samples
                 raise GputrackError(
@@ -233,8 +260,30 @@ def check_shading(k: object) -> tuple[float, float]:
     return (k1, k2)
 
 
+def real_number(value: object) -> float:
+    """`value` as a float if it is a real number, else NaN (which every range check
+    refuses): text such as "0.9" and bools are not numbers here."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float
+        return math.inf
+
+
+def check_flag(what: str, value: object) -> bool:
+    """`value` if it is a bool (or NumPy's), else a clear error: "no" or 0.5 is not a switch."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise GputrackError(f"{what} {value!r}: must be True or False")
+    return bool(value)
+
+
 def tone_curve(name: str):
     """The forward curve for a tone name."""
+    if not isinstance(name, str):
+        raise GputrackError(f"tone curve {name!r} unknown (srgb, linear, gammaX)")
     if name == "srgb":
         return srgb_encode
     if name == "linear":

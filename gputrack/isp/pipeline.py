@@ -18,7 +18,7 @@ from gputrack.device.base import Backend
 from gputrack.errors import GputrackError
 from gputrack.isp import reference as ref
 from gputrack.isp.params import IspParams, pattern_offsets
-from gputrack.sensor.frame import RawFrame
+from gputrack.sensor.frame import RawFrame, check_array, is_uint16
 
 MAIN_BLOCK = (32, 8, 1)  # isp.cu: ISP_BX x ISP_BY, one thread per 2x2 cell
 TILE = (64, 16)  # pixels per tile of isp_main (and isp_main_dir) with one cell per thread
@@ -70,6 +70,7 @@ class IspOutputs:
 def check_raw(raw: RawFrame | np.ndarray | Any, what: str = "RAW frame") -> tuple[int, int]:
     """(h, w) of a mosaic, or a clear error: 2-D, even sides, at least 4x4."""
     data = raw.data if isinstance(raw, RawFrame) else raw
+    check_array(data, what)
     if len(data.shape) != 2:
         raise GputrackError(f"{what} must be 2-D (H, W), got shape {tuple(data.shape)}")
     h, w = (int(s) for s in data.shape)
@@ -77,9 +78,18 @@ def check_raw(raw: RawFrame | np.ndarray | Any, what: str = "RAW frame") -> tupl
         raise GputrackError(f"{what} size {w}x{h}: width and height must be even")
     if h < 4 or w < 4:
         raise GputrackError(f"{what} size {w}x{h}: at least 4x4 pixels")
-    if data.dtype != np.uint16:
+    if not is_uint16(data.dtype):
         raise GputrackError(f"{what} must be uint16, got {data.dtype}")
     return h, w
+
+
+def check_raw_values(data: np.ndarray, bit_depth: int, what: str = "RAW frame") -> None:
+    """A clear error when a host mosaic holds values its bit depth cannot (16-bit data given
+    as 12-bit): the ISP would clip them all to white without a word."""
+    top = int(data.max(initial=0))
+    if top >= 1 << bit_depth:
+        raise GputrackError(f"{what} reaches {top}, which exceeds its bit depth {bit_depth} "
+                            f"(max {(1 << bit_depth) - 1}); give the right bit depth")  # fmt: skip
 
 
 class IspPipeline:
@@ -217,6 +227,9 @@ class IspPipeline:
         p = self.effective(raw)
         data = raw.data if isinstance(raw, RawFrame) else raw
         h, w = check_raw(data)
+        if isinstance(data, np.ndarray):  # host data (and emu's device arrays): cheap to check
+            data = data.astype(np.uint16, copy=False)  # native byte order, as kernels read it
+            check_raw_values(data, p.bit_depth)
         if self._module is None:
             return self._process_cpu(data, p)
         return self._process_kernels(data, p, h, w, download, stream)

@@ -26,9 +26,45 @@ def check_pattern(pattern: str) -> str:
     return p
 
 
+def whole_number(what: str, value: object) -> int:
+    """`value` as an int if it is a whole number (an int, a NumPy integer or an integral
+    float; a bool is not one), else a clear error naming `what`: a level of 256.5 or "256"
+    would otherwise be truncated or compared as text somewhere downstream."""
+    if not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return int(value)
+    raise GputrackError(f"{what} {value!r}: must be a whole number")
+
+
+def check_bit_depth(bit_depth: object) -> int:
+    """The bit depth as an int, or a clear error unless it is one of BIT_DEPTHS."""
+    depth = whole_number("bit depth", bit_depth)
+    if depth not in BIT_DEPTHS:
+        raise GputrackError(f"bit depth {bit_depth} not supported (choose from {BIT_DEPTHS})")
+    return depth
+
+
+def is_uint16(dtype: object) -> bool:
+    """uint16 in either byte order ('>u2' from a big-endian file is as good as '<u2')."""
+    dt = np.dtype(dtype)  # type: ignore[call-overload]
+    return dt.kind == "u" and dt.itemsize == 2
+
+
+def check_array(data: object, what: str) -> None:
+    """A clear error unless `data` is an array (NumPy, or a backend's device array): a list
+    would fail later with an AttributeError that names nothing."""
+    if not (hasattr(data, "shape") and hasattr(data, "dtype")):
+        raise GputrackError(f"{what} must be an array (NumPy or a device array), got "
+                            f"{type(data).__name__}")  # fmt: skip
+
+
 def check_levels(black: int, white: int, bit_depth: int) -> None:
     """A clear error unless 0 <= black < white < 2**bit_depth."""
-    if not 0 <= black < white < (1 << bit_depth):
+    black = whole_number("black level", black)
+    white = whole_number("white level", white)
+    if not 0 <= black < white < (1 << whole_number("bit depth", bit_depth)):
         raise GputrackError(
             f"black level {black} / white level {white} do not fit {bit_depth}-bit data"
         )
@@ -58,19 +94,21 @@ class RawFrame:
 
     def __post_init__(self) -> None:
         self.pattern = check_pattern(self.pattern)
-        if self.bit_depth not in BIT_DEPTHS:
-            raise GputrackError(
-                f"bit depth {self.bit_depth} not supported (choose from {BIT_DEPTHS})"
-            )
+        self.bit_depth = check_bit_depth(self.bit_depth)
         if self.white_level is None:
             self.white_level = (1 << self.bit_depth) - 1
+        self.black_level = whole_number("black level", self.black_level)
+        self.white_level = whole_number("white level", self.white_level)
+        check_array(self.data, "RAW frame data")
         if self.data.ndim != 2:
             raise GputrackError(f"RAW frame must be 2-D (H, W), got shape {self.data.shape}")
         h, w = self.data.shape
         if h % 2 or w % 2:
             raise GputrackError(f"RAW frame size {w}x{h}: width and height must be even")
-        if self.data.dtype != np.uint16:
+        if not is_uint16(self.data.dtype):
             raise GputrackError(f"RAW frame must be uint16, got {self.data.dtype}")
+        if self.data.dtype != np.uint16:  # the other byte order: every consumer reads native
+            self.data = self.data.astype(np.uint16)
         check_levels(self.black_level, self.white_level, self.bit_depth)
         if (self.window is None) != (self.sensor_size is None):
             raise GputrackError("a windowed RAW frame states both its window and the sensor's "

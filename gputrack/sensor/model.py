@@ -28,7 +28,7 @@ from gputrack.device.base import Backend
 from gputrack.errors import GputrackError
 from gputrack.isp.params import IspParams, cfa_channels, pattern_offsets
 from gputrack.isp.reference import shading_gain
-from gputrack.sensor.frame import RawFrame
+from gputrack.sensor.frame import RawFrame, check_array, whole_number
 
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
@@ -134,6 +134,7 @@ def gaussian(seed: int, frame: int, index: np.ndarray) -> np.ndarray:
 
 
 def check_scene(scene: np.ndarray) -> None:
+    check_array(scene, "scene")
     if scene.ndim != 3 or scene.shape[2] != 3:
         raise GputrackError(f"scene must be an RGB image (H, W, 3), got shape {scene.shape}")
     h, w = scene.shape[:2]
@@ -141,6 +142,27 @@ def check_scene(scene: np.ndarray) -> None:
         raise GputrackError(f"image size {w}x{h}: width and height must be even for a Bayer sensor")
     if h < 4 or w < 4:
         raise GputrackError(f"image size {w}x{h}: at least 4x4 pixels")
+    # NaN would become a RAW value of 0 (or anything: the cast is undefined), inf white; a
+    # device array is not read back for this.
+    if isinstance(scene, np.ndarray) and scene.dtype.kind == "f" and not np.isfinite(scene).all():
+        raise GputrackError("scene holds NaN or infinite values: a float scene must be finite "
+                            "(linear light, 0 black, 1 white)")  # fmt: skip
+
+
+def native(scene: Any) -> Any:
+    """A host array in the machine's byte order (a '>u2' scene is as good as a '<u2' one, but
+    the dtype checks and the kernels know only native types); others as they are."""
+    if isinstance(scene, np.ndarray) and not scene.dtype.isnative:
+        return scene.astype(scene.dtype.newbyteorder("="))
+    return scene
+
+
+def check_frame(frame: object) -> int:
+    """The frame number as an int (it keys the noise), or a clear error."""
+    number = whole_number("frame number", frame)
+    if not 0 <= number < 1 << 64:
+        raise GputrackError(f"frame number {frame}: must be from 0 to 2^64 - 1")
+    return number
 
 
 def scene_linear(scene: np.ndarray, params: SensorParams) -> np.ndarray:
@@ -157,6 +179,7 @@ def scene_linear(scene: np.ndarray, params: SensorParams) -> np.ndarray:
 def reference(scene: np.ndarray, params: SensorParams, frame: int = 0) -> np.ndarray:
     """The sensor model in float64: uint16[H, W] RAW mosaic."""
     check_scene(scene)
+    scene, frame = native(scene), check_frame(frame)
     h, w = scene.shape[:2]
     isp = params.isp
     lin = scene_linear(scene, params)
@@ -182,6 +205,7 @@ def reference(scene: np.ndarray, params: SensorParams, frame: int = 0) -> np.nda
 def mosaic_only(scene: np.ndarray, pattern: str) -> RawFrame:
     """The demosaicing benchmark's mosaic: the image as given, one channel per site."""
     check_scene(scene)
+    scene = native(scene)
     if scene.dtype == np.uint8:
         depth = 8
     elif scene.dtype == np.uint16:
@@ -239,11 +263,12 @@ class SensorModel:
     def render(self, scene: Any, frame: int = 0, download: bool = True) -> RawFrame | Any:
         """RGB scene (host or device array) -> RawFrame (or the device mosaic if not download)."""
         p = self.params
+        check_scene(scene)
+        scene, frame = native(scene), check_frame(frame)
         if self._module is None:
             host = scene if isinstance(scene, np.ndarray) else self.backend.to_host(scene)
             raw = reference(host, p, frame)
             return self.raw_frame(raw, frame) if download else raw
-        check_scene(scene)
         h, w = scene.shape[:2]
         rx, ry = pattern_offsets(p.pattern)
         dev = self.backend.contiguous(scene)

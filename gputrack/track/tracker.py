@@ -402,10 +402,14 @@ def check_detections(detections: np.ndarray) -> np.ndarray:
 
 def _as_table(detections: np.ndarray) -> np.ndarray:
     try:
-        dets = np.asarray(detections, dtype=np.float64)
+        dets = np.asarray(detections)
+        # Numbers only: complex would lose its imaginary part, text and bools are no boxes.
+        if dets.dtype.kind not in "iuf" and dets.size:
+            raise TypeError(f"its type is {dets.dtype}")
+        dets = dets.astype(np.float64, copy=False)
     except (TypeError, ValueError) as err:
         raise GputrackError(f"detections must be an N x 6 array of numbers ({err})") from None
-    if dets.size == 0:
+    if dets.shape == (0,):  # no detections, as [] or np.array([]) give them
         return np.zeros((0, 6))
     if dets.ndim != 2 or dets.shape[1] < 6:
         raise GputrackError(
