@@ -236,12 +236,12 @@ class IspPipeline:
 
     def _process_cpu(self, data: Any, p: IspParams) -> IspOutputs:
         host = data if isinstance(data, np.ndarray) else self.backend.to_host(data)
-        r = ref.process(host, p, dtype=np.float32)
+        r = ref.process(host, p, dtype=np.float32, float_output=self.float_output)
         tensor = None
         if r.tensor is not None:
             assert p.tensor is not None
             tensor = r.tensor.astype(p.tensor.dtype)
-        rgb = r.rgb.astype(np.float32) if self.float_output else None
+        rgb = r.rgb.astype(np.float32) if r.rgb is not None else None
         return IspOutputs(r.rgb8, r.nv12, tensor, rgb, r.gains)
 
     def _process_kernels(

@@ -18,6 +18,7 @@ The chain, per pixel of a RAW frame:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -309,6 +310,7 @@ def to_nv12(v: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=16)  # the same few sizes every frame; nobody changes the result
 def resample_matrix(n_in: int, n_out: int, method: str) -> sp.csr_matrix:
     """Sparse (n_out, n_in) weights. `area`: output o averages [o s, (o+1) s) of the input,
     s = n_in / n_out, each input pixel weighted by its overlap. `bilinear`: half-pixel
@@ -355,21 +357,24 @@ def make_tensor(rgb8: np.ndarray, spec: TensorSpec, dtype=np.float64) -> np.ndar
 @dataclass
 class ReferenceResult:
     rgb8: np.ndarray
-    rgb: np.ndarray  # float, tone-encoded [0, 1], before quantisation
+    rgb: np.ndarray | None  # float, tone-encoded [0, 1], before quantisation (if asked for)
     nv12: np.ndarray | None
     tensor: np.ndarray | None
     gains: tuple[float, float, float]
     awb_stats: np.ndarray | None
 
 
-def process(raw: np.ndarray, params: IspParams, dtype=np.float64) -> ReferenceResult:
-    """The whole ISP on one RAW mosaic (uint16[H, W])."""
+def process(
+    raw: np.ndarray, params: IspParams, dtype=np.float64, float_output: bool = True
+) -> ReferenceResult:
+    """The whole ISP on one RAW mosaic (uint16[H, W]); the float image only with
+    `float_output` (interpolating the tone curve per value is a third of the work)."""
     stats = awb_stats(raw, params) if params.auto_wb else None
     gains = awb_gains(stats) if stats is not None else params.wb  # type: ignore[assignment]
     m = normalise(raw, params, gains, dtype)  # type: ignore[arg-type]
     cam = demosaic(m, params.pattern, params.demosaic)
     lin = apply_ccm(cam, params.ccm)
-    v = apply_lut(lin, params.tone_lut())
+    v = apply_lut(lin, params.tone_lut()) if float_output else None
     rgb8 = apply_tone8(lin, tone_lut8(params))
     nv12 = to_nv12(rgb8.astype(dtype) / np.dtype(dtype).type(255.0)) if params.nv12 else None
     tensor = make_tensor(rgb8, params.tensor, dtype) if params.tensor is not None else None

@@ -102,11 +102,15 @@ class SensorParams:
 
 
 def splitmix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    z = (z + _U64(0x9E3779B97F4A7C15)) & _U64(_MASK64)
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
+    """The splitmix64 finaliser on uint64 arrays (wrapping arithmetic; `z` is not changed)."""
+    z = z + _U64(0x9E3779B97F4A7C15)
+    # in place from here on: a frame's noise is a few passes over one array, not ten
+    z ^= z >> _U64(30)
+    z *= _U64(0xBF58476D1CE4E5B9)
+    z ^= z >> _U64(27)
+    z *= _U64(0x94D049BB133111EB)
+    z ^= z >> _U64(31)
+    return z
 
 
 def frame_key(seed: int, frame: int) -> int:
@@ -128,9 +132,21 @@ def gaussian(seed: int, frame: int, index: np.ndarray) -> np.ndarray:
     a float32 kernel holds them exactly)."""
     with np.errstate(over="ignore"):
         h = pixel_hash(seed, frame, index)
-    u1 = ((h >> _U64(40)).astype(np.float64) + 1.0) / 16777216.0  # (0, 1]: log is finite
-    u2 = ((h >> _U64(16)) & _U64(0xFFFFFF)).astype(np.float64) / 16777216.0
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    # sqrt(-2 log u1) cos(2 pi u2) with u1 = (h[40:64] + 1) / 2^24 in (0, 1] (log is finite)
+    # and u2 = h[16:40] / 2^24, in place; scaling by 2^-24 is exact, so the order is free
+    r = (h >> _U64(40)).astype(np.float64)
+    r += 1.0
+    r *= 1.0 / 16777216.0
+    np.log(r, out=r)
+    r *= -2.0
+    np.sqrt(r, out=r)
+    h >>= _U64(16)
+    h &= _U64(0xFFFFFF)
+    a = h.astype(np.float64)
+    a *= 2.0 * np.pi / 16777216.0
+    np.cos(a, out=a)
+    r *= a
+    return r
 
 
 def check_scene(scene: np.ndarray) -> None:
@@ -183,14 +199,13 @@ def reference(scene: np.ndarray, params: SensorParams, frame: int = 0) -> np.nda
     h, w = scene.shape[:2]
     isp = params.isp
     lin = scene_linear(scene, params)
-    ch = np.empty((h, w), dtype=np.int64)
     cfa = cfa_channels(isp.pattern)
-    for py in (0, 1):
-        for px in (0, 1):
-            ch[py::2, px::2] = cfa[py, px]
     m = params.colour_matrix()
     # One row of the matrix per site: only the sensed channel is ever computed.
-    v = np.einsum("hwc,hwc->hw", m[ch], lin)
+    v = np.empty((h, w))
+    for py in (0, 1):
+        for px in (0, 1):
+            v[py::2, px::2] = lin[py::2, px::2] @ m[cfa[py, px]]
     k1, k2 = isp.lens_shading
     if k1 or k2:
         v = v / shading_gain(h, w, k1, k2)
