@@ -153,5 +153,5 @@ def open_source(spec: str | None = None, **options: Any) -> Source:
             return CameraRawSource(members, name, fps=fps, **common)
         return VideoSource(str(path), live=False, fps=fps, max_drops=opts.get("max_drops"),
                            **common)
-    except OSError as err:
-        raise GputrackError(f"{name}: {err.strerror or err}") from None
+    except OSError as err:  # name the file that failed (a folder's broken link), not the folder
+        raise GputrackError(f"{err.filename or name}: {err.strerror or err}") from None

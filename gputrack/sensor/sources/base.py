@@ -193,13 +193,20 @@ def _float(value: Any, key: str, where: str) -> float:
 
 
 def natural_key(path: Path) -> list:
-    """Sort key: 'img2' before 'img10'."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+    """Sort key: 'img2' before 'img10'. The numbers are the runs ``\\d`` matches (decimal
+    digits, any script): ``isdigit`` would also take '²', which ``int`` refuses."""
+    return [int(t) if t.isdecimal() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
 def _files_in(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
-                  key=natural_key)
+    """A folder's frames: its files, hidden ones (``.name``, macOS's ``._IMG.JPG``) left
+    out, in natural order; the name itself breaks ties ('A1', 'a1', 'a01'), so the order
+    never depends on the file system's. A broken link stays in: it is a frame that cannot be
+    read, and its source says so, rather than a frame that silently is not there."""
+    return sorted((p for p in folder.iterdir()
+                   if (p.is_file() or (p.is_symlink() and not p.exists()))
+                   and not p.name.startswith(".")),
+                  key=lambda p: (natural_key(p), p.name))
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:

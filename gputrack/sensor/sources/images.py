@@ -28,6 +28,9 @@ class ImageFolderSource(Source):
                 self._first = (k, img)
                 break
         if self._first is None:
+            if len(self.files) == 1:
+                raise GputrackError(f"{self.files[0]}: cannot read it as an image (not an image, "
+                                    "damaged, or a format this OpenCV build cannot decode)")
             raise GputrackError(f"{name}: no readable image among {len(self.files)} file(s)")
         h, w = self._first[1].shape[:2]
         if w < 4 or h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping to even

@@ -63,6 +63,11 @@ class NpySource(Source):
     def _load(self, path: Path) -> tuple[bool, tuple[int, int], int]:
         """(is_raw, (h, w), frames) of one file, or a clear error."""
         a = self._open(path)
+        if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.ndim == 3 and a.shape[-1] == 3:
+            # read as RAW it would be H frames of an odd Wx3 mosaic: say what it is instead
+            raise GputrackError(f"{path}: array {a.dtype}{list(a.shape)} is a 16-bit RGB "
+                                "image; RGB frames are uint8 HxWx3 (scale it, e.g. >> 8), "
+                                "RAW frames uint16 HxW or NxHxW")  # fmt: skip
         if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.ndim in (2, 3):  # either order
             return True, a.shape[-2:], 1 if a.ndim == 2 else a.shape[0]
         if a.dtype == np.uint8 and a.ndim in (3, 4) and a.shape[-1] == 3:

@@ -105,7 +105,22 @@ class VideoSource(Source):
         self.live = (webcam or count == 0) if live is None else live
         w = int(_prop(capture, cv2.CAP_PROP_FRAME_WIDTH))
         h = int(_prop(capture, cv2.CAP_PROP_FRAME_HEIGHT))
-        if 0 < w < 4 or 0 < h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping
+        # A capture that states no size (some streams, until they have decoded a frame): the
+        # first frame tells it, and is kept for the first read. Left at 0x0, every output
+        # and --roi would be sized for no frame at all. A live one's first frame is asked
+        # for too: some cameras state the mode asked for and deliver another, and every
+        # frame would then be refused as the wrong size.
+        self._peeked: Any = None
+        if w <= 0 or h <= 0 or self.live:
+            ok, bgr = capture.read()
+            if ok and bgr is not None:
+                self._peeked = bgr
+                h, w = bgr.shape[:2]
+            elif w <= 0 or h <= 0:
+                capture.release()
+                raise GputrackError(f"{what}: states no frame size, and its first frame cannot "
+                                    "be read")  # fmt: skip
+        if w < 4 or h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping
             capture.release()
             raise GputrackError(f"{what}: frames are {w}x{h}; the sensor needs at least 4x4 "
                                 "pixels")  # fmt: skip
@@ -131,13 +146,20 @@ class VideoSource(Source):
     def _read(self) -> Frame | None:
         pending = 0  # failures since the last good frame
         while True:
-            ok, bgr = self._cap.read()
+            if self._peeked is not None:
+                ok, bgr, self._peeked = True, self._peeked, None
+            else:
+                ok, bgr = self._cap.read()
             pos = self._pos
             self._pos += 1
             if ok and bgr is not None:
-                if bgr.shape[0] < 4 or bgr.shape[1] < 4:
+                # The pipeline runs at one size (its outputs and --roi are set up for it): a
+                # frame of another (a camera that switched mode) is an error, as an image
+                # folder's, not a frame whose boxes and outputs silently disagree.
+                if (bgr.shape[1], bgr.shape[0]) != self.size:
                     raise GputrackError(f"{self._what}: frame {pos} is {bgr.shape[1]}x"
-                                        f"{bgr.shape[0]}; the sensor needs at least 4x4 pixels")
+                                        f"{bgr.shape[0]}, but its frames are {self.size[0]}x"
+                                        f"{self.size[1]}")  # fmt: skip
                 if pending:
                     self.dropped += pending  # failures followed by a good frame were drops
                     log.warning("%s: %d frame(s) unreadable before frame %d, skipped",
@@ -169,6 +191,7 @@ class VideoSource(Source):
                 return None
 
     def _rewind(self) -> bool:
+        self._peeked = None
         ok = bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
         self._pos = 0
         return ok
