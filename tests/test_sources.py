@@ -759,7 +759,7 @@ def test_a_stream_that_does_not_open_is_not_called_a_bad_video():
 
     with pytest.raises(GputrackError, match="server did not answer or refused it"):
         VideoSource("rtsp://127.0.0.1:1/cam", capture=Closed(0, set()))
-    with pytest.raises(GputrackError, match="not a video, or a codec"):
+    with pytest.raises(GputrackError, match="not a video, a damaged or cut-short one"):
         VideoSource("clip.avi", capture=Closed(0, set()))
 
 

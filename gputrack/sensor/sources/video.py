@@ -95,7 +95,8 @@ class VideoSource(Source):
                                     "or another program is using it)")
             why = ("the server did not answer or refused it, or it carries a protocol or "
                    "codec this OpenCV build lacks" if stream else
-                   "not a video, or a codec this OpenCV build lacks")  # fmt: skip
+                   "not a video, a damaged or cut-short one, or a codec this OpenCV build "
+                   "lacks")  # fmt: skip
             raise GputrackError(f"{what}: OpenCV cannot open it ({why})")
         self._cap = capture
         self._what = what
