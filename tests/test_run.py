@@ -46,7 +46,7 @@ def test_synthetic_world_end_to_end_with_complete_outputs(backend, tmp_path, cap
     assert s["backend"] == backend and s["frames"] == frames and "stand-in" in s["detector"]
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(frames))
-    assert set(lines[-1]["latency_ms"]) == {"isp", "dsp", "track", "total"}
+    assert set(lines[-1]["latency_ms"]) == {"sensor", "isp", "dsp", "track", "total"}
     assert any(x["tracks"] for x in lines), "the tracker confirmed something"
     for entry in lines[-1]["tracks"]:
         assert set(entry) == {"id", "bbox", "score", "class", "state"} and len(entry["bbox"]) == 4

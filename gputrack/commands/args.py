@@ -203,11 +203,12 @@ def source_frame_rate(text: str) -> float:
 
 
 def input_file(text: str) -> Path:
-    """An existing file to read: a missing one is refused before any work, not after it."""
+    """An existing file to read: a missing one is refused before any work, not after it. A
+    pipe or a device passes too (`<(sort r.txt)`, /dev/stdin): such inputs are read once."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"'{text}' is a folder, give a file")
-    if not path.is_file():
+    if not path.exists():
         raise argparse.ArgumentTypeError(f"'{text}': no such file")
     return path
 

@@ -20,7 +20,15 @@ from gputrack.errors import UsageError, interrupted_by
 from gputrack.outputs.files import OutputFile, is_stdout, refuse_overwriting_inputs
 from gputrack.outputs.sinks import check_output_path
 from gputrack.track import Tracker, TrackerParams
-from gputrack.track.mot_io import frames_to_update, read_detections, write_results
+from gputrack.track.mot_io import (
+    frames_to_update,
+    parse_mot_rows,
+    read_detections,
+    result_lines,
+)
+
+# py-motmetrics' loader keeps result lines with conf >= -1 only (its min_confidence default)
+MOTMETRICS_MIN_CONF = -1.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,10 +97,13 @@ def run(args: argparse.Namespace) -> int:
     )
     frames = read_detections(args.detections)
     first, last = (min(frames), max(frames)) if frames else (0, 0)
+    gt = None
     if args.gt is not None:  # read and checked now: a bad --gt found after tracking wastes the run
         from gputrack.track.mot_eval import check_ground_truth_covers
 
-        check_ground_truth_covers(args.gt, {"the detections": (first, last)} if frames else {})
+        # Read once and scored as read: a pipe (--gt <(...)) has no second reading.
+        spans = {"the detections": (first, last)} if frames else {}
+        gt = check_ground_truth_covers(args.gt, spans)
     start = max(args.new_track_score, args.high_score)  # what the tracker starts tracks at
     top = max((float(d[:, 4].max()) for d in frames.values()), default=None)
     if top is not None and top < start:
@@ -108,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     )
     tracker = Tracker(params)
     done, lines, busy = first - 1, 0, 0.0  # done: the last frame the result holds complete
+    # The lines as written, scored with --gt: RESULT is not read back, which /dev/null, a pipe
+    # or an appended stdout would not give back as written (or would wait on forever).
+    written: list[str] = []
+    below = 0  # result lines py-motmetrics' loader would drop
     interrupted = False
     # Written under a temporary name and renamed at the end; on Ctrl-C (or SIGTERM) the
     # frames finished so far are renamed to --out too, and said so; any other error leaves
@@ -119,7 +134,13 @@ def run(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 rows = tracker.update_array(dets, frame)
                 busy += time.perf_counter() - t0
-                lines += write_results(f, frame, rows, include_lost=args.write_lost)
+                new = result_lines(frame, rows, include_lost=args.write_lost)
+                f.writelines(new)
+                lines += len(new)
+                if new and (rows[:, 5] < MOTMETRICS_MIN_CONF).any():  # as written, rounded
+                    below += sum(float(s.split(",")[6]) < MOTMETRICS_MIN_CONF for s in new)
+                if gt is not None:
+                    written += new
                 done = frame
         except KeyboardInterrupt as stop:
             interrupted = True
@@ -142,10 +163,20 @@ def run(args: argparse.Namespace) -> int:
         "updates_per_s": round(tracker.updates / busy, 1) if busy > 0 else None,
         "out": str(out),
     }
-    if args.gt is not None:
-        from gputrack.track.mot_eval import evaluate, finite_or_none, format_summary
+    if below:
+        sys.stderr.write(f"gputrack track: note: {below} result lines have a score below -1, "
+                         "which py-motmetrics' loader drops (min_confidence=-1 by default; "
+                         "TrackEval and --gt keep them)\n")  # fmt: skip
+    if gt is not None:
+        from gputrack.track.mot_eval import (
+            finite_or_none,
+            format_summary,
+            ground_truth_frames,
+            score_frames,
+        )
 
-        metrics = evaluate(args.gt, out)
+        hyp, _ = parse_mot_rows(written, out)
+        metrics = score_frames(ground_truth_frames(gt, hyp))
         # JSON has no NaN: a ratio with nothing to divide by (no ground truth boxes) is null
         summary["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
     # The result itself on stdout (--out /dev/stdout): the summary goes beside it, on stderr.
@@ -161,6 +192,6 @@ def run(args: argparse.Namespace) -> int:
             f"{rate if rate is not None else '-'} updates/s",
             file=report,
         )
-        if args.gt is not None:
+        if gt is not None:
             print(format_summary(metrics), file=report)
     return 0

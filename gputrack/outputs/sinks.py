@@ -155,7 +155,7 @@ class RunOutputs:
                     result.index,
                     result.timestamp,
                     [track_entry(t) for t in shown],
-                    {k: ms[k] for k in ("isp", "dsp", "track", "total")},
+                    {k: ms[k] for k in ("sensor", "isp", "dsp", "track", "total")},
                 )
                 undo.append(lambda: log.rollback(mark))
             if self.mot:

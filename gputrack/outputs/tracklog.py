@@ -8,6 +8,7 @@ is written in place."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,11 +35,12 @@ class TrackLogWriter:
     ) -> None:
         line = {
             "frame": int(frame),
-            "t": round(float(t), 6),
+            "t": finite(t, 6),
             "tracks": tracks,
-            "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
+            "latency_ms": {k: finite(v, 3) for k, v in latency_ms.items()},
         }
-        self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        # allow_nan=False: NaN and Infinity are no JSON (jq, JSON.parse refuse the line)
+        self.out.write(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n")
         self.out.flush()  # a reader (tail -f) sees each frame as it is done
         self.frames += 1
 
@@ -74,12 +76,19 @@ class TrackLogWriter:
         self.out.__exit__(kind, err, tb)
 
 
+def finite(value: float, digits: int) -> float | None:
+    """A number for the log, rounded; null where it is not finite (JSON has no NaN)."""
+    v = float(value)
+    return round(v, digits) if math.isfinite(v) else None
+
+
 def track_entry(track: Any) -> dict[str, Any]:
-    """A `Track` as the log's `{"id", "bbox": [x, y, w, h], "score", "class", "state"}`."""
+    """A `Track` as the log's `{"id", "bbox": [x, y, w, h], "score", "class", "state"}`
+    (docs/TRACKER.md, "The track log")."""
     return {
         "id": int(track.id),
-        "bbox": [round(float(v), 2) for v in (track.x, track.y, track.w, track.h)],
-        "score": round(float(track.score), 4),
+        "bbox": [finite(v, 2) for v in (track.x, track.y, track.w, track.h)],
+        "score": finite(track.score, 4),
         "class": int(track.cls),
         "state": track.state,
     }

@@ -8,6 +8,7 @@ detection read here is class 0.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,40 @@ from gputrack.errors import GputrackError
 
 from .tracker import CONFIRMED, LOST, MAX_COORD
 
+log = logging.getLogger(__name__)
+
 MAX_FRAME = 2**31 - 1  # what MOTChallenge tools (and int32 frame columns) hold
 
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     """Detections per frame, each `float32[N, 6]` (x1, y1, x2, y2, score, class 0), in file
-    order. A malformed line is a `GputrackError` naming the file and line."""
-    rows, _ = read_mot_rows(path, "detection file")
+    order. A malformed line is a `GputrackError` naming the file and line. A row repeating an
+    earlier one is dropped, with a warning naming both lines (`_drop_repeats`)."""
+    rows, lines = read_mot_rows(path, "detection file")
+    rows = _drop_repeats(path, rows, lines)
     frames: dict[int, list[list[float]]] = {}
     for frame, _, x, y, w, h, score in rows.tolist():
         frames.setdefault(int(frame), []).append([x, y, x + w, y + h, score, 0.0])
     return {f: np.asarray(r, dtype=np.float32) for f, r in sorted(frames.items())}
+
+
+def _drop_repeats(path: str | Path, rows: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """`rows` without those that repeat an earlier row's frame, box and score (whatever the
+    id, which detection files leave -1): a file joined to itself (`cat det.txt det.txt`)
+    would start every track twice. Dropped with a warning rather than refused, as a public
+    detection file with one stray repeat should still run."""
+    key = rows[:, [0, 2, 3, 4, 5, 6]]
+    order = np.lexsort((lines, *key.T[::-1]))  # equal rows together, the earliest line first
+    again = (key[order[1:]] == key[order[:-1]]).all(axis=1)
+    if not again.any():
+        return rows
+    repeat = order[1:][again]  # indices of the rows that repeat an earlier one
+    first = repeat[np.argmin(lines[repeat])]
+    original = lines[order[np.flatnonzero(order == first)[0] - 1]]
+    log.warning("%s:%d: the same detection as line %d (frame %g, same box and score); %d "
+                "repeated row(s) dropped", path, lines[first], original, rows[first, 0],
+                len(repeat))
+    return np.delete(rows, repeat, axis=0)
 
 
 def frames_to_update(
@@ -121,10 +145,8 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
 def read_mot_rows(
     path: str | Path, what: str, with_class: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The first 7 fields of each line as `float64[N, 7]`, with each row's line number;
-    comments (#) and blank lines skipped, a malformed line a `GputrackError`. Fields are
-    separated by commas, spaces around them allowed. `with_class` adds an 8th column, the
-    MOT16/17/20 class (`NO_CLASS` for other files, see `_class_field`)."""
+    """The first 7 fields of each line of a file as `parse_mot_rows` gives them; a missing or
+    unreadable file is a `GputrackError`. The file is read once (it may be a pipe)."""
     path = Path(path)
     if path.is_dir():
         raise GputrackError(f"{path}: is a folder, give a {what}")
@@ -134,16 +156,27 @@ def read_mot_rows(
         raise GputrackError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise GputrackError(f"{path}: cannot read this {what} ({err})") from None
+    return parse_mot_rows(text.splitlines(), path, with_class)
+
+
+def parse_mot_rows(
+    lines: Iterable[str], path: str | Path, with_class: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first 7 fields of each line as `float64[N, 7]`, with each row's line number;
+    comments (#) and blank lines skipped, a malformed line a `GputrackError` naming `path`.
+    Fields are separated by commas, spaces around them allowed, or, on a line without a
+    comma, by spaces or tabs (py-motmetrics and TrackEval read both). `with_class` adds an
+    8th column, the MOT16/17/20 class (`NO_CLASS` for other files, see `_class_field`)."""
     rows: list[list[float]] = []
     numbers: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        fields = line.split(",")
+        fields = line.split(",") if "," in line else line.split()
         if len(fields) < 7:
             raise GputrackError(
-                f"{path}:{lineno}: expected at least 7 comma-separated fields "
+                f"{path}:{lineno}: expected at least 7 fields separated by commas "
                 f"(frame,id,x,y,w,h,score), got {len(fields)}")
         try:
             values = [float(f) for f in fields[:7]]
@@ -161,7 +194,7 @@ def read_mot_rows(
             raise GputrackError(f"{path}:{lineno}: box width and height must be positive, "
                                 f"got {w:g} x {h:g}")
         if with_class:
-            values.append(_class_field(path, lineno, fields))
+            values.append(_class_field(Path(path), lineno, fields))
         rows.append(values)
         numbers.append(lineno)
     width = 8 if with_class else 7
@@ -189,14 +222,20 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def write_results(out: TextIO, frame: int, rows: np.ndarray, include_lost: bool = False) -> int:
-    """Write one frame of `Tracker.update_array` rows as MOTChallenge result lines; only
-    confirmed tracks (and lost ones, if asked) have IDs worth writing. Returns lines written."""
+def result_lines(frame: int, rows: np.ndarray, include_lost: bool = False) -> list[str]:
+    """One frame of `Tracker.update_array` rows as MOTChallenge result lines
+    (`frame,id,x,y,w,h,score,-1,-1,-1`); only confirmed tracks (and lost ones, if asked) have
+    IDs worth writing."""
     states = (CONFIRMED, LOST) if include_lost else (CONFIRMED,)
     keep = rows[np.isin(rows[:, 7], states)]
-    lines: Iterable[str] = (
+    return [
         f"{frame},{int(r[0])},{r[1]:.2f},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.4f},-1,-1,-1\n"
         for r in keep.tolist()
-    )
+    ]
+
+
+def write_results(out: TextIO, frame: int, rows: np.ndarray, include_lost: bool = False) -> int:
+    """Write `result_lines` of one frame; returns the lines written."""
+    lines = result_lines(frame, rows, include_lost)
     out.writelines(lines)
-    return len(keep)
+    return len(lines)
