@@ -233,16 +233,26 @@ extern "C" __global__ void nn_resize(const float* __restrict__ x, int x_c0, int 
     y[(long long)(y_c0 + ch) * ho * wo + p] = v;
 }
 
-// ---- element-wise: y = act(a [+ b]); copies a view into a concat slot when b is null ------
+// ---- element-wise: y = act(a op b), op + - * / (BINOP_*); a copy into a concat slot when b
+// is null. b_hw is b's pixels per channel: hw, or 1 for a per-channel operand (1 x C x 1 x 1,
+// a squeeze-and-excitation gate) read at every pixel.
+#define BINOP_ADD 0
+#define BINOP_SUB 1
+#define BINOP_MUL 2
+#define BINOP_DIV 3
 extern "C" __global__ void nn_eltwise(const float* __restrict__ a, int a_c0, int a_cs,
-                                      const float* __restrict__ b, int b_c0, int b_cs, int c,
-                                      int hw, float* __restrict__ y, int y_c0, int act,
-                                      float act_lo, float act_hi) {
+                                      const float* __restrict__ b, int b_c0, int b_cs, int b_hw,
+                                      int binop, int c, int hw, float* __restrict__ y, int y_c0,
+                                      int act, float act_lo, float act_hi) {
     const int ch = blockIdx.y;
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c || p >= hw) return;
     float v = a[(long long)(a_c0 + ch * a_cs) * hw + p];
-    if (b) v += b[(long long)(b_c0 + ch * b_cs) * hw + p];
+    if (b) {
+        const float u = b[(long long)(b_c0 + ch * b_cs) * b_hw + (b_hw == 1 ? 0 : p)];
+        v = binop == BINOP_ADD ? v + u : binop == BINOP_SUB ? v - u
+          : binop == BINOP_MUL ? v * u : v / u;
+    }
     y[(long long)(y_c0 + ch) * hw + p] = nn_act(v, act, act_lo, act_hi);
 }
 

@@ -213,7 +213,8 @@ def _affine_cases(rng, c: int, h: int, w: int) -> list[tuple[str, list, dict]]:
     cases = []
     for shape in [(1, c, 1, 1), (c, 1, 1), (), (1,), (1, c, h, w), (1, 1, h, w), (w,), (h, 1)]:
         k = _w(rng, *shape)
-        for op in ("Add", "Mul"):
+        k[np.abs(k) < 0.2] = 0.5  # a divisor well away from 0
+        for op in ("Add", "Mul", "Sub", "Div"):
             for first in (False, True):
                 for pre, src in (([conv], "t"), (relu, "r")):
                     ins = ["k", src] if first else [src, "k"]
@@ -227,22 +228,64 @@ def _affine_cases(rng, c: int, h: int, w: int) -> list[tuple[str, list, dict]]:
 
 
 def test_constant_operands_and_standalone_batchnorm(kernel_backend, rng):
-    """Add of a constant (any shape that broadcasts to the tensor's), Mul by a constant that
-    is one value per channel or for all, BatchNormalization with no Conv to fold into: all on
-    the device (an Add with a constant operand was a KeyError; the rest were refused)."""
+    """Add/Mul/Sub/Div with a constant (any shape that broadcasts to the tensor's; one value
+    per channel folds into a Conv or becomes a depthwise 1x1 one, others are uploaded at the
+    tensor's shape) and BatchNormalization with no Conv to fold into: all on the device, but
+    a constant minus or divided by a tensor where that is no per-channel affine map."""
     c, h, w = 5, 6, 7
-    mul_refused = 0
+    refused = 0
     for what, nodes, inits in _affine_cases(rng, c, h, w):
         m = _model(nodes, [1, 3, h, w], ["y"], inits)
         k = inits.get("k")
         per_channel = k is None or k.size in (1, c) and (k.ndim < 2 or k.shape[-2:] == (1, 1))
-        if "Mul" in what and not per_channel:
-            with pytest.raises(GputrackError, match="varies over H or W"):
+        op, first = nodes[-1].op_type, nodes[-1].input[0] == "k"
+        if first and (op == "Div" or op == "Sub" and not per_channel):
+            with pytest.raises(GputrackError, match="a tensor: only the tensor first"):
                 Network(m, kernel_backend)
-            mul_refused += 1
+            refused += 1
             continue
         matches_onnxruntime(kernel_backend, rng, m, what)
-    assert mul_refused == 16
+    assert refused == 8 * 2 + 4 * 2  # every k / x; k - x for the 4 shapes varying over H or W
+
+
+def test_elementwise_products_of_tensors(kernel_backend, rng):
+    """SiLU (x * sigmoid(x)), a squeeze-and-excitation gate (x * sigmoid(conv(mean(x)))), a
+    difference and a quotient of two tensors: on the device, as onnxruntime has them."""
+    c, h, w = 6, 5, 7
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])
+    inits = {"w": _w(rng, c, 3, 3, 3), "v": _w(rng, c, c, 1, 1), "u": _w(rng, c, 3, 1, 1)}
+    second = helper.make_node("Conv", ["x", "u"], ["d"])
+    cases = {
+        "silu": [helper.make_node("Sigmoid", ["c"], ["s"]),
+                 helper.make_node("Mul", ["c", "s"], ["y"])],
+        "se gate": [helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+                    helper.make_node("Conv", ["g", "v"], ["gv"]),
+                    helper.make_node("Sigmoid", ["gv"], ["gs"]),
+                    helper.make_node("Mul", ["c", "gs"], ["y"])],
+        "difference": [second, helper.make_node("Sub", ["c", "d"], ["y"])],
+        "quotient": [second, helper.make_node("Sigmoid", ["d"], ["ds"]),
+                     helper.make_node("Div", ["c", "ds"], ["y"])],
+        "relu after": [second, helper.make_node("Sub", ["d", "c"], ["e"]),
+                       helper.make_node("Relu", ["e"], ["y"])],
+    }  # fmt: skip
+    for what, nodes in cases.items():
+        m = _model([conv, *nodes], [1, 3, h, w], ["y"], inits)
+        matches_onnxruntime(kernel_backend, rng, m, what)
+
+
+def test_integer_division_in_a_shape_computation_stays_integer(kernel_backend, rng):
+    """Shape -> Gather -> Div(2) -> Reshape: ONNX divides integers truncating, in their type
+    (NumPy's / made the shape float)."""
+    shape = [1, 4, 6, 6]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "i"], ["c"], axis=0),
+             helper.make_node("Div", ["c", "two"], ["half"]),
+             helper.make_node("Concat", ["one", "half", "neg"], ["ns"], axis=0),
+             helper.make_node("Reshape", ["x", "ns"], ["r"]),
+             helper.make_node("Reshape", ["r", "s"], ["y"])]  # fmt: skip
+    inits = {"i": np.int64([1]), "two": np.int64([2]), "one": np.int64([1]),
+             "neg": np.int64([-1])}  # fmt: skip
+    matches_onnxruntime(kernel_backend, rng, _model(nodes, shape, ["y"], inits), "shape div")
 
 
 def test_a_conv_output_read_by_batchnorm_and_the_graph(kernel_backend, rng):
@@ -302,12 +345,13 @@ def _refusal_cases(rng) -> dict[str, tuple[onnx.ModelProto, str]]:
     no_shape.graph.input[0].type.tensor_type.ClearField("shape")
     pads = np.int64([0, 0, 1, 1, 0, 0, 1, 1])
     return {
-        "silu": (after_conv(helper.make_node("Sigmoid", ["c"], ["s"]),
-                            helper.make_node("Mul", ["c", "s"], ["y"])),
-                 "SiLU/swish (x * sigmoid(x)): there is no element-wise multiply kernel"),
-        "gate": (after_conv(helper.make_node("GlobalAveragePool", ["c"], ["g"]),
-                            helper.make_node("Mul", ["c", "g"], ["y"])),
-                 "the product of two tensors"),
+        "spatial": (after_conv(helper.make_node("Conv", ["c", "m"], ["s"]),
+                               helper.make_node("Mul", ["c", "s"], ["y"]),
+                               inits={"m": _w(rng, 1, 4, 1, 1)}),
+                    "Mul of a 1 x 4 x 8 x 8 and a 1 x 1 x 8 x 8 tensor: the second must have"),
+        "reciprocal": (after_conv(helper.make_node("Div", ["k", "c"], ["y"]),
+                                  inits={"k": np.float32(1.0)}),
+                       "a constant of shape () divided by a tensor"),
         "pad": (after_conv(helper.make_node("Pad", ["c", "p"], ["y"]), inits={"p": pads}),
                 "no kernel for a Pad of its own (its result is a graph output"),
         "pad_max": (after_conv(helper.make_node("Pad", ["c", "p"], ["q"]),

@@ -278,38 +278,29 @@ def test_resize_matches_reference(kernel_backend, rng, case):
     assert_close(kernel_backend.to_host(y), want, f"{case}")
 
 
-def test_eltwise_add_copy_and_activations(kernel_backend, rng):
+def test_eltwise_binary_ops_copy_and_activations(kernel_backend, rng):
+    """y = act(a op b) for + - * /, b of a's shape or one value per channel (b_hw = 1, read
+    at every pixel), and a plain copy (b null); both read as strided channel views."""
     c, h, w = 4, 7, 9
     a, b = rng.standard_normal((1, c, h, w)), rng.standard_normal((1, c, h, w))
+    b[np.abs(b) < 0.2] = 0.5  # a divisor well away from 0
+    gate = rng.uniform(0.5, 2.0, (1, c, 1, 1))
     k = nn(kernel_backend).kernel("nn_eltwise")
-    ab, bb = (
-        kernel_backend.to_device(embed(rng, a, 1, 2)),
-        kernel_backend.to_device(embed(rng, b, 0, 1)),
-    )
+    ab = kernel_backend.to_device(embed(rng, a, 1, 2))
+    operands = {"none": (None, None, 1), "full": (b, embed(rng, b, 0, 1), h * w),
+                "per-channel": (gate, embed(rng, gate, 2, 1), 1)}  # fmt: skip
+    ops = {0: np.add, 1: np.subtract, 2: np.multiply, 3: np.divide}
     for act, name in enumerate(["none", "relu", "sigmoid", "clip"]):
-        for with_b in (False, True):
-            y = kernel_backend.full((1, c + 3, h, w), np.nan, f32)
-            k(
-                (1, c),
-                256,
-                (
-                    ab,
-                    i32(1),
-                    i32(2),
-                    bb if with_b else None,
-                    i32(0),
-                    i32(1),
-                    i32(c),
-                    i32(h * w),
-                    y,
-                    i32(3),
-                    i32(act),
-                    f32(-0.3),
-                    f32(0.4),
-                ),
-            )
-            want = interp.activation(a + b if with_b else a, name, -0.3, 0.4)
-            assert_close(kernel_backend.to_host(y)[:, 3:], want, f"{name} add={with_b}")
+        for kind, (bv, bh, b_hw) in operands.items():
+            for binop, fn in ops.items() if bv is not None else [(0, None)]:
+                y = kernel_backend.full((1, c + 3, h, w), np.nan, f32)
+                bb = None if bh is None else kernel_backend.to_device(bh)
+                b0, bcs = (0, 1) if kind == "full" else (2, 1)
+                k((1, c), 256, (ab, i32(1), i32(2), bb, i32(b0), i32(bcs), i32(b_hw),
+                                i32(binop), i32(c), i32(h * w), y, i32(3), i32(act),
+                                f32(-0.3), f32(0.4)))  # fmt: skip
+                want = interp.activation(a if fn is None else fn(a, bv), name, -0.3, 0.4)
+                assert_close(kernel_backend.to_host(y)[:, 3:], want, f"{name} {kind} {binop}")
 
 
 def test_softmax_over_channels(kernel_backend, rng):

@@ -4,7 +4,7 @@ Each pass takes and returns a Graph (changed in place). `optimise` runs them in 
 
 1. identities out (Identity/Dropout, zero Pad, no-op Reshape/Transpose, Cast to float32 of
    an activation, which is float32 already);
-2. per-channel affine ops - BatchNormalization, Mul or Add by a constant that is one value
+2. per-channel affine ops - BatchNormalization, Mul/Add/Sub/Div by a constant that is one value
    per channel (or one for all) - folded into the preceding Conv's weights and bias, or,
    where there is none to fold into, made a depthwise 1x1 Conv (a kernel the device has);
 3. Transpose -> Softmax -> inverse Transpose becomes a Softmax over the original axis;
@@ -107,6 +107,9 @@ def _fresh(graph: Graph, name: str) -> str:
     return name
 
 
+AFFINE_BINARY = ("Mul", "Add", "Sub", "Div")  # by a per-channel constant: affine in x
+
+
 def _affine(graph: Graph, n: Node) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(x, scale, shift) when `n` is y = x * scale[c] + shift[c] over the channels of a
     1 x C x H x W tensor x, else None."""
@@ -115,8 +118,11 @@ def _affine(graph: Graph, n: Node) -> tuple[str, np.ndarray, np.ndarray] | None:
         scale, beta, mean, var = (graph.const(t).astype(np.float64) for t in n.inputs[1:5])
         inv = scale / np.sqrt(var + n.attrs["epsilon"])
         scale, shift = inv, beta - mean * inv
-    elif n.op in ("Mul", "Add") and graph.is_const(n.inputs[0]) != graph.is_const(n.inputs[1]):
-        x, k = n.inputs[::-1] if graph.is_const(n.inputs[0]) else n.inputs[:2]
+    elif n.op in AFFINE_BINARY and graph.is_const(n.inputs[0]) != graph.is_const(n.inputs[1]):
+        const_first = graph.is_const(n.inputs[0])
+        if n.op == "Div" and const_first:  # k / x is no affine map of x
+            return None
+        x, k = n.inputs[::-1] if const_first else n.inputs[:2]
         kv = graph.const(k).astype(np.float64)
         c = graph.shapes[x][1] if len(graph.shapes[x]) == 4 else 0
         k4 = (1,) * (4 - kv.ndim) + kv.shape  # as it broadcasts against 1 x C x H x W
@@ -124,7 +130,12 @@ def _affine(graph: Graph, n: Node) -> tuple[str, np.ndarray, np.ndarray] | None:
             return None
         kv = np.broadcast_to(kv.ravel(), (c,))
         one, zero = np.ones(c), np.zeros(c)
-        scale, shift = (kv, zero) if n.op == "Mul" else (one, kv)
+        scale, shift = {
+            "Mul": (kv, zero),
+            "Add": (one, kv),
+            "Sub": (-one, kv) if const_first else (one, -kv),  # k - x, x - k
+            "Div": (np.divide(1.0, kv, out=np.full(c, np.inf), where=kv != 0), zero),
+        }[n.op]  # x / k as x * (1/k): within an ulp of the division
     else:
         return None
     xs = graph.shapes.get(x)
@@ -134,9 +145,10 @@ def _affine(graph: Graph, n: Node) -> tuple[str, np.ndarray, np.ndarray] | None:
 
 
 def fold_affine(graph: Graph) -> Graph:
-    """BatchNormalization, and Mul/Add by a per-channel constant, into the Conv before them, or
-    else into a depthwise 1x1 Conv of their own (the device has no multiply kernel)."""
-    for n in [n for n in graph.nodes if n.op in ("BatchNormalization", "Mul", "Add")]:
+    """BatchNormalization, and Mul/Add/Sub/Div by a per-channel constant, into the Conv before
+    them, or else into a depthwise 1x1 Conv of their own (one launch, and a following
+    activation fuses into it)."""
+    for n in [n for n in graph.nodes if n.op == "BatchNormalization" or n.op in AFFINE_BINARY]:
         found = _affine(graph, n)
         if found is None:
             continue

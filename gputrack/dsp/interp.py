@@ -253,6 +253,17 @@ def _softmax(node: Node, a: list[Any]) -> list[Arr]:
     return [softmax(a[0], node.attrs["axis"])]
 
 
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX Div: integers divide truncating toward zero, in their type (a shape computation's
+    `Shape -> Div(2)` stays an integer shape; NumPy's `/` would make it float)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        q = np.abs(a) // np.abs(b)
+        return (np.sign(a) * np.sign(b) * q).astype(np.result_type(a, b))
+    with np.errstate(divide="ignore", invalid="ignore"):  # x / 0 is inf or NaN, as IEEE says
+        return a / b
+
+
 OPS: dict[str, OpFn] = {
     "Conv": _conv,
     "BatchNormalization": _batchnorm,
@@ -261,6 +272,8 @@ OPS: dict[str, OpFn] = {
     "Clip": lambda n, a: [np.clip(a[0], n.attrs["min"], n.attrs["max"])],
     "Add": lambda n, a: [a[0] + a[1]],
     "Mul": lambda n, a: [a[0] * a[1]],
+    "Sub": lambda n, a: [a[0] - a[1]],
+    "Div": lambda n, a: [_divide(a[0], a[1])],
     "Concat": lambda n, a: [np.concatenate(a, axis=n.attrs["axis"])],
     "MaxPool": _pool("max"),
     "AveragePool": _pool("avg"),

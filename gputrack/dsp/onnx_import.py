@@ -35,6 +35,8 @@ FOLDABLE = {
     "Identity",
     "Add",
     "Mul",
+    "Sub",
+    "Div",
     "Flatten",
     "Split",
 }
@@ -66,6 +68,8 @@ SUPPORTED = {
     "Cast",
     "Constant",
     "Mul",
+    "Sub",
+    "Div",
 }
 ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64, 9: bool}
 

@@ -32,6 +32,7 @@ NEAREST_MODES = {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_c
 CONV_THREADS = 128  # nn.cu CONV_THREADS
 PW_TILE = 64  # nn.cu PW_BM = PW_BN
 ELT_THREADS = 256
+BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3}  # nn.cu BINOP_*
 COMPUTE_OPS = {
     "Identity",  # what fusion keeps: a graph output that copies the input or another output
     "Conv",
@@ -40,6 +41,9 @@ COMPUTE_OPS = {
     "GlobalAveragePool",
     "Resize",
     "Add",
+    "Sub",
+    "Mul",
+    "Div",
     "Relu",
     "Sigmoid",
     "Clip",
@@ -160,19 +164,6 @@ def no_kernel_reason(graph: Graph, n: Node) -> str:
     if op == "Pad":
         return (f"no kernel for a Pad of its own ({_pad_reason(graph, n)}); a zero Pad of H "
                 "and W is folded into the one Conv or AveragePool that reads it")  # fmt: skip
-    if op == "Mul":
-        prod = graph.producer()
-        a, b = n.inputs[:2]
-        if any(prod.get(u) is not None and prod[u].op == "Sigmoid" and prod[u].inputs[0] == v
-               for u, v in ((a, b), (b, a))):  # fmt: skip
-            what = "SiLU/swish (x * sigmoid(x))"
-        elif graph.is_const(a) or graph.is_const(b):
-            k = graph.constants[a if graph.is_const(a) else b]
-            what = (f"multiplying by a constant of shape {k.shape} that varies over H or W (a "
-                    "per-channel constant is folded into a convolution)")  # fmt: skip
-        else:
-            what = "the product of two tensors (gating, attention)"
-        return f"{what}: there is no element-wise multiply kernel"
     if op == "Cast":
         return f"a Cast to {np.dtype(n.attrs['to']).name}: the device computes in float32 only"
     if op == "BatchNormalization":
@@ -289,6 +280,32 @@ def _build(graph: Graph, backend: Backend) -> Plan:
     return plan
 
 
+def _second_operand(
+    plan: Plan, graph: Graph, n: Node, backend: Backend
+) -> tuple[Any, int, int, int]:
+    """(array, c0, cs, pixels per channel) of a binary op's second operand: a tensor of the
+    first's shape, one of 1 x C x 1 x 1 (read at every pixel: a squeeze-and-excitation gate),
+    or a constant that broadcasts to the first's shape (uploaded at that shape, what fusion
+    left: a constant varying over H or W). Other broadcasts are refused."""
+    xs, ys = graph.shapes[n.inputs[0]], graph.shapes[n.outputs[0]]
+    other = n.inputs[1]
+    if graph.is_const(other):
+        if ys != xs:
+            raise _unsupported(n, f"the constant operand {graph.constants[other].shape} "
+                                  f"broadcasts the tensor {xs} to {ys}")  # fmt: skip
+        name = f"{other}#broadcast{xs}"
+        if name not in plan.weights:
+            full = np.broadcast_to(graph.constants[other], xs)
+            plan.weights[name] = backend.to_device(np.ascontiguousarray(full, dtype=np.float32))
+        return plan.weights[name], 0, 1, xs[2] * xs[3]
+    os_ = graph.shapes[other]
+    if ys == xs and os_ in (xs, (1, xs[1], 1, 1)):
+        b, b0, bcs = _v(plan, other)
+        return b, b0, bcs, xs[2] * xs[3] if os_ == xs else 1
+    raise _unsupported(n, f"{n.op} of a {_dims(xs)} and a {_dims(os_)} tensor: the second "
+                          "must have the first's shape, or 1 x C x 1 x 1")  # fmt: skip
+
+
 def _v(plan: Plan, t: str) -> tuple[Any, int, int]:
     b, c0, cs = plan.views[t]
     return plan.buffers[b], c0, cs
@@ -330,7 +347,7 @@ def _copy_step(
             "nn_eltwise",
             (-(-npix // ELT_THREADS), c),
             ELT_THREADS,
-            [x, c0, cs, None, 0, 1, c, npix, y, y0 + offset, 0, 0.0, 0.0],
+            [x, c0, cs, None, 0, 1, 1, 0, c, npix, y, y0 + offset, 0, 0.0, 0.0],
             0,
             8 * c * npix,
             (1, c, *hw),
@@ -344,8 +361,12 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
         return
     if op not in COMPUTE_OPS:
         raise _unsupported(n, no_kernel_reason(graph, n))
-    if op == "Add" and graph.is_const(n.inputs[0]):
+    if op in ("Add", "Mul") and graph.is_const(n.inputs[0]):
         n = Node(n.name, op, n.inputs[::-1], n.outputs, a)  # the tensor first
+    elif op in BINARY_OPS and graph.is_const(n.inputs[0]):  # fusion folds a per-channel one
+        raise _unsupported(n, f"a constant of shape {graph.constants[n.inputs[0]].shape} "
+                              f"{'minus' if op == 'Sub' else 'divided by'} a tensor: only the "
+                              "tensor first, or a constant of one value per channel")  # fmt: skip
     xs = graph.shapes[n.inputs[0]]
     ys = graph.shapes[n.outputs[0]]
     if len(xs) != 4 or xs[0] != 1:
@@ -489,25 +510,10 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
             0 if a["mode"] == "nearest" else 8 * cout * out_px,
             4 * (cin * h * w + cout * out_px),
         )
-    elif op in ("Add", "Relu", "Sigmoid", "Clip", "Identity"):
-        b, b0, bcs = None, 0, 1
-        if op == "Add" and graph.is_const(n.inputs[1]):
-            if ys != xs:
-                raise _unsupported(n, f"the constant operand {graph.constants[n.inputs[1]].shape}"
-                                      f" broadcasts the tensor {xs} to {ys}")  # fmt: skip
-            # what fusion left (a constant over H and W): added as a tensor of the full shape
-            k = graph.constants[n.inputs[1]]
-            name = f"{n.inputs[1]}#broadcast{xs}"
-            if name not in plan.weights:
-                full = np.ascontiguousarray(np.broadcast_to(k, xs), dtype=np.float32)
-                plan.weights[name] = backend.to_device(full)
-            b = plan.weights[name]
-        elif op == "Add":
-            if graph.shapes[n.inputs[1]] != xs or ys != xs:
-                raise _unsupported(n, f"Add of equal shapes only (no broadcasting), got {xs} and "
-                                      f"{graph.shapes[n.inputs[1]]}")  # fmt: skip
-            b, b0, bcs = _v(plan, n.inputs[1])
-        act = {"Add": 0, "Relu": 1, "Sigmoid": 2, "Clip": 3, "Identity": 0}[op]
+    elif op in ("Relu", "Sigmoid", "Clip", "Identity") or op in BINARY_OPS:
+        b, b0, bcs, bhw = _second_operand(plan, graph, n, backend) if op in BINARY_OPS else (
+            None, 0, 1, 1)  # fmt: skip
+        act = {"Relu": 1, "Sigmoid": 2, "Clip": 3}.get(op, 0)
         lo, hi = (a["min"], a["max"]) if op == "Clip" else (0.0, 0.0)
         npx = h * w
         step = Step(
@@ -515,7 +521,8 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
             "nn_eltwise",
             (-(-npx // ELT_THREADS), cin),
             ELT_THREADS,
-            [x, x0, xcs, b, b0, bcs, cin, npx, y, y0, act, np.float32(lo), np.float32(hi)],
+            [x, x0, xcs, b, b0, bcs, bhw, BINARY_OPS.get(op, 0), cin, npx, y, y0, act,
+             np.float32(lo), np.float32(hi)],  # fmt: skip
             cin * npx,
             4 * cin * npx * (3 if b is not None else 2),
         )
