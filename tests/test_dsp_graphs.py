@@ -431,3 +431,25 @@ def test_an_unforeseen_exception_is_one_line_naming_the_model_and_node(tmp_path,
         msg = str(err.value)
         assert msg == f"model {path}: {needle} (KeyError: 'boom')", msg
         assert isinstance(err.value.__cause__, KeyError), name
+
+
+def test_opset18_split_by_num_outputs_with_a_smaller_last_chunk(kernel_backend, rng):
+    """Split-18 with num_outputs that does not divide: chunks of ceil(size / n), the last
+    smaller (7 channels into 3, 3, 1), as onnxruntime has it; one whose last chunk would be
+    empty or negative is refused, as onnxruntime refuses it."""
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])
+    w = {"w": _w(rng, 7, 3, 3, 3)}
+    for n in (3, 2, 4):
+        split = helper.make_node("Split", ["c"], [f"y{i}" for i in range(n)], axis=1,
+                                 num_outputs=n)  # fmt: skip
+        relu = helper.make_node("Relu", [f"y{n - 1}"], ["r"])  # the short chunk, read on
+        m = _model([conv, split, relu], [1, 3, 6, 5], [f"y{i}" for i in range(n - 1)] + ["r"],
+                   w, opset=18)  # fmt: skip
+        got = matches_onnxruntime(kernel_backend, rng, m, f"split 7 into {n}")
+        assert got["r"].shape[1] == 7 - (n - 1) * -(-7 // n)
+    bad = helper.make_node("Split", ["v5"], [f"z{i}" for i in range(4)], axis=1, num_outputs=4)
+    conv5 = helper.make_node("Conv", ["x", "u"], ["v5"])
+    m = _model([conv5, bad], [1, 3, 4, 4], [f"z{i}" for i in range(4)],
+               {"u": _w(rng, 5, 3, 1, 1)}, opset=18)  # fmt: skip
+    with pytest.raises(GputrackError, match="size 5 does not split into 4 chunks of 2"):
+        load_model(m)

@@ -440,9 +440,20 @@ def _normalise_split(graph: Graph, node: Node) -> None:
     split = a.get("split") if graph.opset < 13 else const_input(graph, node, 1, "split")
     if split is None:
         n = len(node.outputs)
-        if shape[axis] % n:
-            raise fail(node, f"axis {axis} of size {shape[axis]} does not split into {n}")
-        split = [shape[axis] // n] * n
+        size = shape[axis]
+        if graph.opset >= 18 and "num_outputs" in a:
+            # opset 18: chunks of ceil(size / n), the last one smaller where it does not divide
+            n = int(a["num_outputs"])
+            chunk = -(-size // n)
+            if n != len(node.outputs) or size - chunk * (n - 1) < 1:
+                raise fail(node, f"axis {axis} of size {size} does not split into "
+                                 f"{n} chunks of {chunk} and a last one"
+                                 f"{'' if n == len(node.outputs) else ' (outputs differ)'}")
+            split = [chunk] * (n - 1) + [size - chunk * (n - 1)]
+        elif size % n:
+            raise fail(node, f"axis {axis} of size {size} does not split into {n}")
+        else:
+            split = [size // n] * n
     node.attrs = {"axis": axis, "split": [int(s) for s in np.asarray(split).ravel()]}
     node.inputs = node.inputs[:1]
 
