@@ -12,6 +12,12 @@ Checks that a GPU would not make, to catch kernel bugs that pass by luck:
   dynamic shared memory alike, filled with the poison pattern 0x7FFF per aligned 2 bytes: NaN
   in half, bfloat16, float and double, a large positive number (never 0 or -1) in integers. A
   read of shared memory the block never wrote shows (on a GPU it would be garbage).
+- A warp collective whose mask leaves out its caller, or names a lane that has not exited and
+  does not call it with the same mask (it waits at a barrier, say), fails the launch: on a GPU
+  it is undefined (a hang or garbage). A shuffle that reads an exited lane, or one outside its
+  mask, gets the poison pattern (unspecified on a GPU). After a warp collective, as after a
+  barrier, the lanes resume in the launch's thread order (`set_thread_order`), so a missing
+  `__syncwarp()` shows in one of the two orders.
 - `GPUTRACK_EMU_GUARD=after` (or `before`), off by default: each launch runs on copies of its
   device arrays placed right against a no-access page, after their end (16-byte aligned, so an
   array whose size is not a multiple of 16 may end up to 15 bytes short of it) or before their

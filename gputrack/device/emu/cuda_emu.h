@@ -347,7 +347,12 @@ inline float __sinf(float x) { return std::sin(x); }
 inline float __cosf(float x) { return std::cos(x); }
 inline float __tanf(float x) { return std::tan(x); }
 inline void __sincosf(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
-inline float __fdividef(float a, float b) { return a / b; }
+// __fdividef is a * (1 / b) by the approximate reciprocal (PTX div.approx.ftz.f32), which is
+// 0 for 2^126 < |b| < 2^128: the quotient is then 0, or NaN for an infinite a (CUDA Math API).
+// Elsewhere the exact quotient, within the 2 ulp the GPU's is documented to be.
+inline float __fdividef(float a, float b) {
+    return std::fabs(b) > 0x1p126f ? a * std::copysign(0.0f, b) : a / b;
+}
 inline float fdividef(float a, float b) { return a / b; }
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
@@ -410,6 +415,20 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
     unsigned r = 0;
     for (int n = 0; n < 4; ++n) r |= unsigned((v >> (8 * ((s >> (4 * n)) & 7u))) & 0xffu) << (8 * n);
     return r;
+}
+// hi:lo shifted by s & 31 (l, r: PTX shf.wrap) or by min(s, 32) (lc, rc: shf.clamp); the
+// left shifts return the high word, the right shifts the low word.
+inline unsigned __funnelshift_l(unsigned lo, unsigned hi, unsigned s) {
+    return unsigned((((unsigned long long)hi << 32) | lo) << (s & 31u) >> 32);
+}
+inline unsigned __funnelshift_lc(unsigned lo, unsigned hi, unsigned s) {
+    return s >= 32u ? lo : __funnelshift_l(lo, hi, s);
+}
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned s) {
+    return unsigned((((unsigned long long)hi << 32) | lo) >> (s & 31u));
+}
+inline unsigned __funnelshift_rc(unsigned lo, unsigned hi, unsigned s) {
+    return s >= 32u ? hi : __funnelshift_r(lo, hi, s);
 }
 inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((unsigned long long)a * b >> 32); }
 inline int __mulhi(int a, int b) { return int((long long)a * b >> 32); }

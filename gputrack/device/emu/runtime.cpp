@@ -460,6 +460,10 @@ struct Worker {
         for (uint32_t m = waiting; m; m &= m - 1)
             uniform &= slots[base + __builtin_ctz(m)].group_key == first_key;
 
+        uint32_t exited = 0;  // lanes past the block's end count as exited
+        for (int l = 0; l < kWarpSize; ++l)
+            if (l >= lanes || slots[base + l].state == kDone) exited |= uint32_t(1) << l;
+
         for (uint32_t m = waiting; m; m &= m - 1) {
             const int l = __builtin_ctz(m);
             uint32_t group = waiting;
@@ -471,20 +475,50 @@ struct Worker {
                         group |= uint32_t(1) << k;
                 }
             }
+            if (slots[base + l].op != GPUTRACK_EMU_ACTIVEMASK) check_mask(w, l, group, exited);
             slots[base + l].result = warp_result(base, l, group);
         }
-        for (uint32_t m = waiting; m; m &= m - 1) release(base + __builtin_ctz(m), keep_running);
+        // Resumed in the launch's thread order, so that a missing __syncwarp() after a warp
+        // collective shows in one of the two orders, as a missing barrier does.
+        for (int i = 0; i < kWarpSize; ++i) {
+            const int l = job->reverse ? kWarpSize - 1 - i : i;
+            if ((waiting >> l) & 1u) release(base + l, keep_running);
+        }
         warp_waiting[w] = 0;
+    }
+
+    // The Programming Guide leaves a warp collective undefined unless its caller is in its
+    // mask and every non-exited lane named there calls it with the same mask: on a GPU it
+    // may hang or return garbage, so the emulator fails the launch instead.
+    void check_mask(int w, int lane, uint32_t group, uint32_t exited) {
+        const unsigned mask = slots[w * kWarpSize + lane].mask;
+        char what[256];
+        if (!((mask >> lane) & 1u)) {
+            std::snprintf(what, sizeof what,
+                          "warp collective: the mask %#010x of lane %d of warp %d does not name "
+                          "the calling lane (undefined on a GPU)",
+                          mask, lane, w);
+            fail_here(what);
+        }
+        const uint32_t absent = mask & ~group & ~exited;
+        if (absent) {
+            std::snprintf(what, sizeof what,
+                          "warp collective: the mask %#010x of lane %d of warp %d names lane %d, "
+                          "which did not reach it (it waits at a barrier or at a collective "
+                          "with another mask: a GPU would hang or return garbage)",
+                          mask, lane, w, __builtin_ctz(absent));
+            fail_here(what);
+        }
     }
 
     uint64_t warp_result(int base, int lane, uint32_t group) const {
         const Slot& s = slots[base + lane];
         const int width = s.width;
         const int start = lane & ~(width - 1);
+        // Reading a lane outside the group (exited, or not in the mask) is unspecified on a
+        // GPU: the poison of shared memory (emu_abi.h), so that a result built on it shows.
         auto from = [&](int src) -> uint64_t {
-            // A lane outside the group (exited, or not in the mask) gives the caller's own value.
-            if (src < 0 || src >= kWarpSize || !((group >> src) & 1)) return s.value;
-            return slots[base + src].value;
+            return ((group >> src) & 1) ? slots[base + src].value : 0x7fff7fff7fff7fffull;
         };
         auto each = [&](auto&& fn) {
             for (uint32_t m = group; m; m &= m - 1) fn(slots[base + __builtin_ctz(m)]);
@@ -495,21 +529,17 @@ struct Worker {
                 if (slots[base + __builtin_ctz(m)].value) bits |= m & -m;
             return bits;
         };
+        // shfl.sync as the PTX ISA defines it: only the low 5 bits of the lane or delta count,
+        // and a source lane outside the caller's segment (a later one, for xor) is invalid,
+        // which gives the caller's own value.
+        const int b = s.param & (kWarpSize - 1);
         switch (s.op) {
-            case GPUTRACK_EMU_SHFL_IDX: return from(start + (s.param & (width - 1)));
-            case GPUTRACK_EMU_SHFL_UP: {
-                unsigned delta = unsigned(s.param);
-                return delta > unsigned(lane - start) ? s.value : from(lane - int(delta));
-            }
-            case GPUTRACK_EMU_SHFL_DOWN: {
-                unsigned delta = unsigned(s.param);
-                return unsigned(lane - start) + delta >= unsigned(width) ? s.value
-                                                                          : from(lane + int(delta));
-            }
-            case GPUTRACK_EMU_SHFL_XOR: {
-                int src = lane ^ s.param;
-                return src >= start + width ? s.value : from(src);  // later groups: own value
-            }
+            case GPUTRACK_EMU_SHFL_IDX: return from(start + (b & (width - 1)));
+            case GPUTRACK_EMU_SHFL_UP: return lane - b < start ? s.value : from(lane - b);
+            case GPUTRACK_EMU_SHFL_DOWN:
+                return lane + b >= start + width ? s.value : from(lane + b);
+            case GPUTRACK_EMU_SHFL_XOR:
+                return (lane ^ b) >= start + width ? s.value : from(lane ^ b);
             case GPUTRACK_EMU_BALLOT: return ballot();
             case GPUTRACK_EMU_ANY: return ballot() != 0;
             case GPUTRACK_EMU_ALL: return ballot() == group;
