@@ -144,6 +144,9 @@ __device__ __forceinline__ float gt_gaussian(unsigned long long h) {
     const unsigned int hi = (unsigned int)(h >> 32), lo = (unsigned int)h;
     const float u1 = (float)((hi >> 8) + 1u) * (1.0f / 16777216.0f);
     const float u2 = (float)((lo >> 16) | ((hi & 0xFFu) << 16)) * (1.0f / 16777216.0f);
-    // cos(2 pi u2) = -cos(2 pi (u2 - 1/2)): __cosf's error bound holds on [-pi, pi].
-    return -sqrtf(-2.0f * __logf(u1)) * __cosf(6.283185307179586f * (u2 - 0.5f));
+    // cos(2 pi u2) = -cos(2 pi (u2 - 1/2)): __cosf's error bound holds on [-pi, pi]. The
+    // clamp: __logf's absolute error (up to 2^-21.4 near 1) exceeds -log(u1) for the few u1
+    // just below 1, and a log >= 0 there would make sqrtf NaN, a black pixel (emu's exact
+    // log never does; about 6 in 2^24 pixels would).
+    return -sqrtf(fmaxf(-2.0f * __logf(u1), 0.0f)) * __cosf(6.283185307179586f * (u2 - 0.5f));
 }
