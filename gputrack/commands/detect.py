@@ -23,8 +23,9 @@ from gputrack.device import CHOICES, get_backend
 from gputrack.dsp.coco import class_name
 from gputrack.dsp.decode import DetectParams
 from gputrack.dsp.detector import Detector, default_model, model_classes
-from gputrack.errors import GputrackError
-from gputrack.opencv_files import opencv_name, read_image
+from gputrack.errors import GputrackError, UsageError
+from gputrack.opencv_files import looks_like_image, opencv_name
+from gputrack.opencv_files import read_rgb as read_rgb_image
 from gputrack.outputs.files import refuse_overwriting_inputs, write_image
 from gputrack.outputs.sinks import check_output_path
 
@@ -54,21 +55,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> tuple[np.ndarray, list[str]]:
+    """uint8 RGB as a viewer shows the image (EXIF orientation applied), or a video's first
+    frame; with notes on what the colours leave out (transparency)."""
     if not path.is_file():
         raise GputrackError(f"input {path}: " + ("a folder, not an image or a video"
                                                  if path.is_dir() else "no such file"))
     video = path.suffix.lower() in VIDEO_EXTS
-    bgr = None if video else read_image(path)
-    if bgr is None:  # a video by its name, or by its content (.mpg, .ts, no extension ...)
-        cap = cv2.VideoCapture(opencv_name(path, "input"))
-        ok, bgr = cap.read()
-        cap.release()
-        if not ok:
-            what = "no frame could be read from the video" if video else (
-                "neither an image nor a video OpenCV can read")
-            raise GputrackError(f"input {path}: {what}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    got = None if video else read_rgb_image(path)
+    if got is not None:
+        rgb, notes = got
+        if rgb.dtype == np.uint16:  # the network sees RGB8, as the ISP makes it
+            rgb = np.rint(rgb / 257.0).astype(np.uint8)
+        return rgb, notes
+    if not video and looks_like_image(path):
+        # FFmpeg would decode what it can of a truncated image and pad the rest silently
+        raise GputrackError(f"input {path}: a damaged or unsupported image (OpenCV cannot "
+                            "decode it)")  # fmt: skip
+    # a video by its name, or by its content (.mpg, .ts, no extension ...)
+    cap = cv2.VideoCapture(opencv_name(path, "input"))
+    ok, bgr = cap.read()
+    cap.release()
+    if not ok:
+        what = "no frame could be read from the video" if video else (
+            "neither an image nor a video OpenCV can read")
+        raise GputrackError(f"input {path}: {what}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), []
 
 
 def class_namer(model: Path) -> Callable[[int], str]:
@@ -83,18 +95,21 @@ def class_namer(model: Path) -> Callable[[int], str]:
 def annotate(rgb: np.ndarray, dets: np.ndarray,
              name: Callable[[int], str] = class_name) -> np.ndarray:  # fmt: skip
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    # Lines and labels grow with the image, so that they show when a photo of 8000 pixels
+    # is viewed whole (2-pixel lines would vanish); up to 1000 pixels as they were
+    k = max(1.0, max(rgb.shape[:2]) / 1000.0)
     for x1, y1, x2, y2, score, cls in dets:
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
-        cv2.rectangle(bgr, p1, p2, (0, 255, 0), 2)
+        cv2.rectangle(bgr, p1, p2, (0, 255, 0), int(round(2 * k)))
         label = f"{name(int(cls))} {score:.2f}"
         cv2.putText(
             bgr,
             label,
-            (p1[0], max(10, p1[1] - 3)),
+            (p1[0], max(int(10 * k), p1[1] - int(3 * k))),
             cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
+            0.4 * k,
             (0, 255, 0),
-            1,
+            int(round(k)),
             cv2.LINE_AA,
         )
     return bgr
@@ -115,10 +130,15 @@ def check_finite(dets: np.ndarray, model: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = DetectParams(score=args.score, iou=args.iou, max_det=args.max_det)
+    if args.out and Path(args.out).suffix.lower() in (".json", ".txt", ".csv"):
+        # --out is the annotated image; say where the detections are rather than that
+        # OpenCV has no .json writer
+        raise UsageError(f"--out {args.out}: --out writes the annotated image (.png, .jpg ...); "
+                         f"the detections are printed: --json > {args.out}")  # fmt: skip
     check_output_path("--out", args.out, image=True)
     model = Path(args.model) if args.model else default_model()  # the default is an input too
     refuse_overwriting_inputs({"input": args.input, "model": model}, {"--out": args.out})
-    rgb = read_rgb(Path(args.input))
+    rgb, notes = read_rgb(Path(args.input))
     backend = get_backend(args.backend, verbose=not args.json)
     detector = Detector(model, backend, params)
     t0 = time.perf_counter()
@@ -147,11 +167,14 @@ def run(args: argparse.Namespace) -> int:
                     "frame": [int(rgb.shape[1]), int(rgb.shape[0])],
                     "ms": round(ms, 2),
                     "detections": rows,
+                    "notes": notes,
                 },
                 allow_nan=False,  # never NaN/Infinity in the output: they are not JSON
             )
         )
     else:
+        for note in notes:
+            sys.stderr.write(f"gputrack detect: note: {note}\n")
         for r in rows:
             x1, y1, x2, y2 = r["bbox"]
             print(f"{r['class']:<14} {r['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")

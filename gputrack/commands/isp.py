@@ -1,7 +1,8 @@
 """`gputrack isp`: an RGB image through the sensor model and the ISP, or a RAW file through
 the ISP.
 
-- INPUT an RGB image (PNG/JPEG/..., or a uint8 .npy HxWx3): the sensor model makes its RAW
+- INPUT an RGB image (PNG/JPEG/..., as a viewer shows it; a uint8/uint16 .npy HxWx3; a
+  float TIFF or .npy as linear light): the sensor model makes its RAW
   frame with the exact inverse of the ISP's colour steps (noise only with --noise), the ISP
   turns it back into an image, and --json reports the round-trip CPSNR against the input.
 - --stages demosaic: the demosaicing benchmark setting; the image is only mosaicked as given
@@ -11,8 +12,9 @@ the ISP.
   is developed with the white balance and colour matrix it states (--wb camera, --ccm
   camera); other RAW input with grey-world white balance; --wb and --ccm override.
 
-OUTPUT: .png (or another 8-bit image format) or .npy (float32 tone-encoded RGB in [0, 1]),
-by the extension, written under a temporary name and renamed when complete.
+OUTPUT: .png (or another image format: 16-bit in .png/.tif/.ppm for a 16-bit or float
+input) or .npy (float32 tone-encoded RGB in [0, 1]), by the extension, written under a
+temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from gputrack.errors import GputrackError, UsageError
 from gputrack.isp.params import DEFAULT_WB, DEMOSAIC_METHODS, IspParams, demosaic_only
 from gputrack.isp.pipeline import IspPipeline
 from gputrack.isp.quality import round_trip_cpsnr
-from gputrack.opencv_files import read_image
+from gputrack.opencv_files import read_rgb
 from gputrack.outputs.files import (
     OutputFile,
     is_stdout,
@@ -57,7 +59,9 @@ from gputrack.sensor import model
 from gputrack.sensor.frame import RawFrame
 
 RAW_EXTS = {".raw", ".dng"}
-IMAGE_OUT_EXTS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".ppm"}
+IMAGE_OUT_EXTS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".ppm", ".webp"}
+# Formats that hold 16 bits: a 16-bit input is written at 16 bits there, not cut to 8
+SIXTEEN_BIT_EXTS = {".png", ".tif", ".tiff", ".ppm"}
 BORDER = 8
 
 
@@ -69,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image. Reports the round-trip CPSNR for RGB inputs with --json.",
     )
     p.add_argument("input", metavar="INPUT", help="RGB image, or RAW (.raw, uint16 .npy, .dng)")
-    p.add_argument("--out", required=True, metavar="OUTPUT", help="output .png or .npy")
+    p.add_argument(
+        "--out", required=True, metavar="OUTPUT", help="output image (.png, .tif, .jpg ...) or .npy"
+    )
     p.add_argument("--backend", default="auto", choices=CHOICES, help="default: auto")
     p.add_argument(
         "--demosaic",
@@ -156,29 +162,40 @@ def _is_raw_input(path: Path) -> bool:
     return ext in CAMERA_RAW_EXTS
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_rgb(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The RGB image as a viewer shows it (EXIF orientation applied, 8 or 16 bits, or float
+    linear light), with notes on what it leaves out (transparency)."""
     if path.suffix.lower() == ".npy":
         arr = np.load(path, allow_pickle=False)
         unsigned = arr.dtype.kind == "u" and arr.dtype.itemsize in (1, 2)
-        if arr.ndim != 3 or arr.shape[2] != 3 or not unsigned:
+        if arr.ndim != 3 or arr.shape[2] != 3 or not (unsigned or arr.dtype.kind == "f"):
             raise GputrackError(
                 f"{path}: array {arr.dtype.str}{list(arr.shape)} is neither RAW (uint16 HxW) "
-                "nor RGB (uint8/uint16 HxWx3)"
+                "nor RGB (uint8/uint16/float HxWx3)"
             )
-        # A big-endian file (>u2, as MATLAB or another machine may write) in native order.
-        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-    img = read_image(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
+    got = read_rgb(path, floats=True)  # a big-endian .npy (>u2) comes in native order
+    if got is None:
         raise GputrackError(f"{path}: not an image OpenCV can read")
-    if img.dtype not in (np.uint8, np.uint16):
-        raise GputrackError(f"{path}: {img.dtype} images are not supported (8- or 16-bit)")
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(img)
+    image, notes = got
+    if image.dtype.kind == "f":
+        image = _linear_scene(path, image, notes)
+    return image, notes
+
+
+def _linear_scene(path: Path, image: np.ndarray, notes: list[str]) -> np.ndarray:
+    """A float image is linear light, as the sensor model takes it (0 black, 1.0 the sensor's
+    white): what lies outside [0, 1] clips there, as an HDR scene's highlights do on a
+    sensor, which the notes say."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise GputrackError(f"{path}: holds NaN or infinite values (a float image is linear "
+                            "light: 0 black, 1.0 white)")  # fmt: skip
+    outside = float(np.mean(((image < 0) | (image > 1)).any(axis=2)))
+    if outside:
+        notes.append(f"{path}: float linear light from {image.min():.4g} to {image.max():.4g}; "
+                     f"{100 * outside:.3g} % of its pixels lie outside [0, 1] and clip at the "
+                     "sensor's black or white level")  # fmt: skip
+    return image
 
 
 def _read_raw(path: Path, args: argparse.Namespace) -> RawFrame:
@@ -197,18 +214,29 @@ def _read_raw(path: Path, args: argparse.Namespace) -> RawFrame:
     return frame.raw
 
 
-def _write(out: Path, rgb8: np.ndarray, rgbf: np.ndarray | None) -> None:
+def _written(out: Path, rgb8: np.ndarray, rgbf: np.ndarray, sixteen: bool) -> np.ndarray:
+    """The image as the output file holds it: float32 for .npy, 16 bits for a 16-bit (or
+    float) input where the format holds them, else the ISP's 8-bit image."""
+    ext = out.suffix.lower()
+    if ext == ".npy":
+        return rgbf
+    if sixteen and ext in SIXTEEN_BIT_EXTS:
+        return np.rint(np.clip(rgbf, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return rgb8
+
+
+def _write(out: Path, image: np.ndarray) -> None:
     if out.suffix.lower() == ".npy":
         with OutputFile(out, "--out") as f:  # write errors name the file
-            np.save(f, rgbf if rgbf is not None else rgb8)
+            np.save(f, image)
     else:
-        write_image(out, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), "--out")
+        write_image(out, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), "--out")
 
 
 def _depth_of(src: Path) -> str:
     """An RGB input's bit depth in words, for a message (the image is read only then)."""
     try:
-        return f"{_read_rgb(src).dtype.itemsize * 8}-bit"
+        return f"{_read_rgb(src)[0].dtype.itemsize * 8}-bit"
     except GputrackError:
         return "at its own bit depth"
 
@@ -272,7 +300,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{out} lacks; give a name with one that leads there (ln -s {out} o.png; "
                 "--out o.png)"
             )
-        raise UsageError(f"--out {out}: unknown format (use .png or .npy)")
+        known = ", ".join(sorted(IMAGE_OUT_EXTS | {".npy"}))
+        raise UsageError(f"--out {out}: unknown format (use one of {known})")
     # A folder, a missing folder, an unwritable one: usage errors (exit 2), as run's outputs.
     check_output_path("--out", args.out, image=out.suffix.lower() != ".npy")
     refuse_overwriting_inputs({"input": src}, {"--out": out})
@@ -292,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     stated_ccm = False  # the colour matrix is the one the file states
+    notes: list[str] = []  # what the user should know about the input or the output
     if is_raw:
         raw = _read_raw(src, args)
         if args.stages == "demosaic":
@@ -303,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
         info["kind"] = "raw"
         image = None
     else:
-        image = _read_rgb(src)
+        image, notes = _read_rgb(src)
         h, w = image.shape[:2]
         if h % 2 or w % 2:
             raise GputrackError(
@@ -313,6 +343,9 @@ def run(args: argparse.Namespace) -> int:
             raise GputrackError(f"{src}: image size {w}x{h}: at least 4x4 pixels")
         pattern = args.pattern or "RGGB"
         if args.stages == "demosaic":
+            if image.dtype.kind == "f":
+                raise GputrackError(f"{src}: --stages demosaic mosaics the image as given and "
+                                    "needs 8 or 16 bits, not float")  # fmt: skip
             raw = model.mosaic_only(image, pattern)
             params = demosaic_only(pattern, raw.bit_depth, args.demosaic)
         else:
@@ -336,7 +369,13 @@ def run(args: argparse.Namespace) -> int:
     isp = IspPipeline(params, backend, float_output=True)
     result = isp.process(raw)
     elapsed = time.perf_counter() - t0
-    _write(out, result.rgb8, result.rgb)
+    deep = image is not None and image.dtype != np.uint8  # 16-bit or float input
+    written = _written(out, result.rgb8, result.rgb, deep)
+    if deep and written.dtype == np.uint8:
+        bits = "16-bit" if image.dtype == np.uint16 else "float"
+        notes.append(f"{src} is {bits}; {out.suffix} holds 8 bits, so the output is 8-bit "
+                     "(.png, .tif or .npy keep the precision)")  # fmt: skip
+    _write(out, written)
 
     info.update(
         width=raw.width,
@@ -355,22 +394,36 @@ def run(args: argparse.Namespace) -> int:
     info["lens_shading"] = list(params.lens_shading)
     said = ""  # the round trip's quality in words, for the text line
     if image is not None:
+        # What was written against the input, on the 8-bit scale: a 16-bit input's figure
+        # must not describe float values that an 8-bit file no longer holds. A float input
+        # is linear light: what a perfect sensor and ISP make of it is its tone-encoded value
         if image.dtype == np.uint8:
-            db, border = round_trip_cpsnr(result.rgb8, image, BORDER)
-        else:  # 16-bit input: compare at full precision, on the 8-bit scale
-            db, border = round_trip_cpsnr(result.rgb * 255.0, image / 257.0, BORDER)
+            ref = image
+        elif image.dtype == np.uint16:  # float32 (exact enough) spares memory at 48 MP
+            ref = image * np.float32(1 / 257.0)
+        else:
+            lut = params.tone_lut()
+            ref = np.interp(np.clip(image, 0, 1), np.linspace(0, 1, lut.size), lut) * 255.0
+        scale = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 1 / 257.0}
+        got = result.rgb8 if image.dtype == np.uint8 else (
+            written * np.float32(scale.get(written.dtype, 255.0)))
+        db, border = round_trip_cpsnr(got, ref, BORDER)
         # An exact round trip (every pixel) has infinite CPSNR, which JSON cannot hold: null,
         # and say so; cpsnr_border_px says which pixels a finite figure covers
         info["cpsnr_db"] = round(db, 3) if np.isfinite(db) else None
         info["exact"] = bool(not np.isfinite(db))
         info["cpsnr_border_px"] = border
         said = _quality_words(db, border, min(image.shape[:2]) > 2 * BORDER)
+    info["output_bits"] = 32 if written.dtype == np.float32 else written.itemsize * 8
+    info["notes"] = notes
     info["seconds"] = round(elapsed, 4)
     # Not into the image when --out leads to stdout (a link named o.png to /dev/stdout)
     stream = sys.stderr if is_stdout(out) else sys.stdout
     if args.json:
         stream.write(json.dumps(info) + "\n")
     else:
+        for note in notes:
+            sys.stderr.write(f"gputrack isp: note: {note}\n")
         stream.write(
             f"{out}: {raw.width}x{raw.height} {raw.pattern} {raw.bit_depth}-bit, "
             f"{args.stages}, {args.demosaic}, {backend.name}{said}\n"
