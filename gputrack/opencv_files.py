@@ -79,12 +79,15 @@ def looks_like_image(path: str | Path) -> bool:
     return head.startswith(_IMAGE_MAGIC)
 
 
-def read_rgb(path: str | Path, floats: bool = False) -> tuple[np.ndarray, list[str]] | None:
+def read_rgb(
+    path: str | Path, floats: bool = False, transparency: bool = True
+) -> tuple[np.ndarray, list[str]] | None:
     """An image file (or a uint8/uint16 H x W x 3 .npy) as RGB, as a viewer shows it: EXIF
     orientation applied, 8 or 16 bits kept, grey and palette images as RGB; with notes on
     what the colour channels leave out (transparency). None where the file is no image
     OpenCV decodes. A float image (TIFF, EXR, HDR, float .npy) only with `floats`, as the
-    caller says what its values mean; else it is an error."""
+    caller says what its values mean; else it is an error. `transparency=False` skips the
+    second decode that looks for it (a folder's later frames)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:
@@ -115,7 +118,7 @@ def read_rgb(path: str | Path, floats: bool = False) -> tuple[np.ndarray, list[s
         raise GputrackError(f"{path}: {img.dtype} images are not supported (8- or 16-bit; "
                             "gputrack isp develops float linear light into one)")  # fmt: skip
     notes = []
-    if data[:3].tobytes() != b"\xff\xd8\xff":  # a JPEG has no alpha: spare a second decode
+    if transparency and data[:3].tobytes() != b"\xff\xd8\xff":  # a JPEG has no alpha
         try:
             stored = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         except cv2.error:

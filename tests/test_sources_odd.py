@@ -197,3 +197,37 @@ def test_a_16_bit_rgb_npy_is_named_as_such(tmp_path):
     with pytest.raises(GputrackError, match=r"rgb16.npy: array uint16\[8, 8, 3\] is a 16-bit "
                                             r"RGB image; RGB frames are uint8 HxWx3"):
         open_source(str(path))
+
+
+def test_a_folder_of_16_bit_images_keeps_its_precision(tmp_path):
+    # read as 8-bit colour, a 16-bit frame lost its low byte before the sensor model saw it
+    rng = np.random.default_rng(3)
+    want = [rng.integers(0, 65536, (12, 16, 3), dtype=np.uint16) for _ in range(2)]
+    for i, img in enumerate(want):
+        assert cv2.imwrite(str(tmp_path / f"f{i}.png"), img[..., ::-1])
+    with open_source(str(tmp_path)) as src:
+        got = [f.image for f in src]
+    assert all(g.dtype == np.uint16 for g in got)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_transparency_in_a_folder_is_noted_once(tmp_path):
+    for i in range(3):
+        rgba = np.full((12, 16, 4), 200, np.uint8)
+        rgba[..., 3] = 255
+        rgba[:6, :, 3] = 0  # the top half transparent
+        assert cv2.imwrite(str(tmp_path / f"f{i}.png"), rgba)
+    with open_source(str(tmp_path)) as src:
+        frames = list(src)
+    assert len(frames) == 3 and frames[0].image.shape == (12, 16, 3)
+    noted = [n for n in src.notes if "transparency" in n]
+    assert len(noted) == 1 and "f0.png" in noted[0] and "50 %" in noted[0]
+
+
+def test_run_on_16_bit_frames(tmp_path, capsys):
+    for i in range(2):
+        img = np.full((48, 64, 3), 30000 + 1000 * i, np.uint16)
+        assert cv2.imwrite(str(tmp_path / f"f{i}.png"), img)
+    rc = main(["run", str(tmp_path), "--frames", "2", "--no-ui", "--backend", "cpu",
+               "--model", MODEL, "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["frames"] == 2

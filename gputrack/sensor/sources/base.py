@@ -46,7 +46,7 @@ class Frame:
 
     index: int  # position in the source; a dropped frame leaves a gap
     timestamp: float  # seconds: index / fps for files, capture time for live input
-    image: np.ndarray | None = None  # uint8[H, W, 3] RGB
+    image: np.ndarray | None = None  # uint8[H, W, 3] RGB (uint16 from 16-bit image files)
     raw: RawFrame | None = None
     truth: np.ndarray | None = None  # synthetic world: float32[N, 7] ground truth
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. the file, DNG white balance

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from gputrack.errors import GputrackError
-from gputrack.opencv_files import read_image
-from gputrack.sensor.sources.base import Frame, Source, _to_rgb, log
+from gputrack.opencv_files import read_rgb
+from gputrack.sensor.sources.base import Frame, Source, log
 
 
 class ImageFolderSource(Source):
@@ -22,10 +22,11 @@ class ImageFolderSource(Source):
                  frames: int | None = None, loop: bool = False) -> None:
         self.files = list(files)
         self._first: tuple[int, np.ndarray] | None = None
+        notes: list[str] = []
         for k, f in enumerate(self.files):  # the size comes from the first readable image
-            img = read_image(f)
+            img = read_rgb(f)  # upright, 8 or 16 bits as stored
             if img is not None:
-                self._first = (k, img)
+                self._first, notes = (k, img[0]), img[1]
                 break
         if self._first is None:
             if len(self.files) == 1:
@@ -38,6 +39,7 @@ class ImageFolderSource(Source):
                                 "needs at least 4x4 pixels")  # fmt: skip
         super().__init__(name, fps or 30.0, (w, h), num_frames=len(self.files), frames=frames,
                          loop=loop)
+        self.notes.extend(notes)  # the first image's transparency: the sensor sees colour only
         self._k = 0
 
     def _read(self) -> Frame | None:
@@ -49,7 +51,8 @@ class ImageFolderSource(Source):
                 img = self._first[1]
                 self._first = None
             else:
-                img = read_image(path)
+                got = read_rgb(path, transparency=False)
+                img = None if got is None else got[0]
             if img is None:
                 self.dropped += 1
                 log.warning("%s: cannot read image, skipped", path)
@@ -57,9 +60,10 @@ class ImageFolderSource(Source):
             if (img.shape[1], img.shape[0]) != self.size:
                 raise GputrackError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, but the "
                                     f"folder's first image is {self.size[0]}x{self.size[1]}")
-            return Frame(k, k / self.fps, image=_to_rgb(img), meta={"file": str(path)})
+            return Frame(k, k / self.fps, image=img, meta={"file": str(path)})
         return None
 
     def _rewind(self) -> bool:
         self._k = 0
         return True
+
