@@ -131,7 +131,12 @@ def gaussian(seed: int, frame: int, index: np.ndarray) -> np.ndarray:
     """Standard normal numbers by Box-Muller from two 24-bit uniforms of the hash (24 bits, so
     a float32 kernel holds them exactly)."""
     with np.errstate(over="ignore"):
-        h = pixel_hash(seed, frame, index)
+        return gaussian_of_hash(pixel_hash(seed, frame, index))
+
+
+def gaussian_of_hash(h: np.ndarray) -> np.ndarray:
+    """Box-Muller on uint64 hashes (changed in place): the draw the kernels' gt_gaussian makes
+    of the same hash."""
     # sqrt(-2 log u1) cos(2 pi u2) with u1 = (h[40:64] + 1) / 2^24 in (0, 1] (log is finite)
     # and u2 = h[16:40] / 2^24, in place; scaling by 2^-24 is exact, so the order is free
     r = (h >> _U64(40)).astype(np.float64)
