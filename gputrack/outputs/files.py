@@ -366,7 +366,8 @@ def _finish(tmp: Path, final: Path | None, path: str | Path, label: str) -> None
 
 
 def write_image(path: str | Path, bgr: np.ndarray, what: str = "image") -> None:
-    """An 8-bit BGR image, by the extension's format; one-line errors naming the file."""
+    """A BGR image, 8 or 16 bits (as the format takes), by the extension's format; one-line
+    errors naming the file."""
     out = Path(path)
     data = encode_image(out.suffix, bgr)  # in memory: any file name, not only UTF-8 ones
     if data is None:
