@@ -231,3 +231,16 @@ def test_run_on_16_bit_frames(tmp_path, capsys):
     rc = main(["run", str(tmp_path), "--frames", "2", "--no-ui", "--backend", "cpu",
                "--model", MODEL, "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["frames"] == 2
+
+
+def test_a_live_source_numbers_frames_by_capture_time(monkeypatch):
+    # a camera at 25 fps whose frames the pipeline takes every 3 periods: they were numbered
+    # 0, 1, 2, ... and the tracker predicted one period of motion for three
+    cap = _Capture(n=10, size=(64, 48))
+    # each read comes 3 periods of 40 ms after the one before
+    monkeypatch.setattr(video_module.time, "monotonic", lambda: 100.0 + 0.12 * cap.reads)
+    src = VideoSource("cam", live=True, capture=cap)
+    frames = [next(src) for _ in range(4)]
+    assert [f.index for f in frames] == [0, 3, 6, 9]
+    steps = [b.timestamp - a.timestamp for a, b in zip(frames, frames[1:], strict=False)]
+    assert steps == pytest.approx([0.12] * 3)

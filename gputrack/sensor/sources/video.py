@@ -112,10 +112,11 @@ class VideoSource(Source):
         # for too: some cameras state the mode asked for and deliver another, and every
         # frame would then be refused as the wrong size.
         self._peeked: Any = None
+        self._peeked_at = 0.0
         if w <= 0 or h <= 0 or self.live:
             ok, bgr = capture.read()
             if ok and bgr is not None:
-                self._peeked = bgr
+                self._peeked, self._peeked_at = bgr, time.monotonic()
                 h, w = bgr.shape[:2]
             elif w <= 0 or h <= 0:
                 capture.release()
@@ -143,14 +144,18 @@ class VideoSource(Source):
         self.max_drops = int(max_drops or 30)
         self._pos = 0  # reads attempted in this pass = index of the next frame
         self._t0 = time.monotonic()
+        self._first_at: float | None = None  # a live source's first frame, on that clock
+        self._index = -1  # a live source's last frame index
 
     def _read(self) -> Frame | None:
         pending = 0  # failures since the last good frame
         while True:
             if self._peeked is not None:
                 ok, bgr, self._peeked = True, self._peeked, None
+                now = self._peeked_at
             else:
                 ok, bgr = self._cap.read()
+                now = time.monotonic()
             pos = self._pos
             self._pos += 1
             if ok and bgr is not None:
@@ -161,12 +166,13 @@ class VideoSource(Source):
                     raise GputrackError(f"{self._what}: frame {pos} is {bgr.shape[1]}x"
                                         f"{bgr.shape[0]}, but its frames are {self.size[0]}x"
                                         f"{self.size[1]}")  # fmt: skip
+                index = self._live_index(now, pending) if self.live else pos
                 if pending:
                     self.dropped += pending  # failures followed by a good frame were drops
                     log.warning("%s: %d frame(s) unreadable before frame %d, skipped",
-                                self._what, pending, pos)
-                t = time.monotonic() - self._t0 if self.live else pos / self.fps
-                return Frame(pos, t, image=_to_rgb(bgr))
+                                self._what, pending, index)
+                t = now - self._t0 if self.live else pos / self.fps
+                return Frame(index, t, image=_to_rgb(bgr))
             pending += 1
             first_bad = pos - pending + 1
             if self.live:
@@ -190,6 +196,17 @@ class VideoSource(Source):
                                        "ended there")
                     log.warning("%s", self.end_reason)
                 return None
+
+    def _live_index(self, now: float, failed: int) -> int:
+        """A live frame's index: its capture time in frame periods since the first frame, and
+        at least one more than the last plus the reads that `failed` in between. Frames the
+        camera dropped while the pipeline was busy leave a gap, as unreadable ones do, so the
+        tracker predicts across the time that passed rather than one period."""
+        if self._first_at is None:
+            self._first_at = now
+        elapsed = round((now - self._first_at) * self.fps)
+        self._index = max(self._index + 1 + failed, elapsed)
+        return self._index
 
     def _rewind(self) -> bool:
         self._peeked = None
