@@ -196,7 +196,7 @@ class Tracker:
         score, dcls = dets[:, 4], dets[:, 5].astype(np.int64)
         det_boxes = _xyxy_to_cxcywh(dets)
         # An empty box (one clipped to the frame's edge) is no detection.
-        usable = (det_boxes[:, 2:4] > 0).all(axis=1) & (score >= p.low_score)
+        usable = (det_boxes[:, 2:4] >= MIN_SIZE).all(axis=1) & (score >= p.low_score)
         high = np.flatnonzero(usable & (score >= p.high_score))
         low = np.flatnonzero(usable & (score < p.high_score))
         state = c["state"]
@@ -232,12 +232,13 @@ class Tracker:
         c["det"][rows] = di
         state[rows[state[rows] == LOST]] = CONFIRMED
 
-        # Unmatched: confirmed -> lost; lost too long, tentative, or degenerate -> removed.
+        # Unmatched: confirmed -> lost; lost too long, tentative, or collapsed -> removed.
         missed = c["missed"] > 0
         state[missed & (state == CONFIRMED)] = LOST
         size = self.kf.x[:, 2:4]
         drop = (missed & (state == TENTATIVE)) | (c["missed"] > p.max_lost)
-        drop |= ~np.isfinite(self.kf.x).all(axis=1) | (size < 1.0).any(axis=1)
+        # Collapsed (a shrinking prediction run out), not merely small: 1-2 px objects exist.
+        drop |= ~np.isfinite(self.kf.x).all(axis=1) | (size < MIN_SIZE).any(axis=1)
         if drop.any():
             self._keep(~drop)
 
@@ -314,6 +315,8 @@ def to_tracks(rows: np.ndarray) -> list[Track]:
 MAX_FRAME_INDEX = 2**53  # frame numbers and ages stay exact in update_array's float64 rows
 MAX_COORD = 1e7  # px, corners and sizes (MOT files too): beyond, a box is broken data
 MAX_CLASS = 2**31 - 1  # int32, as the detector's labels
+# px: a narrower box is empty (result files write 2 decimals: it would read back as 0).
+MIN_SIZE = 0.01
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 # What a detection may hold, with its box as top-left corner and size (as a MOTChallenge line
