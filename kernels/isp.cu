@@ -272,6 +272,7 @@ struct RawTile {
 struct IspNorm {
     gt_f32x4 norm[2];
     float shade[6];  // lens shading: k1, k2, 1 / (cx^2 + cy^2), on, 0.5 - cx, 0.5 - cy
+    float black;     // the black level, for the general path's (v - black) a
     int halo_x0;     // x0 - 8
     int zero;        // 0, read in isp_main's tile loop (isp_main_strip)
 };
@@ -298,7 +299,12 @@ __device__ __forceinline__ void isp_norm_setup(IspNorm& n, const float* __restri
     n.shade[0] = k1;
     n.shade[1] = k2;
     n.shade[2] = 1.0f / (cx * cx + cy * cy);
-    n.shade[3] = (k1 != 0.0f || k2 != 0.0f) ? 1.0f : 0.0f;
+    // The fused v a + b loses the bits of b = -black a that m keeps: 0.5 ulp(black a) of error,
+    // 27 12-bit codes at 16 bits with black 65534, white 65535. Past black a = 1 (black near
+    // white, or a gain beyond ~8 at the usual black levels) the general path subtracts first.
+    const float amax = scale * fmaxf(fmaxf(gain_r, gain_g), gain_b);
+    n.shade[3] = (k1 != 0.0f || k2 != 0.0f || black * amax > 1.0f) ? 1.0f : 0.0f;
+    n.black = black;
     n.shade[4] = 0.5f - cx;
     n.shade[5] = 0.5f - cy;
     n.halo_x0 = (int)blockIdx.x * TILE_W - 8;
@@ -407,7 +413,7 @@ __device__ __forceinline__ void isp_store_tile(gt_f32x2 (*tile)[SM_P], const Isp
                 const int x = isp_mirror<HY>(gx + k, w);
                 const float dx = (float)x + shade[4];
                 const float r2 = (dx * dx + dy * dy) * inv_d2;
-                const float m = fmaf(v[k], (k & 1) ? nr.y : nr.x, (k & 1) ? nr.w : nr.z);
+                const float m = (v[k] - n.black) * ((k & 1) ? nr.y : nr.x);  // v - black exact
                 f[k] = gt_clamp01(m * (1.0f + k1 * r2 + k2 * r2 * r2));
             }
         }

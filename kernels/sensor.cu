@@ -35,6 +35,16 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
         v = v / (1.0f + k1 * r2 + k2 * r2 * r2);
     }
     float e = v * cfg[SCFG_RANGE];
+    if (!(fabsf(e) < 1e30f)) {
+        // Far past white or black, or overflowed on the way (a float scene near float32's
+        // limit: products of inf, then inf - inf or inf + noise * z = NaN, had come out as 0,
+        // black, where the float64 reference saturates). Only the sign matters this far out:
+        // take it from the inputs scaled by 2^-64 (exact), whose products cannot overflow; the
+        // shading gain and the range are positive. 1e30 DN saturates whatever the noise.
+        const float q = 5.421010862427522e-20f;  // 2^-64
+        const float vs = m[0] * (l0 * q) + m[1] * (l1 * q) + m[2] * (l2 * q);
+        e = vs > 0.0f ? 1e30f : (vs < 0.0f ? -1e30f : 0.0f);
+    }
     if (noise) {
         const unsigned long long idx =
             (unsigned long long)y * (unsigned long long)w + (unsigned long long)x;

@@ -87,12 +87,14 @@ class TensorSpec:
                 values = tuple(real_number(v) for v in getattr(self, name))
             except TypeError:
                 values = ()
-            if len(values) != 3 or not np.isfinite(values).all():
-                raise GputrackError(f"tensor {name} {getattr(self, name)!r}: three finite numbers")
+            if len(values) != 3 or not (np.abs(values) <= MAX_VALUE).all():  # NaN fails too
+                raise GputrackError(f"tensor {name} {getattr(self, name)!r}: three finite "
+                                    f"numbers within +-{MAX_VALUE:g}")  # fmt: skip
             object.__setattr__(self, name, values)
         pad = real_number(self.pad_value)
-        if not math.isfinite(pad):
-            raise GputrackError(f"tensor pad value {self.pad_value!r}: a finite number")
+        if not abs(pad) <= MAX_VALUE:  # NaN fails too
+            raise GputrackError(f"tensor pad value {self.pad_value!r}: a finite number within "
+                                f"+-{MAX_VALUE:g}")  # fmt: skip
         object.__setattr__(self, "pad_value", pad)
 
     def geometry(self, src_w: int, src_h: int) -> tuple[int, int, int, int]:
@@ -193,8 +195,9 @@ class IspParams:
                 raise GputrackError(
                     f"a custom tone LUT needs 2 to {LUT_SIZE} samples, got shape {lut.shape}"
                 )
-            if not np.isfinite(lut).all():
-                raise GputrackError("a custom tone LUT must hold finite numbers")
+            if not (np.abs(lut) <= MAX_VALUE).all():  # NaN fails too
+                raise GputrackError(f"a custom tone LUT must hold finite numbers within "
+                                    f"+-{MAX_VALUE:g}")  # fmt: skip
             return lut
         return tone_curve(self.tone)(np.linspace(0.0, 1.0, LUT_SIZE))
 
@@ -215,6 +218,9 @@ def srgb_decode(v: np.ndarray) -> np.ndarray:
 # range that no product of them with a pixel overflows (a gain of 1e39 did, on one backend).
 MAX_GAIN = 64.0  # white balance gains from 1/64 to 64; the lens shading gain up to 64
 MAX_CCM = 16.0  # colour matrix entries within +-16 (real ones stay within +-3)
+# A custom tone LUT's samples, and the tensor's mean, scale and pad value: the kernels hold them
+# as float32 (a LUT sample of 1e39 became inf there, and the float image NaN).
+MAX_VALUE = 1e6
 
 
 def check_wb_gains(gains: object) -> tuple[float, float, float]:
@@ -250,7 +256,10 @@ def check_shading(k: object) -> tuple[float, float]:
         k1, k2 = (float(v) for v in k)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise GputrackError(f"lens shading {k!r}: give two numbers k1, k2") from None
-    t = [0.0, 1.0] + ([-k1 / (2 * k2)] if k2 > 0 and 0 < -k1 / (2 * k2) < 1 else [])
+    # The gain's extremes on [0, 1] (x = r^2): the ends, and where k1 + 2 k2 x = 0 inside (a
+    # minimum for k2 > 0, a maximum for k2 < 0: (200, -150) peaks at 67.7, (1e6, 62 - 1e6)
+    # at 250016 with 63 at the corners, and both had passed).
+    t = [0.0, 1.0] + ([-k1 / (2 * k2)] if k2 != 0 and 0 < -k1 / (2 * k2) < 1 else [])
     gains = [1 + k1 * x + k2 * x * x for x in t] if np.isfinite([k1, k2]).all() else [0.0]
     if min(gains) <= 0 or max(gains) > MAX_GAIN:
         raise GputrackError(
