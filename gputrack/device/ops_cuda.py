@@ -4,7 +4,8 @@ CUDA-graph capture/replay."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,31 @@ def gpu_info() -> dict[str, Any] | None:
     }
 
 
+@contextlib.contextmanager
+def gpu_errors(cp: Any, what: str) -> Iterator[None]:
+    """CuPy's CUDA errors as one-line `KernelError`s naming what failed. A kernel that faults
+    (an illegal address) surfaces at the next synchronisation, not at its launch; CUDA then
+    refuses every later call in the process."""
+    kinds = (
+        cp.cuda.driver.CUDADriverError,
+        cp.cuda.runtime.CUDARuntimeError,
+        cp.cuda.memory.OutOfMemoryError,
+    )
+    try:
+        yield
+    except kinds as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise KernelError(f"{what}: {text}") from None
+
+
 class CudaTimer(Timer):
     """CUDA events on a stream: measures device time, not host time."""
 
-    def __init__(self, stream: Any) -> None:
-        import cupy
-
+    def __init__(self, cp: Any, stream: Any) -> None:
+        self._cp = cp
         self._stream = stream
-        self._start = cupy.cuda.Event()
-        self._stop = cupy.cuda.Event()
+        self._start = cp.cuda.Event()
+        self._stop = cp.cuda.Event()
 
     def start(self) -> None:
         self._start.record(self._stream)
@@ -69,32 +86,36 @@ class CudaTimer(Timer):
         self._stop.record(self._stream)
 
     def elapsed_ms(self) -> float:
-        import cupy
-
-        self._stop.synchronize()
-        return float(cupy.cuda.get_elapsed_time(self._start, self._stop))
+        with gpu_errors(self._cp, "CUDA error in the timed work"):
+            self._stop.synchronize()
+            return float(self._cp.cuda.get_elapsed_time(self._start, self._stop))
 
 
 class CudaEvent(Event):
-    def __init__(self, event: Any) -> None:
+    def __init__(self, cp: Any, event: Any) -> None:
+        self._cp = cp
         self._event = event
 
     def record(self, stream: Any = None) -> None:
-        import cupy
-
-        self._event.record(stream or cupy.cuda.get_current_stream())
+        self._event.record(stream or self._cp.cuda.get_current_stream())
 
     def synchronize(self) -> None:
-        self._event.synchronize()
+        with gpu_errors(self._cp, "CUDA error in the work before an event"):
+            self._event.synchronize()
 
 
 class CudaGraph(Graph):
-    def __init__(self, graph: Any, stream: Any) -> None:
+    def __init__(self, cp: Any, graph: Any, stream: Any) -> None:
+        self._cp = cp
         self._graph = graph
-        self._stream = stream
+        self._stream = stream  # the capture's stream: kept alive with the graph
 
     def replay(self, stream: Any = None) -> None:
-        self._graph.launch(stream or self._stream)
+        # None is the current stream, as for every other call: a capture with no stream was
+        # made on a private non-blocking one, where a replay would not wait for the work
+        # queued before it (Network.run's input copy), nor later work for the replay.
+        with gpu_errors(self._cp, "CUDA graph replay"):
+            self._graph.launch(stream or self._cp.cuda.get_current_stream())
 
 
 class CudaBackend(Backend):
@@ -117,13 +138,15 @@ class CudaBackend(Backend):
             code=kernel_source.read_source(path), options=options, backend="nvrtc"
         )
         try:
-            module.compile()
+            with gpu_errors(self.cp, f"{path.name} failed to load"):  # e.g. a PTX too new
+                module.compile()
         except self.cp.cuda.compiler.CompileException as err:
             raise KernelError(f"{path.name} failed to compile: {str(err).strip()[:500]}") from None
         return module
 
     def get_function(self, module: Module, name: str) -> Any:
-        return module.native.get_function(name)
+        with gpu_errors(self.cp, f"{module.path.name}: kernel {name}"):
+            return module.native.get_function(name)
 
     def launch(
         self,
@@ -141,7 +164,8 @@ class CudaBackend(Backend):
         ):
             function.max_dynamic_shared_size_bytes = shared_mem
         args = [np.uint64(0) if a is None else a for a in args]  # NULL pointer
-        with stream or self.cp.cuda.get_current_stream():
+        what = f"kernel {kernel.name} ({kernel.signature.file}), grid {grid}, block {block}"
+        with gpu_errors(self.cp, what), stream or self.cp.cuda.get_current_stream():
             function(grid, block, tuple(args), shared_mem=shared_mem)
 
     # --- memory --------------------------------------------------------------------------
@@ -157,17 +181,21 @@ class CudaBackend(Backend):
         return int(array.data.ptr)
 
     def empty(self, shape: int | Sequence[int], dtype: Any) -> Any:
-        return self.cp.empty(shape, dtype=dtype)
+        with gpu_errors(self.cp, f"device array {shape} {np.dtype(dtype)}"):
+            return self.cp.empty(shape, dtype=dtype)
 
     def to_device(self, host: np.ndarray, stream: Any = None) -> Any:
-        out = self.cp.empty(host.shape, dtype=host.dtype)
-        out.set(np.ascontiguousarray(host), stream=stream)
+        with gpu_errors(self.cp, f"upload of {host.shape} {host.dtype}"):
+            out = self.cp.empty(host.shape, dtype=host.dtype)
+            out.set(np.ascontiguousarray(host), stream=stream)
         return out
 
     def to_host(self, array: Any, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
-        result = array.get(stream=stream, out=out)
-        if stream is None:
-            self.cp.cuda.get_current_stream().synchronize()
+        # The copy waits for the work before it: a kernel's fault is reported here.
+        with gpu_errors(self.cp, "CUDA error before a download"):
+            result = array.get(stream=stream, out=out)
+            if stream is None:
+                self.cp.cuda.get_current_stream().synchronize()
         return result
 
     def _copy(self, dst: Any, src: Any, stream: Any) -> None:
@@ -197,27 +225,28 @@ class CudaBackend(Backend):
         return self.cp.cuda.Stream(non_blocking=True)
 
     def synchronize(self, stream: Any = None) -> None:
-        if stream is None:
-            self.cp.cuda.Device().synchronize()
-        else:
-            stream.synchronize()
+        with gpu_errors(self.cp, "CUDA error in the work queued before"):
+            if stream is None:
+                self.cp.cuda.Device().synchronize()
+            else:
+                stream.synchronize()
 
     def timer(self, stream: Any = None) -> Timer:
-        return CudaTimer(stream or self.cp.cuda.get_current_stream())
+        return CudaTimer(self.cp, stream or self.cp.cuda.get_current_stream())
 
     def event(self) -> Event:
-        return CudaEvent(self.cp.cuda.Event(disable_timing=True))
+        return CudaEvent(self.cp, self.cp.cuda.Event(disable_timing=True))
 
     def capture(self, fn: Callable[[], Any], stream: Any = None) -> Graph:
         """Run `fn` once under stream capture; its launches become one CUDA graph."""
         stream = stream or self.stream()
-        with stream:
+        with gpu_errors(self.cp, "CUDA graph capture"), stream:
             stream.begin_capture()
             try:
                 fn()
             finally:
                 graph = stream.end_capture()
-        return CudaGraph(graph, stream)
+        return CudaGraph(self.cp, graph, stream)
 
 
 def create() -> CudaBackend:

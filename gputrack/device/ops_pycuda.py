@@ -3,14 +3,15 @@ PyCUDA (optional extra: pip install 'gputrack[pycuda]')."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gputrack.device import kernel_source
-from gputrack.device.base import Backend, Event, Kernel, Module
+from gputrack.device.base import Backend, Event, Kernel, Module, Timer
 from gputrack.device.compile_report import FTZ_FLAG, include_flags
 from gputrack.errors import KernelError
 
@@ -47,6 +48,17 @@ def _ensure_context() -> None:
         atexit.register(_context.pop)
 
 
+@contextlib.contextmanager
+def gpu_errors(drv: Any, what: str) -> Iterator[None]:
+    """PyCUDA's CUDA errors (`pycuda.driver.Error`: launch failures, faults reported at the
+    next synchronisation, out of memory) as one-line `KernelError`s naming what failed."""
+    try:
+        yield
+    except drv.Error as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise KernelError(f"{what}: {text}") from None
+
+
 class PycudaBackend(Backend):
     name = "pycuda"
 
@@ -73,6 +85,8 @@ class PycudaBackend(Backend):
             )
         except self.drv.CompileError as err:
             raise KernelError(f"{path.name} failed to compile: {str(err).strip()[:500]}") from None
+        except self.drv.Error as err:  # compiled, but the driver refuses the module
+            raise KernelError(f"{path.name} failed to load: {' '.join(str(err).split())}") from None
 
     def get_function(self, module: Module, name: str) -> Any:
         return module.native.get_function(name)
@@ -89,7 +103,9 @@ class PycudaBackend(Backend):
         raw = [
             np.intp(0) if a is None else a.gpudata if self.is_device_array(a) else a for a in args
         ]
-        kernel.native(*raw, block=block, grid=grid, shared=shared_mem, stream=stream)
+        what = f"kernel {kernel.name} ({kernel.signature.file}), grid {grid}, block {block}"
+        with gpu_errors(self.drv, what):
+            kernel.native(*raw, block=block, grid=grid, shared=shared_mem, stream=stream)
 
     def is_device_array(self, value: Any) -> bool:
         return isinstance(value, self.gpuarray.GPUArray)
@@ -104,7 +120,8 @@ class PycudaBackend(Backend):
         return self.gpuarray.to_gpu(np.ascontiguousarray(host))
 
     def to_host(self, array: Any, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
-        result = array.get()
+        with gpu_errors(self.drv, "CUDA error before a download"):
+            result = array.get()
         if out is None:
             return result
         np.copyto(out, result)
@@ -120,7 +137,7 @@ class PycudaBackend(Backend):
         self.drv.memcpy_dtoh_async(host, src.gpudata, stream)
 
     def event(self) -> Event:
-        return PycudaEvent(self.drv.Event())
+        return PycudaEvent(self.drv, self.drv.Event())
 
     def pinned_empty(self, shape: int | Sequence[int], dtype: Any) -> np.ndarray:
         return self.drv.pagelocked_empty(shape, dtype)
@@ -129,18 +146,46 @@ class PycudaBackend(Backend):
         return self.drv.Stream()
 
     def synchronize(self, stream: Any = None) -> None:
-        (stream or self.drv.Context).synchronize()
+        with gpu_errors(self.drv, "CUDA error in the work queued before"):
+            (stream or self.drv.Context).synchronize()
+
+    def timer(self, stream: Any = None) -> Timer:
+        # Launches return at once: a host clock would time the queueing, not the work.
+        return PycudaTimer(self.drv, stream)
 
 
 class PycudaEvent(Event):
-    def __init__(self, event: Any) -> None:
+    def __init__(self, drv: Any, event: Any) -> None:
+        self._drv = drv
         self._event = event
 
     def record(self, stream: Any = None) -> None:
         self._event.record(stream)
 
     def synchronize(self) -> None:
-        self._event.synchronize()
+        with gpu_errors(self._drv, "CUDA error in the work before an event"):
+            self._event.synchronize()
+
+
+class PycudaTimer(Timer):
+    """CUDA events on a stream (None: the default stream): device time, not host time."""
+
+    def __init__(self, drv: Any, stream: Any) -> None:
+        self._drv = drv
+        self._stream = stream
+        self._start = drv.Event()
+        self._stop = drv.Event()
+
+    def start(self) -> None:
+        self._start.record(self._stream)
+
+    def stop(self) -> None:
+        self._stop.record(self._stream)
+
+    def elapsed_ms(self) -> float:
+        with gpu_errors(self._drv, "CUDA error in the timed work"):
+            self._stop.synchronize()
+            return float(self._start.time_till(self._stop))
 
 
 def create() -> PycudaBackend:

@@ -158,6 +158,9 @@ class IspPipeline:
     def _const(self, key: tuple, make) -> Any:
         if key not in self._consts:
             self._consts[key] = self.backend.to_device(make())
+            # From pageable memory the copy may return before its DMA lands, and the kernels
+            # read it on another (non-blocking) stream: wait once, when it is made.
+            self.backend.synchronize()
         return self._consts[key]
 
     def _cfg(self, p: IspParams) -> Any:
