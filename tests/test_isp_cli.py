@@ -188,13 +188,14 @@ def test_colour_matrix_and_tone_are_options(capsys, tmp_path, image_png):
         (["--tone", "film"], 2, "unknown (srgb, linear, gammaX)"),
         (["--ccm", "1,0,0,1,0,0,0,0,1"], 2, "singular"),  # the sensor model cannot invert it
         (["--ccm", "0,0,0,0,0,0,0,0,0"], 2, "--ccm: colour matrix"),  # the user's: exit 2
-        (["--tone", "gamma2", "--stages", "demosaic"], 2, "apply to --stages full"),
+        (["--tone", "gamma2", "--stages", "demosaic"], 2, "--tone applies to --stages full"),
         (["--wb", "nan,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
         (["--wb", "1e39,1,1"], 2, "three gains R,G,B from 0.015625 to 64"),
         (["--lens-shading", "-1,0"], 2, "must stay above 0"),  # a value led by a minus sign
         (["--lens-shading", "0,1e308"], 2, "at most 64"),
         (["--lens-shading", "0.2"], 2, "give two numbers"),
-        (["--lens-shading", "0.2,0", "--stages", "demosaic"], 2, "apply to --stages full"),
+        (["--lens-shading", "0.2,0", "--stages", "demosaic"], 2,
+         "--lens-shading applies to --stages full"),
     ],
 )
 def test_bad_colour_options_are_one_line(capsys, tmp_path, image_png, extra, code, needle):
@@ -209,10 +210,10 @@ def test_bad_colour_options_are_one_line(capsys, tmp_path, image_png, extra, cod
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (["--stages", "demosaic", "--noise"], "--noise apply to --stages full"),
-        (["--stages", "demosaic", "--bit-depth", "12"], "--bit-depth apply to --stages full"),
-        (["--stages", "demosaic", "--black-level", "100"], "--black-level apply to"),
-        (["--stages", "demosaic", "--wb", "3,1,3"], "--wb apply to --stages full"),
+        (["--stages", "demosaic", "--noise"], "--noise applies to --stages full"),
+        (["--stages", "demosaic", "--bit-depth", "12"], "--bit-depth applies to --stages full"),
+        (["--stages", "demosaic", "--black-level", "100"], "--black-level applies to"),
+        (["--stages", "demosaic", "--wb", "3,1,3"], "--wb applies to --stages full"),
         (["--seed", "3"], "applies with --noise"),
         (["--size", "96x64"], "--size applies to headerless .raw input"),
         (["--bit-depth", "16"], "the sensor model reads out 10, 12, 14 bits"),
@@ -241,7 +242,9 @@ def test_options_a_raw_input_would_ignore_are_usage_errors(capsys, tmp_path, rng
     assert "--noise applies to RGB inputs" in capsys.readouterr().err
     assert main([*base, "--size", "abc"]) == 2
     assert "'abc' is not a size WxH" in capsys.readouterr().err
-    assert "--wb apply" in _error(capsys, [*base, "--stages", "demosaic", "--wb", "2,1,2"])
+    assert "--wb applies" in _error(capsys, [*base, "--stages", "demosaic", "--wb", "2,1,2"])
+    two = [*base, "--stages", "demosaic", "--wb", "2,1,2", "--tone", "linear"]
+    assert "--tone, --wb apply to --stages full" in _error(capsys, two)
     # what a RAW input does take with --stages demosaic: its readout's bit depth
     info = _run_json(capsys, [*base, "--stages", "demosaic", "--bit-depth", "12", "--json"])
     assert info["bit_depth"] == 12 and info["stages"] == "demosaic"
@@ -347,7 +350,7 @@ def test_ccm_camera_with_the_demosaic_stage_is_refused(capsys, tmp_path, rng, im
     out = tmp_path / "o.png"
     argv = ["isp", str(src), "--out", str(out), "--backend", "cpu", "--stages", "demosaic"]
     assert main([*argv, "--ccm", "camera"]) == 2
-    assert "--ccm apply to --stages full" in capsys.readouterr().err
+    assert "--ccm applies to --stages full" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -454,7 +457,7 @@ def test_demosaic_stage_refusals_say_the_inputs_depth(capsys, tmp_path, rng, ext
     argv = ["isp", str(src), "--out", str(tmp_path / "o.png"), "--backend", "cpu"]
     assert main([*argv, "--stages", "demosaic", *extra]) == 2
     err = capsys.readouterr().err
-    assert f"{extra[0]} apply to --stages full" in err and "as given (16-bit," in err, err
+    assert f"{extra[0]} applies to --stages full" in err and "as given (16-bit," in err, err
 
 
 def test_out_on_a_descriptor_says_how(capsys, tmp_path, image_png):

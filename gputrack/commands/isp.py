@@ -257,7 +257,8 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_ra
         given = [o for o, v in colour if v is not None]
         if given:
             raise UsageError(
-                f"{', '.join(given)} apply to --stages full (the demosaicing benchmark uses "
+                f"{', '.join(given)} {_verb(given)} to --stages full (the demosaicing "
+                "benchmark uses "
                 "the identity matrix, a linear tone, no shading and no white balance)"
             )
         if not is_raw:  # `is not None`: --black-level 0 is given too
@@ -266,7 +267,8 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace, src: Path, is_ra
             given = [o for o, v in sensor if v is not None]
             if given:
                 raise UsageError(
-                    f"{', '.join(given)} apply to --stages full: with --stages demosaic the "
+                    f"{', '.join(given)} {_verb(given)} to --stages full: with --stages "
+                    "demosaic the "
                     f"image is only mosaicked as given ({_depth_of(src)}, no black level, no "
                     "noise)"
                 )
@@ -440,3 +442,8 @@ def _quality_words(db: float, border: int, has_inside: bool) -> str:
     if has_inside:  # round_trip_cpsnr dropped the border: the inside alone is exact
         return f", CPSNR {db:.2f} dB (whole image; exact inside the {BORDER}-pixel border)"
     return f", CPSNR {db:.2f} dB (whole image)"
+
+
+def _verb(options: list[str]) -> str:
+    """'applies' after one option, 'apply' after several."""
+    return "applies" if len(options) == 1 else "apply"
