@@ -45,11 +45,12 @@ __device__ __forceinline__ unsigned short sensor_site(float l0, float l1, float 
         const float vs = m[0] * (l0 * q) + m[1] * (l1 * q) + m[2] * (l2 * q);
         e = vs > 0.0f ? 1e30f : (vs < 0.0f ? -1e30f : 0.0f);
     }
+    e = fmaxf(e, 0.0f);  // a response below 0 is negative light: none, black (as model.py)
     if (noise) {
         const unsigned long long idx =
             (unsigned long long)y * (unsigned long long)w + (unsigned long long)x;
         const float z = gt_gaussian(gt_pixel_hash(key, idx));
-        e += sqrtf(cfg[SCFG_K] * fmaxf(e, 0.0f) + cfg[SCFG_READ]) * z;
+        e += sqrtf(cfg[SCFG_K] * e + cfg[SCFG_READ]) * z;
     }
     const float dn = fminf(fmaxf(floorf(e + cfg[SCFG_BLACK] + 0.5f), 0.0f), cfg[SCFG_WHITE]);
     return (unsigned short)(int)dn;

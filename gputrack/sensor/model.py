@@ -7,10 +7,13 @@ up to demosaicing, noise and quantisation:
                                     inverted through its own LUT); float scenes are linear
     cam  = diag(1 / wb) @ ccm^-1 @ lin
     v    = cam[colour(x, y)] / shading(x, y)
-    e    = v (white - black)                                  (digital numbers above black)
-    e   += sqrt(K max(e, 0) + (K read_e)^2) z,  z ~ N(0, 1)   (only with noise)
+    e    = max(v, 0) (white - black)                          (digital numbers above black)
+    e   += sqrt(K e + (K read_e)^2) z,  z ~ N(0, 1)           (only with noise)
     raw  = clip(floor(e + black + 1/2), 0, white)
 
+A response below 0 (a negative float scene, or a matrix whose inverse has negative entries
+taking a saturated colour there) is negative light: no photons, read out at black (the ISP
+clips it at 0 anyway); only read noise takes a pixel below black, down to 0, as on a sensor.
 K = (white - black) / full_well (DN per electron). z comes from a counter-based hash of
 (seed, frame, pixel) - splitmix64, Box-Muller - so NumPy, emu and the GPU draw the same noise.
 
@@ -53,6 +56,8 @@ class SensorParams:
             raise GputrackError(f"noise seed {self.seed!r}: a whole number")
         if self.seed < 0:
             raise GputrackError(f"noise seed {self.seed}: must be >= 0")
+        if self.seed > _MASK64:  # hashed as 64 bits: 2**64 + s would be seed s again
+            raise GputrackError(f"noise seed {self.seed}: must be below 2**64")
 
     @property
     def pattern(self) -> str:
@@ -214,11 +219,11 @@ def reference(scene: np.ndarray, params: SensorParams, frame: int = 0) -> np.nda
     k1, k2 = isp.lens_shading
     if k1 or k2:
         v = v / shading_gain(h, w, k1, k2)
-    e = v * float(isp.white - isp.black)
+    e = np.maximum(v, 0.0) * float(isp.white - isp.black)  # no negative light
     if params.noise:
         k, read_var = params.noise_gain()
         z = gaussian(params.seed, frame, np.arange(h * w, dtype=np.uint64)).reshape(h, w)
-        e = e + np.sqrt(k * np.maximum(e, 0.0) + read_var) * z
+        e = e + np.sqrt(k * e + read_var) * z
     return np.clip(np.floor(e + isp.black + 0.5), 0, isp.white).astype(np.uint16)
 
 
