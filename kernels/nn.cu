@@ -13,11 +13,19 @@
 #define NN_ACT_RELU 1
 #define NN_ACT_SIGMOID 2
 #define NN_ACT_CLIP 3
+#define NN_ACT_HARDSIGMOID 4  // clip(lo * v + hi, 0, 1): lo, hi = ONNX alpha, beta
+#define NN_ACT_HARDSWISH 5    // v * clip(v / 6 + 1/2, 0, 1)
+#define NN_ACT_LEAKYRELU 6    // v < 0: lo * v
+#define NN_ACT_TANH 7
 
 __device__ __forceinline__ float nn_act(float v, int act, float lo, float hi) {
     if (act == NN_ACT_RELU) return fmaxf(v, 0.0f);
     if (act == NN_ACT_SIGMOID) return 1.0f / (1.0f + expf(-v));
     if (act == NN_ACT_CLIP) return fminf(fmaxf(v, lo), hi);
+    if (act == NN_ACT_HARDSIGMOID) return fminf(fmaxf(lo * v + hi, 0.0f), 1.0f);
+    if (act == NN_ACT_HARDSWISH) return v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f);
+    if (act == NN_ACT_LEAKYRELU) return v >= 0.0f ? v : lo * v;
+    if (act == NN_ACT_TANH) return tanhf(v);
     return v;
 }
 

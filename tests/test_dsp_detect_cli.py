@@ -151,8 +151,8 @@ def test_a_model_that_is_not_a_one_input_detector_is_one_line(tmp_path, capsys):
                [tensor("a", [1, 3, 8, 8]), tensor("b", [1, 3, 8, 8])],
                [tensor("y", [1, 3, 8, 8])]): "one input (the image) is needed, this one has 2",
         _model(tmp_path / "dyn.onnx", [helper.make_node("Relu", ["x"], ["y"])],
-               [tensor("x", ["batch", 3, 64, 64])], [tensor("y", ["batch", 3, 64, 64])]):
-            "shapes must be static, got (batch, 3, 64, 64)",
+               [tensor("x", [1, 3, "height", 64])], [tensor("y", [1, 3, "height", 64])]):
+            "shapes must be static, got (1, 3, height, 64)",
         conv("per_pixel", 6, 1, (32, 32)): "grid of cells of 4 or more pixels",
         conv("uneven", 6, 3, (64, 64)): "its grid is 22x22",
         conv("big_grid", 6, 4, (160, 160)): "at most 1024 cells; 40x40 has 1600",
@@ -232,3 +232,25 @@ def test_detect_refuses_to_print_a_non_finite_detection(tmp_path, capsys, monkey
         out, err = capsys.readouterr()
         assert out == "" and "\n" not in err.strip(), err
         assert "poisoned.onnx" in err and "detection 0 has a non-finite value" in err, err
+
+
+def test_a_named_batch_is_taken_as_1_and_said(tmp_path, capsys):
+    """A model exported with a symbolic batch ('N') runs, and detect and run say so."""
+    import onnx
+
+    from gputrack.models import SYNTHETIC_DET
+    from gputrack.sensor.synthetic import SyntheticWorld
+
+    model = onnx.load(str(SYNTHETIC_DET))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    path = tmp_path / "batch_n.onnx"
+    onnx.save(model, str(path))
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), SyntheticWorld(384, 216, seed=1).render(5)[..., ::-1])
+    assert main(["detect", str(image), "--model", str(path), "--backend", "emu", "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("batch 'N' taken as 1" in n for n in notes), notes
+    assert main(["run", "synthetic:96x64", "--frames", "2", "--no-ui", "--backend", "cpu",
+                 "--model", str(path), "--json"]) == 0  # fmt: skip
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("batch 'N' taken as 1" in n for n in notes), notes

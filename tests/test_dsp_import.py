@@ -293,7 +293,7 @@ def test_every_import_error_about_a_file_names_the_file(tmp_path):
     an unsupported node: each one line that starts with the model's path."""
     dyn = _one_node_model(
         helper.make_node("Relu", ["x"], ["y"], "relu"),
-        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "height", 64])],
     )
     half = _one_node_model(
         helper.make_node("Relu", ["x"], ["y"], "relu"),
@@ -301,7 +301,7 @@ def test_every_import_error_about_a_file_names_the_file(tmp_path):
     )
     lrn = _one_node_model(helper.make_node("LRN", ["x"], ["y"], "my_lrn", size=3))
     cases = {
-        "dyn.onnx": (dyn, "input 'x': shapes must be static, got (batch, 3, 64, 64)"),
+        "dyn.onnx": (dyn, "input 'x': shapes must be static, got (1, 3, height, 64)"),
         "half.onnx": (half, "input 'x': only float32 inputs are supported"),
         "lrn.onnx": (lrn, "node 'my_lrn' (LRN): unsupported ONNX operator"),
     }

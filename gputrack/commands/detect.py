@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     rgb, notes = read_rgb(Path(args.input))
     backend = get_backend(args.backend, verbose=not args.json)
     detector = Detector(model, backend, params)
+    notes += detector.notes  # what the import decided (a named batch taken as 1, ...)
     t0 = time.perf_counter()
     dets = detector(rgb)
     ms = (time.perf_counter() - t0) * 1e3

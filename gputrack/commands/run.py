@@ -504,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
     summary["interrupted"] = stopped_by is not None
     summary["stopped_by"] = stopped_by
     summary["notes"] = _recording_notes(args) if outputs.raw is not None else []
+    summary["notes"] += getattr(detector, "notes", [])  # the model's import (batch taken as 1)
     # The track log, the MOT result or the NV12 frames on stdout (--mot /dev/stdout | reader):
     # the summary goes beside it, on stderr, so the stream holds that output only.
     report = sys.stderr if on_stdout else sys.stdout

@@ -94,6 +94,7 @@ class Detector:
         self.backend = backend
         self.name = f"network {Path(model).stem}"
         self.network = Network(model, backend)
+        self.notes = [f"model {model}: {n}" for n in self.network.notes]  # for the caller
         shape = tuple(self.network.input_shape)
         if len(shape) != 4 or shape[0] != 1 or shape[1] != 3:
             raise GputrackError(f"model {model}: the input must be one RGB image, 1 x 3 x H x W "

@@ -15,9 +15,10 @@ Each pass takes and returns a Graph (changed in place). `optimise` runs them in 
    any other pure channel permutation/selection (torchvision's shuffle + split in halves)
    becomes a `ChannelGather`, one copy kernel;
 5. zero Pad folded into the following AveragePool (count_include_pad) or Conv;
-6. Conv + Add(same shape) becomes a Conv with a residual input; Conv + Relu/Sigmoid/Clip a
-   Conv with an activation (the fused node takes the later node's place in the order, so
-   that every input it reads is ready).
+6. Conv + Add(same shape) becomes a Conv with a residual input; Conv + an activation (Relu,
+   Sigmoid, Clip, HardSigmoid, HardSwish, LeakyRelu, Tanh) a Conv with that activation (the
+   fused node takes the later node's place in the order, so that every input it reads is
+   ready).
 
 Constant subgraphs (Shape/Gather/Unsqueeze/Concat on constants) are already folded by the
 importer, which evaluates every node whose inputs are all constants.
@@ -31,7 +32,7 @@ from gputrack.dsp import interp
 from gputrack.dsp.ir import Graph, Node
 
 MOVEMENT = {"Reshape", "Transpose", "Gather", "Split", "Slice", "Squeeze", "Unsqueeze", "Flatten"}
-ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Clip": "clip"}
+ACTIVATIONS = interp.ACTIVATIONS
 
 
 def optimise(graph: Graph) -> Graph:
@@ -328,9 +329,8 @@ def fuse_activation(graph: Graph) -> Graph:
             continue
         if _sole_reader(graph, conv.outputs[0]) is not act:
             continue
-        attrs = dict(conv.attrs, act=ACTIVATIONS[act.op])
-        if act.op == "Clip":
-            attrs.update(act_lo=act.attrs["min"], act_hi=act.attrs["max"])
+        lo, hi = interp.act_params(act)
+        attrs = dict(conv.attrs, act=ACTIVATIONS[act.op], act_lo=lo, act_hi=hi)
         fused = Node(f"{conv.name}+{act.name}", "Conv", conv.inputs, act.outputs, attrs)
         _replace(graph, [conv, act], act, fused)
     return graph

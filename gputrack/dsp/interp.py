@@ -26,7 +26,40 @@ def activation(x: Arr, act: str, lo: float = 0.0, hi: float = 0.0) -> Arr:
         return 1.0 / (1.0 + np.exp(-x))
     if act == "clip":
         return np.clip(x, lo, hi)
+    if act == "hardsigmoid":  # lo, hi = alpha, beta
+        return np.clip(lo * x + hi, 0.0, 1.0)
+    if act == "hardswish":
+        return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+    if act == "leakyrelu":  # lo = alpha
+        return np.where(x >= 0, x, lo * x)
+    if act == "tanh":
+        return np.tanh(x)
     raise GputrackError(f"unknown activation '{act}'")
+
+
+# elementwise activation ops and their name as a fused Conv's `act` (nn.cu's nn_act)
+ACTIVATIONS = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Clip": "clip",
+    "HardSigmoid": "hardsigmoid",
+    "HardSwish": "hardswish",
+    "LeakyRelu": "leakyrelu",
+    "Tanh": "tanh",
+}
+
+
+def act_params(node: Node) -> tuple[float, float]:
+    """(lo, hi) of an activation node as the kernels take them: Clip's min and max,
+    HardSigmoid's alpha and beta, LeakyRelu's alpha; (0, 0) for the others."""
+    a = node.attrs
+    if node.op == "Clip":
+        return a["min"], a["max"]
+    if node.op == "HardSigmoid":
+        return a["alpha"], a["beta"]
+    if node.op == "LeakyRelu":
+        return a["alpha"], 0.0
+    return 0.0, 0.0
 
 
 def conv2d(
@@ -270,6 +303,10 @@ OPS: dict[str, OpFn] = {
     "Relu": lambda n, a: [np.maximum(a[0], 0)],
     "Sigmoid": lambda n, a: [activation(a[0], "sigmoid")],
     "Clip": lambda n, a: [np.clip(a[0], n.attrs["min"], n.attrs["max"])],
+    "HardSigmoid": lambda n, a: [activation(a[0], "hardsigmoid", *act_params(n))],
+    "HardSwish": lambda n, a: [activation(a[0], "hardswish")],
+    "LeakyRelu": lambda n, a: [activation(a[0], "leakyrelu", *act_params(n))],
+    "Tanh": lambda n, a: [np.tanh(a[0])],
     "Add": lambda n, a: [a[0] + a[1]],
     "Mul": lambda n, a: [a[0] * a[1]],
     "Sub": lambda n, a: [a[0] - a[1]],

@@ -4,7 +4,9 @@ NumPy interpreter (`interp`) and turned into kernel launches by `plan`.
 
 Node ops are ONNX operator names, plus the fused forms that `fuse` creates:
 
-- `Conv` with attributes `act` ("none" | "relu" | "sigmoid" | "clip", with `act_lo`/`act_hi`)
+- `Conv` with attributes `act` ("none" | "relu" | "sigmoid" | "clip" | "hardsigmoid" |
+  "hardswish" | "leakyrelu" | "tanh", with `act_lo`/`act_hi`: Clip's min/max, HardSigmoid's
+  alpha/beta, LeakyRelu's alpha)
   and an optional fourth input, a residual added before the activation (Conv+Add+Relu);
 - `ChannelView` (`offset`, `stride`, `count`): output channel c is input channel
   offset + stride * c, same spatial layout: a view, no data moves;
@@ -43,6 +45,8 @@ class Graph:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     opset: int = 13
     name: str = "network"
+    notes: list[str] = field(default_factory=list)  # what the import assumed (batch 1, ...)
+    unread_inputs: list[str] = field(default_factory=list)  # graph inputs no node reads
 
     def producer(self) -> dict[str, Node]:
         return {out: n for n in self.nodes for out in n.outputs}

@@ -70,7 +70,16 @@ SUPPORTED = {
     "Mul",
     "Sub",
     "Div",
+    "HardSigmoid",
+    "HardSwish",
+    "LeakyRelu",
+    "Tanh",
+    "Upsample",  # opsets 7-9: Resize-10's semantics, as onnxruntime runs it
+    "ReduceMean",  # over H and W with keepdims: a GlobalAveragePool (timm's SE blocks)
+    "GlobalMaxPool",  # a MaxPool whose window is the whole plane
 }
+# elementwise activations: same shape out, a kernel activation on the device
+ACTIVATION_OPS = ("Relu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh")
 ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64, 9: bool}
 
 
@@ -128,23 +137,38 @@ def _import(proto: Any, where: str) -> Graph:
     g = proto.graph
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
     constants = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    inputs = [i.name for i in g.input if i.name not in constants]
+    # an input no node reads (an exporter's leftover) is no second image: ignored, noted
+    read = {t for p in g.node for t in p.input} | {o.name for o in g.output}
+    unread = [i.name for i in g.input if i.name not in constants and i.name not in read]
+    notes = [f"input '{name}' is read by no node: ignored" for name in unread]
+    inputs = [i.name for i in g.input if i.name not in constants and i.name in read]
     shapes: dict[str, tuple[int, ...]] = {}
     for i in g.input:
-        if i.name in constants:
+        if i.name not in inputs:
             continue
         if not i.type.tensor_type.HasField("shape"):
             raise GputrackError(f"{where}: input '{i.name}' has no shape in the model; export "
                                 f"it with a fixed size (1 x 3 x H x W)")  # fmt: skip
         dims = i.type.tensor_type.shape.dim
-        if not all(d.HasField("dim_value") for d in dims):
-            named = ", ".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
-                              for d in dims)  # fmt: skip
+        # a dim_value <= 0 (some exporters write -1) is no size: as symbolic as a dim_param
+        fixed = [d.HasField("dim_value") and d.dim_value > 0 for d in dims]
+        named = [str(d.dim_value) if ok else d.dim_param or "?"
+                 for d, ok in zip(dims, fixed, strict=True)]  # fmt: skip
+        if len(dims) == 4 and not fixed[0] and all(fixed[1:]):
+            # a dynamic batch (torchvision's and YOLO's exports): the sensor runs one image
+            # at a time, and a model defined for any batch gives batch 1 what it always does
+            notes.append(f"input '{i.name}': batch '{named[0]}' taken as 1")
+            fixed[0], named[0] = True, "1"
+        if not all(fixed):
             raise GputrackError(f"{where}: input '{i.name}': shapes must be static, got "
-                                f"({named}); export it with a fixed size")  # fmt: skip
-        shapes[i.name] = tuple(int(d.dim_value) for d in dims)
+                                f"({', '.join(named)}); export it with a fixed size "
+                                f"(only the batch may be named)")  # fmt: skip
+        shapes[i.name] = tuple(int(n) for n in named)
         if i.type.tensor_type.elem_type != 1:
-            raise GputrackError(f"{where}: input '{i.name}': only float32 inputs are supported")
+            hint = " (a float16 model: export it in float32)" if (
+                i.type.tensor_type.elem_type == 10) else ""  # fmt: skip
+            raise GputrackError(f"{where}: input '{i.name}': only float32 inputs are "
+                                f"supported{hint}")  # fmt: skip
     if len(inputs) != 1:
         names = ", ".join(f"'{n}'" for n in inputs) or "none"
         raise GputrackError(f"{where}: a network with one input (the image) is needed, this "
@@ -152,8 +176,8 @@ def _import(proto: Any, where: str) -> Graph:
     if not g.output:
         raise GputrackError(f"{where}: the network has no output")
     graph = Graph([], inputs, [o.name for o in g.output], constants, shapes, opset, g.name)
+    graph.notes, graph.unread_inputs = notes, unread
     names = _node_names(g.node, where)
-    read = {t for p in g.node for t in p.input} | set(graph.outputs)
     for p, name in zip(g.node, names, strict=True):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in p.attribute}
         attrs = {k2: v.decode() if isinstance(v, bytes) else v for k2, v in attrs.items()}
@@ -164,9 +188,7 @@ def _import(proto: Any, where: str) -> Graph:
         if node.op not in SUPPORTED:
             raise fail(node, "unsupported ONNX operator")
         if node.op == "Constant":
-            if "value" not in attrs:
-                raise fail(node, "only the 'value' form of Constant is supported")
-            graph.constants[node.outputs[0]] = numpy_helper.to_array(attrs["value"])
+            graph.constants[node.outputs[0]] = constant_value(node, p)
             continue
         if node.op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
             if node.outputs[1] in read:
@@ -183,6 +205,31 @@ def _import(proto: Any, where: str) -> Graph:
             raise GputrackError(f"{where}: output '{out}' is produced by no node")
     graph.prune()
     return graph
+
+
+def constant_value(node: Node, proto: Any) -> np.ndarray:
+    """A Constant node's tensor, in any of its numeric forms (exporters write value_float,
+    value_ints, ... for scalars and shapes; the dtypes are ONNX's: float32, int64)."""
+    from onnx import numpy_helper
+
+    if len(proto.attribute) != 1:
+        raise fail(node, "a Constant needs exactly one value attribute")
+    name, value = proto.attribute[0].name, node.attrs[proto.attribute[0].name]
+    if name == "value":
+        return numpy_helper.to_array(value)
+    if name in ("value_float", "value_floats"):
+        return np.asarray(value, dtype=np.float32)
+    if name in ("value_int", "value_ints"):
+        return np.asarray(value, dtype=np.int64)
+    if name == "sparse_value":
+        values = numpy_helper.to_array(value.values).ravel()
+        index = numpy_helper.to_array(value.indices).astype(np.int64)
+        dense = np.zeros(tuple(value.dims), dtype=values.dtype)
+        if index.ndim == 2:  # [NNZ, rank] coordinates, else linear indices
+            index = np.ravel_multi_index(tuple(index.T), dense.shape)
+        dense.flat[index.ravel()] = values
+        return dense
+    raise fail(node, f"a Constant of attribute '{name}' is unsupported (numeric tensors only)")
 
 
 def _node_names(nodes: Any, where: str) -> list[str]:
@@ -299,8 +346,19 @@ def normalise(graph: Graph, node: Node) -> None:
             "max": float(np.inf if hi is None else hi),
         }
         node.inputs = node.inputs[:1]
-    elif op == "Resize":
+    elif op in ("Resize", "Upsample"):
         _normalise_resize(graph, node, shape0)
+    elif op == "HardSigmoid":
+        node.attrs = {"alpha": float(a.get("alpha", 0.2)), "beta": float(a.get("beta", 0.5))}
+    elif op == "LeakyRelu":
+        node.attrs = {"alpha": float(a.get("alpha", 0.01))}
+    elif op == "ReduceMean":
+        _normalise_reduce_mean(graph, node, shape0)
+    elif op == "GlobalMaxPool":
+        if shape0 is None or len(shape0) != 4:
+            raise fail(node, f"only 2-D (NCHW) inputs are supported, got shape {shape0}")
+        node.op = "MaxPool"  # one window over the whole plane: nn_pool2d has it
+        node.attrs = {"kernel_shape": tuple(shape0[2:]), "strides": (1, 1), "pads": (0, 0, 0, 0)}
     elif op == "Pad":
         if a.get("mode", "constant") != "constant":
             raise fail(node, f"mode '{a.get('mode')}' unsupported (constant only)")
@@ -357,10 +415,15 @@ def _normalise_resize(graph: Graph, node: Node, shape: tuple[int, ...] | None) -
     if shape is None or len(shape) != 4:
         raise fail(node, f"only NCHW inputs are supported, got shape {shape}")
     mode = a.get("mode", "nearest")
-    if graph.opset < 11:
-        # Resize-10 has neither attribute: asymmetric coordinates, and onnxruntime's rule for
-        # it ("simple"): the coordinate floored on an axis scaled up, ceiled on one scaled down
+    if graph.opset < 11 or node.op == "Upsample":
+        # Resize-10 and Upsample have neither attribute: asymmetric coordinates, and
+        # onnxruntime's rule for them ("simple"): the coordinate floored on an axis scaled up,
+        # ceiled on one scaled down. Upsample-7 gives its scales as an attribute.
         scales, sizes = const_input(graph, node, 1, "scales"), None
+        if node.op == "Upsample" and "scales" in a:
+            scales = np.asarray(a["scales"], dtype=np.float32)
+        mode = "linear" if node.op == "Upsample" and mode == "bilinear" else mode
+        node.op = "Resize"
         coord, nearest = "asymmetric", "simple"
     else:
         scales = const_input(graph, node, 2, "scales")
@@ -431,6 +494,21 @@ def _normalise_resize(graph: Graph, node: Node, shape: tuple[int, ...] | None) -
         "scales_hw": tuple(sc[2:]),
     }
     node.inputs = node.inputs[:1]
+
+
+def _normalise_reduce_mean(graph: Graph, node: Node, shape: tuple[int, ...] | None) -> None:
+    """ReduceMean over H and W keeping them (x.mean((2, 3), keepdim=True), timm's squeeze-
+    and-excitation) is a GlobalAveragePool; any other reduction is refused."""
+    a = node.attrs
+    axes = a.get("axes") if graph.opset < 18 else const_input(graph, node, 1, "axes")
+    rank = len(shape) if shape else 0
+    got = sorted(int(x) % max(rank, 1) for x in np.asarray(axes).ravel()) if axes is not None \
+        else None  # fmt: skip
+    if rank != 4 or got != [2, 3] or not a.get("keepdims", 1):
+        raise fail(node, f"only a mean over H and W of a 1 x C x H x W tensor keeping them "
+                         f"(a GlobalAveragePool) is supported, got axes {got} keepdims "
+                         f"{a.get('keepdims', 1)} of {shape}")  # fmt: skip
+    node.op, node.attrs, node.inputs = "GlobalAveragePool", {}, node.inputs[:1]
 
 
 def _normalise_split(graph: Graph, node: Node) -> None:
@@ -504,7 +582,7 @@ def infer_shapes(graph: Graph, node: Node) -> list[tuple[int, ...]]:
                 raise fail(node, f"weight {w.shape} and group {a['group']} do not fit input {x}")
             return [(x[0], int(w.shape[0]), ho, wo)]
         return [(x[0], x[1], ho, wo)]
-    if op in ("Relu", "Sigmoid", "Clip", "BatchNormalization", "Softmax", "Identity"):
+    if op in ACTIVATION_OPS or op in ("BatchNormalization", "Softmax", "Identity"):
         return [tuple(x)]
     if op == "GlobalAveragePool":
         return [tuple(x[:2]) + (1,) * (len(x) - 2)]

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from gputrack.device.base import Backend
+from gputrack.dsp import interp
 from gputrack.dsp.fuse import MOVEMENT
 from gputrack.dsp.ir import Graph, Node
 from gputrack.dsp.onnx_import import unexpected
 from gputrack.errors import GputrackError
 
-ACT_CODES = {"none": 0, "relu": 1, "sigmoid": 2, "clip": 3}
+ACT_CODES = {"none": 0, "relu": 1, "sigmoid": 2, "clip": 3, "hardsigmoid": 4, "hardswish": 5,
+             "leakyrelu": 6, "tanh": 7}  # fmt: skip
 RESIZE_MODES = {"nearest": 0, "linear": 1}
 RESIZE_COORDS = {"asymmetric": 0, "half_pixel": 1, "pytorch_half_pixel": 2, "align_corners": 3}
 NEAREST_MODES = {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3,
@@ -44,9 +46,7 @@ COMPUTE_OPS = {
     "Sub",
     "Mul",
     "Div",
-    "Relu",
-    "Sigmoid",
-    "Clip",
+    *interp.ACTIVATIONS,
     "Softmax",
     "ChannelGather",
 }
@@ -165,7 +165,9 @@ def no_kernel_reason(graph: Graph, n: Node) -> str:
         return (f"no kernel for a Pad of its own ({_pad_reason(graph, n)}); a zero Pad of H "
                 "and W is folded into the one Conv or AveragePool that reads it")  # fmt: skip
     if op == "Cast":
-        return f"a Cast to {np.dtype(n.attrs['to']).name}: the device computes in float32 only"
+        half = " (a float16 model: export it in float32)" if n.attrs["to"] == np.float16 else ""
+        return (f"a Cast to {np.dtype(n.attrs['to']).name}: the device computes in float32 "
+                f"only{half}")  # fmt: skip
     if op == "BatchNormalization":
         return f"BatchNormalization of a {_dims(shapes[0])} tensor (1 x C x H x W only)"
     return f"no kernel for {op}"
@@ -510,11 +512,11 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
             0 if a["mode"] == "nearest" else 8 * cout * out_px,
             4 * (cin * h * w + cout * out_px),
         )
-    elif op in ("Relu", "Sigmoid", "Clip", "Identity") or op in BINARY_OPS:
+    elif op in interp.ACTIVATIONS or op == "Identity" or op in BINARY_OPS:
         b, b0, bcs, bhw = _second_operand(plan, graph, n, backend) if op in BINARY_OPS else (
             None, 0, 1, 1)  # fmt: skip
-        act = {"Relu": 1, "Sigmoid": 2, "Clip": 3}.get(op, 0)
-        lo, hi = (a["min"], a["max"]) if op == "Clip" else (0.0, 0.0)
+        act = ACT_CODES[interp.ACTIVATIONS[op]] if op in interp.ACTIVATIONS else 0
+        lo, hi = interp.act_params(n)
         npx = h * w
         step = Step(
             n.name,

@@ -20,12 +20,21 @@ from gputrack.dsp.ir import Graph
 from gputrack.dsp.onnx_import import errors_named, load_model
 from gputrack.errors import GputrackError
 
+ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
 
 class Network:
     def __init__(self, model: str | Path | Any, backend: Backend) -> None:
         self.backend = backend
         with errors_named(model):  # whatever goes wrong: one line naming the model
             self.graph: Graph = fuse.optimise(load_model(model))
+        self.notes = list(self.graph.notes)  # what the import assumed: a batch taken as 1
         self.input_name = self.graph.inputs[0]
         self.input_shape = self.graph.shapes[self.input_name]
         self.output_names = list(self.graph.outputs)
@@ -42,6 +51,12 @@ class Network:
             ]
         else:
             self._session = _onnxruntime_session(model)
+            # onnxruntime wants every graph input fed, even one no node reads: zeros
+            self._unused = {
+                i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
+                                 ORT_TYPES.get(i.type, np.float32))
+                for i in self._session.get_inputs() if i.name in self.graph.unread_inputs
+            }  # fmt: skip
         self._graph: Any = None  # the plan as one CUDA graph, captured on first use
         self.graph_error: str | None = None  # why graphs are off, after a failed capture
 
@@ -81,8 +96,12 @@ class Network:
                 f"network input must have shape {self.input_shape}, got {tuple(tensor.shape)}"
             )
         if self._session is not None:
-            host = np.asarray(tensor, dtype=np.float32)
-            outs = self._session.run(self.output_names, {self.input_name: host})
+            feeds = {**self._unused, self.input_name: np.asarray(tensor, dtype=np.float32)}
+            try:
+                outs = self._session.run(self.output_names, feeds)
+            except Exception as err:  # onnxruntime's own types: one line, as gputrack's are
+                raise GputrackError(f"onnxruntime could not run the model: "
+                                    f"{_first_line(err)}") from None  # fmt: skip
             return dict(zip(self.output_names, outs, strict=True))
         dst = self.input_buffer()
         if isinstance(tensor, np.ndarray):
@@ -128,5 +147,8 @@ def _onnxruntime_session(model: str | Path | Any) -> Any:
         try:
             return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own types: one line, as gputrack's are
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise GputrackError(f"onnxruntime cannot run it: {first_line}") from None
+            raise GputrackError(f"onnxruntime cannot run it: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
