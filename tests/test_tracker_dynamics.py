@@ -8,14 +8,10 @@ import pytest
 
 from gputrack.track import Track, Tracker
 from gputrack.track.tracker import MIN_SIZE
+from tests.test_track import box
 
 
-def box(cx: float, cy: float, w: float = 40, h: float = 80, score: float = 0.9,
-        cls: int = 0) -> list[float]:
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, score, cls]
-
-
-def dets(*rows: list[float]) -> np.ndarray:
+def dets(*rows: list[float]) -> np.ndarray:  # float64: sub-pixel boxes keep their size
     return np.array(rows, np.float64).reshape(-1, 6)
 
 
