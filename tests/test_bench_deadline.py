@@ -83,8 +83,9 @@ def test_bench_deadline_cpu_without_model(tmp_path, monkeypatch):
     _check_common(res)
     assert res["model"] is None and "dsp" not in res["stage_ms"]
     assert any("no network" in n for n in res["notes"])
-    # The floor: RAW in, RGB8 out and the tensor written; no network reads it back.
-    assert res["floor_bytes"] == 96 * 64 * (2 + 3) + 3 * 4 * 352 * 352
+    # The floor: RAW in, RGB8 out and read back (the tensor pass), the tensor written; no
+    # network reads it back.
+    assert res["floor_bytes"] == 96 * 64 * (2 + 3 + 3) + 3 * 4 * 352 * 352
 
 
 def test_bench_deadline_bad_model(tmp_path, capsys):
