@@ -12,7 +12,7 @@ import pytest
 
 from gputrack import latency
 from gputrack.cli import main
-from gputrack.commands import run as run_cmd
+from gputrack.commands import run_score
 from gputrack.commands.run import _score_row
 from gputrack.dsp.standin import NoisyTruthDetector
 from gputrack.latency import REL_ERROR, LatencyStats
@@ -149,7 +149,7 @@ def test_run_past_the_bounds_keeps_its_figures(monkeypatch, capsys):
             rows.append(row)
             super().update(*row)
 
-    monkeypatch.setattr(run_cmd, "_scorer", Recording)
+    monkeypatch.setattr(run_score, "new_scorer", Recording)
     argv = ["run", "synthetic:96x64@30", "--frames", "240", "--backend", "cpu", "--detector",
             "truth", "--no-ui"]  # fmt: skip
     assert main([*argv, "--json"]) == 0
@@ -169,7 +169,7 @@ def test_run_past_the_bounds_keeps_its_figures(monkeypatch, capsys):
 
 
 def test_run_stops_scoring_at_the_pair_bound_and_says_so(monkeypatch, capsys):
-    monkeypatch.setattr(run_cmd, "MAX_SCORED_PAIRS", 3)
+    monkeypatch.setattr(run_score, "MAX_SCORED_PAIRS", 3)
     assert main(["run", "synthetic:96x64@30", "--frames", "120", "--backend", "cpu",
                  "--detector", "truth", "--no-ui", "--json"]) == 0  # fmt: skip
     s = json.loads(capsys.readouterr().out)

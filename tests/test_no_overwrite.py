@@ -168,7 +168,7 @@ def test_run_refuses_to_write_over_the_default_model(capsys, tmp_path, photo, mo
     assert model.read_bytes() == b"a model's bytes"
     bundled = tmp_path / "synthetic_det.onnx"  # the bundled model, stood in for: not at risk
     bundled.write_bytes(b"bundled")
-    monkeypatch.setattr("gputrack.commands.run.bundled_model", lambda: bundled)
+    monkeypatch.setattr("gputrack.commands.run_options.bundled_model", lambda: bundled)
     msg = _refused(capsys, ["run", "synthetic:64x48", "--no-ui", "--log", str(bundled)], "run")
     assert "is the model" in msg and bundled.read_bytes() == b"bundled"
 

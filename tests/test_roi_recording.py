@@ -250,7 +250,7 @@ def test_a_roi_on_the_playback_of_a_windowed_recording(tmp_path, capsys):
 
 def test_the_live_view_maps_a_windowed_recording_as_the_run_did(tmp_path, capsys,
                                                                  monkeypatch):
-    from gputrack.commands import run
+    from gputrack.commands import run_loop
 
     rec = tmp_path / "rec"
     rc, _, err = _run(capsys, "synthetic:64x48", "--frames", "2", "--roi", "8,8,24,24",
@@ -271,6 +271,6 @@ def test_the_live_view_maps_a_windowed_recording_as_the_run_did(tmp_path, capsys
         def update(self, *args):
             pass
 
-    monkeypatch.setattr(run, "LiveView", View)
+    monkeypatch.setattr(run_loop, "LiveView", View)
     assert main(["run", str(rec), "--model", MODEL, "--backend", "cpu", "--ui"]) == 0
     assert seen == {"size": (64, 48), "window": (8, 8, 24, 24)}  # the sensor's map, blanked

@@ -390,3 +390,24 @@ def test_a_ring_is_scored_on_one_pass(capsys):
     one_pass = json.loads(capsys.readouterr().out)
     assert rc == 0 and not one_pass["source_notes"]  # nothing past the wrap: nothing to say
     assert (s["mota"], s["idf1"]) == (one_pass["mota"], one_pass["idf1"])
+
+
+def test_a_failure_while_building_the_run_closes_the_source(tmp_path, monkeypatch, capsys):
+    """A model that fails to import, after the source opened: the source (a webcam, a file)
+    is closed, not left open for an in-process caller."""
+    from gputrack.commands import run_setup
+
+    opened = []
+    real = run_setup.open_source
+
+    def recording(*args, **kwargs):
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(run_setup, "open_source", recording)
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model\n")
+    assert main(["run", "synthetic:64x48", "--frames", "2", "--no-ui", "--backend", "cpu",
+                 "--model", str(bad)]) == 1  # fmt: skip
+    assert "not a readable ONNX file" in capsys.readouterr().err
+    assert len(opened) == 1 and opened[0].closed
