@@ -175,3 +175,25 @@ def test_kernel_takes_a_strided_view_of_the_scene(kernel_backend, rng):
 def test_sensor_parameters_out_of_range_are_refused(changes, message):
     with pytest.raises(GputrackError, match=message):
         model.SensorParams(**changes)
+
+
+def test_kernel_takes_a_16_bit_host_scene_without_a_round_trip(kernel_backend, rng, monkeypatch):
+    """A uint16 (or float64) host scene, every frame of a 16-bit image folder: it was uploaded
+    as it was, downloaded again for its linear values and those uploaded; now linearised on
+    the host and uploaded once, as float32, with the same result."""
+    sp = model.SensorParams(isp=IspParams(bit_depth=14), noise=True, seed=11)
+    sensor = model.SensorModel(sp, kernel_backend)
+    moves: list[str] = []
+    for name in ("to_host", "to_device"):
+        real = getattr(kernel_backend, name)
+        monkeypatch.setattr(kernel_backend, name,
+                            lambda a, *args, _r=real, _n=name, **kw: (
+                                moves.append(f"{_n} {np.dtype(a.dtype)}"), _r(a, *args, **kw))[1])
+    scene16 = rng.integers(0, 65536, (46, 70, 3)).astype(np.uint16)
+    for scene in (scene16, scene16 / 65535.0):
+        moves.clear()
+        raw = sensor.render(scene, 4, download=False)
+        assert not [m for m in moves if m.startswith("to_host")], moves
+        assert all(m.endswith("float32") for m in moves), moves
+        got = kernel_backend.to_host(raw) if not isinstance(raw, np.ndarray) else raw
+        _compare(got, model.reference(scene, sp, 4), f"{scene.dtype} host scene", 14)

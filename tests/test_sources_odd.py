@@ -244,3 +244,14 @@ def test_a_live_source_numbers_frames_by_capture_time(monkeypatch):
     assert [f.index for f in frames] == [0, 3, 6, 9]
     steps = [b.timestamp - a.timestamp for a, b in zip(frames, frames[1:], strict=False)]
     assert steps == pytest.approx([0.12] * 3)
+
+
+def test_a_live_sources_first_frame_is_not_stamped_before_its_clock_starts(monkeypatch):
+    # the first frame is read (peeked) while the source opens, and the clock its timestamps
+    # count from was started after it: the first frame was stamped at a negative time
+    clock = iter(100.0 + 0.5 * k for k in range(1000))  # every reading of the clock later
+    monkeypatch.setattr(video_module.time, "monotonic", lambda: next(clock))
+    src = VideoSource("cam", live=True, capture=_Capture(n=5, size=(64, 48)))
+    frames = [next(src) for _ in range(3)]
+    assert frames[0].index == 0 and frames[0].timestamp >= 0
+    assert all(b.timestamp > a.timestamp for a, b in zip(frames, frames[1:], strict=False))

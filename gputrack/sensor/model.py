@@ -294,6 +294,10 @@ class SensorModel:
             host = scene if isinstance(scene, np.ndarray) else self.backend.to_host(scene)
             raw = reference(host, p, frame)
             return self.raw_frame(raw, frame) if download else raw
+        if isinstance(scene, np.ndarray) and scene.dtype not in (np.uint8, np.float32):
+            # A host scene with no kernel of its own (uint16 from a 16-bit image folder, every
+            # frame): linear float32 here, not uploaded, downloaded and uploaded again.
+            return self.render(scene_linear(scene, p).astype(np.float32), frame, download)
         h, w = scene.shape[:2]
         rx, ry = pattern_offsets(p.pattern)
         dev = self.backend.contiguous(scene)

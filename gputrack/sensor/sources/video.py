@@ -113,6 +113,7 @@ class VideoSource(Source):
         # frame would then be refused as the wrong size.
         self._peeked: Any = None
         self._peeked_at = 0.0
+        self._t0 = time.monotonic()  # a live frame's timestamp counts from here (the peek too)
         if w <= 0 or h <= 0 or self.live:
             ok, bgr = capture.read()
             if ok and bgr is not None:
@@ -143,7 +144,6 @@ class VideoSource(Source):
         self._gone = "camera" if webcam else "stream"
         self.max_drops = int(max_drops or 30)
         self._pos = 0  # reads attempted in this pass = index of the next frame
-        self._t0 = time.monotonic()
         self._first_at: float | None = None  # a live source's first frame, on that clock
         self._index = -1  # a live source's last frame index
 
