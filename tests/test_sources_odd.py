@@ -255,3 +255,25 @@ def test_a_live_sources_first_frame_is_not_stamped_before_its_clock_starts(monke
     frames = [next(src) for _ in range(3)]
     assert frames[0].index == 0 and frames[0].timestamp >= 0
     assert all(b.timestamp > a.timestamp for a, b in zip(frames, frames[1:], strict=False))
+
+
+def test_a_rotated_video_takes_its_frames_size():
+    # a phone video: OpenCV turns its frames upright but (in some versions) states the size
+    # as stored; every frame was refused as "another size"
+    cap = _Capture(n=3, size=(48, 64), stated=(64, 48))
+    src = VideoSource("portrait.mp4", live=False, capture=cap)
+    assert src.size == (48, 64)
+    assert [f.index for f in src] == [0, 1, 2]
+
+
+def test_a_video_whose_first_frame_fails_counts_it():
+    class FirstFails(_Capture):
+        def read(self):
+            ok, img = super().read()
+            return (False, None) if self.reads == 1 else (ok, img)
+
+    src = VideoSource("clip.avi", live=False, capture=FirstFails(n=4))
+    assert src.size == (64, 48)
+    frames = list(src)
+    assert [f.index for f in frames] == [1, 2, 3] and src.dropped == 1
+    assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 30]

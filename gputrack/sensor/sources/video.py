@@ -106,23 +106,26 @@ class VideoSource(Source):
         self.live = (webcam or count == 0) if live is None else live
         w = int(_prop(capture, cv2.CAP_PROP_FRAME_WIDTH))
         h = int(_prop(capture, cv2.CAP_PROP_FRAME_HEIGHT))
-        # A capture that states no size (some streams, until they have decoded a frame): the
-        # first frame tells it, and is kept for the first read. Left at 0x0, every output
-        # and --roi would be sized for no frame at all. A live one's first frame is asked
-        # for too: some cameras state the mode asked for and deliver another, and every
-        # frame would then be refused as the wrong size.
+        # The frames' size is the first frame's, which is kept for the first read: what a
+        # capture states can differ (0x0 for some streams until they have decoded a frame; a
+        # camera stating the mode asked for and delivering another; a phone video whose
+        # rotation OpenCV applies to the frames but, in some versions, not to the size), and
+        # every frame would then be refused as the wrong size. A first read that fails is
+        # kept as that, for the first read to count.
         self._peeked: Any = None
         self._peeked_at = 0.0
+        self._peek_failed = False
         self._t0 = time.monotonic()  # a live frame's timestamp counts from here (the peek too)
-        if w <= 0 or h <= 0 or self.live:
-            ok, bgr = capture.read()
-            if ok and bgr is not None:
-                self._peeked, self._peeked_at = bgr, time.monotonic()
-                h, w = bgr.shape[:2]
-            elif w <= 0 or h <= 0:
-                capture.release()
-                raise GputrackError(f"{what}: states no frame size, and its first frame cannot "
-                                    "be read")  # fmt: skip
+        ok, bgr = capture.read()
+        if ok and bgr is not None:
+            self._peeked, self._peeked_at = bgr, time.monotonic()
+            h, w = bgr.shape[:2]
+        elif w <= 0 or h <= 0:
+            capture.release()
+            raise GputrackError(f"{what}: states no frame size, and its first frame cannot "
+                                "be read")  # fmt: skip
+        else:
+            self._peek_failed = True
         if w < 4 or h < 4:  # the sensor model's Bayer frame needs 4x4 after cropping
             capture.release()
             raise GputrackError(f"{what}: frames are {w}x{h}; the sensor needs at least 4x4 "
@@ -152,6 +155,9 @@ class VideoSource(Source):
         while True:
             if self._peeked is not None:
                 ok, bgr, self._peeked = True, self._peeked, None
+                now = self._peeked_at
+            elif self._peek_failed:  # the first read, made when the source opened
+                ok, bgr, self._peek_failed = False, None, False
                 now = self._peeked_at
             else:
                 ok, bgr = self._cap.read()
@@ -209,7 +215,7 @@ class VideoSource(Source):
         return self._index
 
     def _rewind(self) -> bool:
-        self._peeked = None
+        self._peeked, self._peek_failed = None, False
         ok = bool(self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
         self._pos = 0
         return ok
