@@ -262,6 +262,11 @@ def test_elementwise_products_of_tensors(kernel_backend, rng):
                     helper.make_node("Conv", ["g", "v"], ["gv"]),
                     helper.make_node("Sigmoid", ["gv"], ["gs"]),
                     helper.make_node("Mul", ["c", "gs"], ["y"])],
+        # torchvision's SqueezeExcitation: `scale * input`, the 1 x C x 1 x 1 gate first
+        "se gate first": [helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+                          helper.make_node("Conv", ["g", "v"], ["gv"]),
+                          helper.make_node("Sigmoid", ["gv"], ["gs"]),
+                          helper.make_node("Mul", ["gs", "c"], ["y"])],
         "difference": [second, helper.make_node("Sub", ["c", "d"], ["y"])],
         "quotient": [second, helper.make_node("Sigmoid", ["d"], ["ds"]),
                      helper.make_node("Div", ["c", "ds"], ["y"])],

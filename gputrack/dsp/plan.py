@@ -308,6 +308,17 @@ def _second_operand(
                           "must have the first's shape, or 1 x C x 1 x 1")  # fmt: skip
 
 
+def _broadcast_first(graph: Graph, n: Node) -> bool:
+    """Whether a binary op's first operand is the one that broadcasts: a constant, or a
+    tensor of another shape than the output beside one of the output's shape."""
+    first, second = n.inputs[:2]
+    if graph.is_const(first):
+        return True
+    out = graph.shapes[n.outputs[0]]
+    return (not graph.is_const(second) and graph.shapes[first] != out
+            and graph.shapes[second] == out)
+
+
 def _v(plan: Plan, t: str) -> tuple[Any, int, int]:
     b, c0, cs = plan.views[t]
     return plan.buffers[b], c0, cs
@@ -363,8 +374,10 @@ def _node_steps(plan: Plan, graph: Graph, n: Node, backend: Backend) -> None:
         return
     if op not in COMPUTE_OPS:
         raise _unsupported(n, no_kernel_reason(graph, n))
-    if op in ("Add", "Mul") and graph.is_const(n.inputs[0]):
-        n = Node(n.name, op, n.inputs[::-1], n.outputs, a)  # the tensor first
+    if op in ("Add", "Mul") and _broadcast_first(graph, n):
+        # the tensor first; of two tensors, the one of the output's shape (torchvision's
+        # squeeze-and-excitation is `scale * input`, its 1 x C x 1 x 1 gate first)
+        n = Node(n.name, op, n.inputs[::-1], n.outputs, a)
     elif op in BINARY_OPS and graph.is_const(n.inputs[0]):  # fusion folds a per-channel one
         raise _unsupported(n, f"a constant of shape {graph.constants[n.inputs[0]].shape} "
                               f"{'minus' if op == 'Sub' else 'divided by'} a tensor: only the "

@@ -31,7 +31,9 @@ from gputrack.track.mot_eval import _asfarray_shim, _motmetrics
 
 class StreamScorer:
     """`update(gt_ids, gt_xywh, hyp_ids, hyp_xywh)` once a frame (as `score_frames` takes
-    them); `metrics()` at any time: the figures `score_frames` gives for those frames."""
+    them); `metrics()` at any time: the figures `score_frames` gives for those frames. Ids
+    are unique within a frame (a tracker's and the synthetic world's are): an id given twice
+    in one frame counts twice here, where motmetrics' IDF1 counts it once per frame."""
 
     def __init__(self, iou: float = 0.5) -> None:
         mm = _motmetrics()
