@@ -111,7 +111,7 @@ def test_dynamic_h_or_w_is_refused_in_one_line(rng):
     """H and W fix the grid the decoder reads and every kernel's size: no guess, one line
     naming the dimensions (dim_value -1 included: it was taken as a size of -1)."""
     conv = helper.make_node("Conv", ["x", "w"], ["y"])
-    for axis, name, shown in [(2, "height", "(N, 3, height, 5)"), (3, None, "(N, 3, 6, ?)")]:
+    for axis, name, shown in [(2, "height", "(N, 3, height, 5)"), (3, None, "(N, 3, 6, -1)")]:
         m = _dynamic(_dynamic(_model([conv], [1, 3, 6, 5], ["y"], {"w": _w(rng, 4, 3, 1, 1)}),
                               axis, name), 0, "N")  # fmt: skip
         with pytest.raises(GputrackError) as err:

@@ -152,7 +152,7 @@ def _import(proto: Any, where: str) -> Graph:
         dims = i.type.tensor_type.shape.dim
         # a dim_value <= 0 (some exporters write -1) is no size: as symbolic as a dim_param
         fixed = [d.HasField("dim_value") and d.dim_value > 0 for d in dims]
-        named = [str(d.dim_value) if ok else d.dim_param or "?"
+        named = [str(d.dim_value) if ok or d.HasField("dim_value") else d.dim_param or "?"
                  for d, ok in zip(dims, fixed, strict=True)]  # fmt: skip
         if len(dims) == 4 and not fixed[0] and all(fixed[1:]):
             # a dynamic batch (torchvision's and YOLO's exports): the sensor runs one image
