@@ -114,6 +114,8 @@ def test_a_repeated_detection_row_is_dropped_and_named(tmp_path, capsys, caplog)
     # The same box with another score, or in another frame, is no repeat.
     other = DET[0].replace(",0.9,", ",0.7,")
     assert main(["track", str(write(det, DET + [other])), "--out", str(tmp_path / "r4.txt")]) == 0
+    later = "13" + DET[0][DET[0].index(","):]  # frame 1's box again, in frame 13
+    assert main(["track", str(write(det, DET + [later])), "--out", str(tmp_path / "r5.txt")]) == 0
     assert not caplog.records
 
 

@@ -376,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
     if deep and written.dtype == np.uint8:
         bits = "16-bit" if image.dtype == np.uint16 else "float"
         notes.append(f"{src} is {bits}; {out.suffix} holds 8 bits, so the output is 8-bit "
-                     "(.png, .tif or .npy keep the precision)")  # fmt: skip
+                     "(.png, .tif, .ppm or .npy keep the precision)")  # fmt: skip
     _write(out, written)
 
     info.update(
