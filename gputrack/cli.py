@@ -89,9 +89,19 @@ def _quiet_opencv() -> None:
 
 def _safe_streams() -> None:
     """A file name that is not UTF-8 reaches Python with surrogates; printed, it goes out as
-    the bytes it was, not as an error. A closed stdout (`>&-`) swallows the summary."""
+    the bytes it was, not as an error. A closed stdin, stdout or stderr (`<&-`, `>&-`, `2>&-`)
+    is /dev/null: what goes there is swallowed (an error still sets the exit code), and no
+    file the run opens takes its descriptor (where a library's own prints would land)."""
+    for fd in (0, 1, 2):  # in order: open() takes the lowest free descriptor, this one
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.open(os.devnull, os.O_RDWR)
     if sys.stdout is None:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (lives as long as the process)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:

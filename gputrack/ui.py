@@ -187,8 +187,8 @@ class LiveView:
             return
         # One synchronized update (DEC mode 2026): the terminal shows the view once it is all
         # drawn, not line by line as rich erases and redraws it (tearing over ssh); terminals
-        # without the mode ignore it
-        sync = self.console.is_terminal
+        # without the mode ignore it; a dumb one (TERM=dumb) would print it as text
+        sync = self.console.is_terminal and not self.console.is_dumb_terminal
         if sync:
             self.console.file.write("\x1b[?2026h")
         try:

@@ -16,6 +16,7 @@ from gputrack import __version__
 from gputrack.device import BACKEND_NAMES, auto_choice, probe
 from gputrack.device.compile_report import (
     DEFAULT_ARCH,
+    NOT_CHECKED,
     check_arch,
     nvcc_version,
     nvrtc_version,
@@ -177,10 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if not any(b["available"] for b in report["backends"].values()):
         return 1
     if args.strict and report["kernels_not_checked"]:
-        sys.stderr.write(
-            "gputrack check: error: --strict: the kernels could not be compiled here (neither "
-            "NVRTC nor nvcc), so whether they compile is unknown\n"
-        )
+        why = report["kernels_not_checked"][0]["reason"]  # no compiler, or nvcc cannot run
+        why = "neither NVRTC nor nvcc" if why == NOT_CHECKED else why
+        sys.stderr.write(f"gputrack check: error: --strict: the kernels could not be compiled "
+                         f"here ({why}), so whether they compile is unknown\n")  # fmt: skip
         return 1
     if args.strict and (report["kernel_errors"] or any(k["spills"] for k in report["kernels"])):
         return 1

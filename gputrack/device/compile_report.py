@@ -139,7 +139,10 @@ def nvrtc_version() -> tuple[str | None, str]:
 
 def _nvrtc_options(path: Path, arch: str, defines: dict[str, str] | None) -> list[str]:
     options = [f"-arch={arch}", "-Xptxas=-v", "-std=c++17", FTZ_FLAG, *include_flags(path)]
-    return options + [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    options += [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    # CuPy hands NVRTC each option as UTF-8; a folder's name read under a locale that is not
+    # UTF-8 (LC_ALL=POSIX with PYTHONCOERCECLOCALE=0, latin-1) is given as its bytes
+    return [os.fsencode(o).decode("utf-8", "surrogateescape") for o in options]
 
 
 def _whole_cubin(program: int, version: str) -> bytes:
@@ -177,10 +180,17 @@ def compile_cubin(
     from cupy_backends.cuda.libs import nvrtc
 
     compiler = f"nvrtc {version}"
+    try:  # CuPy hands NVRTC UTF-8: a name whose bytes are not (b'\xff') cannot be given it
+        options = _nvrtc_options(path, arch, defines)
+        "".join([path.name, *options]).encode()
+    except UnicodeEncodeError:
+        where = os.fsencode(path.resolve().parent).decode("utf-8", "backslashreplace")
+        return FileReport(path.name, False, compiler, error=f"NVRTC takes UTF-8 paths: {where}"
+                          f"/{path.name!a} is not one"), None  # fmt: skip
     program = nvrtc.createProgram(kernel_source.read_source(path), path.name, [], [])
     try:
         try:
-            nvrtc.compileProgram(program, _nvrtc_options(path, arch, defines))
+            nvrtc.compileProgram(program, options)
         except nvrtc.NVRTCError:
             log = nvrtc.getProgramLog(program)
             return FileReport(path.name, False, compiler, error=_first_error(log), log=log), None
@@ -193,13 +203,20 @@ def compile_cubin(
 
 
 @cache
-def nvcc_version(nvcc: str) -> str:
-    """'13.0' from `nvcc --version` ('release 13.0, V13.0.88'), or '' where it does not say."""
+def _nvcc_run(nvcc: str) -> tuple[str, str]:
+    """(`nvcc --version`'s output, '') or ('', why it did not run): once per process."""
     try:
         out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    m = re.search(r"release (\d+\.\d+)", out.stdout)
+    except subprocess.TimeoutExpired:
+        return "", "it did not answer --version within 60 s"
+    except (OSError, subprocess.SubprocessError) as err:
+        return "", str(err)
+    return out.stdout, ""
+
+
+def nvcc_version(nvcc: str) -> str:
+    """'13.0' from `nvcc --version` ('release 13.0, V13.0.88'), or '' where it does not say."""
+    m = re.search(r"release (\d+\.\d+)", _nvcc_run(nvcc)[0])
     return m.group(1) if m else ""
 
 
@@ -211,6 +228,10 @@ def compile_nvcc(
     if nvcc is None:
         return FileReport(path.name, False, "nvcc", error="nvcc not on PATH")
     compiler = f"nvcc {nvcc_version(nvcc)}".strip()
+    why = _nvcc_run(nvcc)[1]
+    if why:  # not a file that runs, or one that hangs: the kernels are not checked by it
+        return FileReport(path.name, False, compiler, error=f"not checked: {nvcc} cannot run: "
+                          f"{why}", checked=False)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             nvcc,
@@ -226,7 +247,11 @@ def compile_nvcc(
             str(Path(tmp, "k.cubin")),
             str(path),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as err:
+            return FileReport(path.name, False, compiler, error=f"not checked: {nvcc} did not "
+                              f"finish: {err}", checked=False)  # fmt: skip
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         return FileReport(path.name, False, compiler, error=_first_error(log), log=log)

@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -78,16 +79,52 @@ def compiler_version(cxx: str) -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    given = os.environ.get("XDG_CACHE_HOME")
+    base = given or os.path.join(os.path.expanduser("~"), ".cache")
     path = Path(base) / "gputrack" / "emu"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # XDG_CACHE_HOME a file, or a path under one; a read-only home
+        origin = "XDG_CACHE_HOME" if given else "the home folder's .cache"
+        raise KernelError(
+            f"the emu cache folder {path} (from {origin}) cannot be made: "
+            f"{err.strerror or err}"
+        ) from None
     return path
+
+
+def _complete_elf(path: Path) -> bool:
+    """Whether `path` is an ELF file holding every byte its headers point at: a library cut
+    short (a build killed as it was copied, a full disk, a crash before the data reached the
+    disk) would crash the process with SIGBUS when dlopen maps it, not fail."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        return False
+    end = "<" if data[5] == 1 else ">"
+    # (word, where e_phoff/e_shoff and then e_phentsize.. lie, a program header's p_offset)
+    word, offs, sizes, p_offset = ("Q", 32, 54, 8) if data[4] == 2 else ("I", 28, 42, 4)
+    phoff, shoff = struct.unpack_from(end + word * 2, data, offs)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", data, sizes)
+    size = len(data)
+    if phoff + phnum * phentsize > size or shoff + shnum * shentsize > size:
+        return False
+    for i in range(phnum):  # p_filesz lies 3 words after p_offset (ELF32 and ELF64 alike)
+        at = phoff + i * phentsize + p_offset
+        (offset,) = struct.unpack_from(end + word, data, at)
+        (filesz,) = struct.unpack_from(end + word, data, at + 3 * p_offset)
+        if offset + filesz > size:
+            return False
+    return True
 
 
 def _hash_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for p in paths:
-        digest.update(str(p).encode())
+        digest.update(os.fsencode(p))  # a path's bytes, whatever the locale
         digest.update(p.read_bytes())
     return digest.hexdigest()[:24]
 
@@ -133,7 +170,8 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> Path:
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    _build_atomically(target, lambda tmp: tmp.write_text(text))
+    # paths in it (its #include) as the bytes they are, whatever the locale's encoding
+    _build_atomically(target, lambda tmp: tmp.write_bytes(os.fsencode(text)))
 
 
 @cache
@@ -146,7 +184,7 @@ def runtime_library() -> Path:
     key = _hash_files([RUNTIME_SOURCE, EMU_DIR / "emu_abi.h"])
     key = hashlib.sha256(f"{key} {flags} {compiler_version(cxx)}".encode()).hexdigest()
     target = cache_dir() / f"libgputrack_emu_rt-{key[:24]}.so"
-    if not target.exists():
+    if not _complete_elf(target):  # absent, or cut short: built (again)
         _build_atomically(
             target,
             lambda tmp: _run_compiler(
@@ -184,12 +222,13 @@ def module_library(path: Path, defines: dict[str, str]) -> Path:
             runtime.name,
             _hash_files(_emu_files()),
             _hash_files(files),
-            *map(str, include_dirs),
+            # the folders' bytes as text, whatever the locale (the digest hashes UTF-8)
+            *(os.fsencode(d).decode("utf-8", "backslashreplace") for d in include_dirs),
         ]
     )
     digest = kernel_source.source_digest(path, extra=extra)
     target = cache_dir() / f"{path.stem}-{digest}.so"
-    if target.exists():
+    if _complete_elf(target):  # one cut short is built again
         return target
 
     arrays = source.dynamic_shared_arrays(files)
