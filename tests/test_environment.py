@@ -187,3 +187,28 @@ def test_check_with_an_nvcc_that_cannot_run(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--strict" in err[0] and "cannot run" in err[0]
     compile_report._nvcc_run.cache_clear()
+
+
+def test_missing_default_model_names_the_gputrack_data_given(tmp_path, monkeypatch):
+    from gputrack.dsp.detector import default_model
+    from gputrack.errors import GputrackError
+
+    junk = tmp_path / "data.txt"
+    junk.write_text("not a folder\n")
+    monkeypatch.setenv("GPUTRACK_DATA", str(junk))
+    with pytest.raises(GputrackError, match=f"GPUTRACK_DATA is {junk}: point it at the shared"):
+        default_model()
+    monkeypatch.delenv("GPUTRACK_DATA")
+    monkeypatch.setattr("gputrack.dsp.detector.data_dir", lambda: tmp_path / "none")
+    with pytest.raises(GputrackError, match=r"\(set GPUTRACK_DATA, or pass --model\)"):
+        default_model()
+
+
+def test_onnxruntime_gets_the_bytes_of_a_model_whose_name_is_no_utf8(tmp_path):
+    from gputrack.dsp.runner import _ort_source
+    from gputrack.models import SYNTHETIC_DET
+
+    assert _ort_source(SYNTHETIC_DET) == str(SYNTHETIC_DET)  # a path: external weights beside
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/m\xff.onnx"))  # a surrogate in the name
+    odd.write_bytes(SYNTHETIC_DET.read_bytes())
+    assert _ort_source(odd) == SYNTHETIC_DET.read_bytes()

@@ -411,3 +411,11 @@ def test_a_failure_while_building_the_run_closes_the_source(tmp_path, monkeypatc
                  "--model", str(bad)]) == 1  # fmt: skip
     assert "not a readable ONNX file" in capsys.readouterr().err
     assert len(opened) == 1 and opened[0].closed
+
+
+def test_the_summary_table_keeps_its_numbers_on_a_narrow_terminal(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "20")
+    assert main(["run", "synthetic:64x48", "--detector", "truth", "--frames", "2", "--no-ui",
+                 "--backend", "cpu"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "…" not in out and "p99 ms" in out and "total" in out

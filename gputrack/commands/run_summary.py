@@ -14,6 +14,8 @@ from gputrack.commands.run_setup import RunParts
 from gputrack.latency import REL_ERROR
 from gputrack.outputs.files import is_stdout
 
+TABLE_MIN_WIDTH = 40  # columns: the latency table's stage names and numbers, whole
+
 
 def make_summary(
     args: argparse.Namespace,
@@ -131,6 +133,10 @@ def print_summary(s: dict[str, Any], stream: TextIO) -> None:
         table.add_column(col, justify="left" if col == "stage" else "right")
     for k in s["stage_ms_p50"]:
         table.add_row(k, f"{s['stage_ms_p50'][k]:.2f}", f"{s['stage_ms_p99'][k]:.2f}")
+    # never narrower than its numbers (COLUMNS=20 had cut them to "0.…"): a line longer
+    # than a narrow terminal wraps there, a number cut short is lost
+    if console.width < TABLE_MIN_WIDTH:
+        console = Console(file=stream, highlight=False, soft_wrap=True, width=TABLE_MIN_WIDTH)
     console.print(table)
     if not s["stage_ms_exact"]:
         from gputrack import latency

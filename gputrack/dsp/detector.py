@@ -4,6 +4,7 @@ normalisation), the network, the head decode + NMS - on one backend."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,10 @@ def default_model() -> Path:
     """FastestDet (COCO-80) from GPUTRACK_DATA, or a clear error: the default on real video."""
     path = data_dir() / DEFAULT_MODEL
     if not path.is_file():
-        raise GputrackError(
-            f"no default model: {path} is absent (set GPUTRACK_DATA or pass --model)"
-        )
+        given = os.environ.get("GPUTRACK_DATA")
+        hint = (f"GPUTRACK_DATA is {given}: point it at the shared data folder"
+                if given else "set GPUTRACK_DATA")  # fmt: skip
+        raise GputrackError(f"no default model: {path} is absent ({hint}, or pass --model)")
     return path
 
 

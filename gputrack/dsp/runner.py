@@ -133,6 +133,19 @@ class Network:
         ]
 
 
+def _ort_source(model: str | Path | Any) -> str | bytes:
+    """What onnxruntime opens: the path (external weights are found beside it), or the file's
+    bytes where the path is no UTF-8 text (a name not in the locale's encoding), which
+    onnxruntime refuses with a message that names nothing."""
+    if not isinstance(model, (str, Path)):
+        return model.SerializeToString()
+    try:
+        str(model).encode("utf-8")
+        return str(model)
+    except UnicodeEncodeError:
+        return Path(model).read_bytes()
+
+
 def _onnxruntime_session(model: str | Path | Any) -> Any:
     try:
         import onnxruntime as ort
@@ -140,7 +153,7 @@ def _onnxruntime_session(model: str | Path | Any) -> Any:
         raise GputrackError(
             "the cpu backend runs networks with onnxruntime: not installed"
         ) from None
-    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    source = _ort_source(model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     with errors_named(model):
