@@ -631,7 +631,10 @@ def torch_network(model: Path, tensor_host: np.ndarray, head_ref: np.ndarray,
 
 
 # --- the benchmark -------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, res: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The benchmark; its results go into `res` (a new dict if None) as they are measured, so
+    that a run stopped part way (gpu_check's time limit) still has what it measured."""
+    res = {} if res is None else res
     name = args.backend
     if name == "auto":
         name = "cuda" if probe("cuda").available else "cpu"
@@ -652,10 +655,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model = None
             notes.append(f"no network: {err}; detections come from the ground-truth stand-in, "
                          "the dsp/decode/download stages are not run")  # fmt: skip
-    res: dict[str, Any] = {"backend": name, "size": [w, h], "fps": args.fps,
-                           "deadline_ms": 1e3 / args.fps, "frames": frames,
-                           "model": str(model) if model else None, "cpu": cpu_name(),
-                           "notes": notes}  # fmt: skip
+    res.update({"backend": name, "size": [w, h], "fps": args.fps,
+                "deadline_ms": 1e3 / args.fps, "frames": frames,
+                "model": str(model) if model else None, "cpu": cpu_name(),
+                "notes": notes})  # fmt: skip
     graphs = args.engine == "graph" or (args.engine == "auto" and name == "cuda")
     if graphs and not be.runs_kernels:
         raise UsageError(f"--engine graph needs a backend that runs kernels, not {name}")
@@ -859,9 +862,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
     ap.check_output("--json", args.json)  # now, not after the benchmark
+    res: dict[str, Any] = {}
     try:
-        res = run(args)
+        with stopped_by_sigterm():
+            run(args, res)
         res["summary"] = report(res)
+    except Stopped:  # `timeout` (gpu_check.sh's step limit): keep what was measured
+        print("bench_deadline: stopped by SIGTERM; partial results written", file=sys.stderr)
+        with contextlib.suppress(GputrackError, OSError):
+            write_json(args.json, {**res, "summary": {"error": "stopped by SIGTERM before "
+                                                      "the end: partial results"}})
+        return 143
     except (GputrackError, ValueError, OSError) as err:
         print(f"bench_deadline: error: {err}", file=sys.stderr)
         # gpu_check.sh's summary table shows the error from the JSON; failing to write it
@@ -875,6 +886,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_deadline: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+class Stopped(Exception):
+    """SIGTERM arrived during the benchmark."""
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm():
+    """SIGTERM raises `Stopped` inside (and is restored after): `timeout` ends a step of
+    gpu_check.sh so, and the results measured until then are still written."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def finite_json(value: Any) -> Any:

@@ -248,3 +248,29 @@ def test_json_is_strict_json(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__, "-q"]))
+
+
+def test_sigterm_part_way_writes_what_was_measured(tmp_path, monkeypatch):
+    """gpu_check.sh ends a step over its time limit with SIGTERM (`timeout`): the JSON then
+    holds what was measured so far, and says it stopped, instead of nothing."""
+    import os
+    import signal
+
+    bench = _bench()
+    real = bench.frame_loop
+
+    calls = []
+
+    def loop_then_term(*args, **kwargs):  # SIGTERM during the second loop (free-running)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "frame_loop", loop_then_term)
+    out = tmp_path / "deadline.json"
+    rc = bench.main(["--backend", "cpu", "--size", "96x64", "--frames", "3", "--json", str(out)])
+    res = json.loads(out.read_text())
+    assert rc == 143 and "SIGTERM" in res["summary"]["error"]
+    assert res["backend"] == "cpu" and res["paced"]["frames"] == 3 and "free" not in res
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is undone
