@@ -16,20 +16,6 @@ import numpy as np
 from gputrack.errors import GputrackError
 
 
-def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
-    """As `cv2.imread(path, flags)`: the decoded image, or None where there is none."""
-    try:
-        data = np.fromfile(Path(path), np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    try:
-        return cv2.imdecode(data, flags)
-    except cv2.error:
-        return None
-
-
 def encode_image(suffix: str, image: np.ndarray) -> bytes | None:
     """The file's bytes in the format `suffix` names ('.png'), or None where OpenCV cannot
     write that format or this image in it (a colour image as .pgm)."""

@@ -205,7 +205,11 @@ def scene_linear(scene: np.ndarray, params: SensorParams) -> np.ndarray:
 def reference(scene: np.ndarray, params: SensorParams, frame: int = 0) -> np.ndarray:
     """The sensor model in float64: uint16[H, W] RAW mosaic."""
     check_scene(scene)
-    scene, frame = native(scene), check_frame(frame)
+    return _reference(native(scene), params, check_frame(frame))
+
+
+def _reference(scene: np.ndarray, params: SensorParams, frame: int) -> np.ndarray:
+    """`reference` on a scene and frame number already checked (`SensorModel.render` has)."""
     h, w = scene.shape[:2]
     isp = params.isp
     lin = scene_linear(scene, params)
@@ -292,7 +296,7 @@ class SensorModel:
         scene, frame = native(scene), check_frame(frame)
         if self._module is None:
             host = scene if isinstance(scene, np.ndarray) else self.backend.to_host(scene)
-            raw = reference(host, p, frame)
+            raw = _reference(host, p, frame)  # checked above: once a frame
             return self.raw_frame(raw, frame) if download else raw
         if isinstance(scene, np.ndarray) and scene.dtype not in (np.uint8, np.float32):
             # A host scene with no kernel of its own (uint16 from a 16-bit image folder, every
